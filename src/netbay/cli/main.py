@@ -1,0 +1,95 @@
+"""The `netbay` command: a thin client of netbayd (it starts the daemon when needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from .. import __version__
+from ..client import Client
+from ..errors import NetbayError
+from . import container, network
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netbay",
+        description="Container networking for Linux: Docker's network models on real kernel "
+        "objects, with a Docker-compatible API (netbayd).",
+        epilog="Environment: NETBAY_ROOT (state, default /var/lib/netbay), NETBAY_SOCKET "
+        "(default /run/netbay/netbay.sock), NETBAY_NETNS_DIR (default /run/netns).",
+    )
+    parser.add_argument("--version", action="version", version=f"netbay {__version__}")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
+    network.add_parser(sub)
+    container.add_parsers(sub)
+
+    d = sub.add_parser("daemon", help="control netbayd")
+    d.add_argument("action", choices=("start", "stop", "status"))
+    d.set_defaults(func=daemon)
+
+    s = sub.add_parser("system", help="maintenance")
+    s.add_argument("action", choices=("gc", "audit"),
+                   help="gc: repair what interrupted operations left; audit: record vs kernel")
+    s.set_defaults(func=system)
+    return parser
+
+
+def daemon(client: Client, args: argparse.Namespace) -> int:
+    if args.action == "start":
+        if not client.ping():
+            client.start_daemon()
+        print(f"netbayd running, socket {client.paths.socket}")
+        return 0
+    pid_file = client.paths.root / "netbayd.pid"
+    running = client.ping()
+    if args.action == "status":
+        version = client.get("/version")["Version"] if running else None
+        print(f"netbayd {'running, version ' + version if running else 'not running'}")
+        return 0 if running else 3
+    if not running or not pid_file.exists():
+        print("netbayd not running")
+        return 0
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and client.ping():
+        time.sleep(0.05)
+    print("netbayd stopped")
+    return 0
+
+
+def system(client: Client, args: argparse.Namespace) -> int:
+    if args.action == "gc":
+        report = client.post("/system/gc")
+        print(json.dumps(report, indent=2))
+        return 0
+    problems = client.get("/system/audit")["Problems"]
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    client = Client(autostart=args.command_name != "daemon" or args.action == "start")
+    try:
+        code: Any = args.func(client, args)
+        return int(code or 0)
+    except NetbayError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

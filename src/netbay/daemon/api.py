@@ -1,0 +1,175 @@
+"""Request routing: Docker Engine API network endpoints, plus netbay's own container and
+system endpoints. Pure dispatch over the engine; HTTP plumbing lives in server.py."""
+
+from __future__ import annotations
+
+import platform
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from .. import __version__
+from ..engine import Host
+from ..errors import NotFoundError
+from ..model import Container, Endpoint, Network
+from . import wire
+from .filters import network_matches, parse_filters
+from .reaper import Reaper
+
+Response = tuple[int, Any]
+_VERSION_PREFIX = re.compile(r"^/v\d+(\.\d+)?(?=/)")
+
+
+class Api:
+    def __init__(self, host: Host, reaper: Reaper) -> None:
+        self.host = host
+        self.reaper = reaper
+        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Response]]] = []
+        for method, pattern, handler in (
+            ("GET", r"/_ping", self.ping),
+            ("HEAD", r"/_ping", self.ping),
+            ("GET", r"/version", self.version),
+            ("GET", r"/networks", self.list_networks),
+            ("POST", r"/networks/create", self.create_network),
+            ("POST", r"/networks/prune", self.prune_networks),
+            ("GET", r"/networks/(?P<ref>[^/]+)", self.inspect_network),
+            ("DELETE", r"/networks/(?P<ref>[^/]+)", self.remove_network),
+            ("POST", r"/networks/(?P<ref>[^/]+)/connect", self.connect),
+            ("POST", r"/networks/(?P<ref>[^/]+)/disconnect", self.disconnect),
+            ("GET", r"/containers/json", self.list_containers),
+            ("POST", r"/containers/create", self.create_container),
+            ("GET", r"/containers/(?P<ref>[^/]+)/json", self.inspect_container),
+            ("POST", r"/containers/(?P<ref>[^/]+)/start", self.start_container),
+            ("POST", r"/containers/(?P<ref>[^/]+)/started", self.container_started),
+            ("POST", r"/containers/(?P<ref>[^/]+)/exited", self.container_exited),
+            ("POST", r"/containers/(?P<ref>[^/]+)/stop", self.stop_container),
+            ("DELETE", r"/containers/(?P<ref>[^/]+)", self.remove_container),
+            ("POST", r"/system/gc", self.gc),
+            ("GET", r"/system/audit", self.audit),
+        ):
+            self._routes.append((method, re.compile(pattern + "$"), handler))
+
+    def dispatch(self, method: str, target: str, body: Any) -> Response:
+        path, _, query = target.partition("?")
+        path = _VERSION_PREFIX.sub("", path)
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        allowed = False
+        for route_method, pattern, handler in self._routes:
+            match = pattern.match(path)
+            if match:
+                allowed = True
+                if route_method == method:
+                    return handler(params=params, body=body or {}, **match.groupdict())
+        if allowed:
+            return 405, {"message": f"method {method} not allowed on {path}"}
+        return 404, {"message": f"page not found: {path}"}
+
+    # --- system ------------------------------------------------------------------------
+    def ping(self, **_: Any) -> Response:
+        return 200, "OK"
+
+    def version(self, **_: Any) -> Response:
+        return 200, {
+            "Platform": {"Name": "netbay"},
+            "Version": __version__,
+            "ApiVersion": wire.API_VERSION,
+            "MinAPIVersion": wire.MIN_API_VERSION,
+            "Os": "linux",
+            "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+            "KernelVersion": platform.release(),
+            "Components": [{"Name": "netbay", "Version": __version__, "Details": {}}],
+        }
+
+    def gc(self, **_: Any) -> Response:
+        return 200, self.host.gc().as_dict()
+
+    def audit(self, **_: Any) -> Response:
+        return 200, {"Problems": self.host.audit()}
+
+    # --- networks ----------------------------------------------------------------------
+    def _members(self, network: Network) -> list[tuple[Container, Endpoint | None]]:
+        containers = {c.id: c for c in self.host.containers()}
+        members: list[tuple[Container, Endpoint | None]] = [
+            (containers[e.container_id], e)
+            for e in self.host.store.endpoints(network_id=network.id)
+            if e.container_id in containers and e.state == "ready"
+        ]
+        if network.builtin and network.driver in ("host", "null"):
+            mode = "host" if network.driver == "host" else "none"
+            members += [(c, None) for c in containers.values() if c.network_mode == mode]
+        return members
+
+    def list_networks(self, params: dict[str, str], **_: Any) -> Response:
+        filters = parse_filters(params.get("filters"))
+        nets = [n for n in self.host.networks() if n.state == "ready"]
+        chosen = [n for n in nets if network_matches(n, filters, lambda n: bool(self._members(n)))]
+        return 200, [wire.network_json(n, []) for n in chosen]
+
+    def inspect_network(self, ref: str, **_: Any) -> Response:
+        network = self.host.network(ref)
+        return 200, wire.network_json(network, self._members(network))
+
+    def create_network(self, body: dict[str, Any], **_: Any) -> Response:
+        network = self.host.create_network(wire.network_spec(body))
+        return 201, {"Id": network.id, "Warning": ""}
+
+    def remove_network(self, ref: str, **_: Any) -> Response:
+        self.host.remove_network(ref)
+        return 204, None
+
+    def prune_networks(self, **_: Any) -> Response:
+        return 200, {"NetworksDeleted": self.host.prune_networks()}
+
+    def connect(self, ref: str, body: dict[str, Any], **_: Any) -> Response:
+        container, ip, aliases = wire.attach_request(body)
+        self.host.connect(ref, container, ip, aliases)
+        return 200, None
+
+    def disconnect(self, ref: str, body: dict[str, Any], **_: Any) -> Response:
+        if not body.get("Container"):
+            raise NotFoundError("a container is required")
+        self.host.disconnect(ref, str(body["Container"]), bool(body.get("Force")))
+        return 200, None
+
+    # --- containers --------------------------------------------------------------------
+    def _container_json(self, container: Container) -> dict[str, Any]:
+        return wire.container_json(container, self.host.container_endpoints(container))
+
+    def list_containers(self, params: dict[str, str], **_: Any) -> Response:
+        show_all = params.get("all") in ("1", "true")
+        chosen = [
+            c for c in self.host.containers()
+            if c.state not in ("creating", "removing") and (show_all or c.state == "running")
+        ]
+        return 200, [self._container_json(c) for c in chosen]
+
+    def create_container(self, body: dict[str, Any], **_: Any) -> Response:
+        container = self.host.create_container(wire.container_spec(body))
+        return 201, {"Id": container.id, "Warnings": []}
+
+    def inspect_container(self, ref: str, **_: Any) -> Response:
+        return 200, self._container_json(self.host.container(ref))
+
+    def start_container(self, ref: str, **_: Any) -> Response:
+        container, child = self.host.start_container(ref)
+        self.reaper.watch(container.id, child)
+        return 204, None
+
+    def container_started(self, ref: str, body: dict[str, Any], **_: Any) -> Response:
+        """A foreground `netbay run`: the client started the process itself."""
+        self.host.mark_started(ref, int(body.get("Pid") or 0))
+        return 204, None
+
+    def container_exited(self, ref: str, body: dict[str, Any], **_: Any) -> Response:
+        code = body.get("ExitCode")
+        self.host.mark_exited(ref, int(code) if code is not None else None)
+        return 204, None
+
+    def stop_container(self, ref: str, params: dict[str, str], **_: Any) -> Response:
+        self.host.stop_container(ref, float(params.get("t", "10")))
+        return 204, None
+
+    def remove_container(self, ref: str, params: dict[str, str], **_: Any) -> Response:
+        self.host.remove_container(ref, force=params.get("force") in ("1", "true"))
+        return 204, None

@@ -1,0 +1,211 @@
+"""Records to the Docker Engine API's JSON shapes (and back again for requests)."""
+
+from __future__ import annotations
+
+from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
+from typing import Any
+
+from ..errors import ConfigError
+from ..model import AttachRequest, Container, ContainerSpec, Endpoint, Network, NetworkSpec, SubnetConfig
+
+API_VERSION = "1.41"
+MIN_API_VERSION = "1.24"
+
+
+# --- responses ---------------------------------------------------------------------------
+def network_json(network: Network, members: list[tuple[Container, Endpoint | None]]) -> dict[str, Any]:
+    config = []
+    for s in network.subnets:
+        entry: dict[str, Any] = {"Subnet": str(s.subnet)}
+        if s.ip_range:
+            entry["IPRange"] = str(s.ip_range)
+        if s.gateway:
+            entry["Gateway"] = str(s.gateway)
+        if s.aux_addresses:
+            entry["AuxiliaryAddresses"] = {k: str(v) for k, v in s.aux_addresses.items()}
+        config.append(entry)
+    containers = {}
+    for container, endpoint in members:
+        containers[container.id] = {
+            "Name": container.name,
+            "EndpointID": endpoint.id if endpoint else "",
+            "MacAddress": (endpoint.mac or "") if endpoint else "",
+            "IPv4Address": str(endpoint.address) if endpoint and endpoint.address else "",
+            "IPv6Address": "",
+        }
+    return {
+        "Name": network.name,
+        "Id": network.id,
+        "Created": network.created,
+        "Scope": network.scope,
+        "Driver": network.driver,
+        "EnableIPv4": True,
+        "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": config},
+        "Internal": network.internal,
+        "Attachable": network.attachable,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": containers,
+        "Options": dict(network.options),
+        "Labels": dict(network.labels),
+    }
+
+
+def container_json(
+    container: Container, endpoints: list[tuple[Network, Endpoint]]
+) -> dict[str, Any]:
+    networks = {}
+    for network, e in endpoints:
+        networks[network.name] = {
+            "NetworkID": network.id,
+            "EndpointID": e.id,
+            "Gateway": str(next((s.gateway for s in network.subnets if e.address and s.gateway
+                                 and e.address.ip in s.subnet), "")),
+            "IPAddress": str(e.address.ip) if e.address else "",
+            "IPPrefixLen": e.address.network.prefixlen if e.address else 0,
+            "MacAddress": e.mac or "",
+            "Aliases": list(e.aliases),
+            "Interface": e.ifname,
+            "HostInterface": e.host_ifname or "",
+            "DefaultRoute": e.gateway is not None,
+        }
+    if container.network_mode in ("host", "none"):
+        networks[container.network_mode] = {"NetworkID": "", "EndpointID": "", "IPAddress": ""}
+    return {
+        "Id": container.id,
+        "Name": "/" + container.name,
+        "Created": container.created,
+        "Path": container.command[0] if container.command else "",
+        "Args": list(container.command[1:]),
+        "State": {
+            "Status": container.state,
+            "Running": container.state == "running",
+            "Pid": container.pid if container.state == "running" else 0,
+            "ExitCode": container.exit_code,
+        },
+        "Config": {
+            "Hostname": container.hostname,
+            "Cmd": list(container.command),
+            "Env": [f"{k}={v}" for k, v in dict(container.config.get("env") or {}).items()],  # type: ignore[call-overload]
+        },
+        "HostConfig": {
+            "NetworkMode": container.config.get("network", container.network_mode),
+            "Dns": container.config.get("dns", []),
+            "DnsSearch": container.config.get("dns_search", []),
+            "DnsOptions": container.config.get("dns_options", []),
+            "ExtraHosts": [f"{h}:{a}" for h, a in container.config.get("extra_hosts", [])],  # type: ignore[attr-defined]
+        },
+        "NetworkSettings": {"SandboxKey": container.netns or "", "Networks": networks},
+    }
+
+
+# --- requests ----------------------------------------------------------------------------
+def _net(field: str, value: Any) -> IPv4Network:
+    try:
+        return IPv4Network(str(value), strict=True)
+    except (AddressValueError, NetmaskValueError, ValueError) as exc:
+        raise ConfigError(field, value, f"not an IPv4 CIDR ({exc})") from None
+
+
+def _addr(field: str, value: Any) -> IPv4Address:
+    try:
+        return IPv4Address(str(value))
+    except (AddressValueError, ValueError):
+        raise ConfigError(field, value, "not an IPv4 address") from None
+
+
+def _str_map(field: str, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(field, value, "expected an object of strings")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def network_spec(body: dict[str, Any]) -> NetworkSpec:
+    """POST /networks/create's body (what the docker client sends) into a NetworkSpec."""
+    name = body.get("Name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("name", name, "a network name is required")
+    if body.get("EnableIPv6"):
+        raise ConfigError("ipv6", True, "IPv6 networks are not supported yet")
+    ipam = body.get("IPAM") or {}
+    if (ipam.get("Driver") or "default") != "default":
+        raise ConfigError("ipam-driver", ipam.get("Driver"), "only the default IPAM driver exists")
+    subnets = []
+    for entry in ipam.get("Config") or []:
+        if not entry.get("Subnet"):
+            raise ConfigError("subnet", "", "each IPAM config needs a subnet")
+        aux = {
+            k: _addr("aux-address", v) for k, v in (entry.get("AuxiliaryAddresses") or {}).items()
+        }
+        subnets.append(
+            SubnetConfig(
+                subnet=_net("subnet", entry["Subnet"]),
+                gateway=_addr("gateway", entry["Gateway"]) if entry.get("Gateway") else None,
+                ip_range=_net("ip-range", entry["IPRange"]) if entry.get("IPRange") else None,
+                aux_addresses=aux,
+            )
+        )
+    return NetworkSpec(
+        name=name,
+        driver=body.get("Driver") or "bridge",
+        subnets=tuple(subnets),
+        internal=bool(body.get("Internal")),
+        attachable=bool(body.get("Attachable")),
+        options=_str_map("opt", body.get("Options")),
+        labels=_str_map("label", body.get("Labels")),
+    )
+
+
+def container_spec(body: dict[str, Any]) -> ContainerSpec:
+    command = body.get("Cmd") or []
+    if not isinstance(command, list) or not command:
+        raise ConfigError("command", command, "a command to run is required")
+    networks = []
+    for entry in body.get("Networks") or [{"Network": "bridge"}]:
+        ip = entry.get("IPv4Address")
+        networks.append(
+            AttachRequest(
+                network=str(entry.get("Network") or "bridge"),
+                ip=_addr("ip", ip) if ip else None,
+                aliases=tuple(str(a) for a in entry.get("Aliases") or ()),
+            )
+        )
+    extra_hosts = []
+    for item in body.get("ExtraHosts") or []:
+        host, sep, address = str(item).rpartition(":")
+        if not sep or not host:
+            raise ConfigError("add-host", item, "expected HOST:IP")
+        extra_hosts.append((host, _addr("add-host", address)))
+    env = {}
+    for item in body.get("Env") or []:
+        key, sep, value = str(item).partition("=")
+        if not key:
+            raise ConfigError("env", item, "expected KEY=VALUE")
+        env[key] = value
+    return ContainerSpec(
+        command=tuple(str(c) for c in command),
+        name=body.get("Name") or None,
+        hostname=body.get("Hostname") or None,
+        networks=tuple(networks),
+        dns=tuple(_addr("dns", d) for d in body.get("Dns") or ()),
+        dns_search=tuple(str(s) for s in body.get("DnsSearch") or ()),
+        dns_options=tuple(str(s) for s in body.get("DnsOptions") or ()),
+        extra_hosts=tuple(extra_hosts),
+        workdir=body.get("WorkingDir") or None,
+        env=env,
+    )
+
+
+def attach_request(body: dict[str, Any]) -> tuple[str, IPv4Address | None, tuple[str, ...]]:
+    """POST /networks/{id}/connect: {"Container", "EndpointConfig": {"IPAMConfig", "Aliases"}}."""
+    container = body.get("Container")
+    if not container:
+        raise ConfigError("container", container, "a container is required")
+    config = body.get("EndpointConfig") or {}
+    ip = (config.get("IPAMConfig") or {}).get("IPv4Address")
+    aliases = tuple(str(a) for a in config.get("Aliases") or ())
+    return str(container), _addr("ip", ip) if ip else None, aliases

@@ -1,0 +1,97 @@
+"""The bridge driver: a Linux bridge holding the gateway address, one veth pair per endpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from ipaddress import IPv4Interface
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from ..model import Endpoint, Network, NetworkSpec
+from ..plan.naming import bridge_device
+from .base import check_known_options, parse_bool, parse_int
+
+if TYPE_CHECKING:
+    from ..kernel.host import HostKernel
+
+OPT_NAME = "com.docker.network.bridge.name"
+OPT_MTU = "com.docker.network.driver.mtu"
+BOOL_OPTIONS = frozenset(
+    {
+        "com.docker.network.bridge.enable_ip_masquerade",
+        "com.docker.network.bridge.enable_icc",
+        "com.docker.network.bridge.default_bridge",
+    }
+)
+KNOWN = BOOL_OPTIONS | {
+    OPT_NAME,
+    OPT_MTU,
+    "com.docker.network.bridge.host_binding_ipv4",
+    "com.docker.network.host_ipv4",
+    "com.docker.network.container_iface_prefix",
+}
+_IFNAME_BAD = set("/ \t\n:")
+
+
+class BridgeDriver:
+    name = "bridge"
+    mode = "private"
+
+    def validate(self, spec: NetworkSpec, network_id: str) -> Network:
+        check_known_options(spec.options, KNOWN, self.name)
+        for key in BOOL_OPTIONS & spec.options.keys():
+            parse_bool(f"opt {key}", spec.options[key])
+        device = spec.options.get(OPT_NAME) or bridge_device(network_id)
+        if len(device) > 15 or not device or _IFNAME_BAD & set(device):
+            raise ConfigError(f"opt {OPT_NAME}", device, "not a valid interface name (1-15 chars)")
+        mtu = None
+        if OPT_MTU in spec.options:
+            mtu = parse_int(f"opt {OPT_MTU}", spec.options[OPT_MTU], 68, 65535)
+        return Network(
+            id=network_id,
+            name=spec.name,
+            driver=self.name,
+            created="",
+            subnets=spec.subnets,
+            internal=spec.internal,
+            attachable=spec.attachable,
+            options=dict(spec.options),
+            labels=dict(spec.labels),
+            device=device,
+            mtu=mtu,
+        )
+
+    def setup(self, kernel: HostKernel, network: Network) -> Network:
+        assert network.device is not None
+        gateways = [
+            IPv4Interface((s.gateway, s.subnet.prefixlen)) for s in network.subnets if s.gateway
+        ]
+        created = kernel.ensure_bridge(network.id, network.device, network.mtu, gateways)
+        kernel.enable_forwarding()
+        return dataclasses.replace(network, device_created=created)
+
+    def teardown(self, kernel: HostKernel, network: Network) -> None:
+        if network.device and network.device_created:
+            kernel.remove_link(network.device)
+        kernel.forget_bridge(network.id)
+
+    def attach(
+        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path, default_route: bool
+    ) -> None:
+        assert network.device is not None and endpoint.host_ifname is not None
+        kernel.attach_veth(
+            bridge=network.device,
+            bridge_key=network.id,
+            host_ifname=endpoint.host_ifname,
+            ifname=endpoint.ifname,
+            netns=netns,
+            mac=endpoint.mac,
+            mtu=network.mtu,
+            address=endpoint.address,
+            gateway=endpoint.gateway if default_route else None,
+        )
+
+    def detach(self, kernel: HostKernel, network: Network, endpoint: Endpoint) -> None:
+        if endpoint.host_ifname:
+            kernel.remove_link(endpoint.host_ifname)

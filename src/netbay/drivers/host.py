@@ -1,0 +1,41 @@
+"""The host driver: containers share the host's network namespace; nothing to make."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from ..model import Endpoint, Network, NetworkSpec
+
+if TYPE_CHECKING:
+    from ..kernel.host import HostKernel
+
+
+class _ModeDriver:
+    """A network that is a namespace mode rather than kernel objects (host, none)."""
+
+    name = ""
+    mode = ""
+
+    def validate(self, spec: NetworkSpec, network_id: str) -> Network:
+        raise ConfigError("driver", self.name, f"only the built-in {self.mode!r} network uses it")
+
+    def setup(self, kernel: HostKernel, network: Network) -> Network:
+        return network
+
+    def teardown(self, kernel: HostKernel, network: Network) -> None:
+        return None
+
+    def attach(
+        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path, default_route: bool
+    ) -> None:
+        raise ConfigError("network", network.name, "containers join it by network mode, not attach")
+
+    def detach(self, kernel: HostKernel, network: Network, endpoint: Endpoint) -> None:
+        return None
+
+
+class HostDriver(_ModeDriver):
+    name = "host"
+    mode = "host"

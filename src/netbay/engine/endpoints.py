@@ -1,0 +1,94 @@
+"""Attach and detach: the hot path. Record first (the lease), then the kernel, then mark ready,
+so a crash at any point leaves a record that gc can finish or undo."""
+
+from __future__ import annotations
+
+import dataclasses
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+
+from .. import faults
+from ..drivers import get_driver
+from ..errors import ConfigError, ConflictError, NotFoundError
+from ..ids import new_id
+from ..ipam.allocator import pick_address
+from ..model import CREATING, READY, REMOVING, Container, Endpoint, Network
+from ..plan.naming import host_veth, mac_for, next_ifname
+from .base import EngineBase
+
+
+class EndpointOps(EngineBase):
+    def attach_endpoint(
+        self,
+        container: Container,
+        network: Network,
+        ip: IPv4Address | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> Endpoint:
+        if container.netns is None or container.network_mode != "private":
+            raise ConfigError(
+                "container", container.name, f"uses the {container.network_mode} network mode"
+            )
+        driver = get_driver(network.driver)
+        if driver.mode != "private":
+            raise ConfigError("network", network.name, "cannot be attached to (a network mode)")
+        with self.kernel.lock:
+            endpoint = self._record_endpoint(container, network, ip, aliases)
+            faults.point("attach:recorded")
+            try:
+                driver.attach(
+                    self.kernel, network, endpoint, Path(container.netns),
+                    default_route=endpoint.gateway is not None,
+                )
+            except BaseException:
+                self._drop_endpoint(network, endpoint)
+                raise
+            faults.point("attach:kernel")
+            self.store.update_endpoint(endpoint.id, state=READY, owner="")
+        return dataclasses.replace(endpoint, state=READY, owner="")
+
+    def _record_endpoint(
+        self, container: Container, network: Network, ip: IPv4Address | None, aliases: tuple[str, ...]
+    ) -> Endpoint:
+        with self.store.transaction():
+            current = self.store.find_network(network.id)
+            if current is None or current.state != READY:
+                raise NotFoundError(f"network {network.name} not found")
+            mine = self.store.endpoints(container_id=container.id)
+            if any(e.network_id == network.id for e in mine):
+                raise ConflictError(
+                    f"endpoint with name {container.name} already exists in network {network.name}"
+                )
+            config, address = pick_address(
+                network.subnets, self.store.used_addresses(network.id), ip
+            )
+            has_default = any(e.gateway is not None for e in mine)
+            endpoint_id = new_id()
+            endpoint = Endpoint(
+                id=endpoint_id,
+                network_id=network.id,
+                container_id=container.id,
+                ifname=next_ifname(e.ifname for e in mine),
+                host_ifname=host_veth(endpoint_id),
+                mac=mac_for(address),
+                address=IPv4Interface((address, config.subnet.prefixlen)),
+                gateway=None if (network.internal or has_default) else config.gateway,
+                aliases=aliases,
+                state=CREATING,
+                owner=self.owner,
+            )
+            self.store.put_endpoint(endpoint)
+        return endpoint
+
+    def detach_endpoint(self, network: Network, endpoint: Endpoint) -> None:
+        with self.kernel.lock:
+            self.store.update_endpoint(endpoint.id, state=REMOVING, owner=self.owner)
+            faults.point("detach:marked")
+            self._drop_endpoint(network, endpoint)
+
+    def _drop_endpoint(self, network: Network, endpoint: Endpoint) -> None:
+        try:
+            get_driver(network.driver).detach(self.kernel, network, endpoint)
+            faults.point("detach:kernel")
+        finally:
+            self.store.delete_endpoint(endpoint.id)

@@ -1,0 +1,154 @@
+"""Network lifecycle: create (validate all, record, make, mark ready), remove, prune."""
+
+from __future__ import annotations
+
+import dataclasses
+from ipaddress import IPv4Network
+
+from .. import faults
+from ..clock import now_rfc3339
+from ..drivers import get_driver
+from ..errors import ConfigError, ConflictError, InUseError, NotFoundError
+from ..ids import new_id, valid_name
+from ..ipam.allocator import check_no_overlap, complete
+from ..ipam.pools import DEFAULT_BRIDGE_POOL, choose_subnet, overlaps_any
+from ..model import CREATING, READY, REMOVING, Network, NetworkSpec, SubnetConfig
+from ..plan.naming import DEFAULT_BRIDGE_DEVICE
+from .base import EngineBase
+
+BUILTIN_NAMES = ("bridge", "host", "none")
+
+
+class NetworkOps(EngineBase):
+    def networks(self) -> list[Network]:
+        return self.store.networks()
+
+    def network(self, ref: str) -> Network:
+        network = self.store.find_network(ref)
+        if network is None or network.state == REMOVING:
+            raise NotFoundError(f"network {ref} not found")
+        return network
+
+    def create_network(self, spec: NetworkSpec) -> Network:
+        """Validate everything, record the network, make its kernel objects, mark it ready."""
+        if not valid_name(spec.name):
+            raise ConfigError("name", spec.name, "use letters, digits, '_', '.', '-' (max 63)")
+        driver = get_driver(spec.driver)
+        network = driver.validate(spec, new_id())
+        with self.kernel.lock:
+            with self.store.transaction():
+                network = self._complete_new_network(network)
+                self.store.put_network(network)
+            faults.point("network:recorded")
+            try:
+                network = driver.setup(self.kernel, network)
+            except BaseException:
+                self._drop_network(network)
+                raise
+            self.store.update_network(
+                network.id, state=READY, owner="", device_created=network.device_created
+            )
+        return dataclasses.replace(network, state=READY, owner="")
+
+    def _complete_new_network(self, network: Network) -> Network:
+        existing = self.store.networks()
+        for other in existing:
+            if other.name == network.name:
+                raise ConflictError(f"network with name {network.name} already exists")
+            if network.device and other.device == network.device:
+                raise ConflictError(
+                    f"invalid opt com.docker.network.bridge.name {network.device!r}: "
+                    f"used by network {other.name}"
+                )
+        subnets = network.subnets
+        if not subnets:
+            taken = [s.subnet for n in existing for s in n.subnets]
+            taken += self.kernel.taken_networks()
+            subnets = (SubnetConfig(choose_subnet(taken)),)
+        completed = tuple(complete(s) for s in subnets)
+        check_no_overlap(completed, {n.name: [s.subnet for s in n.subnets] for n in existing})
+        return dataclasses.replace(
+            network, subnets=completed, created=now_rfc3339(), state=CREATING, owner=self.owner
+        )
+
+    def _drop_network(self, network: Network) -> None:
+        """Undo a network: kernel objects first (best effort), then the record."""
+        try:
+            get_driver(network.driver).teardown(self.kernel, network)
+        finally:
+            self.store.delete_network(network.id)
+
+    def remove_network(self, ref: str) -> None:
+        with self.kernel.lock:
+            with self.store.transaction():
+                network = self.network(ref)
+                if network.builtin:
+                    raise InUseError(
+                        f"{network.name} is a pre-defined network and cannot be removed"
+                    )
+                if self.store.endpoint_count(network.id) or self._mode_users(network):
+                    raise InUseError(
+                        f"error while removing network: network {network.name} id "
+                        f"{network.id} has active endpoints"
+                    )
+                self.store.update_network(network.id, state=REMOVING, owner=self.owner)
+            faults.point("network:removing")
+            self._drop_network(network)
+
+    def prune_networks(self) -> list[str]:
+        removed = []
+        for network in self.store.networks():
+            if network.builtin or network.state != READY:
+                continue
+            try:
+                self.remove_network(network.id)
+            except (InUseError, NotFoundError):
+                continue
+            removed.append(network.name)
+        return removed
+
+    def _mode_users(self, network: Network) -> int:
+        return 0  # only built-in networks carry mode users (host, none)
+
+    # --- built-ins and start-up ------------------------------------------------------
+    def ensure_builtin_networks(self) -> None:
+        """Docker's three: `bridge` (device netbay0), `host`, `none`; re-make bridges after a
+        reboot or manual deletion."""
+        with self.kernel.lock:
+            with self.store.transaction():
+                names = {n.name for n in self.store.networks()}
+                if "bridge" not in names:
+                    self.store.put_network(self._default_bridge_record())
+                for name, driver in (("host", "host"), ("none", "null")):
+                    if name not in names:
+                        self.store.put_network(
+                            Network(
+                                id=new_id(), name=name, driver=driver, created=now_rfc3339(),
+                                subnets=(), builtin=True,
+                            )
+                        )
+            for network in self.store.networks():
+                if network.state == READY and network.driver == "bridge":
+                    made = get_driver("bridge").setup(self.kernel, network)
+                    if made.device_created and not network.device_created:
+                        self.store.update_network(network.id, device_created=True)
+
+    def _default_bridge_record(self) -> Network:
+        taken = [s.subnet for n in self.store.networks() for s in n.subnets]
+        taken += self.kernel.taken_networks()
+        subnet: IPv4Network = DEFAULT_BRIDGE_POOL
+        if overlaps_any(subnet, taken):
+            subnet = choose_subnet(taken)
+        return Network(
+            id=new_id(),
+            name="bridge",
+            driver="bridge",
+            created=now_rfc3339(),
+            subnets=(complete(SubnetConfig(subnet)),),
+            builtin=True,
+            options={
+                "com.docker.network.bridge.default_bridge": "true",
+                "com.docker.network.bridge.name": DEFAULT_BRIDGE_DEVICE,
+            },
+            device=DEFAULT_BRIDGE_DEVICE,
+        )

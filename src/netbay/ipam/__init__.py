@@ -1,0 +1,1 @@
+"""Pure address management: pool choice, subnet validation, address picking."""

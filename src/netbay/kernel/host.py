@@ -1,0 +1,130 @@
+"""The host side of netbay's kernel work: one netlink socket for the host namespace, the
+bridge index cache, and the veth attach/detach steps of the hot path."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+from ..errors import KernelError
+from . import netns as netns_mod
+from . import sysctl
+from .links import Netlink
+
+
+class HostKernel:
+    """All kernel changes the engine makes go through here; safe to share between threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._host = Netlink(None)
+        self._bridge_index: dict[str, int] = {}
+
+    def close(self) -> None:
+        self._host.close()
+
+    # --- networks --------------------------------------------------------------------
+    def ensure_bridge(
+        self, key: str, name: str, mtu: int | None, addresses: Iterable[IPv4Interface]
+    ) -> bool:
+        with self.lock:
+            index, created = self._host.ensure_bridge(name, mtu)
+            for address in addresses:
+                self._host.ensure_address(index, address)
+            self._bridge_index[key] = index
+            return created
+
+    def forget_bridge(self, key: str) -> None:
+        self._bridge_index.pop(key, None)
+
+    def enable_forwarding(self) -> None:
+        sysctl.ensure("net.ipv4.ip_forward", "1")
+
+    def remove_link(self, name: str) -> bool:
+        with self.lock:
+            return self._host.remove_link(name)
+
+    def link_exists(self, name: str) -> bool:
+        with self.lock:
+            return self._host.link(name) is not None
+
+    def link_names(self) -> set[str]:
+        with self.lock:
+            return {str(m.get("IFLA_IFNAME")) for m in self._host.links()}
+
+    def bridge_ports(self, bridge: str) -> set[str]:
+        with self.lock:
+            links = self._host.links()
+        index = next((int(m["index"]) for m in links if m.get("IFLA_IFNAME") == bridge), None)
+        return {str(m.get("IFLA_IFNAME")) for m in links if index and m.get("IFLA_MASTER") == index}
+
+    def taken_networks(self) -> list[IPv4Network]:
+        """Subnets in use on the host: its addresses' networks and its routes' destinations."""
+        with self.lock:
+            nets = [a.network for a in self._host.addresses() if not a.ip.is_loopback]
+            nets.extend(self._host.routed_networks())
+        return nets
+
+    # --- endpoints (the hot path) -----------------------------------------------------
+    def _bridge(self, key: str, name: str) -> int:
+        index = self._bridge_index.get(key)
+        if index is None:
+            index = self._host.index(name)
+            if index is None:
+                raise KernelError(f"bridge {name} does not exist", errno.ENODEV)
+            self._bridge_index[key] = index
+        return index
+
+    def attach_veth(
+        self,
+        *,
+        bridge: str,
+        bridge_key: str,
+        host_ifname: str,
+        ifname: str,
+        netns: Path,
+        mac: str | None,
+        mtu: int | None,
+        address: IPv4Interface | None,
+        gateway: IPv4Address | None,
+    ) -> None:
+        """veth pair with the host end on the bridge, the other end configured in NETNS.
+
+        Netlink round trips: veth add (enslaved, up, peer born in the netns), then in the
+        container namespace: index lookup, up, address, default route."""
+        with self.lock, Netlink(netns) as inside:
+            try:
+                self._host.add_veth(
+                    host_ifname, ifname, netns, master=self._bridge(bridge_key, bridge),
+                    peer_mac=mac, mtu=mtu,
+                )
+            except KernelError as exc:
+                if exc.errno != errno.ENODEV:
+                    raise
+                self.forget_bridge(bridge_key)  # stale cached index: the bridge was re-made
+                self._host.add_veth(
+                    host_ifname, ifname, netns, master=self._bridge(bridge_key, bridge),
+                    peer_mac=mac, mtu=mtu,
+                )
+            index = inside.index(ifname)
+            if index is None:
+                raise KernelError(f"{ifname} did not appear in {netns}", errno.ENODEV)
+            inside.set_up(index)
+            if address is not None:
+                inside.ensure_address(index, address)
+            if gateway is not None:
+                inside.ensure_default_route(gateway)
+
+    # --- namespaces -------------------------------------------------------------------
+    def create_netns(self, path: Path) -> None:
+        netns_mod.create(path)
+        with Netlink(path) as inside:
+            inside.set_up(1)  # lo
+
+    def delete_netns(self, path: Path) -> None:
+        netns_mod.delete(path)
+
+

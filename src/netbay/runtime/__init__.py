@@ -1,0 +1,1 @@
+"""Lightweight containers: a process in its own network, UTS and mount namespaces."""

@@ -1,0 +1,112 @@
+"""Fixtures: every kernel test runs in a throwaway network namespace standing in for the host,
+with its own state root, socket and netns directory; teardown always runs and removes what
+the test made (processes by recorded PID, namespaces by their pinned files)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import Env, kill_recorded_processes, link_names
+
+
+def _root() -> bool:
+    return os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _root():
+        return
+    skip = pytest.mark.skip(reason="needs root (kernel tier)")
+    for item in items:
+        if "kernel" in item.keywords or "e2e" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def host_ns(tmp_path: Path) -> Iterator[Path]:
+    """This thread (and every process it starts) lives in a fresh namespace for the test."""
+    from netbay import _linux
+    from netbay.kernel import netns
+    from netbay.kernel.links import Netlink
+
+    path = tmp_path / "hostns"
+    netns.create(path)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY)
+    _linux.setns(fd, _linux.CLONE_NEWNET)
+    os.close(fd)
+    try:
+        with Netlink(None) as nl:
+            nl.set_up(1)
+        yield path
+    finally:
+        _linux.setns(home, _linux.CLONE_NEWNET)
+        os.close(home)
+        _cleanup_mounts(tmp_path)
+        netns.delete(path)
+
+
+def _cleanup_mounts(tmp_path: Path) -> None:
+    """Unmount every mount the test left under its directory (netns pins, the shared dir)."""
+    from netbay import _linux
+
+    prefix = str(tmp_path) + "/"
+    with open("/proc/self/mountinfo", encoding="utf-8") as info:
+        targets = [line.split()[4] for line in info if line.split()[4].startswith(prefix)]
+    for target in sorted(targets, key=len, reverse=True):
+        if target.endswith("/hostns"):
+            continue
+        with contextlib.suppress(OSError):
+            _linux.umount(target)
+
+
+@pytest.fixture
+def paths(tmp_path: Path, host_ns: Path):  # type: ignore[no-untyped-def]
+    from netbay.paths import Paths
+
+    resolv = tmp_path / "resolv.conf"
+    # A nameserver inside the test's own address space: nothing can leave the machine.
+    resolv.write_text("nameserver 127.0.0.53\nnameserver 10.99.99.53\n")
+    os.environ["NETBAY_RESOLV_CONF"] = str(resolv)
+    p = Paths(root=tmp_path / "state", socket=tmp_path / "netbay.sock", netns_dir=tmp_path / "netns")
+    try:
+        yield p
+    finally:
+        kill_recorded_processes(p.db)
+        os.environ.pop("NETBAY_RESOLV_CONF", None)
+
+
+@pytest.fixture
+def host(paths):  # type: ignore[no-untyped-def]
+    from netbay import Host
+
+    h = Host(paths)
+    try:
+        yield h
+    finally:
+        kill_recorded_processes(paths.db)
+        h.close()
+
+
+@pytest.fixture
+def env(paths, tmp_path: Path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
+    e = Env(paths, tmp_path)
+    try:
+        yield e
+    finally:
+        e.stop_daemon()
+        kill_recorded_processes(paths.db)
+
+
+__all__ = ["host_ns", "paths", "host", "env", "link_names", "sqlite3", "signal", "subprocess",
+           "sys", "time"]

@@ -1,0 +1,108 @@
+"""Test helpers: run the CLI, snapshot kernel and store state, kill recorded processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from netbay import _linux
+from netbay.paths import Paths
+
+
+def kill_recorded_processes(db: Path) -> None:
+    """SIGKILL the container processes the record names (PID and start time both match)."""
+    if not db.exists():
+        return
+    with contextlib.closing(sqlite3.connect(str(db), timeout=30)) as conn:
+        rows = conn.execute("SELECT pid, pid_start FROM containers WHERE pid > 0").fetchall()
+    for pid, start in rows:
+        if _linux.process_alive(pid, start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def link_names(netns: Path | None = None) -> set[str]:
+    from netbay.kernel.links import Netlink
+
+    with Netlink(netns) as nl:
+        return {str(m.get("IFLA_IFNAME")) for m in nl.links()}
+
+
+class Env:
+    """The CLI and daemon of one test, all inside the test's host namespace."""
+
+    def __init__(self, paths: Paths, tmp: Path) -> None:
+        self.paths = paths
+        self.tmp = tmp
+        self.environ = dict(os.environ)
+        self.environ.update(
+            NETBAY_ROOT=str(paths.root),
+            NETBAY_SOCKET=str(paths.socket),
+            NETBAY_NETNS_DIR=str(paths.netns_dir),
+        )
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "netbay", *args], env=self.environ, capture_output=True,
+            text=True, timeout=timeout, **kw,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"netbay {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args).stdout)
+
+    def daemon_pid(self) -> int | None:
+        pid_file = self.paths.root / "netbayd.pid"
+        try:
+            return int(pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def stop_daemon(self, sig: int = signal.SIGTERM) -> None:
+        pid = self.daemon_pid()
+        if pid is None:
+            return
+        start = _linux.process_start_time(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _linux.process_alive(pid, start):
+            time.sleep(0.02)
+        if _linux.process_alive(pid, start):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+
+    def in_container(self, name: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("exec", name, "--", *cmd, check=check)
+
+
+def store_rows(db: Path) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(str(db), timeout=30)) as conn:
+        out = []
+        for table in ("networks", "containers", "endpoints"):
+            out += [(table, *r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY id")]
+        return out
+
+
+def netns_files(paths: Paths) -> set[str]:
+    return {p.name for p in paths.netns_dir.iterdir()} if paths.netns_dir.exists() else set()
+
+
+def snapshot(paths: Paths) -> dict[str, Any]:
+    """Kernel and store state of the test host, to compare before and after a refused call."""
+    return {
+        "links": link_names(),
+        "netns": netns_files(paths),
+        "store": store_rows(paths.db) if paths.db.exists() else [],
+    }
