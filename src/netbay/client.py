@@ -58,6 +58,7 @@ class Client:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else {}
         for attempt in range(2):
+            reused = self._conn is not None
             if self._conn is None:
                 self._conn = _UnixConnection(str(self.paths.socket), self.timeout)
             try:
@@ -65,10 +66,14 @@ class Client:
                 response = self._conn.getresponse()
                 raw = response.read()
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.close()  # a kept-alive connection the daemon closed: retry once
-                if attempt:
-                    raise
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self.close()
+                if reused and not attempt:
+                    continue  # an idle kept-alive connection the daemon closed: safe to resend
+                raise DaemonError(
+                    f"netbayd closed the connection during {method} {path}; "
+                    f"see {self.paths.daemon_log}"
+                ) from exc
             except OSError:
                 self.close()
                 raise

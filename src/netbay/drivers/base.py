@@ -21,6 +21,10 @@ class Driver(Protocol):
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
         """Parse and check the spec into the record to create; no I/O, raises ConfigError."""
 
+    def claim(self, kernel: HostKernel, network: Network) -> Network:
+        """Note in the record which devices netbay is about to create (before it does, so a
+        crash mid-setup still knows what to remove); reads the kernel, changes nothing."""
+
     def setup(self, kernel: HostKernel, network: Network) -> Network:
         """Make the network's kernel objects; returns the record with what was made."""
 

@@ -62,6 +62,10 @@ class BridgeDriver:
             mtu=mtu,
         )
 
+    def claim(self, kernel: HostKernel, network: Network) -> Network:
+        assert network.device is not None
+        return dataclasses.replace(network, device_created=not kernel.link_exists(network.device))
+
     def setup(self, kernel: HostKernel, network: Network) -> Network:
         assert network.device is not None
         gateways = [
@@ -69,7 +73,7 @@ class BridgeDriver:
         ]
         created = kernel.ensure_bridge(network.id, network.device, network.mtu, gateways)
         kernel.enable_forwarding()
-        return dataclasses.replace(network, device_created=created)
+        return dataclasses.replace(network, device_created=network.device_created or created)
 
     def teardown(self, kernel: HostKernel, network: Network) -> None:
         if network.device and network.device_created:

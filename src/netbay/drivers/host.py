@@ -21,6 +21,9 @@ class _ModeDriver:
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
         raise ConfigError("driver", self.name, f"only the built-in {self.mode!r} network uses it")
 
+    def claim(self, kernel: HostKernel, network: Network) -> Network:
+        return network
+
     def setup(self, kernel: HostKernel, network: Network) -> Network:
         return network
 

@@ -37,7 +37,7 @@ class NetworkOps(EngineBase):
         network = driver.validate(spec, new_id())
         with self.kernel.lock:
             with self.store.transaction():
-                network = self._complete_new_network(network)
+                network = driver.claim(self.kernel, self._complete_new_network(network))
                 self.store.put_network(network)
             faults.point("network:recorded")
             try:
@@ -86,7 +86,7 @@ class NetworkOps(EngineBase):
                     raise InUseError(
                         f"{network.name} is a pre-defined network and cannot be removed"
                     )
-                if self.store.endpoint_count(network.id) or self._mode_users(network):
+                if self.store.endpoint_count(network.id):
                     raise InUseError(
                         f"error while removing network: network {network.name} id "
                         f"{network.id} has active endpoints"
@@ -106,9 +106,6 @@ class NetworkOps(EngineBase):
                 continue
             removed.append(network.name)
         return removed
-
-    def _mode_users(self, network: Network) -> int:
-        return 0  # only built-in networks carry mode users (host, none)
 
     # --- built-ins and start-up ------------------------------------------------------
     def ensure_builtin_networks(self) -> None:
