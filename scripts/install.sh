@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs what netbay needs on Debian 12 (run as root): system packages from apt, Python
 # dependencies from pyproject.toml into ./.venv. Safe to run again.
+#   --test  also what the test suite drives: the docker command-line client (taken out of
+#           Debian's docker.io package into .venv/bin, so no Docker daemon is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
 
 packages=(python3 python3-venv python3-pip iproute2 iputils-ping util-linux procps)
 missing=()
@@ -22,3 +26,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> pip install -e .[test]"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+if [ "$want_test" = 1 ] && ! command -v docker >/dev/null && [ ! -x .venv/bin/docker ]; then
+  echo "==> docker client from Debian's docker.io (client binary only, no daemon)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q docker.io 2>/dev/null \
+     && dpkg-deb --fsys-tarfile docker.io_*.deb | tar -x ./usr/bin/docker)
+  install -m 0755 "$tmp/usr/bin/docker" .venv/bin/docker
+  rm -rf "$tmp"
+fi

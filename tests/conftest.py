@@ -78,7 +78,9 @@ def paths(tmp_path: Path, host_ns: Path):  # type: ignore[no-untyped-def]
     # A nameserver inside the test's own address space: nothing can leave the machine.
     resolv.write_text("nameserver 127.0.0.53\nnameserver 10.99.99.53\n")
     os.environ["NETBAY_RESOLV_CONF"] = str(resolv)
-    p = Paths(root=tmp_path / "state", socket=tmp_path / "netbay.sock", netns_dir=tmp_path / "netns")
+    p = Paths(
+        root=tmp_path / "state", socket=tmp_path / "netbay.sock", netns_dir=tmp_path / "netns"
+    )
     try:
         yield p
     finally:
@@ -108,5 +110,15 @@ def env(paths, tmp_path: Path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
         kill_recorded_processes(paths.db)
 
 
-__all__ = ["host_ns", "paths", "host", "env", "link_names", "sqlite3", "signal", "subprocess",
-           "sys", "time"]
+__all__ = [
+    "host_ns",
+    "paths",
+    "host",
+    "env",
+    "link_names",
+    "sqlite3",
+    "signal",
+    "subprocess",
+    "sys",
+    "time",
+]

@@ -25,7 +25,15 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .engine import Host
-    from .model import AttachRequest, Container, ContainerSpec, Endpoint, Network, NetworkSpec, SubnetConfig
+    from .model import (
+        AttachRequest,
+        Container,
+        ContainerSpec,
+        Endpoint,
+        Network,
+        NetworkSpec,
+        SubnetConfig,
+    )
     from .paths import Paths
 
 

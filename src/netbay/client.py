@@ -89,7 +89,9 @@ class Client:
             status, payload = self._raw(method, path, body)
         except (FileNotFoundError, ConnectionRefusedError):
             if not self.autostart:
-                raise DaemonError(f"netbayd is not running (no socket at {self.paths.socket})") from None
+                raise DaemonError(
+                    f"netbayd is not running (no socket at {self.paths.socket})"
+                ) from None
             self.start_daemon()
             status, payload = self._raw(method, path, body)
         if status >= 400:
@@ -123,9 +125,19 @@ class Client:
         self.paths.root.mkdir(parents=True, exist_ok=True)
         with open(self.paths.daemon_log, "ab") as log:
             subprocess.Popen(
-                [sys.executable, "-m", "netbay.daemon", "--root", str(self.paths.root),
-                 "--socket", str(self.paths.socket)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "netbay.daemon",
+                    "--root",
+                    str(self.paths.root),
+                    "--socket",
+                    str(self.paths.socket),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
                 close_fds=True,
             )
         deadline = time.monotonic() + wait

@@ -6,10 +6,10 @@ the daemon and CLI, not here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from types import MappingProxyType
-from typing import Mapping
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -27,7 +27,7 @@ class SubnetConfig:
     subnet: IPv4Network
     gateway: IPv4Address | None = None
     ip_range: IPv4Network | None = None
-    aux_addresses: Mapping[str, IPv4Address] = field(default_factory=lambda: EMPTY)
+    aux_addresses: Mapping[str, IPv4Address] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -32,20 +32,43 @@ def test_two_containers_ping_each_other_and_the_host_pings_them(env: Env) -> Non
     assert subprocess.run(["ping", "-c", "1", "-W", "2", ip1], capture_output=True).returncode == 0
     bridge = "br-" + net["Id"][:12]
     route = env.in_container("env1", "ip", "-j", "route").stdout
-    assert {"dst": "default", "gateway": gateway, "dev": "eth0"}.items() <= json.loads(route)[0].items()
+    assert {"dst": "default", "gateway": gateway, "dev": "eth0"}.items() <= json.loads(route)[
+        0
+    ].items()
     assert bridge in link_names()
     # inspect matches the kernel: address and MAC of eth0 inside env1
     addr = json.loads(env.in_container("env1", "ip", "-j", "addr", "show", "eth0").stdout)[0]
     assert addr["address"] == members["env1"]["MacAddress"]
-    assert f"{addr['addr_info'][0]['local']}/{addr['addr_info'][0]['prefixlen']}" == members["env1"]["IPv4Address"]
-    assert env.run("exec", "env1", "--", "hostname").stdout.strip() == env.json("inspect", "env1")[0]["Config"]["Hostname"]
+    assert (
+        f"{addr['addr_info'][0]['local']}/{addr['addr_info'][0]['prefixlen']}"
+        == members["env1"]["IPv4Address"]
+    )
+    assert (
+        env.run("exec", "env1", "--", "hostname").stdout.strip()
+        == env.json("inspect", "env1")[0]["Config"]["Hostname"]
+    )
 
 
 def test_static_ip_is_honoured(env: Env) -> None:
     env.run("network", "create", "--subnet", "10.77.0.0/24", "--gateway", "10.77.0.254", "asgard")
-    env.run("run", "-d", "--name", "env1", "--network", "asgard", "--ip", "10.77.0.8", "--", "sleep", "infinity")
+    env.run(
+        "run",
+        "-d",
+        "--name",
+        "env1",
+        "--network",
+        "asgard",
+        "--ip",
+        "10.77.0.8",
+        "--",
+        "sleep",
+        "infinity",
+    )
     out = json.loads(env.in_container("env1", "ip", "-j", "-4", "addr", "show", "eth0").stdout)
     assert out[0]["addr_info"][0]["local"] == "10.77.0.8"
-    assert env.json("inspect", "env1")[0]["NetworkSettings"]["Networks"]["asgard"]["IPAddress"] == "10.77.0.8"
+    assert (
+        env.json("inspect", "env1")[0]["NetworkSettings"]["Networks"]["asgard"]["IPAddress"]
+        == "10.77.0.8"
+    )
     route = json.loads(env.in_container("env1", "ip", "-j", "route").stdout)
     assert route[0]["gateway"] == "10.77.0.254"

@@ -22,8 +22,10 @@ def test_parallel_runs_get_distinct_addresses_and_removal_leaves_nothing(env: En
         f"for i in $(seq {EACH}); do {sys.executable} -m netbay run -d --network asgard "
         "-- sleep infinity >/dev/null || exit 1; done"
     )
-    workers = [subprocess.Popen(["bash", "-c", loop], env=env.environ, stderr=subprocess.PIPE,
-                                text=True) for _ in range(WORKERS)]
+    workers = [
+        subprocess.Popen(["bash", "-c", loop], env=env.environ, stderr=subprocess.PIPE, text=True)
+        for _ in range(WORKERS)
+    ]
     errors = [w.communicate(timeout=600)[1] for w in workers]
     assert [w.returncode for w in workers] == [0] * WORKERS, errors
 
@@ -31,8 +33,16 @@ def test_parallel_runs_get_distinct_addresses_and_removal_leaves_nothing(env: En
     addresses = {IPv4Interface(m["IPv4Address"]).ip for m in members}
     assert len(members) == len(addresses) == WORKERS * EACH
     bridge = "br-" + env.json("network", "inspect", "asgard")[0]["Id"][:12]
-    ports = subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True,
-                           text=True, check=True).stdout.strip().splitlines()
+    ports = (
+        subprocess.run(
+            ["ip", "-o", "link", "show", "master", bridge],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     assert len(ports) == WORKERS * EACH
     assert len(netns_files(env.paths)) == WORKERS * EACH
     running = env.run("ps", "-q", "--no-trunc").stdout.split()

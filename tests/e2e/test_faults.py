@@ -6,22 +6,35 @@ from __future__ import annotations
 
 import pytest
 
-from netbay import _linux
-
 from helpers import Env, link_names, netns_files, store_rows
+from netbay import _linux
 
 pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
 
-SETUP = [("network", "create", "--subnet", "10.70.0.0/24", "asgard"),
-         ("run", "-d", "--name", "env1", "--network", "asgard", "--", "sleep", "infinity")]
+SETUP = [
+    ("network", "create", "--subnet", "10.70.0.0/24", "asgard"),
+    ("run", "-d", "--name", "env1", "--network", "asgard", "--", "sleep", "infinity"),
+]
 
 FAULTS = [
     ("network:recorded", ("network", "create", "--subnet", "10.71.0.0/24", "late")),
     ("network:removing", ("network", "rm", "empty")),
-    ("container:recorded", ("run", "-d", "--name", "env2", "--network", "asgard", "--", "sleep", "infinity")),
-    ("container:netns", ("run", "-d", "--name", "env2", "--network", "asgard", "--", "sleep", "infinity")),
-    ("attach:recorded", ("run", "-d", "--name", "env2", "--network", "asgard", "--", "sleep", "infinity")),
-    ("attach:kernel", ("run", "-d", "--name", "env2", "--network", "asgard", "--", "sleep", "infinity")),
+    (
+        "container:recorded",
+        ("run", "-d", "--name", "env2", "--network", "asgard", "--", "sleep", "infinity"),
+    ),
+    (
+        "container:netns",
+        ("run", "-d", "--name", "env2", "--network", "asgard", "--", "sleep", "infinity"),
+    ),
+    (
+        "attach:recorded",
+        ("run", "-d", "--name", "env2", "--network", "asgard", "--", "sleep", "infinity"),
+    ),
+    (
+        "attach:kernel",
+        ("run", "-d", "--name", "env2", "--network", "asgard", "--", "sleep", "infinity"),
+    ),
     ("attach:kernel", ("network", "connect", "empty", "env1")),
     ("detach:marked", ("network", "disconnect", "asgard", "env1")),
     ("detach:kernel", ("network", "disconnect", "asgard", "env1")),
@@ -41,13 +54,19 @@ def assert_consistent(env: Env) -> None:
     veths = {name for name in link_names() if name.startswith("nbv")}
     assert veths == recorded_veths
     bridges = {r[11] for r in rows if r[0] == "networks" and r[11]}
-    assert {n for n in link_names() if n.startswith("br-")} == {b for b in bridges if b.startswith("br-")}
+    assert {n for n in link_names() if n.startswith("br-")} == {
+        b for b in bridges if b.startswith("br-")
+    }
     dirs = {p.name for p in env.paths.containers.iterdir()}
     assert dirs == {r[1] for r in rows if r[0] == "containers"}
 
 
-@pytest.mark.parametrize(("point", "command"), FAULTS, ids=[f"{p}-{c[0]}-{c[1]}" for p, c in FAULTS])
-def test_daemon_killed_mid_operation_is_repaired(env: Env, point: str, command: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("point", "command"), FAULTS, ids=[f"{p}-{c[0]}-{c[1]}" for p, c in FAULTS]
+)
+def test_daemon_killed_mid_operation_is_repaired(
+    env: Env, point: str, command: tuple[str, ...]
+) -> None:
     for step in SETUP:
         env.run(*step)
     env.run("network", "create", "--subnet", "10.72.0.0/24", "empty")

@@ -53,7 +53,9 @@ def test_connect_and_disconnect_a_running_container(env: Env) -> None:
 
     env.run("network", "disconnect", "back", "app")
     assert links_inside(env, "app") == {"lo", "eth0"}
-    assert "app" not in {m["Name"] for m in env.json("network", "inspect", "back")[0]["Containers"].values()}
+    assert "app" not in {
+        m["Name"] for m in env.json("network", "inspect", "back")[0]["Containers"].values()
+    }
     assert "10.62.0.50" not in env.in_container("app", "cat", "/etc/hosts").stdout
     back_bridge = "br-" + env.json("network", "inspect", "back")[0]["Id"][:12]
     assert env.json("inspect", "app")[0]["NetworkSettings"]["Networks"].keys() == {"front"}
@@ -62,9 +64,25 @@ def test_connect_and_disconnect_a_running_container(env: Env) -> None:
 
 def test_container_files_hostname_and_lo(env: Env) -> None:
     env.run("network", "create", "asgard")
-    env.run("run", "-d", "--name", "env1", "--hostname", "odin", "--network", "asgard",
-            "--dns", "10.99.0.53", "--dns-search", "example.test", "--add-host", "db.test:10.1.2.3",
-            "--", "sleep", "infinity")
+    env.run(
+        "run",
+        "-d",
+        "--name",
+        "env1",
+        "--hostname",
+        "odin",
+        "--network",
+        "asgard",
+        "--dns",
+        "10.99.0.53",
+        "--dns-search",
+        "example.test",
+        "--add-host",
+        "db.test:10.1.2.3",
+        "--",
+        "sleep",
+        "infinity",
+    )
     assert env.in_container("env1", "hostname").stdout.strip() == "odin"
     resolv = env.in_container("env1", "cat", "/etc/resolv.conf").stdout
     assert "nameserver 10.99.0.53" in resolv and "search example.test" in resolv
@@ -85,7 +103,9 @@ def test_host_resolver_on_loopback_is_left_out(env: Env) -> None:
 
 
 def test_foreground_run_returns_the_exit_code_and_rm_cleans_up(env: Env) -> None:
-    result = env.run("run", "--rm", "--name", "fg", "--", "sh", "-c", "ip -br link; exit 7", check=False)
+    result = env.run(
+        "run", "--rm", "--name", "fg", "--", "sh", "-c", "ip -br link; exit 7", check=False
+    )
     assert result.returncode == 7
     assert "eth0" in result.stdout
     assert env.run("ps", "-a", "-q").stdout.strip() == ""

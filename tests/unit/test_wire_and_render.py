@@ -15,26 +15,48 @@ from netbay.plan.naming import host_veth, mac_for, next_ifname
 
 
 def test_network_spec_from_docker_body() -> None:
-    spec = wire.network_spec({
-        "Name": "asgard", "Driver": "bridge", "Internal": True,
-        "IPAM": {"Config": [{"Subnet": "10.5.0.0/24", "Gateway": "10.5.0.9",
-                             "IPRange": "10.5.0.128/25", "AuxiliaryAddresses": {"r": "10.5.0.2"}}]},
-        "Options": {"com.docker.network.driver.mtu": "1400"}, "Labels": {"a": "b"},
-    })
+    spec = wire.network_spec(
+        {
+            "Name": "asgard",
+            "Driver": "bridge",
+            "Internal": True,
+            "IPAM": {
+                "Config": [
+                    {
+                        "Subnet": "10.5.0.0/24",
+                        "Gateway": "10.5.0.9",
+                        "IPRange": "10.5.0.128/25",
+                        "AuxiliaryAddresses": {"r": "10.5.0.2"},
+                    }
+                ]
+            },
+            "Options": {"com.docker.network.driver.mtu": "1400"},
+            "Labels": {"a": "b"},
+        }
+    )
     assert spec.internal and spec.labels == {"a": "b"}
     sub = spec.subnets[0]
     assert (sub.subnet, sub.gateway, sub.ip_range) == (
-        IPv4Network("10.5.0.0/24"), IPv4Address("10.5.0.9"), IPv4Network("10.5.0.128/25"))
+        IPv4Network("10.5.0.0/24"),
+        IPv4Address("10.5.0.9"),
+        IPv4Network("10.5.0.128/25"),
+    )
     assert sub.aux_addresses == {"r": IPv4Address("10.5.0.2")}
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"Name": "x", "IPAM": {"Config": [{"Subnet": "10.5.0.1/24"}]}}, "subnet"),
-    ({"Name": "x", "IPAM": {"Config": [{"Subnet": "nonsense"}]}}, "subnet"),
-    ({"Name": "x", "IPAM": {"Config": [{"Subnet": "10.5.0.0/24", "Gateway": "10.5.0.300"}]}}, "gateway"),
-    ({"Name": ""}, "name"),
-    ({"Name": "x", "EnableIPv6": True}, "ipv6"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"Name": "x", "IPAM": {"Config": [{"Subnet": "10.5.0.1/24"}]}}, "subnet"),
+        ({"Name": "x", "IPAM": {"Config": [{"Subnet": "nonsense"}]}}, "subnet"),
+        (
+            {"Name": "x", "IPAM": {"Config": [{"Subnet": "10.5.0.0/24", "Gateway": "10.5.0.300"}]}},
+            "gateway",
+        ),
+        ({"Name": ""}, "name"),
+        ({"Name": "x", "EnableIPv6": True}, "ipv6"),
+    ],
+)
 def test_bad_network_bodies_name_the_field(body: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError) as err:
         wire.network_spec(body)
@@ -43,8 +65,12 @@ def test_bad_network_bodies_name_the_field(body: dict[str, object], field: str) 
 
 
 def test_cli_pairs_gateways_with_their_subnets() -> None:
-    args = argparse.Namespace(subnet=["10.1.0.0/24", "10.2.0.0/24"], gateway=["10.2.0.254"],
-                              ip_range=["10.1.0.0/25"], aux_address=["r=10.2.0.3"])
+    args = argparse.Namespace(
+        subnet=["10.1.0.0/24", "10.2.0.0/24"],
+        gateway=["10.2.0.254"],
+        ip_range=["10.1.0.0/25"],
+        aux_address=["r=10.2.0.3"],
+    )
     assert ipam_config(args) == [
         {"Subnet": "10.1.0.0/24", "IPRange": "10.1.0.0/25"},
         {"Subnet": "10.2.0.0/24", "Gateway": "10.2.0.254", "AuxiliaryAddresses": {"r": "10.2.0.3"}},
@@ -59,8 +85,14 @@ def test_filters_accept_both_docker_forms_and_refuse_unknown_keys() -> None:
     assert parse_filters('{"driver": ["bridge"]}') == {"driver": ["bridge"]}
     with pytest.raises(ConfigError, match="filter 'colour'"):
         parse_filters('{"colour": ["red"]}')
-    net = Network(id="ab" * 32, name="asgard", driver="bridge", created="", subnets=(),
-                  labels={"team": "odin"})
+    net = Network(
+        id="ab" * 32,
+        name="asgard",
+        driver="bridge",
+        created="",
+        subnets=(),
+        labels={"team": "odin"},
+    )
     assert network_matches(net, {"name": ["sga"], "label": ["team=odin"]}, lambda n: False)
     assert not network_matches(net, {"label": ["team=thor"]}, lambda n: False)
     assert network_matches(net, {"type": ["custom"], "dangling": ["true"]}, lambda n: False)

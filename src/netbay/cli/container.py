@@ -13,13 +13,22 @@ from . import render
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("run", help="run a command in a new container", add_help=False,
-                       description="Run CMD in new network, UTS and mount namespaces.")
+    p = sub.add_parser(
+        "run",
+        help="run a command in a new container",
+        add_help=False,
+        description="Run CMD in new network, UTS and mount namespaces.",
+    )
     p.add_argument("-d", "--detach", action="store_true", help="run in the background, print ID")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--name")
-    p.add_argument("--network", "--net", action="append", default=[],
-                   help="network to join (default: bridge); host and none are modes")
+    p.add_argument(
+        "--network",
+        "--net",
+        action="append",
+        default=[],
+        help="network to join (default: bridge); host and none are modes",
+    )
     p.add_argument("--ip", help="IPv4 address on the (first) network")
     p.add_argument("--network-alias", "--alias", action="append", default=[], dest="alias")
     p.add_argument("-h", "--hostname")
@@ -71,8 +80,10 @@ def _command(args: argparse.Namespace) -> list[str]:
 def run(client: Client, args: argparse.Namespace) -> int:
     command = _command(args)
     if not command:
-        print("Error: invalid command '': a command to run is required (netbay run ... -- CMD)",
-              file=sys.stderr)
+        print(
+            "Error: invalid command '': a command to run is required (netbay run ... -- CMD)",
+            file=sys.stderr,
+        )
         return 125
     networks = args.network or ["bridge"]
     body = {
@@ -80,8 +91,11 @@ def run(client: Client, args: argparse.Namespace) -> int:
         "Hostname": args.hostname,
         "Cmd": command,
         "Networks": [
-            {"Network": n, "IPv4Address": args.ip if i == 0 else None,
-             "Aliases": args.alias if i == 0 else []}
+            {
+                "Network": n,
+                "IPv4Address": args.ip if i == 0 else None,
+                "Aliases": args.alias if i == 0 else [],
+            }
             for i, n in enumerate(networks)
         ],
         "Dns": args.dns,
@@ -133,13 +147,13 @@ def _launch_spec(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _status(c: dict[str, Any]) -> str:
-    state = c["State"]
+    state: dict[str, Any] = c["State"]
     if state["Status"] == "running":
         return "Up"
     if state["Status"] == "exited":
         code = state["ExitCode"]
         return f"Exited ({code if code is not None else '?'})"
-    return state["Status"].capitalize()
+    return str(state["Status"]).capitalize()
 
 
 def ps(client: Client, args: argparse.Namespace) -> int:
@@ -152,18 +166,35 @@ def ps(client: Client, args: argparse.Namespace) -> int:
     rows = []
     for c in items:
         command = " ".join(c["Config"]["Cmd"])
-        rows.append({
-            "ID": c["Id"][:width], "Command": command, "CreatedAt": c["Created"],
-            "RunningFor": render.ago(c["Created"]), "Status": _status(c),
-            "Names": c["Name"].lstrip("/"), "Networks": ",".join(c["NetworkSettings"]["Networks"]),
-            "Pid": c["State"]["Pid"],
-        })
+        rows.append(
+            {
+                "ID": c["Id"][:width],
+                "Command": command,
+                "CreatedAt": c["Created"],
+                "RunningFor": render.ago(c["Created"]),
+                "Status": _status(c),
+                "Names": c["Name"].lstrip("/"),
+                "Networks": ",".join(c["NetworkSettings"]["Networks"]),
+                "Pid": c["State"]["Pid"],
+            }
+        )
+
     def short(cmd: str) -> str:
         return f'"{cmd[:19]}…"' if len(cmd) > 20 and width else f'"{cmd}"'
-    render.emit(rows, args.format,
-                ("CONTAINER ID", "COMMAND", "CREATED", "STATUS", "NETWORKS", "NAMES"),
-                lambda r: (r["ID"], short(r["Command"]), r["RunningFor"], r["Status"],
-                           r["Networks"], r["Names"]))
+
+    render.emit(
+        rows,
+        args.format,
+        ("CONTAINER ID", "COMMAND", "CREATED", "STATUS", "NETWORKS", "NAMES"),
+        lambda r: (
+            r["ID"],
+            short(r["Command"]),
+            r["RunningFor"],
+            r["Status"],
+            r["Networks"],
+            r["Names"],
+        ),
+    )
     return 0
 
 
@@ -194,13 +225,16 @@ def exec_(client: Client, args: argparse.Namespace) -> int:
 
 
 def stop(client: Client, args: argparse.Namespace) -> int:
-    return _each(args.containers, lambda ref: client.post(path_of("containers", ref, "stop"),
-                                                          t=args.time))
+    return _each(
+        args.containers, lambda ref: client.post(path_of("containers", ref, "stop"), t=args.time)
+    )
 
 
 def rm(client: Client, args: argparse.Namespace) -> int:
-    return _each(args.containers, lambda ref: client.delete(path_of("containers", ref),
-                                                            force=1 if args.force else None))
+    return _each(
+        args.containers,
+        lambda ref: client.delete(path_of("containers", ref), force=1 if args.force else None),
+    )
 
 
 def _each(refs: list[str], action: Any) -> int:
@@ -219,9 +253,8 @@ def inspect(client: Client, args: argparse.Namespace) -> int:
     """Containers first, then networks, as `docker inspect` does."""
     found, failed = [], 0
     for ref in args.objects:
-        for kind, suffix in (("containers", "json"), ("networks", None)):
+        for parts in (("containers", ref, "json"), ("networks", ref)):
             try:
-                parts = ("containers", ref, "json") if suffix else ("networks", ref)
                 found.append(client.get(path_of(*parts)))
                 break
             except ApiError as exc:

@@ -34,8 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=daemon)
 
     s = sub.add_parser("system", help="maintenance")
-    s.add_argument("action", choices=("gc", "audit"),
-                   help="gc: repair what interrupted operations left; audit: record vs kernel")
+    s.add_argument(
+        "action",
+        choices=("gc", "audit"),
+        help="gc: repair what interrupted operations left; audit: record vs kernel",
+    )
     s.set_defaults(func=system)
     return parser
 
@@ -49,8 +52,10 @@ def daemon(client: Client, args: argparse.Namespace) -> int:
     pid_file = client.paths.root / "netbayd.pid"
     running = client.ping()
     if args.action == "status":
-        version = client.get("/version")["Version"] if running else None
-        print(f"netbayd {'running, version ' + version if running else 'not running'}")
+        state = (
+            f"running, version {client.get('/version')['Version']}" if running else "not running"
+        )
+        print(f"netbayd {state}, socket {client.paths.socket}")
         return 0 if running else 3
     if not running or not pid_file.exists():
         print("netbayd not running")

@@ -22,18 +22,35 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--subnet", action="append", default=[], help="subnet in CIDR form")
     p.add_argument("--gateway", action="append", default=[], help="gateway of a subnet")
     p.add_argument("--ip-range", action="append", default=[], help="allocate from a sub-range")
-    p.add_argument("--aux-address", action="append", default=[], metavar="NAME=IP",
-                   help="addresses IPAM must not hand out")
+    p.add_argument(
+        "--aux-address",
+        action="append",
+        default=[],
+        metavar="NAME=IP",
+        help="addresses IPAM must not hand out",
+    )
     p.add_argument("--internal", action="store_true", help="no access to or from outside")
     p.add_argument("--attachable", action="store_true", help="accepted for compatibility")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("-o", "--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="driver option, e.g. com.docker.network.bridge.name=br0")
+    p.add_argument(
+        "-o",
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="driver option, e.g. com.docker.network.bridge.name=br0",
+    )
     p.set_defaults(func=create)
 
     p = verbs.add_parser("ls", aliases=["list"], help="list networks")
-    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="driver, id, label, name, scope, type (custom|builtin), dangling")
+    p.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="driver, id, label, name, scope, type (custom|builtin), dangling",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="only IDs")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("--format", help="table (default), json, or a {{.Field}} template")
@@ -151,8 +168,12 @@ def ls(client: Client, args: argparse.Namespace) -> int:
             print(n["Id"][:width])
         return 0
     rows = [{**n, "ID": n["Id"][:width]} for n in nets]
-    render.emit(rows, args.format, ("NETWORK ID", "NAME", "DRIVER", "SCOPE"),
-                lambda n: (n["ID"], n["Name"], n["Driver"], n["Scope"]))
+    render.emit(
+        rows,
+        args.format,
+        ("NETWORK ID", "NAME", "DRIVER", "SCOPE"),
+        lambda n: (n["ID"], n["Name"], n["Driver"], n["Scope"]),
+    )
     return 0
 
 
@@ -201,12 +222,16 @@ def connect(client: Client, args: argparse.Namespace) -> int:
     config: dict[str, Any] = {"Aliases": args.alias}
     if args.ip:
         config["IPAMConfig"] = {"IPv4Address": args.ip}
-    client.post(path_of("networks", args.network, "connect"),
-                {"Container": args.container, "EndpointConfig": config})
+    client.post(
+        path_of("networks", args.network, "connect"),
+        {"Container": args.container, "EndpointConfig": config},
+    )
     return 0
 
 
 def disconnect(client: Client, args: argparse.Namespace) -> int:
-    client.post(path_of("networks", args.network, "disconnect"),
-                {"Container": args.container, "Force": args.force})
+    client.post(
+        path_of("networks", args.network, "disconnect"),
+        {"Container": args.container, "Force": args.force},
+    )
     return 0

@@ -6,7 +6,7 @@ import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 _FIELD = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
@@ -63,10 +63,10 @@ def dump_json(data: Any) -> None:
 def ago(stamp: str) -> str:
     """'2026-11-27T21:09:46.6329Z' -> '3 minutes ago'."""
     try:
-        when = datetime.strptime(stamp[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+        when = datetime.strptime(stamp[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
     except ValueError:
         return stamp
-    return f"{duration((datetime.now(timezone.utc) - when).total_seconds())} ago"
+    return f"{duration((datetime.now(UTC) - when).total_seconds())} ago"
 
 
 def duration(seconds: float) -> str:

@@ -32,7 +32,12 @@ class Driver(Protocol):
         """Remove what setup made; missing objects are success."""
 
     def attach(
-        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path, default_route: bool
+        self,
+        kernel: HostKernel,
+        network: Network,
+        endpoint: Endpoint,
+        netns: Path,
+        default_route: bool,
     ) -> None: ...
 
     def detach(self, kernel: HostKernel, network: Network, endpoint: Endpoint) -> None: ...

@@ -81,7 +81,12 @@ class BridgeDriver:
         kernel.forget_bridge(network.id)
 
     def attach(
-        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path, default_route: bool
+        self,
+        kernel: HostKernel,
+        network: Network,
+        endpoint: Endpoint,
+        netns: Path,
+        default_route: bool,
     ) -> None:
         assert network.device is not None and endpoint.host_ifname is not None
         kernel.attach_veth(

@@ -31,7 +31,12 @@ class _ModeDriver:
         return None
 
     def attach(
-        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path, default_route: bool
+        self,
+        kernel: HostKernel,
+        network: Network,
+        endpoint: Endpoint,
+        netns: Path,
+        default_route: bool,
     ) -> None:
         raise ConfigError("network", network.name, "containers join it by network mode, not attach")
 

@@ -113,7 +113,9 @@ class ContainerOps(EndpointOps):
                 )
             if mode != "private":
                 if request.ip is not None:
-                    raise ConfigError("ip", str(request.ip), f"not allowed with network {network.name}")
+                    raise ConfigError(
+                        "ip", str(request.ip), f"not allowed with network {network.name}"
+                    )
                 return [], mode
             if request.ip is not None:  # fail before anything is made; rechecked under lock
                 pick_address(network.subnets, self.store.used_addresses(network.id), request.ip)
@@ -194,7 +196,10 @@ class ContainerOps(EndpointOps):
 
     # --- connect / disconnect --------------------------------------------------------
     def connect(
-        self, network_ref: str, container_ref: str, ip: IPv4Address | None = None,
+        self,
+        network_ref: str,
+        container_ref: str,
+        ip: IPv4Address | None = None,
         aliases: tuple[str, ...] = (),
     ) -> Endpoint:
         container = self.container(container_ref)
@@ -209,11 +214,11 @@ class ContainerOps(EndpointOps):
             if not force:
                 raise NotFoundError(f"no such container: {container_ref}")
             return
-        endpoint = next(
-            (e for e in self.store.endpoints(network.id, container.id)), None
-        )
+        endpoint = next((e for e in self.store.endpoints(network.id, container.id)), None)
         if endpoint is None:
-            raise NotFoundError(f"container {container.name} is not connected to network {network.name}")
+            raise NotFoundError(
+                f"container {container.name} is not connected to network {network.name}"
+            )
         self.detach_endpoint(network, endpoint)
         self.refresh_hosts_file(container)
 

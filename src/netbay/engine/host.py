@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from .. import _linux
 from ..kernel import netns
 from ..kernel.host import HostKernel
 from ..paths import Paths
 from ..store.base import Store
 from ..store.sqlite import SQLiteStore
-from .. import _linux
-from .networks import NetworkOps
 from .repair import RepairOps
 
 
-class Host(NetworkOps, RepairOps):
+class Host(RepairOps):
     """Networks, containers and endpoints of this host.
 
     Thread-safe: kernel changes are serialised by one lock; the store serialises writes

@@ -120,8 +120,12 @@ class NetworkOps(EngineBase):
                     if name not in names:
                         self.store.put_network(
                             Network(
-                                id=new_id(), name=name, driver=driver, created=now_rfc3339(),
-                                subnets=(), builtin=True,
+                                id=new_id(),
+                                name=name,
+                                driver=driver,
+                                created=now_rfc3339(),
+                                subnets=(),
+                                builtin=True,
                             )
                         )
             for network in self.store.networks():

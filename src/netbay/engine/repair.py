@@ -53,10 +53,10 @@ class RepairOps(ContainerOps):
                         self.store.delete_endpoint(endpoint.id)
                     report.endpoints.append(endpoint.host_ifname or endpoint.id[:12])
             for network in networks.values():
-                if self._abandoned(network.state, network.owner):
-                    if not self.store.endpoint_count(network.id):
-                        self._drop_network(network)
-                        report.networks.append(network.name)
+                abandoned = self._abandoned(network.state, network.owner)
+                if abandoned and not self.store.endpoint_count(network.id):
+                    self._drop_network(network)
+                    report.networks.append(network.name)
             report.orphan_links = self._remove_orphan_ports()
             self._remove_orphan_container_dirs()
         return report

@@ -41,7 +41,8 @@ def check_no_overlap(
         for earlier in configs[:i]:
             if config.subnet.overlaps(earlier.subnet):
                 raise ConflictError(
-                    f"invalid subnet {str(config.subnet)!r}: overlaps {earlier.subnet} of the same network"
+                    f"invalid subnet {str(config.subnet)!r}: overlaps {earlier.subnet} "
+                    "of the same network"
                 )
         for name, subnets in others.items():
             for other in subnets:

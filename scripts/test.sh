@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything, then runs the whole suite: lint (ruff), types (mypy), and pytest over
+# every tier (unit; kernel and e2e in throwaway network namespaces, as root).
+# Extra arguments go to pytest, e.g. `scripts/test.sh tests/unit -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install.sh --test
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "==> ruff"; ruff check src tests benchmarks
+echo "==> mypy"; mypy
+echo "==> pytest"
+set +e
+pytest "$@"
+code=$?
+set -e
+if [ "$code" -eq 5 ]; then
+  echo "pytest collected no test: that is a failure here" >&2
+  exit 1
+fi
+exit "$code"
