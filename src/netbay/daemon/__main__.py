@@ -7,6 +7,7 @@ repairs whatever a crash interrupted (gc from the record) before it accepts requ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import logging
 import os
@@ -70,10 +71,8 @@ def serve(paths: Paths, lock: object) -> int:
         reaper.close()
         host.close()
         for leftover in (paths.socket, paths.root / "netbayd.pid"):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 Path(leftover).unlink()
-            except FileNotFoundError:
-                pass
     return 0
 
 

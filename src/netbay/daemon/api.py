@@ -11,14 +11,30 @@ from urllib.parse import parse_qs
 
 from .. import __version__
 from ..engine import Host
-from ..errors import NotFoundError
-from ..model import Container, Endpoint, Network
+from ..errors import InUseError, NotFoundError
+from ..model import READY, Container, Endpoint, Network
 from . import wire
-from .filters import network_matches, parse_filters
+from .filters import PRUNE_FILTER_KEYS, network_matches, parse_filters
 from .reaper import Reaper
 
 Response = tuple[int, Any]
-_VERSION_PREFIX = re.compile(r"^/v\d+(\.\d+)?(?=/)")
+_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+_VERSION_PREFIX = re.compile(r"^/v(?P<version>\d+(\.\d+)?)(?=/)")
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def version_error(requested: str) -> str | None:
+    """moby's version middleware: a /vX.Y/ prefix outside [MIN, current] is refused."""
+    if _version_tuple(requested) < _version_tuple(wire.MIN_API_VERSION):
+        return (f"client version {requested} is too old. Minimum supported API version is "
+                f"{wire.MIN_API_VERSION}, please upgrade your client to a newer version")
+    if _version_tuple(requested) > _version_tuple(wire.API_VERSION):
+        return (f"client version {requested} is too new. Maximum supported API version is "
+                f"{wire.API_VERSION}")
+    return None
 
 
 class Api:
@@ -52,7 +68,12 @@ class Api:
 
     def dispatch(self, method: str, target: str, body: Any) -> Response:
         path, _, query = target.partition("?")
-        path = _VERSION_PREFIX.sub("", path)
+        prefix = _VERSION_PREFIX.match(path)
+        if prefix:
+            refused = version_error(prefix.group("version"))
+            if refused:
+                return 400, {"message": refused}
+            path = path[prefix.end():]
         params = {k: v[-1] for k, v in parse_qs(query).items()}
         allowed = False
         for route_method, pattern, handler in self._routes:
@@ -76,7 +97,7 @@ class Api:
             "ApiVersion": wire.API_VERSION,
             "MinAPIVersion": wire.MIN_API_VERSION,
             "Os": "linux",
-            "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+            "Arch": _GO_ARCH.get(platform.machine(), platform.machine()),
             "KernelVersion": platform.release(),
             "Components": [{"Name": "netbay", "Version": __version__, "Details": {}}],
         }
@@ -118,8 +139,24 @@ class Api:
         self.host.remove_network(ref)
         return 204, None
 
-    def prune_networks(self, **_: Any) -> Response:
-        return 200, {"NetworksDeleted": self.host.prune_networks()}
+    def prune_networks(self, params: dict[str, str], **_: Any) -> Response:
+        """Unused user-defined networks; with filters (label, label!, until) only those that
+        match: filters are checked before anything is removed, never ignored."""
+        filters = parse_filters(params.get("filters"), PRUNE_FILTER_KEYS)
+        if not filters:
+            return 200, {"NetworksDeleted": self.host.prune_networks()}
+        removed = []
+        for network in self.host.networks():
+            if network.builtin or network.state != READY:
+                continue
+            if not network_matches(network, filters, lambda n: bool(self._members(n))):
+                continue
+            try:
+                self.host.remove_network(network.id)
+            except (InUseError, NotFoundError):
+                continue
+            removed.append(network.name)
+        return 200, {"NetworksDeleted": removed}
 
     def connect(self, ref: str, body: dict[str, Any], **_: Any) -> Response:
         container, ip, aliases = wire.attach_request(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 from collections.abc import Callable
@@ -30,10 +31,8 @@ class Reaper:
                 if code is not None:
                     with self._lock:
                         self._children.pop(container_id, None)
-                    try:
+                    with contextlib.suppress(Exception):  # the container may be gone
                         self._on_exit(container_id, code)
-                    except Exception:  # the container may be gone already
-                        pass
 
     def close(self) -> None:
         self._stop.set()

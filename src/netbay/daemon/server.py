@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,11 +30,29 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
+    def _read_body(self) -> bytes:
+        """Content-Length or chunked (Go's client streams bodies of unknown length so)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():  # trailers, then the blank line
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF after each chunk
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
     def _handle(self) -> None:
         body: Any = None
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            raw = self.rfile.read(length)
+        try:
+            raw = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            return self._send(400, {"message": "malformed request body framing"})
+        if raw:
             try:
                 body = json.loads(raw) if raw.strip() else None
             except json.JSONDecodeError as exc:
@@ -77,9 +96,7 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
     def __init__(self, socket_path: Path, api: Api) -> None:
         self.api = api
         socket_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             socket_path.unlink()
-        except FileNotFoundError:
-            pass
         super().__init__(str(socket_path), _Handler)
         os.chmod(socket_path, 0o660)

@@ -6,14 +6,24 @@ from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueE
 from typing import Any
 
 from ..errors import ConfigError
-from ..model import AttachRequest, Container, ContainerSpec, Endpoint, Network, NetworkSpec, SubnetConfig
+from ..model import (
+    AttachRequest,
+    Container,
+    ContainerSpec,
+    Endpoint,
+    Network,
+    NetworkSpec,
+    SubnetConfig,
+)
 
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
 
 
 # --- responses ---------------------------------------------------------------------------
-def network_json(network: Network, members: list[tuple[Container, Endpoint | None]]) -> dict[str, Any]:
+def network_json(
+    network: Network, members: list[tuple[Container, Endpoint | None]]
+) -> dict[str, Any]:
     config = []
     for s in network.subnets:
         entry: dict[str, Any] = {"Subnet": str(s.subnet)}
@@ -124,16 +134,34 @@ def _str_map(field: str, value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    """Create-request fields netbay cannot honour are refused, never silently dropped."""
+    if body.get("EnableIPv6"):
+        raise ConfigError("ipv6", True, "IPv6 networks are not supported yet")
+    if body.get("EnableIPv4") is False:  # API 1.48+; absent or null means IPv4 on
+        raise ConfigError("ipv4", False, "IPv6-only networks are not supported")
+    if (body.get("Scope") or "local") != "local":
+        raise ConfigError("scope", body["Scope"], "only local networks exist (no swarm)")
+    for field, flag in (("Ingress", "ingress"), ("ConfigOnly", "config-only")):
+        if body.get(field):
+            raise ConfigError(flag, True, "swarm and config-only networks are not supported")
+    config_from = body.get("ConfigFrom")
+    if isinstance(config_from, dict) and config_from.get("Network"):
+        raise ConfigError("config-from", config_from["Network"],
+                          "config-only networks are not supported")
+
+
 def network_spec(body: dict[str, Any]) -> NetworkSpec:
     """POST /networks/create's body (what the docker client sends) into a NetworkSpec."""
     name = body.get("Name")
     if not isinstance(name, str) or not name:
         raise ConfigError("name", name, "a network name is required")
-    if body.get("EnableIPv6"):
-        raise ConfigError("ipv6", True, "IPv6 networks are not supported yet")
+    _refuse_unsupported(body)
     ipam = body.get("IPAM") or {}
     if (ipam.get("Driver") or "default") != "default":
         raise ConfigError("ipam-driver", ipam.get("Driver"), "only the default IPAM driver exists")
+    if ipam.get("Options"):
+        raise ConfigError("ipam-opt", ipam["Options"], "the default IPAM driver takes no options")
     subnets = []
     for entry in ipam.get("Config") or []:
         if not entry.get("Subnet"):
