@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-packages=(python3 python3-venv python3-pip iproute2 iputils-ping util-linux procps)
+packages=(python3 python3-venv python3-pip iproute2 iputils-ping util-linux procps nftables libnftables1)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

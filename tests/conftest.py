@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Env, kill_recorded_processes, link_names
+from helpers import Env, Lan, kill_recorded_processes, link_names, sh
 
 
 def _root() -> bool:
@@ -106,8 +106,27 @@ def env(paths, tmp_path: Path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
     try:
         yield e
     finally:
-        e.stop_daemon()
+        e.close()
         kill_recorded_processes(paths.db)
+
+
+@pytest.fixture
+def lan(tmp_path: Path, host_ns: Path) -> Iterator[Lan]:
+    """Another machine on the host's external link: ext0 (198.51.100.1) <-> lan0 (.2)."""
+    from netbay.kernel import netns
+
+    path = tmp_path / "lan"
+    netns.create(path)
+    machine = Lan(path)
+    try:
+        sh("ip link add ext0 type veth peer name lan0")
+        sh(f"ip link set lan0 netns {path}")
+        sh("ip addr add 198.51.100.1/24 dev ext0 && ip link set ext0 up")
+        machine.sh("ip link set lo up && ip addr add 198.51.100.2/24 dev lan0 && ip link set lan0 up")
+        yield machine
+    finally:
+        machine.stop()
+        netns.delete(path)
 
 
 __all__ = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -26,7 +27,10 @@ def kill_recorded_processes(db: Path) -> None:
     for pid, start in rows:
         if _linux.process_alive(pid, start):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)  # the container's whole process group
+                else:
+                    os.kill(pid, signal.SIGKILL)
 
 
 def link_names(netns: Path | None = None) -> set[str]:
@@ -48,6 +52,7 @@ class Env:
             NETBAY_SOCKET=str(paths.socket),
             NETBAY_NETNS_DIR=str(paths.netns_dir),
         )
+        self.cleanups: list[Any] = []
 
     def run(self, *args: str, check: bool = True, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -68,8 +73,20 @@ class Env:
         except (FileNotFoundError, ValueError):
             return None
 
+    def close(self) -> None:
+        for cleanup in reversed(self.cleanups):
+            with contextlib.suppress(Exception):
+                cleanup()
+        self.stop_daemon()
+
     def stop_daemon(self, sig: int = signal.SIGTERM) -> None:
         pid = self.daemon_pid()
+        if pid is None and self.paths.daemon_log.exists():
+            # a daemon may be starting: it writes its pid file right after taking its lock
+            deadline = time.monotonic() + 3
+            while pid is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+                pid = self.daemon_pid()
         if pid is None:
             return
         start = _linux.process_start_time(pid)
@@ -106,3 +123,36 @@ def snapshot(paths: Paths) -> dict[str, Any]:
         "netns": netns_files(paths),
         "store": store_rows(paths.db) if paths.db.exists() else [],
     }
+
+
+PROBE = str(Path(__file__).with_name("netprobe.py"))
+
+
+def sh(command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """A shell command in the test's host namespace (test set-up only, never netbay's path)."""
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command!r} failed: {result.stderr}")
+    return result
+
+
+class Lan:
+    """Another machine, as a network namespace: commands and servers run inside it."""
+
+    def __init__(self, netns: Path) -> None:
+        self.netns = netns
+        self._servers: list[subprocess.Popen[bytes]] = []
+
+    def argv(self, *cmd: str) -> list[str]:
+        return ["nsenter", f"--net={self.netns}", *cmd]
+
+    def sh(self, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh(f"nsenter --net={self.netns} bash -c {shlex.quote(command)}", check)
+
+    def serve(self, mode: str, port: int) -> None:
+        self._servers.append(subprocess.Popen(self.argv(sys.executable, PROBE, mode, str(port))))
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.kill()
+            server.wait()

@@ -9,5 +9,5 @@ _ARMED = os.environ.get("NETBAY_FAULT", "")
 
 
 def point(name: str) -> None:
-    if _ARMED == name:
+    if name == _ARMED:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -104,6 +104,7 @@ class ContainerSpec:
     extra_hosts: tuple[tuple[str, IPv4Address], ...] = ()
     workdir: str | None = None
     env: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    publish: tuple[str, ...] = ()  # `-p` specs: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO]
 
 
 @dataclass(frozen=True)

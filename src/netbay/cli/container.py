@@ -36,6 +36,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--dns-search", action="append", default=[])
     p.add_argument("--dns-option", action="append", default=[])
     p.add_argument("--add-host", action="append", default=[], metavar="HOST:IP")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   metavar="[IP:][HOSTPORT:]PORT[/PROTO]",
+                   help="publish a container port (ranges: 8000-8099:8000-8099)")
     p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("-w", "--workdir")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ...")
@@ -63,6 +66,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-f", "--force", action="store_true", help="stop running ones first")
     p.set_defaults(func=rm)
+
+    p = sub.add_parser("port", help="list a container's published ports")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("port", nargs="?", metavar="PORT[/PROTO]")
+    p.set_defaults(func=port)
 
     p = sub.add_parser("inspect", help="show containers or networks as JSON")
     p.add_argument("objects", nargs="+", metavar="NAME")
@@ -104,6 +112,7 @@ def run(client: Client, args: argparse.Namespace) -> int:
         "ExtraHosts": args.add_host,
         "Env": args.env,
         "WorkingDir": args.workdir,
+        "Publish": args.publish,
     }
     cid = client.post("/containers/create", body)["Id"]
     if args.detach:
@@ -221,6 +230,19 @@ def exec_(client: Client, args: argparse.Namespace) -> int:
     except FileNotFoundError:
         print(f"Error: {command[0]}: command not found", file=sys.stderr)
         return 127
+    return 0
+
+
+def port(client: Client, args: argparse.Namespace) -> int:
+    """As `docker port`: '80/tcp -> 0.0.0.0:8080', one line per binding."""
+    ports = client.get(path_of("containers", args.container, "json"))["NetworkSettings"]["Ports"]
+    wanted = args.port if not args.port or "/" in args.port else f"{args.port}/tcp"
+    for key, bindings in sorted(ports.items(), key=lambda kv: int(kv[0].split("/")[0])):
+        if wanted and key != wanted:
+            continue
+        for b in bindings:
+            print(f"{key} -> {b['HostIp']}:{b['HostPort']}" if not wanted
+                  else f"{b['HostIp']}:{b['HostPort']}")
     return 0
 
 

@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("system", help="maintenance")
     s.add_argument(
         "action",
-        choices=("gc", "audit"),
-        help="gc: repair what interrupted operations left; audit: record vs kernel",
+        choices=("gc", "audit", "reload"),
+        help="gc: repair what interrupted operations left; audit: record vs kernel; "
+        "reload: rebuild netbay's nftables tables from the record",
     )
     s.set_defaults(func=system)
     return parser
@@ -73,6 +74,10 @@ def system(client: Client, args: argparse.Namespace) -> int:
     if args.action == "gc":
         report = client.post("/system/gc")
         print(json.dumps(report, indent=2))
+        return 0
+    if args.action == "reload":
+        client.post("/system/reload")
+        print("firewall rebuilt from the record")
         return 0
     problems = client.get("/system/audit")["Problems"]
     for problem in problems:

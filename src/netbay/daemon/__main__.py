@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve(paths: Paths, lock: object) -> int:
     from ..engine import Host
     from .api import Api
+    from .guard import FirewallGuard
     from .reaper import Reaper
     from .server import UnixHTTPServer
 
@@ -56,6 +57,7 @@ def serve(paths: Paths, lock: object) -> int:
     if any(report.as_dict().values()):
         logging.info("repaired at start-up: %s", report.as_dict())
     reaper = Reaper(lambda cid, code: host.mark_exited(cid, code))
+    guard = FirewallGuard(host)
     server = UnixHTTPServer(paths.socket, Api(host, reaper))
 
     def stop(signum: int, frame: object) -> None:
@@ -69,6 +71,7 @@ def serve(paths: Paths, lock: object) -> int:
     finally:
         server.server_close()
         reaper.close()
+        guard.close()
         host.close()
         for leftover in (paths.socket, paths.root / "netbayd.pid"):
             with contextlib.suppress(FileNotFoundError):

@@ -63,6 +63,7 @@ class Api:
             ("DELETE", r"/containers/(?P<ref>[^/]+)", self.remove_container),
             ("POST", r"/system/gc", self.gc),
             ("GET", r"/system/audit", self.audit),
+            ("POST", r"/system/reload", self.reload),
         ):
             self._routes.append((method, re.compile(pattern + "$"), handler))
 
@@ -104,6 +105,11 @@ class Api:
 
     def gc(self, **_: Any) -> Response:
         return 200, self.host.gc().as_dict()
+
+    def reload(self, **_: Any) -> Response:
+        with self.host.kernel.lock:
+            self.host.firewall_rebuild()
+        return 204, None
 
     def audit(self, **_: Any) -> Response:
         return 200, {"Problems": self.host.audit()}

@@ -6,6 +6,7 @@ from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueE
 from typing import Any
 
 from ..errors import ConfigError
+from ..plan.ports import container_ports
 from ..model import (
     AttachRequest,
     Container,
@@ -106,9 +107,24 @@ def container_json(
             "DnsSearch": container.config.get("dns_search", []),
             "DnsOptions": container.config.get("dns_options", []),
             "ExtraHosts": [f"{h}:{a}" for h, a in container.config.get("extra_hosts", [])],  # type: ignore[attr-defined]
+            "PortBindings": ports_json(container),
         },
-        "NetworkSettings": {"SandboxKey": container.netns or "", "Networks": networks},
+        "NetworkSettings": {
+            "SandboxKey": container.netns or "",
+            "Networks": networks,
+            "Ports": ports_json(container),
+        },
     }
+
+
+def ports_json(container: Container) -> dict[str, list[dict[str, str]]]:
+    """Docker's NetworkSettings.Ports: {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for m in container_ports(container):
+        out.setdefault(f"{m.container_port}/{m.proto}", []).append(
+            {"HostIp": str(m.host_ip or "0.0.0.0"), "HostPort": str(m.host_port)}
+        )
+    return out
 
 
 # --- requests ----------------------------------------------------------------------------
@@ -225,6 +241,7 @@ def container_spec(body: dict[str, Any]) -> ContainerSpec:
         extra_hosts=tuple(extra_hosts),
         workdir=body.get("WorkingDir") or None,
         env=env,
+        publish=tuple(str(p) for p in body.get("Publish") or ()),
     )
 
 

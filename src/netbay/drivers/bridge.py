@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,13 @@ class BridgeDriver:
         check_known_options(spec.options, KNOWN, self.name)
         for key in BOOL_OPTIONS & spec.options.keys():
             parse_bool(f"opt {key}", spec.options[key])
+        host_ipv4 = spec.options.get("com.docker.network.host_ipv4")
+        if host_ipv4 is not None:
+            try:
+                IPv4Address(host_ipv4)
+            except ValueError:
+                raise ConfigError("opt com.docker.network.host_ipv4", host_ipv4,
+                                  "not an IPv4 address") from None
         device = spec.options.get(OPT_NAME) or bridge_device(network_id)
         if len(device) > 15 or not device or _IFNAME_BAD & set(device):
             raise ConfigError(f"opt {OPT_NAME}", device, "not a valid interface name (1-15 chars)")
@@ -73,6 +80,7 @@ class BridgeDriver:
         ]
         created = kernel.ensure_bridge(network.id, network.device, network.mtu, gateways)
         kernel.enable_forwarding()
+        kernel.allow_localnet(network.device)
         return dataclasses.replace(network, device_created=network.device_created or created)
 
     def teardown(self, kernel: HostKernel, network: Network) -> None:

@@ -16,10 +16,20 @@ from ..errors import ConfigError, ConflictError, NotFoundError
 from ..ids import new_id, random_name, valid_name
 from ..ipam.allocator import pick_address
 from ..model import CREATING, READY, REMOVING, Container, ContainerSpec, Endpoint, Network
+from ..plan.ports import allocate, container_ports, parse_publish, record_ports
 from ..runtime import files, process
 from .endpoints import EndpointOps
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
+
+
+def local_port_range() -> tuple[int, int]:
+    """Where automatically chosen host ports come from, as for the host's own sockets."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 ETC_FILES = ("hosts", "hostname", "resolv.conf")
 
 
@@ -61,6 +71,11 @@ class ContainerOps(EndpointOps):
         if len(hostname) > 63:
             raise ConfigError("hostname", hostname, "longer than 63 characters")
         networks, mode = self._resolve_networks(spec)
+        publish = [parse_publish(p) for p in spec.publish]
+        if publish and not any(n.driver == "bridge" and not n.internal for n, _, _ in networks):
+            raise ConfigError(
+                "publish", spec.publish[0], "needs a bridge network that is not internal"
+            )
         container_id = new_id()
         container = Container(
             id=container_id,
@@ -85,6 +100,12 @@ class ContainerOps(EndpointOps):
         with self.store.transaction():
             if self.store.find_container(name) is not None:
                 raise ConflictError(f"the container name {name!r} is already in use")
+            if publish:
+                taken = [m for c in self.store.containers() for m in container_ports(c)]
+                mappings = allocate(publish, taken, local_port_range())
+                config = dict(container.config)
+                config["ports"] = record_ports(mappings)
+                container = dataclasses.replace(container, config=config)
             self.store.put_container(container)
         faults.point("container:recorded")
         try:

@@ -14,10 +14,13 @@ from ..ids import new_id
 from ..ipam.allocator import pick_address
 from ..model import CREATING, READY, REMOVING, Container, Endpoint, Network
 from ..plan.naming import host_veth, mac_for, next_ifname
-from .base import EngineBase
+from ..plan import firewall as fw
+from ..plan.ports import container_ports
+from .firewall import endpoint_rules
+from .networks import NetworkOps
 
 
-class EndpointOps(EngineBase):
+class EndpointOps(NetworkOps):
     def attach_endpoint(
         self,
         container: Container,
@@ -40,6 +43,7 @@ class EndpointOps(EngineBase):
                     self.kernel, network, endpoint, Path(container.netns),
                     default_route=endpoint.gateway is not None,
                 )
+                self._firewall_endpoint(container, network, endpoint, attach=True)
             except BaseException:
                 self._drop_endpoint(network, endpoint)
                 raise
@@ -88,7 +92,47 @@ class EndpointOps(EngineBase):
 
     def _drop_endpoint(self, network: Network, endpoint: Endpoint) -> None:
         try:
+            container = self.store.find_container(endpoint.container_id)
+            self._firewall_endpoint(container, network, endpoint, attach=False)
             get_driver(network.driver).detach(self.kernel, network, endpoint)
             faults.point("detach:kernel")
         finally:
             self.store.delete_endpoint(endpoint.id)
+
+    def _firewall_endpoint(
+        self, container: Container | None, network: Network, endpoint: Endpoint, attach: bool
+    ) -> None:
+        """The endpoint's anti-spoofing elements, and its container's published ports when
+        this endpoint becomes (or stops being) their target: one nft transaction."""
+        rules = endpoint_rules(network, endpoint)
+        mine = fw.endpoint_elements(rules) if rules else {}
+        ports_before: list[fw.PortRules] = []
+        ports_after: list[fw.PortRules] = []
+        if container is not None and container_ports(container):
+            networks = {n.id: n for n in self.store.networks()}
+            others = [
+                e for e in self.store.endpoints(container_id=container.id)
+                if e.state != REMOVING and e.id != endpoint.id
+            ]
+            ports_without = self.port_rules(container, others, networks)
+            with_it = self._in_order(container.id, [*others, endpoint])
+            ports_with = self.port_rules(container, with_it, networks)
+            ports_before, ports_after = (
+                (ports_without, ports_with) if attach else (ports_with, ports_without)
+            )
+        add = fw.merge(mine if attach else {}, *map(fw.port_elements, ports_after))
+        remove = fw.merge({} if attach else mine, *map(fw.port_elements, ports_before))
+        if add or remove:
+            self.firewall_change(add, remove)
+        if attach and endpoint.host_ifname and endpoint.address and any(
+            p.target == endpoint.address.ip for p in ports_after
+        ):
+            self.kernel.set_hairpin(endpoint.host_ifname)
+        if ports_before != ports_after:
+            for gone in {p.target for p in ports_before} - {p.target for p in ports_after}:
+                self.forget_flows(gone)
+
+    def _in_order(self, container_id: str, endpoints: list[Endpoint]) -> list[Endpoint]:
+        """Endpoints in attach order (the record's order), whatever their state."""
+        order = {e.id: i for i, e in enumerate(self.store.endpoints(container_id=container_id))}
+        return sorted(endpoints, key=lambda e: order.get(e.id, len(order)))

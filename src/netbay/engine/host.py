@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import _linux
 from ..kernel import netns
 from ..kernel.host import HostKernel
+from ..kernel.nft import Nft
 from ..paths import Paths
 from ..store.base import Store
 from ..store.sqlite import SQLiteStore
@@ -26,7 +27,9 @@ class Host(RepairOps):
         self.store = store or SQLiteStore(self.paths.db)
         self.kernel = HostKernel()
         self.owner = _linux.owner_token()
+        self.nft = Nft()
         self.ensure_builtin_networks()
+        self.firewall_rebuild()
 
     def close(self) -> None:
         self.kernel.close()

@@ -14,12 +14,13 @@ from ..ipam.allocator import check_no_overlap, complete
 from ..ipam.pools import DEFAULT_BRIDGE_POOL, choose_subnet, overlaps_any
 from ..model import CREATING, READY, REMOVING, Network, NetworkSpec, SubnetConfig
 from ..plan.naming import DEFAULT_BRIDGE_DEVICE
-from .base import EngineBase
+from ..plan import firewall as fw
+from .firewall import FirewallOps, network_rules
 
 BUILTIN_NAMES = ("bridge", "host", "none")
 
 
-class NetworkOps(EngineBase):
+class NetworkOps(FirewallOps):
     def networks(self) -> list[Network]:
         return self.store.networks()
 
@@ -42,6 +43,9 @@ class NetworkOps(EngineBase):
             faults.point("network:recorded")
             try:
                 network = driver.setup(self.kernel, network)
+                rules = network_rules(network)
+                if rules is not None:
+                    self.firewall_change(fw.network_elements(rules), {})
             except BaseException:
                 self._drop_network(network)
                 raise
@@ -72,8 +76,11 @@ class NetworkOps(EngineBase):
         )
 
     def _drop_network(self, network: Network) -> None:
-        """Undo a network: kernel objects first (best effort), then the record."""
+        """Undo a network: firewall and kernel objects first, then the record."""
         try:
+            rules = network_rules(network)
+            if rules is not None:
+                self.firewall_change({}, fw.network_elements(rules))
             get_driver(network.driver).teardown(self.kernel, network)
         finally:
             self.store.delete_network(network.id)

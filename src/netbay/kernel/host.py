@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import KernelError
 from . import netns as netns_mod
 from . import sysctl
-from .links import Netlink
+from .links import Netlink, set_hairpin
 
 
 class HostKernel:
@@ -42,6 +42,12 @@ class HostKernel:
 
     def enable_forwarding(self) -> None:
         sysctl.ensure("net.ipv4.ip_forward", "1")
+
+    def allow_localnet(self, device: str) -> None:
+        """Let 127.0.0.1 -> published port be routed out of DEVICE (then masqueraded). The
+        firewall drops anything to 127.0.0.0/8 that did not come from lo, so containers and
+        neighbours cannot use this to reach the host's loopback services."""
+        sysctl.ensure_interface(device, "route_localnet", "1")
 
     def remove_link(self, name: str) -> bool:
         with self.lock:
@@ -94,7 +100,8 @@ class HostKernel:
         """veth pair with the host end on the bridge, the other end configured in NETNS.
 
         Netlink round trips: veth add (enslaved, up, peer born in the netns), then in the
-        container namespace: index lookup, up, address, default route."""
+        container namespace: index lookup, up, address, default route. IPv6 is switched off
+        on the peer before it comes up (see _disable_ipv6)."""
         with self.lock, Netlink(netns) as inside:
             try:
                 self._host.add_veth(
@@ -109,6 +116,8 @@ class HostKernel:
                     host_ifname, ifname, netns, master=self._bridge(bridge_key, bridge),
                     peer_mac=mac, mtu=mtu,
                 )
+            with netns_mod.entered(netns):
+                _disable_ipv6(ifname)
             index = inside.index(ifname)
             if index is None:
                 raise KernelError(f"{ifname} did not appear in {netns}", errno.ENODEV)
@@ -117,6 +126,10 @@ class HostKernel:
                 inside.ensure_address(index, address)
             if gateway is not None:
                 inside.ensure_default_route(gateway)
+
+    def set_hairpin(self, port: str) -> None:
+        with self.lock:
+            set_hairpin(self._host, port)
 
     # --- namespaces -------------------------------------------------------------------
     def create_netns(self, path: Path) -> None:
@@ -128,3 +141,14 @@ class HostKernel:
         netns_mod.delete(path)
 
 
+def _disable_ipv6(ifname: str) -> None:
+    """No IPv6 on a container interface of an IPv4-only network, as Docker does. Set before
+    the interface comes up, so it sends no IPv6 autoconfiguration traffic (duplicate address
+    detection, router solicitations, multicast listener reports): the bridge would flood each
+    such packet to every other port, making every attach cost O(containers) and 1,000
+    containers O(n^2). The calling thread must be in the container's namespace."""
+    try:
+        sysctl.ensure(f"net.ipv6.conf.{ifname}.disable_ipv6", "1")
+    except KernelError as exc:
+        if exc.errno != errno.ENOENT:  # ENOENT: a kernel without IPv6
+            raise

@@ -31,15 +31,24 @@ def spawn(
     )
 
 
+def signal_container(pid: int, sig: int) -> None:
+    """A detached container leads its own session and process group: signal all of its
+    processes (as Docker does). A foreground one shares the terminal's group: only it."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def terminate(pid: int, start: int, timeout: float) -> None:
     """SIGTERM, then SIGKILL after TIMEOUT seconds; only while PID is still our process."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         if not _linux.process_alive(pid, start):
             return
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
+        signal_container(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if not _linux.process_alive(pid, start):

@@ -1,0 +1,114 @@
+"""The firewall side of the engine: netbay's nft table, derived from the record.
+
+Every change is one nft transaction of set/map elements; anything unexpected (the table
+flushed by someone, an element missing) falls back to rebuilding the whole table from the
+record, which is always the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+
+from ..drivers.base import parse_bool
+from ..errors import FirewallError
+from ..kernel import conntrack
+from ..kernel.nft import Nft
+from ..model import REMOVING, Container, Endpoint, Network
+from ..plan import firewall as fw
+from ..plan.ports import container_ports
+from .base import EngineBase
+
+log = logging.getLogger("netbay.firewall")
+
+OPT_MASQ = "com.docker.network.bridge.enable_ip_masquerade"
+OPT_ICC = "com.docker.network.bridge.enable_icc"
+OPT_HOST_IPV4 = "com.docker.network.host_ipv4"
+
+
+def network_rules(network: Network) -> fw.NetworkRules | None:
+    if network.driver != "bridge" or not network.device:
+        return None
+    options = network.options
+    snat = options.get(OPT_HOST_IPV4)
+    return fw.NetworkRules(
+        device=network.device,
+        subnets=tuple(s.subnet for s in network.subnets),
+        internal=network.internal,
+        icc=parse_bool(OPT_ICC, options.get(OPT_ICC, "true")),
+        masquerade=parse_bool(OPT_MASQ, options.get(OPT_MASQ, "true")),
+        snat_to=IPv4Address(snat) if snat else None,
+    )
+
+
+def endpoint_rules(network: Network, endpoint: Endpoint) -> fw.EndpointRules | None:
+    rules = network_rules(network)
+    if rules is None or not endpoint.host_ifname or not endpoint.mac or not endpoint.address:
+        return None
+    return fw.EndpointRules(endpoint.host_ifname, endpoint.mac, endpoint.address.ip, rules.icc)
+
+
+class FirewallOps(EngineBase):
+    nft: Nft
+
+    def _primary(
+        self, networks: dict[str, Network], endpoints: Iterable[Endpoint]
+    ) -> Endpoint | None:
+        """Published ports lead to the first endpoint on a non-internal bridge network."""
+        for endpoint in endpoints:
+            network = networks.get(endpoint.network_id)
+            if network and network.driver == "bridge" and not network.internal and endpoint.address:
+                return endpoint
+        return None
+
+    def port_rules(
+        self, container: Container, endpoints: Iterable[Endpoint], networks: dict[str, Network]
+    ) -> list[fw.PortRules]:
+        primary = self._primary(networks, endpoints)
+        if primary is None or primary.address is None:
+            return []
+        target = primary.address.ip
+        return [
+            fw.PortRules(m.proto, m.host_ip, m.host_port, target, m.container_port)
+            for m in container_ports(container)
+        ]
+
+    def firewall_rebuild(self) -> None:
+        """Replace netbay's tables with what the record says, in one transaction."""
+        networks = {n.id: n for n in self.store.networks() if n.state != REMOVING}
+        net_rules = [r for r in map(network_rules, networks.values()) if r]
+        ep_rules, port_rules = [], []
+        containers = {c.id: c for c in self.store.containers() if c.state != REMOVING}
+        by_container: dict[str, list[Endpoint]] = {}
+        for endpoint in self.store.endpoints():
+            network = networks.get(endpoint.network_id)
+            if endpoint.state == REMOVING or network is None:
+                continue
+            rules = endpoint_rules(network, endpoint)
+            if rules:
+                ep_rules.append(rules)
+            by_container.setdefault(endpoint.container_id, []).append(endpoint)
+        for container_id, endpoints in by_container.items():
+            if container_id in containers:
+                port_rules += self.port_rules(containers[container_id], endpoints, networks)
+        self.nft.apply(fw.rebuild(net_rules, ep_rules, port_rules))
+
+    def firewall_change(self, add: fw.Elements, remove: fw.Elements) -> None:
+        """One transaction; if the table is not as expected, rebuild it from the record."""
+        try:
+            self.nft.apply(fw.change(add, remove))
+        except FirewallError as exc:
+            log.warning("nft change failed (%s); rebuilding netbay's table from the record", exc)
+            self.firewall_rebuild()
+
+    def firewall_intact(self) -> bool:
+        return self.nft.has_chain(fw.INET, fw.TABLE, "forward") and self.nft.has_chain(
+            fw.BRIDGE, fw.TABLE, "prerouting"
+        )
+
+    def forget_flows(self, address: IPv4Address) -> None:
+        try:
+            conntrack.forget_address(address)
+        except Exception as exc:  # stale flows are a nuisance, not a reason to fail
+            log.warning("conntrack cleanup for %s failed: %s", address, exc)

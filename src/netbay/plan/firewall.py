@@ -1,0 +1,216 @@
+"""netbay's nftables ruleset, computed from the record; pure, no I/O.
+
+One table `inet netbay` holds NAT, isolation and port publishing; one table `bridge netbay`
+holds anti-spoofing and inter-container (ICC) blocking. Rules never grow with containers or
+ports: every per-network, per-endpoint and per-port fact is an element of a set or map, so
+attach, detach and publish are element changes in one transaction.
+
+Written in nft's own syntax, handed to libnftables in one call: nft 1.0.6 (Debian 12)
+crashes parsing the JSON form of `dnat to <concat> map @m`, and the text reads better.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+TABLE = "netbay"
+INET, BRIDGE = "inet", "bridge"
+
+SKELETON = """\
+table inet netbay {
+  set bridges { type ifname; }
+  set internal { type ifname; }
+  set same_bridge { type ifname . ifname; }
+  set subnets { type ipv4_addr; flags interval; }
+  set masq_nets { type ipv4_addr; flags interval; }
+  map snat_nets { type ipv4_addr : ipv4_addr; flags interval; }
+  map pub_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
+  map pub_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
+
+  chain raw_prerouting {
+    type filter hook prerouting priority raw; policy accept;
+    # 127.0.0.0/8 only ever comes from lo: a neighbour routing it to us gets nothing
+    iifname != "lo" ip daddr 127.0.0.0/8 drop
+  }
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @pub_ip
+    fib daddr type local dnat ip to meta l4proto . th dport map @pub_any
+  }
+  chain output {
+    type nat hook output priority -100; policy accept;
+    fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @pub_ip
+    fib daddr type local dnat ip to meta l4proto . th dport map @pub_any
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    # a container reaching a published port (its own: hairpin): the reply must come back
+    # through the host to be un-NATed
+    ct status dnat ip saddr @subnets oifname @bridges masquerade
+    # the host's own 127.0.0.1 reaching a published port
+    ip saddr 127.0.0.0/8 oifname @bridges masquerade
+    oifname != @bridges snat ip to ip saddr map @snat_nets
+    oifname != @bridges ip saddr @masq_nets masquerade
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname . oifname @same_bridge accept
+    iifname @internal drop
+    oifname @internal drop
+    ct status dnat oifname @bridges accept
+    ct state established,related oifname @bridges accept
+    # anything else into a container network: other networks, routed-in neighbours
+    oifname @bridges drop
+  }
+}
+table bridge netbay {
+  set ports { type ifname; }
+  set endpoints { type ifname . ether_addr . ipv4_addr; }
+  set icc_off_ports { type ifname; }
+
+  chain prerouting {
+    type filter hook prerouting priority filter; policy accept;
+    # anti-spoofing: a container's port passes only its own MAC and IPv4 address
+    iifname != @ports accept
+    iifname . ether saddr . ip saddr @endpoints accept
+    iifname . ether saddr . arp saddr ip @endpoints accept
+    drop
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname @icc_off_ports drop
+  }
+}
+"""
+
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_PROTOS = ("tcp", "udp", "sctp")
+
+
+@dataclass(frozen=True)
+class NetworkRules:
+    device: str
+    subnets: tuple[IPv4Network, ...]
+    internal: bool = False
+    icc: bool = True
+    masquerade: bool = True
+    snat_to: IPv4Address | None = None
+
+
+@dataclass(frozen=True)
+class EndpointRules:
+    port: str  # the host end of the veth
+    mac: str
+    address: IPv4Address
+    icc: bool = True
+
+
+@dataclass(frozen=True)
+class PortRules:
+    proto: str
+    host_ip: IPv4Address | None  # None: every host address
+    host_port: int
+    target: IPv4Address
+    container_port: int
+
+
+# (family, set name) -> elements in nft syntax
+Elements = dict[tuple[str, str], list[str]]
+
+
+def _ifname(name: str) -> str:
+    if not _IFNAME.match(name):
+        raise ValueError(f"not an interface name: {name!r}")
+    return f'"{name}"'
+
+
+def _mac(mac: str) -> str:
+    if not _MAC.match(mac.lower()):
+        raise ValueError(f"not a MAC address: {mac!r}")
+    return mac.lower()
+
+
+def network_elements(n: NetworkRules) -> Elements:
+    dev = _ifname(n.device)
+    out: Elements = {
+        (INET, "bridges"): [dev],
+        (INET, "subnets"): [str(IPv4Network(s)) for s in n.subnets],
+    }
+    if n.icc:
+        out[(INET, "same_bridge")] = [f"{dev} . {dev}"]
+    if n.internal:
+        out[(INET, "internal")] = [dev]
+    elif n.snat_to is not None:
+        out[(INET, "snat_nets")] = [f"{s} : {IPv4Address(n.snat_to)}" for s in n.subnets]
+    elif n.masquerade:
+        out[(INET, "masq_nets")] = [str(IPv4Network(s)) for s in n.subnets]
+    return out
+
+
+def endpoint_elements(e: EndpointRules) -> Elements:
+    port = _ifname(e.port)
+    out: Elements = {
+        (BRIDGE, "ports"): [port],
+        (BRIDGE, "endpoints"): [f"{port} . {_mac(e.mac)} . {IPv4Address(e.address)}"],
+    }
+    if not e.icc:
+        out[(BRIDGE, "icc_off_ports")] = [port]
+    return out
+
+
+def port_elements(p: PortRules) -> Elements:
+    if p.proto not in _PROTOS:
+        raise ValueError(f"not a protocol: {p.proto!r}")
+    target = f"{IPv4Address(p.target)} . {int(p.container_port)}"
+    key = f"{p.proto} . {int(p.host_port)}"
+    if p.host_ip is None:
+        return {(INET, "pub_any"): [f"{key} : {target}"]}
+    return {(INET, "pub_ip"): [f"{IPv4Address(p.host_ip)} . {key} : {target}"]}
+
+
+def merge(*parts: Elements) -> Elements:
+    out: Elements = {}
+    for part in parts:
+        for key, elems in part.items():
+            out.setdefault(key, []).extend(elems)
+    return out
+
+
+def _element_lines(verb: str, elements: Elements) -> list[str]:
+    return [
+        f"{verb} element {family} {TABLE} {name} {{ {', '.join(elems)} }}"
+        for (family, name), elems in sorted(elements.items()) if elems
+    ]
+
+
+def add_elements(elements: Elements) -> str:
+    return "\n".join(_element_lines("add", elements))
+
+
+def delete_elements(elements: Elements) -> str:
+    """A delete that succeeds when an element is already gone: add it first (a no-op when it
+    exists), then delete, in the same transaction (nft 1.0.6 has no `destroy`)."""
+    return "\n".join(_element_lines("add", elements) + _element_lines("delete", elements))
+
+
+def change(add: Elements, remove: Elements) -> str:
+    """One transaction: remove what goes, add what comes (an element in both stays)."""
+    gone = {k: [e for e in v if e not in add.get(k, [])] for k, v in remove.items()}
+    return "\n".join(filter(None, [delete_elements(gone), add_elements(add)]))
+
+
+def rebuild(
+    networks: Iterable[NetworkRules], endpoints: Iterable[EndpointRules], ports: Iterable[PortRules]
+) -> str:
+    """Everything from scratch, replacing whatever is there, as one transaction."""
+    reset = [f"add table {f} {TABLE}\ndelete table {f} {TABLE}" for f in (INET, BRIDGE)]
+    elements = merge(
+        *(network_elements(n) for n in networks),
+        *(endpoint_elements(e) for e in endpoints),
+        *(port_elements(p) for p in ports),
+    )
+    return "\n".join([*reset, SKELETON, add_elements(elements)])

@@ -1,0 +1,135 @@
+"""Port publishing specs (`-p`), parsed and allocated; pure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from ..errors import ConfigError, ConflictError
+from ..model import Container
+
+PROTOCOLS = ("tcp", "udp", "sctp")
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+@dataclass(frozen=True)
+class PublishSpec:
+    """One `-p` item before host ports are chosen: a container port range and the host ports
+    (None: pick any free one; a range longer than the container range: pick within it)."""
+
+    proto: str
+    host_ip: IPv4Address | None
+    host_ports: tuple[int, int] | None
+    container_ports: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One published port, as recorded."""
+
+    proto: str
+    host_ip: IPv4Address | None
+    host_port: int
+    container_port: int
+
+    def __str__(self) -> str:
+        return f"{self.container_port}/{self.proto} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"
+
+
+def _ports(spec: str, text: str) -> tuple[int, int]:
+    match = _RANGE.match(text)
+    if not match:
+        raise ConfigError("publish", spec, f"{text!r} is not a port or port range")
+    low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+    for port in (low, high):
+        if not 1 <= port <= 65535:
+            raise ConfigError("publish", spec, f"port {port} out of range 1-65535")
+    if high < low:
+        raise ConfigError("publish", spec, f"range {text} runs backwards")
+    return low, high
+
+
+def parse_publish(spec: str) -> PublishSpec:
+    """[HOSTIP:][HOSTPORT[-END]:]CONTAINERPORT[-END][/tcp|udp|sctp]"""
+    body, _, proto = spec.partition("/")
+    proto = proto.lower() or "tcp"
+    if proto not in PROTOCOLS:
+        raise ConfigError("publish", spec, f"unknown protocol {proto!r} (tcp, udp or sctp)")
+    parts = body.split(":")
+    if len(parts) > 3 or not parts[-1]:
+        raise ConfigError("publish", spec, "expected [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO]")
+    host_ip = None
+    if len(parts) == 3:
+        if parts[0]:
+            try:
+                host_ip = IPv4Address(parts[0])
+            except ValueError:
+                raise ConfigError("publish", spec, f"{parts[0]!r} is not an IPv4 address") from None
+            if host_ip.is_unspecified:
+                host_ip = None
+        parts = parts[1:]
+    container = _ports(spec, parts[-1])
+    host = _ports(spec, parts[0]) if len(parts) == 2 and parts[0] else None
+    if host is not None:
+        host_len, container_len = host[1] - host[0], container[1] - container[0]
+        if container_len and host_len != container_len:
+            raise ConfigError("publish", spec, "host and container ranges differ in length")
+    return PublishSpec(proto, host_ip, host, container)
+
+
+def clashes(a: Mapping, b: Mapping) -> bool:
+    same_ip = a.host_ip is None or b.host_ip is None or a.host_ip == b.host_ip
+    return a.proto == b.proto and a.host_port == b.host_port and same_ip
+
+
+def allocate(
+    specs: Iterable[PublishSpec], taken: Collection[Mapping], local_range: tuple[int, int]
+) -> list[Mapping]:
+    """Choose host ports: fixed ones checked against TAKEN, free ones lowest first."""
+    chosen: list[Mapping] = []
+
+    def free(m: Mapping) -> bool:
+        return not any(clashes(m, other) for other in (*taken, *chosen))
+
+    for spec in specs:
+        c_low, c_high = spec.container_ports
+        fixed = spec.host_ports is not None and (
+            c_high > c_low or spec.host_ports[0] == spec.host_ports[1]
+        )
+        if fixed:
+            assert spec.host_ports is not None
+            for offset in range(c_high - c_low + 1):
+                m = Mapping(spec.proto, spec.host_ip, spec.host_ports[0] + offset, c_low + offset)
+                if not free(m):
+                    where = f"{m.host_ip}:" if m.host_ip else ""
+                    raise ConflictError(
+                        f"invalid publish {where}{m.host_port}/{m.proto}: host port already published"
+                    )
+                chosen.append(m)
+            continue
+        low, high = spec.host_ports or local_range
+        for offset in range(c_high - c_low + 1):
+            for port in range(low, high + 1):
+                m = Mapping(spec.proto, spec.host_ip, port, c_low + offset)
+                if free(m):
+                    chosen.append(m)
+                    break
+            else:
+                raise ConflictError(f"no free host port for {c_low + offset}/{spec.proto} in {low}-{high}")
+    return chosen
+
+
+def container_ports(container: Container) -> list[Mapping]:
+    """The mappings recorded in a container's config (["tcp", "127.0.0.1" or "", 8080, 80])."""
+    raw = container.config.get("ports") or []
+    assert isinstance(raw, list)
+    return [
+        Mapping(proto, IPv4Address(ip) if ip else None, int(host), int(cport))
+        for proto, ip, host, cport in raw
+    ]
+
+
+def record_ports(mappings: Iterable[Mapping]) -> list[list[object]]:
+    return [[m.proto, str(m.host_ip or ""), m.host_port, m.container_port] for m in mappings]
