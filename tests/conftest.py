@@ -122,7 +122,9 @@ def lan(tmp_path: Path, host_ns: Path) -> Iterator[Lan]:
         sh("ip link add ext0 type veth peer name lan0")
         sh(f"ip link set lan0 netns {path}")
         sh("ip addr add 198.51.100.1/24 dev ext0 && ip link set ext0 up")
-        machine.sh("ip link set lo up && ip addr add 198.51.100.2/24 dev lan0 && ip link set lan0 up")
+        machine.sh(
+            "ip link set lo up && ip addr add 198.51.100.2/24 dev lan0 && ip link set lan0 up"
+        )
         yield machine
     finally:
         machine.stop()

@@ -54,13 +54,21 @@ class Env:
         )
         self.cleanups: list[Any] = []
 
-    def run(self, *args: str, check: bool = True, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 120, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "netbay", *args], env=self.environ, capture_output=True,
-            text=True, timeout=timeout, **kw,
+            [sys.executable, "-m", "netbay", *args],
+            env=self.environ,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kw,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"netbay {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+            raise AssertionError(
+                f"netbay {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+            )
         return result
 
     def json(self, *args: str) -> Any:
@@ -100,7 +108,9 @@ class Env:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)
 
-    def in_container(self, name: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def in_container(
+        self, name: str, *cmd: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return self.run("exec", name, "--", *cmd, check=check)
 
 

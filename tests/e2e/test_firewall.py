@@ -16,12 +16,17 @@ from helpers import PROBE, Env, Lan, sh, snapshot
 
 pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
 
-SERVE = ["sh", "-c", f"{sys.executable} {PROBE} udp-serve 80 & exec {sys.executable} {PROBE} tcp-serve 80"]
+SERVE = [
+    "sh",
+    "-c",
+    f"{sys.executable} {PROBE} udp-serve 80 & exec {sys.executable} {PROBE} tcp-serve 80",
+]
 
 
 def start(env: Env, name: str, network: str, *extra: str) -> str:
-    env.run("run", "-d", "--name", name, "--hostname", name, "--network", network, *extra,
-            "--", *SERVE)
+    env.run(
+        "run", "-d", "--name", name, "--hostname", name, "--network", network, *extra, "--", *SERVE
+    )
     return ip_of(env, name, network)
 
 
@@ -69,8 +74,10 @@ def world(env: Env, lan: Lan) -> dict[str, str]:
             addresses[name] = start(env, name, net)
     addresses["host"] = "198.51.100.1"
     addresses["lan"] = "198.51.100.2"
-    lan.sh("ip route add 10.91.0.0/16 via 198.51.100.1 && ip route add 10.92.0.0/16 via 198.51.100.1"
-           " && ip route add 10.93.0.0/16 via 198.51.100.1")
+    lan.sh(
+        "ip route add 10.91.0.0/16 via 198.51.100.1 && ip route add 10.92.0.0/16 via 198.51.100.1"
+        " && ip route add 10.93.0.0/16 via 198.51.100.1"
+    )
     lan.serve("tcp-serve", 80)
     host_server = subprocess.Popen([sys.executable, PROBE, "tcp-serve", "80"])
     env.cleanups.append(lambda: (host_server.kill(), host_server.wait()))
@@ -85,9 +92,12 @@ def world(env: Env, lan: Lan) -> dict[str, str]:
 # every container over the bridges; the LAN reaches the host but no container.
 NODES = ("a1", "a2", "b1", "b2", "i1", "i2", "host", "lan")
 REACHABLE = {
-    "a1": {"a2", "host", "lan"}, "a2": {"a1", "host", "lan"},
-    "b1": {"b2", "host", "lan"}, "b2": {"b1", "host", "lan"},
-    "i1": {"i2"}, "i2": {"i1"},
+    "a1": {"a2", "host", "lan"},
+    "a2": {"a1", "host", "lan"},
+    "b1": {"b2", "host", "lan"},
+    "b2": {"b1", "host", "lan"},
+    "i1": {"i2"},
+    "i2": {"i1"},
     "host": {"a1", "a2", "b1", "b2", "i1", "i2", "lan"},
     "lan": {"host"},
 }
@@ -98,29 +108,49 @@ def test_isolation_matrix_tcp_and_icmp(env: Env, lan: Lan, world: dict[str, str]
 
     def attempt(pair: tuple[str, str], kind: str) -> bool:
         src, dst = pair
-        cmd = (["ping", "-c", "1", "-W", "1", world[dst]] if kind == "icmp"
-               else [sys.executable, PROBE, "tcp", world[dst], "80", "1"])
+        cmd = (
+            ["ping", "-c", "1", "-W", "1", world[dst]]
+            if kind == "icmp"
+            else [sys.executable, PROBE, "tcp", world[dst], "80", "1"]
+        )
         return probe(in_ns(env, src, lan, *cmd))[0]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         for kind in ("tcp", "icmp"):
-            got = dict(zip(pairs, pool.map(lambda p: attempt(p, kind), pairs), strict=True))
+            kinds = [kind] * len(pairs)
+            got = dict(zip(pairs, pool.map(attempt, pairs, kinds), strict=True))
             expected = {(s, d): d in REACHABLE[s] for s, d in pairs}
             wrong = {p: got[p] for p in pairs if got[p] != expected[p]}
             assert wrong == {}, f"{kind}: unexpected reachability (pair: reached?) {wrong}"
 
 
-def test_egress_is_masqueraded_to_the_host_address(env: Env, lan: Lan, world: dict[str, str]) -> None:
+def test_egress_is_masqueraded_to_the_host_address(
+    env: Env, lan: Lan, world: dict[str, str]
+) -> None:
     ok, answer = probe(in_ns(env, "a1", lan, sys.executable, PROBE, "tcp", "198.51.100.2", "80"))
     assert ok and answer.endswith("saw 198.51.100.1")
 
 
 def test_masquerade_off_and_fixed_snat_address(env: Env, lan: Lan) -> None:
     sh("ip addr add 198.51.100.9/24 dev ext0")
-    env.run("network", "create", "--subnet", "10.95.0.0/24",
-            "-o", "com.docker.network.bridge.enable_ip_masquerade=false", "plain")
-    env.run("network", "create", "--subnet", "10.96.0.0/24",
-            "-o", "com.docker.network.host_ipv4=198.51.100.9", "fixed")
+    env.run(
+        "network",
+        "create",
+        "--subnet",
+        "10.95.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_ip_masquerade=false",
+        "plain",
+    )
+    env.run(
+        "network",
+        "create",
+        "--subnet",
+        "10.96.0.0/24",
+        "-o",
+        "com.docker.network.host_ipv4=198.51.100.9",
+        "fixed",
+    )
     start(env, "p1", "plain")
     start(env, "f1", "fixed")
     lan.serve("tcp-serve", 81)
@@ -133,8 +163,15 @@ def test_masquerade_off_and_fixed_snat_address(env: Env, lan: Lan) -> None:
 
 
 def test_icc_off_blocks_containers_of_one_network_but_not_the_host(env: Env, lan: Lan) -> None:
-    env.run("network", "create", "--subnet", "10.97.0.0/24",
-            "-o", "com.docker.network.bridge.enable_icc=false", "quiet")
+    env.run(
+        "network",
+        "create",
+        "--subnet",
+        "10.97.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "quiet",
+    )
     ip1, ip2 = start(env, "q1", "quiet"), start(env, "q2", "quiet")
     wait_listening([sys.executable, PROBE, "tcp", ip2, "80"])
     assert not probe(in_ns(env, "q1", lan, sys.executable, PROBE, "tcp", ip2, "80", "1"))[0]
@@ -146,12 +183,27 @@ def test_published_ports_reach_the_container_from_everywhere(env: Env, lan: Lan)
     env.run("network", "create", "--subnet", "10.98.0.0/24", "web")
     env.run("network", "create", "--subnet", "10.99.0.0/24", "other")
     sh("ip link set lo up")
-    start(env, "srv", "web", "-p", "8080:80", "-p", "8081:80/udp", "-p", "127.0.0.1:8082:80",
-          "-p", "198.51.100.1:8083:80")
+    start(
+        env,
+        "srv",
+        "web",
+        "-p",
+        "8080:80",
+        "-p",
+        "8081:80/udp",
+        "-p",
+        "127.0.0.1:8082:80",
+        "-p",
+        "198.51.100.1:8083:80",
+    )
     start(env, "peer", "other")
     ports = env.run("port", "srv").stdout.splitlines()
-    assert ports == ["80/tcp -> 0.0.0.0:8080", "80/tcp -> 127.0.0.1:8082",
-                     "80/tcp -> 198.51.100.1:8083", "80/udp -> 0.0.0.0:8081"]
+    assert ports == [
+        "80/tcp -> 0.0.0.0:8080",
+        "80/tcp -> 127.0.0.1:8082",
+        "80/tcp -> 198.51.100.1:8083",
+        "80/udp -> 0.0.0.0:8081",
+    ]
     tcp = [sys.executable, PROBE, "tcp"]
     wait_listening([*tcp, "198.51.100.1", "8080"])
     # from the LAN machine, by the host's address
@@ -168,15 +220,19 @@ def test_published_ports_reach_the_container_from_everywhere(env: Env, lan: Lan)
     assert probe(in_ns(env, "srv", lan, *tcp, "198.51.100.1", "8080"))[0]
 
 
-def test_loopback_binding_is_not_reachable_from_a_neighbour_routing_127_via_us(env: Env, lan: Lan) -> None:
+def test_loopback_binding_is_not_reachable_from_a_neighbour_routing_127_via_us(
+    env: Env, lan: Lan
+) -> None:
     env.run("network", "create", "--subnet", "10.98.0.0/24", "web")
     sh("ip link set lo up")
     ip = start(env, "srv", "web", "-p", "127.0.0.1:8082:80")
     wait_listening([sys.executable, PROBE, "tcp", "127.0.0.1", "8082"])
     # The LAN machine sends to 127.0.0.1 through the host, and to the container directly.
-    lan.sh("ip addr flush dev lo; sysctl -qw net.ipv4.conf.all.route_localnet=1 "
-           "net.ipv4.conf.lan0.route_localnet=1; ip route add 127.0.0.0/8 via 198.51.100.1 dev lan0;"
-           " ip route add 10.98.0.0/24 via 198.51.100.1")
+    lan.sh(
+        "ip addr flush dev lo; sysctl -qw net.ipv4.conf.all.route_localnet=1 "
+        "net.ipv4.conf.lan0.route_localnet=1; ip route add 127.0.0.0/8 via 198.51.100.1 dev lan0;"
+        " ip route add 10.98.0.0/24 via 198.51.100.1"
+    )
     assert not probe(lan.argv(sys.executable, PROBE, "tcp", "127.0.0.1", "8082", "1"))[0]
     assert not probe(lan.argv(sys.executable, PROBE, "tcp", ip, "80", "1"))[0]
     assert not probe(lan.argv(sys.executable, PROBE, "udp", ip, "80", "0.3"))[0]
@@ -203,6 +259,7 @@ def test_spoofed_sources_are_dropped_at_the_bridge(env: Env, lan: Lan) -> None:
     tcp = [sys.executable, PROBE, "tcp", victim, "80", "1"]
     assert probe(in_ns(env, "liar", lan, *tcp))[0]
     liar = ["nsenter", "-t", str(pid_of(env, "liar")), "-n"]
+
     def readdress(address: str) -> None:
         subprocess.run([*liar, "ip", "addr", "flush", "dev", "eth0"], check=True)
         subprocess.run([*liar, "ip", "addr", "add", f"{address}/24", "dev", "eth0"], check=True)
@@ -243,15 +300,23 @@ def _elements(listing: str) -> dict[str, object]:
     return out
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("-p", "70000:80"), "invalid publish '70000:80': port 70000 out of range 1-65535"),
-    (("-p", "8080:80:90:1"), "invalid publish '8080:80:90:1'"),
-    (("-p", "80/icmp"), "invalid publish '80/icmp': unknown protocol 'icmp'"),
-    (("-p", "8080:80"), "invalid publish 8080/tcp: host port already published"),
-    (("-p", "127.0.0.1:8080:80"), "invalid publish 127.0.0.1:8080/tcp: host port already published"),
-    (("--network", "neti", "-p", "81"), "invalid publish '81': needs a bridge network"),
-])
-def test_bad_publish_is_refused_and_nothing_changes(env: Env, args: tuple[str, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("-p", "70000:80"), "invalid publish '70000:80': port 70000 out of range 1-65535"),
+        (("-p", "8080:80:90:1"), "invalid publish '8080:80:90:1'"),
+        (("-p", "80/icmp"), "invalid publish '80/icmp': unknown protocol 'icmp'"),
+        (("-p", "8080:80"), "invalid publish 8080/tcp: host port already published"),
+        (
+            ("-p", "127.0.0.1:8080:80"),
+            "invalid publish 127.0.0.1:8080/tcp: host port already published",
+        ),
+        (("--network", "neti", "-p", "81"), "invalid publish '81': needs a bridge network"),
+    ],
+)
+def test_bad_publish_is_refused_and_nothing_changes(
+    env: Env, args: tuple[str, ...], message: str
+) -> None:
     env.run("network", "create", "--subnet", "10.98.0.0/24", "web")
     env.run("network", "create", "--internal", "--subnet", "10.93.0.0/24", "neti")
     env.run("run", "-d", "--name", "srv", "--network", "web", "-p", "8080:80", "--", "sleep", "inf")

@@ -6,7 +6,6 @@ from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueE
 from typing import Any
 
 from ..errors import ConfigError
-from ..plan.ports import container_ports
 from ..model import (
     AttachRequest,
     Container,
@@ -16,6 +15,7 @@ from ..model import (
     NetworkSpec,
     SubnetConfig,
 )
+from ..plan.ports import container_ports
 
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
@@ -72,8 +72,16 @@ def container_json(
         networks[network.name] = {
             "NetworkID": network.id,
             "EndpointID": e.id,
-            "Gateway": str(next((s.gateway for s in network.subnets if e.address and s.gateway
-                                 and e.address.ip in s.subnet), "")),
+            "Gateway": str(
+                next(
+                    (
+                        s.gateway
+                        for s in network.subnets
+                        if e.address and s.gateway and e.address.ip in s.subnet
+                    ),
+                    "",
+                )
+            ),
             "IPAddress": str(e.address.ip) if e.address else "",
             "IPPrefixLen": e.address.network.prefixlen if e.address else 0,
             "MacAddress": e.mac or "",
@@ -163,8 +171,9 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
             raise ConfigError(flag, True, "swarm and config-only networks are not supported")
     config_from = body.get("ConfigFrom")
     if isinstance(config_from, dict) and config_from.get("Network"):
-        raise ConfigError("config-from", config_from["Network"],
-                          "config-only networks are not supported")
+        raise ConfigError(
+            "config-from", config_from["Network"], "config-only networks are not supported"
+        )
 
 
 def network_spec(body: dict[str, Any]) -> NetworkSpec:

@@ -98,7 +98,7 @@ class ContainerOps(EndpointOps):
             },
         )
         with self.store.transaction():
-            if self.store.find_container(name) is not None:
+            if self.store.container_named(name) is not None:
                 raise ConflictError(f"the container name {name!r} is already in use")
             if publish:
                 taken = [m for c in self.store.containers() for m in container_ports(c)]

@@ -13,8 +13,8 @@ from ..errors import ConfigError, ConflictError, NotFoundError
 from ..ids import new_id
 from ..ipam.allocator import pick_address
 from ..model import CREATING, READY, REMOVING, Container, Endpoint, Network
-from ..plan.naming import host_veth, mac_for, next_ifname
 from ..plan import firewall as fw
+from ..plan.naming import host_veth, mac_for, next_ifname
 from ..plan.ports import container_ports
 from .firewall import endpoint_rules
 from .networks import NetworkOps
@@ -52,7 +52,11 @@ class EndpointOps(NetworkOps):
         return dataclasses.replace(endpoint, state=READY, owner="")
 
     def _record_endpoint(
-        self, container: Container, network: Network, ip: IPv4Address | None, aliases: tuple[str, ...]
+        self,
+        container: Container,
+        network: Network,
+        ip: IPv4Address | None,
+        aliases: tuple[str, ...],
     ) -> Endpoint:
         with self.store.transaction():
             current = self.store.find_network(network.id)

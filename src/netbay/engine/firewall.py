@@ -51,6 +51,7 @@ def endpoint_rules(network: Network, endpoint: Endpoint) -> fw.EndpointRules | N
 
 class FirewallOps(EngineBase):
     nft: Nft
+    flows: conntrack.FlowJanitor
 
     def _primary(
         self, networks: dict[str, Network], endpoints: Iterable[Endpoint]
@@ -108,7 +109,6 @@ class FirewallOps(EngineBase):
         )
 
     def forget_flows(self, address: IPv4Address) -> None:
-        try:
-            conntrack.forget_address(address)
-        except Exception as exc:  # stale flows are a nuisance, not a reason to fail
-            log.warning("conntrack cleanup for %s failed: %s", address, exc)
+        """End the tracked flows of an address that lost its port mappings (asynchronously,
+        within milliseconds; see kernel/conntrack.py)."""
+        self.flows.forget(address)

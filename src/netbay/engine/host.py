@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import _linux
 from ..kernel import netns
+from ..kernel.conntrack import FlowJanitor
 from ..kernel.host import HostKernel
 from ..kernel.nft import Nft
 from ..paths import Paths
@@ -28,10 +29,12 @@ class Host(RepairOps):
         self.kernel = HostKernel()
         self.owner = _linux.owner_token()
         self.nft = Nft()
+        self.flows = FlowJanitor()
         self.ensure_builtin_networks()
         self.firewall_rebuild()
 
     def close(self) -> None:
+        self.flows.close()
         self.kernel.close()
         self.store.close()
 

@@ -13,8 +13,8 @@ from ..ids import new_id, valid_name
 from ..ipam.allocator import check_no_overlap, complete
 from ..ipam.pools import DEFAULT_BRIDGE_POOL, choose_subnet, overlaps_any
 from ..model import CREATING, READY, REMOVING, Network, NetworkSpec, SubnetConfig
-from ..plan.naming import DEFAULT_BRIDGE_DEVICE
 from ..plan import firewall as fw
+from ..plan.naming import DEFAULT_BRIDGE_DEVICE
 from .firewall import FirewallOps, network_rules
 
 BUILTIN_NAMES = ("bridge", "host", "none")

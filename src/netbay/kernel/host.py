@@ -101,7 +101,7 @@ class HostKernel:
 
         Netlink round trips: veth add (enslaved, up, peer born in the netns), then in the
         container namespace: index lookup, up, address, default route. IPv6 is switched off
-        on the peer before it comes up (see _disable_ipv6)."""
+        on both ends before the pair gets its carrier (see _disable_ipv6)."""
         with self.lock, Netlink(netns) as inside:
             try:
                 self._host.add_veth(
@@ -116,6 +116,7 @@ class HostKernel:
                     host_ifname, ifname, netns, master=self._bridge(bridge_key, bridge),
                     peer_mac=mac, mtu=mtu,
                 )
+            _disable_ipv6(host_ifname)  # a bridge port: its own addresses would serve nothing
             with netns_mod.entered(netns):
                 _disable_ipv6(ifname)
             index = inside.index(ifname)
@@ -142,11 +143,14 @@ class HostKernel:
 
 
 def _disable_ipv6(ifname: str) -> None:
-    """No IPv6 on a container interface of an IPv4-only network, as Docker does. Set before
-    the interface comes up, so it sends no IPv6 autoconfiguration traffic (duplicate address
-    detection, router solicitations, multicast listener reports): the bridge would flood each
-    such packet to every other port, making every attach cost O(containers) and 1,000
-    containers O(n^2). The calling thread must be in the container's namespace."""
+    """No IPv6 on IFNAME, in the calling thread's namespace.
+
+    On a container's interface of an IPv4-only network, as Docker does; on the bridge port,
+    as LXD does (a bridge port's own addresses serve nothing). Set before the pair gets its
+    carrier, so neither end sends IPv6 autoconfiguration traffic (duplicate address detection,
+    router solicitations, multicast listener reports) nor keeps its timers: the bridge would
+    flood each packet from a container to every other port, and the ports' timer work grows
+    with their number, making every attach cost O(containers)."""
     try:
         sysctl.ensure(f"net.ipv6.conf.{ifname}.disable_ipv6", "1")
     except KernelError as exc:

@@ -47,4 +47,4 @@ class Nft:
         """Cheap presence check (a chain lists its rules, not the sets' elements)."""
         with self.lock:
             rc, _out, _err = self._ctx.cmd(f"list chain {family} {table} {chain}")
-        return rc == 0
+        return bool(rc == 0)

@@ -183,7 +183,8 @@ def merge(*parts: Elements) -> Elements:
 def _element_lines(verb: str, elements: Elements) -> list[str]:
     return [
         f"{verb} element {family} {TABLE} {name} {{ {', '.join(elems)} }}"
-        for (family, name), elems in sorted(elements.items()) if elems
+        for (family, name), elems in sorted(elements.items())
+        if elems
     ]
 
 

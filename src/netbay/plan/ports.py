@@ -105,7 +105,8 @@ def allocate(
                 if not free(m):
                     where = f"{m.host_ip}:" if m.host_ip else ""
                     raise ConflictError(
-                        f"invalid publish {where}{m.host_port}/{m.proto}: host port already published"
+                        f"invalid publish {where}{m.host_port}/{m.proto}: "
+                        "host port already published"
                     )
                 chosen.append(m)
             continue
@@ -117,7 +118,9 @@ def allocate(
                     chosen.append(m)
                     break
             else:
-                raise ConflictError(f"no free host port for {c_low + offset}/{spec.proto} in {low}-{high}")
+                raise ConflictError(
+                    f"no free host port for {c_low + offset}/{spec.proto} in {low}-{high}"
+                )
     return chosen
 
 

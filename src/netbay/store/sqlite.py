@@ -249,6 +249,11 @@ class SQLiteStore:
         row = self._find("containers", ref)
         return None if row is None else _container(row)
 
+    def container_named(self, name: str) -> Container | None:
+        """Exact name only (never an id prefix): for uniqueness checks."""
+        rows = self._query("SELECT * FROM containers WHERE name = ?", name)
+        return _container(rows[0]) if rows else None
+
     def put_container(self, container: Container) -> None:
         self._insert("containers", _container_row(container))
 

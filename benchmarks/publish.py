@@ -1,0 +1,262 @@
+"""Port publishing, side by side with the peers (issue 3's benchmarks). Not a test.
+
+    .venv/bin/python benchmarks/publish.py [--quick] [--runs N]
+
+1. Publish N ports (1, 10, 100, 1000) on one container: netbay (the container created with
+   `-p A-B:A-B`, minus the same without ports) vs netavark 1.4 (one range mapping, as podman
+   passes `-p A-B:A-B`, and N single mappings up to 100).
+2. TCP connect latency to a published port, with 1 port published vs 10,000 (10 containers x
+   1,000): netbay's maps should make the two equal.
+3. Attach and detach of a container with one published port: netbay (connect/disconnect
+   through the library) vs the CNI chain bridge+host-local+portmap+firewall (ADD/DEL) vs
+   netavark setup/teardown.
+Everything runs in a throwaway namespace (sandbox.py); the LAN client is another namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from ipaddress import IPv4Network
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import peers  # noqa: E402
+from netbay import AttachRequest, ContainerSpec, Host, NetworkSpec, SubnetConfig  # noqa: E402
+from netbay.ids import new_id  # noqa: E402
+from netbay.kernel import netns  # noqa: E402
+from sandbox import median, p, sandbox, sh  # noqa: E402
+
+PROBE = str(Path(__file__).parent.parent / "tests" / "netprobe.py")
+
+
+def publish_cost(host: Host, counts: list[int], runs: int) -> dict[int, tuple[float, float]]:
+    """N -> (median ms of create with N ports minus without, median total)."""
+    out = {}
+    for n in counts:
+        with_ports, without = [], []
+        for r in range(runs):
+            for ports, sink in ((True, with_ports), (False, without)):
+                spec = ContainerSpec(
+                    command=("sleep", "inf"),
+                    name=f"pub{n}-{r}-{int(ports)}",
+                    networks=(AttachRequest("bench"),),
+                    publish=(f"20000-{20000 + n - 1}:20000-{20000 + n - 1}",) if ports else (),
+                )
+                start = time.perf_counter()
+                container = host.create_container(spec)
+                sink.append((time.perf_counter() - start) * 1000)
+                host.remove_container(container.id, force=True)
+        out[n] = (median(with_ports) - median(without), median(with_ports))
+    return out
+
+
+def netavark_publish(workdir: Path, counts: list[int], runs: int) -> dict[int, tuple[float, float]]:
+    """N -> (median setup ms with one range mapping, with N single mappings or nan)."""
+    nv = peers.Netavark(workdir, IPv4Network("10.124.0.0/16"))
+    out = {}
+    for n in counts:
+        ranged, singles = [], []
+        for r in range(runs):
+            for mode, sink in (("range", ranged), ("single", singles)):
+                if mode == "single" and n > 100:
+                    continue
+                path = workdir / f"nv-{n}-{r}-{mode}"
+                netns.create(path)
+                ports = (
+                    [{"hostPort": 20000, "containerPort": 20000, "protocol": "tcp", "range": n}]
+                    if mode == "range"
+                    else [
+                        {"hostPort": 20000 + i, "containerPort": 20000 + i, "protocol": "tcp"}
+                        for i in range(n)
+                    ]
+                )
+                cid = new_id()
+                sink.append(peers.timed(nv.setup, cid, "10.124.0.2", path, ports))
+                nv.teardown(cid, "10.124.0.2", path, ports)
+                netns.delete(path)
+        out[n] = (median(ranged), median(singles))
+    return out
+
+
+def connect_latency(
+    host: Host, lan_ns: Path, total_ports: int, samples: int
+) -> tuple[float, float]:
+    """Median and p99 ms of TCP connect+answer to one published port, with TOTAL_PORTS
+    published across containers."""
+    target = host.create_container(
+        ContainerSpec(
+            command=(sys.executable, PROBE, "tcp-serve", "80"),
+            name=f"srv{total_ports}",
+            networks=(AttachRequest("bench"),),
+            publish=("18080:80",),
+        )
+    )
+    host.start_container(target.id)
+    fillers = []
+    per = 1000
+    for i in range(max(0, total_ports - 1) // per):
+        base = 21000 + i * per
+        fillers.append(
+            host.create_container(
+                ContainerSpec(
+                    command=("sleep", "inf"),
+                    name=f"fill{total_ports}-{i}",
+                    networks=(AttachRequest("bench"),),
+                    publish=(f"{base}-{base + per - 1}:80-{80 + per - 1}",),
+                )
+            )
+        )
+    client = (
+        "import socket,time,sys\n"
+        "n=int(sys.argv[1]);out=[]\n"
+        "for _ in range(n):\n"
+        "  t=time.perf_counter()\n"
+        "  s=socket.create_connection(('198.51.100.1',18080),timeout=2); s.recv(64); s.close()\n"
+        "  out.append((time.perf_counter()-t)*1000)\n"
+        "print(' '.join(f'{x:.4f}' for x in out))\n"
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        probe = subprocess.run(
+            ["nsenter", f"--net={lan_ns}", sys.executable, PROBE, "tcp", "198.51.100.1", "18080"],
+            capture_output=True,
+        )
+        if probe.returncode == 0:
+            break
+        time.sleep(0.1)
+    result = subprocess.run(
+        ["nsenter", f"--net={lan_ns}", sys.executable, "-c", client, str(samples)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    values = [float(x) for x in result.stdout.split()]
+    for c in [target, *fillers]:
+        host.remove_container(c.id, force=True)
+    return median(values), p(values, 0.99)
+
+
+def attach_detach(host: Host, workdir: Path, count: int) -> dict[str, tuple[float, float]]:
+    """System -> (median attach ms, median detach ms) with one published port each."""
+    out: dict[str, tuple[float, float]] = {}
+    containers = [
+        host.create_container(
+            ContainerSpec(
+                command=("sleep", "inf"),
+                name=f"ad{i}",
+                networks=(AttachRequest("bench"),),
+                publish=(f"{30000 + i}:80",),
+            )
+        )
+        for i in range(count)
+    ]
+    for c in containers:
+        host.disconnect("bench", c.id)
+    attach, detach = [], []
+    for c in containers:
+        attach.append(peers.timed(host.connect, "bench", c.id))
+    for c in containers:
+        detach.append(peers.timed(host.disconnect, "bench", c.id))
+    out["netbay (library)"] = (median(attach), median(detach))
+    for c in containers:
+        host.remove_container(c.id, force=True)
+
+    ports = [{"hostPort": 40000, "containerPort": 80, "protocol": "tcp"}]
+    if (why := peers.available("cni")) is None:
+        chain = peers.CniChain(workdir, IPv4Network("10.125.0.0/16"))
+        add, dele = [], []
+        for i in range(count):
+            path = workdir / f"cni{i}"
+            netns.create(path)
+            cid = new_id()
+            mapping = [{**ports[0], "hostPort": 40000 + i}]
+            start = time.perf_counter()
+            result = chain.add(cid, path, mapping)
+            add.append((time.perf_counter() - start) * 1000)
+            dele.append(peers.timed(chain.delete, cid, path, result, mapping))
+            netns.delete(path)
+        out["CNI bridge+host-local+portmap+firewall"] = (median(add), median(dele))
+    else:
+        print(f"CNI chain not run: {why}")
+    if (why := peers.available("netavark")) is None:
+        nv = peers.Netavark(workdir, IPv4Network("10.126.0.0/16"))
+        add, dele = [], []
+        for i in range(count):
+            path = workdir / f"nv{i}"
+            netns.create(path)
+            cid, ip = new_id(), f"10.126.0.{i + 2}"
+            mapping = [{**ports[0], "hostPort": 41000 + i}]
+            add.append(peers.timed(nv.setup, cid, ip, path, mapping))
+            dele.append(peers.timed(nv.teardown, cid, ip, path, mapping))
+            netns.delete(path)
+        out["netavark 1.4"] = (median(add), median(dele))
+    else:
+        print(f"netavark not run: {why}")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    counts = [1, 10, 100] if args.quick else [1, 10, 100, 1000]
+    big = 2000 if args.quick else 10000
+    samples = 200 if args.quick else 1000
+    ad_count = 10 if args.quick else 50
+
+    with sandbox() as paths, Host(paths) as host:
+        work = paths.root / "peers"
+        work.mkdir(parents=True)
+        lan = paths.root / "lan"
+        netns.create(lan)
+        try:
+            sh(
+                f"ip link add ext0 type veth peer name lan0 && ip link set lan0 netns {lan} && "
+                "ip addr add 198.51.100.1/24 dev ext0 && ip link set ext0 up"
+            )
+            sh(
+                f"nsenter --net={lan} sh -c 'ip link set lo up; "
+                "ip addr add 198.51.100.2/24 dev lan0; ip link set lan0 up'"
+            )
+            host.create_network(
+                NetworkSpec(name="bench", subnets=(SubnetConfig(IPv4Network("10.123.0.0/16")),))
+            )
+            print("== 1. publish N ports on one container (median ms)")
+            ours = publish_cost(host, counts, args.runs)
+            theirs = (
+                netavark_publish(work, counts, args.runs) if not peers.available("netavark") else {}
+            )
+            print(
+                f"{'ports':>6} {'netbay publish':>15} {'netbay total':>13} {'netavark range':>15}"
+                f" {'netavark singles':>17}"
+            )
+            for n in counts:
+                nv = theirs.get(n, (float("nan"), float("nan")))
+                print(
+                    f"{n:>6} {ours[n][0]:>15.2f} {ours[n][1]:>13.2f} {nv[0]:>15.1f} {nv[1]:>17.1f}"
+                )
+            print(f"target: 1000 ports <= 50 ms -> netbay {ours[counts[-1]][0]:.1f} ms")
+
+            print(f"\n== 2. TCP connect to a published port from the LAN ({samples} samples)")
+            one = connect_latency(host, lan, 1, samples)
+            many = connect_latency(host, lan, big, samples)
+            print(f"  1 port published:      median {one[0]:.3f} ms  p99 {one[1]:.3f} ms")
+            print(f"  {big} ports published: median {many[0]:.3f} ms  p99 {many[1]:.3f} ms")
+            print(f"  ratio {many[0] / one[0]:.3f} (target <= 1.10)")
+
+            print(f"\n== 3. attach / detach with one published port ({ad_count} containers,"
+                  " median ms)")
+            for system, (a, d) in attach_detach(host, work, ad_count).items():
+                print(f"  {system:<42} attach {a:8.2f}   detach {d:8.2f}")
+        finally:
+            netns.delete(lan)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
