@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # Installs what netbay needs on Debian 12 (run as root): system packages from apt, Python
 # dependencies from pyproject.toml into ./.venv. Safe to run again.
-#   --test  also what the test suite drives: the docker command-line client (taken out of
-#           Debian's docker.io package into .venv/bin, so no Docker daemon is installed).
+#   --test   also what the test suite drives: the docker command-line client (taken out of
+#            Debian's docker.io package into .venv/bin, so no Docker daemon is installed).
+#   --bench  also the peers the benchmarks compare with (netavark, the CNI reference plugins,
+#            aardvark-dns) and their load tools (dnsperf, iperf3); no service is started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --bench) want_bench=1 ;;
+    *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
+  esac
+done
 
 packages=(python3 python3-venv python3-pip iproute2 iputils-ping util-linux procps nftables libnftables1)
+if [ "$want_bench" = 1 ]; then
+  packages+=(netavark containernetworking-plugins iptables aardvark-dns dnsperf iperf3)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
