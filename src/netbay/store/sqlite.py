@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS endpoints (
     UNIQUE (network_id, container_id), UNIQUE (container_id, ifname), UNIQUE (network_id, address)
 );
 CREATE INDEX IF NOT EXISTS endpoints_by_container ON endpoints(container_id);
+-- dns_name_holders runs on every attach: without these it reads every endpoint of the
+-- network (~0.5 ms at 1,000), with them a handful of rows
+CREATE INDEX IF NOT EXISTS containers_by_lower_name ON containers(lower(name));
+CREATE INDEX IF NOT EXISTS endpoints_with_aliases ON endpoints(network_id) WHERE aliases != '[]';
 """
 
 
@@ -314,6 +318,20 @@ class SQLiteStore:
         return int(
             self._query("SELECT count(*) FROM endpoints WHERE network_id = ?", network_id)[0][0]
         )
+
+    def dns_name_holders(self, network_id: str, name: str) -> tuple[list[str], list[str]]:
+        called = self._query(
+            "SELECT c.name FROM endpoints e JOIN containers c ON c.id = e.container_id"
+            " WHERE e.network_id = ? AND lower(c.name) = lower(?)",
+            network_id, name,
+        )
+        aliased = self._query(
+            "SELECT c.name FROM endpoints e JOIN containers c ON c.id = e.container_id,"
+            " json_each(e.aliases) a WHERE e.network_id = ? AND e.aliases != '[]'"
+            " AND lower(a.value) = lower(?)",
+            network_id, name,
+        )
+        return [r[0] for r in called], [r[0] for r in aliased]
 
     def dump(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
         for table in ("networks", "containers", "endpoints"):
