@@ -13,7 +13,7 @@ from typing import Any
 from .. import __version__
 from ..client import Client
 from ..errors import NetbayError
-from . import container, network
+from . import container, network, observe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
     network.add_parser(sub)
     container.add_parsers(sub)
+    observe.add_parsers(sub)
 
     d = sub.add_parser("daemon", help="control netbayd")
     d.add_argument("action", choices=("start", "stop", "status"))
@@ -41,7 +42,45 @@ def build_parser() -> argparse.ArgumentParser:
         "reload: rebuild netbay's nftables tables from the record",
     )
     s.set_defaults(func=system)
+    add_install_parsers(sub)
     return parser
+
+
+def add_install_parsers(sub: Any) -> None:
+    c = sub.add_parser("cni", help="install the CNI plugins (netbay, netbay-ipam)")
+    c.add_argument("action", choices=("install",))
+    c.add_argument("--dir", default="/opt/cni/bin", help="CNI plugin directory")
+    c.add_argument("--name", default="netbay", help="the interface plugin's file name")
+    c.add_argument("--ipam-name", default="netbay-ipam", help="the IPAM plugin's file name")
+    p = sub.add_parser("podman", help="install podman's network backend (netavark-compatible)")
+    p.add_argument("action", choices=("install",))
+    p.add_argument("--dir", required=True, help="a directory of [engine] helper_binaries_dir")
+    p.add_argument("--name", default="netavark")
+    for parser in (c, p):
+        parser.add_argument("--socket", help="netbayd's socket (default $NETBAY_SOCKET or "
+                            "/run/netbay/netbay.sock)")
+        parser.add_argument("--root", help="netbayd's state root when it is started")
+        parser.add_argument("--python", help="interpreter of the executables (default: this)")
+        parser.add_argument("--source", action="store_true",
+                            help="write the readable script, not precompiled code (slower start)")
+    c.set_defaults(func=install_executables)
+    p.set_defaults(func=install_executables)
+
+
+def install_executables(client: Client, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..install import install_cni, install_netavark
+
+    options = {"socket": args.socket, "root": args.root, "python": args.python,
+               "source": args.source}
+    if args.command_name == "cni":
+        paths = install_cni(Path(args.dir), args.name, args.ipam_name, **options)
+    else:
+        paths = [install_netavark(Path(args.dir), args.name, **options)]
+    for path in paths:
+        print(path)
+    return 0
 
 
 def daemon(client: Client, args: argparse.Namespace) -> int:

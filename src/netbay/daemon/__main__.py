@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(paths: Paths, lock: object) -> int:
+    from ..dns.supervisor import DnsSupervisor
     from ..engine import Host
     from .api import Api
     from .guard import FirewallGuard
@@ -58,7 +59,9 @@ def serve(paths: Paths, lock: object) -> int:
         logging.info("repaired at start-up: %s", report.as_dict())
     reaper = Reaper(lambda cid, code: host.mark_exited(cid, code))
     guard = FirewallGuard(host)
-    server = UnixHTTPServer(paths.socket, Api(host, reaper))
+    dns = DnsSupervisor(paths, host.store)
+    dns.sync()  # the containers the record already holds resolve as before the restart
+    server = UnixHTTPServer(paths.socket, Api(host, reaper, after_change=dns.sync))
 
     def stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -72,6 +75,7 @@ def serve(paths: Paths, lock: object) -> int:
         server.server_close()
         reaper.close()
         guard.close()
+        dns.close()
         host.close()
         for leftover in (paths.socket, paths.root / "netbayd.pid"):
             with contextlib.suppress(FileNotFoundError):

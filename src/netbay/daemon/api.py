@@ -15,7 +15,9 @@ from ..errors import InUseError, NotFoundError
 from ..model import READY, Container, Endpoint, Network
 from . import wire
 from .filters import PRUNE_FILTER_KEYS, network_matches, parse_filters
+from .observe_api import ObserveRoutes
 from .reaper import Reaper
+from .runtime_api import RuntimeRoutes
 
 Response = tuple[int, Any]
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
@@ -38,9 +40,14 @@ def version_error(requested: str) -> str | None:
 
 
 class Api:
-    def __init__(self, host: Host, reaper: Reaper) -> None:
+    def __init__(
+        self, host: Host, reaper: Reaper, after_change: Callable[[], None] | None = None
+    ) -> None:
         self.host = host
         self.reaper = reaper
+        # called after every request that may have changed something (the DNS server's
+        # listen points follow the record), before the response goes out
+        self.after_change = after_change
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Response]]] = []
         for method, pattern, handler in (
             ("GET", r"/_ping", self.ping),
@@ -66,6 +73,12 @@ class Api:
             ("POST", r"/system/reload", self.reload),
         ):
             self._routes.append((method, re.compile(pattern + "$"), handler))
+        self.observe = ObserveRoutes(host, self)  # topology, trace, capture, doctor, rps
+        for method, pattern, handler in self.observe.routes():
+            self._routes.append((method, re.compile(pattern + "$"), handler))
+        self.runtimes = RuntimeRoutes(host)  # the CNI plugins, the netavark backend
+        for method, pattern, handler in self.runtimes.routes():
+            self._routes.append((method, re.compile(pattern + "$"), handler))
 
     def dispatch(self, method: str, target: str, body: Any) -> Response:
         path, _, query = target.partition("?")
@@ -82,7 +95,11 @@ class Api:
             if match:
                 allowed = True
                 if route_method == method:
-                    return handler(params=params, body=body or {}, **match.groupdict())
+                    try:
+                        return handler(params=params, body=body or {}, **match.groupdict())
+                    finally:
+                        if method in ("POST", "DELETE") and self.after_change is not None:
+                            self.after_change()
         if allowed:
             return 405, {"message": f"method {method} not allowed on {path}"}
         return 404, {"message": f"page not found: {path}"}
@@ -135,7 +152,11 @@ class Api:
 
     def inspect_network(self, ref: str, **_: Any) -> Response:
         network = self.host.network(ref)
-        return 200, wire.network_json(network, self._members(network))
+        body = wire.network_json(network, self._members(network))
+        routes = self.host.upstream_routes(network)
+        if routes and network.device:
+            body["UpstreamRoutes"] = wire.upstream_routes_json(network.device, routes)
+        return 200, body
 
     def create_network(self, body: dict[str, Any], **_: Any) -> Response:
         network = self.host.create_network(wire.network_spec(body))
@@ -192,7 +213,10 @@ class Api:
         return 201, {"Id": container.id, "Warnings": []}
 
     def inspect_container(self, ref: str, **_: Any) -> Response:
-        return 200, self._container_json(self.host.container(ref))
+        container = self.host.container(ref)
+        body = self._container_json(container)
+        body["NetworkSettings"].update(self.observe.container_extras(container))  # routes, ARP
+        return 200, body
 
     def start_container(self, ref: str, **_: Any) -> Response:
         container, child = self.host.start_container(ref)

@@ -125,6 +125,30 @@ def container_json(
     }
 
 
+def upstream_routes_json(
+    parent: str, routes: list[tuple[IPv4Network, IPv4Address | None]]
+) -> list[dict[str, str]]:
+    """netbay's own inspect field: the routes a router upstream of the host needs to reach
+    an ipvlan L3 network's containers, each via the host's address on the parent."""
+    out = []
+    for destination, via in routes:
+        if via is None:
+            out.append({
+                "Destination": str(destination),
+                "Gateway": "",
+                "Command": "",
+                "Note": f"parent {parent} has no IPv4 address: route {destination} via the "
+                        f"host's address on {parent}'s network",
+            })
+        else:
+            out.append({
+                "Destination": str(destination),
+                "Gateway": str(via),
+                "Command": f"ip route add {destination} via {via}",
+            })
+    return out
+
+
 def ports_json(container: Container) -> dict[str, list[dict[str, str]]]:
     """Docker's NetworkSettings.Ports: {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}."""
     out: dict[str, list[dict[str, str]]] = {}

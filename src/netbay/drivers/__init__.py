@@ -5,10 +5,20 @@ from __future__ import annotations
 from ..errors import ConfigError
 from .base import Driver
 from .bridge import BridgeDriver
+from .external import ExternalDriver
 from .host import HostDriver
+from .ipvlan import IpvlanDriver
+from .macvlan import MacvlanDriver
 from .null import NullDriver
+from .parent import ParentDriver
 
-_DRIVERS: dict[str, Driver] = {d.name: d for d in (BridgeDriver(), HostDriver(), NullDriver())}
+_DRIVERS: dict[str, Driver] = {
+    d.name: d
+    for d in (
+        BridgeDriver(), HostDriver(), NullDriver(), MacvlanDriver(), IpvlanDriver(),
+        ExternalDriver(),
+    )
+}
 
 
 def get_driver(name: str) -> Driver:
@@ -19,4 +29,4 @@ def get_driver(name: str) -> Driver:
         raise ConfigError("driver", name, f"unknown driver (known: {known})") from None
 
 
-__all__ = ["Driver", "get_driver"]
+__all__ = ["Driver", "ParentDriver", "get_driver"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,11 +25,19 @@ class Driver(Protocol):
         """Note in the record which devices netbay is about to create (before it does, so a
         crash mid-setup still knows what to remove); reads the kernel, changes nothing."""
 
+    def fit(self, network: Network, others: Sequence[Network]) -> Network:
+        """Check the completed record against the other networks (a shared bridge or parent)
+        and fill in what depends on them; pure, raises ConflictError or ConfigError."""
+
     def setup(self, kernel: HostKernel, network: Network) -> Network:
         """Make the network's kernel objects; returns the record with what was made."""
 
     def teardown(self, kernel: HostKernel, network: Network) -> None:
         """Remove what setup made; missing objects are success."""
+
+    def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
+        """The endpoint record as this driver will make it (its host-side link name, MAC),
+        from the engine's default; pure."""
 
     def attach(
         self,
@@ -40,7 +48,10 @@ class Driver(Protocol):
         default_route: bool,
     ) -> None: ...
 
-    def detach(self, kernel: HostKernel, network: Network, endpoint: Endpoint) -> None: ...
+    def detach(
+        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
+    ) -> None:
+        """Remove the endpoint's links; NETNS is the container's (None: it has none left)."""
 
 
 def parse_bool(field: str, value: str) -> bool:

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ConflictError
+from ..kernel import netsysfs
 from ..model import Endpoint, Network, NetworkSpec
 from ..plan.naming import bridge_device
+from ..plan.rps import OPT_RPS, OPT_RPS_FLOWS, network_setting
 from .base import check_known_options, parse_bool, parse_int
 
 if TYPE_CHECKING:
     from ..kernel.host import HostKernel
 
+log = logging.getLogger("netbay.bridge")
 OPT_NAME = "com.docker.network.bridge.name"
 OPT_MTU = "com.docker.network.driver.mtu"
 BOOL_OPTIONS = frozenset(
@@ -30,6 +35,8 @@ KNOWN = BOOL_OPTIONS | {
     "com.docker.network.bridge.host_binding_ipv4",
     "com.docker.network.host_ipv4",
     "com.docker.network.container_iface_prefix",
+    OPT_RPS,  # receive packet steering on every endpoint: auto or a CPU list
+    OPT_RPS_FLOWS,
 }
 _IFNAME_BAD = set("/ \t\n:")
 
@@ -40,6 +47,8 @@ class BridgeDriver:
 
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
         check_known_options(spec.options, KNOWN, self.name)
+        if OPT_RPS in spec.options or OPT_RPS_FLOWS in spec.options:  # reads the online CPUs
+            network_setting(dict(spec.options), netsysfs.online_cpus())
         for key in BOOL_OPTIONS & spec.options.keys():
             parse_bool(f"opt {key}", spec.options[key])
         host_ipv4 = spec.options.get("com.docker.network.host_ipv4")
@@ -73,6 +82,14 @@ class BridgeDriver:
         assert network.device is not None
         return dataclasses.replace(network, device_created=not kernel.link_exists(network.device))
 
+    def fit(self, network: Network, others: Sequence[Network]) -> Network:
+        for other in others:
+            if network.device and other.device == network.device:
+                raise ConflictError(
+                    f"invalid opt {OPT_NAME} {network.device!r}: used by network {other.name}"
+                )
+        return network
+
     def setup(self, kernel: HostKernel, network: Network) -> Network:
         assert network.device is not None
         gateways = [
@@ -87,6 +104,9 @@ class BridgeDriver:
         if network.device and network.device_created:
             kernel.remove_link(network.device)
         kernel.forget_bridge(network.id)
+
+    def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
+        return endpoint  # the engine's default: a veth named after the endpoint, MAC from IP
 
     def attach(
         self,
@@ -108,7 +128,19 @@ class BridgeDriver:
             address=endpoint.address,
             gateway=endpoint.gateway if default_route else None,
         )
+        if OPT_RPS in network.options:
+            self._steer(network, endpoint, netns)
 
-    def detach(self, kernel: HostKernel, network: Network, endpoint: Endpoint) -> None:
+    def _steer(self, network: Network, endpoint: Endpoint, netns: Path) -> None:
+        """`-o rps=...`: RPS on both ends of the endpoint's veth, RFS table sized."""
+        rps = network_setting(dict(network.options), netsysfs.online_cpus())
+        if rps is not None:
+            note = netsysfs.apply_endpoint_rps(rps, endpoint.host_ifname, endpoint.ifname, netns)
+            if note:
+                log.info("network %s: %s", network.name, note)
+
+    def detach(
+        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
+    ) -> None:
         if endpoint.host_ifname:
             kernel.remove_link(endpoint.host_ifname)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,11 +25,17 @@ class _ModeDriver:
     def claim(self, kernel: HostKernel, network: Network) -> Network:
         return network
 
+    def fit(self, network: Network, others: Sequence[Network]) -> Network:
+        return network
+
     def setup(self, kernel: HostKernel, network: Network) -> Network:
         return network
 
     def teardown(self, kernel: HostKernel, network: Network) -> None:
         return None
+
+    def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
+        return endpoint
 
     def attach(
         self,
@@ -40,7 +47,9 @@ class _ModeDriver:
     ) -> None:
         raise ConfigError("network", network.name, "containers join it by network mode, not attach")
 
-    def detach(self, kernel: HostKernel, network: Network, endpoint: Endpoint) -> None:
+    def detach(
+        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
+    ) -> None:
         return None
 
 

@@ -11,14 +11,16 @@ from typing import Any
 
 from .. import _linux, faults
 from ..clock import now_rfc3339
+from ..dns.records import serves
 from ..drivers import get_driver
+from ..drivers.parent import PARENT_DRIVERS
 from ..errors import ConfigError, ConflictError, NotFoundError
 from ..ids import new_id, random_name, valid_name
 from ..ipam.allocator import pick_address
 from ..model import CREATING, READY, REMOVING, Container, ContainerSpec, Endpoint, Network
 from ..plan.ports import allocate, container_ports, parse_publish, record_ports
 from ..runtime import files, process
-from .endpoints import EndpointOps
+from .endpoints import EndpointOps, check_aliases
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 
@@ -31,6 +33,10 @@ def local_port_range() -> tuple[int, int]:
     except (OSError, ValueError):
         return 32768, 60999
 ETC_FILES = ("hosts", "hostname", "resolv.conf")
+
+
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
 
 class ContainerOps(EndpointOps):
@@ -71,11 +77,19 @@ class ContainerOps(EndpointOps):
         if len(hostname) > 63:
             raise ConfigError("hostname", hostname, "longer than 63 characters")
         networks, mode = self._resolve_networks(spec)
+        for network, _, aliases in networks:  # refused before anything is made
+            check_aliases(aliases)
+            self.check_dns_names(name, network, aliases)
         publish = [parse_publish(p) for p in spec.publish]
         if publish and not any(n.driver == "bridge" and not n.internal for n, _, _ in networks):
-            raise ConfigError(
-                "publish", spec.publish[0], "needs a bridge network that is not internal"
-            )
+            reason = "needs a bridge network that is not internal"
+            direct = next((n for n, _, _ in networks if n.driver in PARENT_DRIVERS), None)
+            if direct is not None:
+                reason += (
+                    f" ({direct.driver} network {direct.name} publishes no ports: its "
+                    "containers are reached at their own addresses)"
+                )
+            raise ConfigError("publish", spec.publish[0], reason)
         container_id = new_id()
         container = Container(
             id=container_id,
@@ -156,13 +170,46 @@ class ContainerOps(EndpointOps):
             faults.point("container:netns")
         for network, ip, aliases in networks:
             self.attach_endpoint(container, network, ip, aliases)
-        nameservers = [str(a) for a in spec.dns] or files.host_nameservers()
-        files.write_in_place(
-            directory / "resolv.conf",
-            files.render_resolv_conf(nameservers, spec.dns_search, spec.dns_options),
-        )
+        self.refresh_resolv_conf(container)
         files.write_in_place(directory / "hostname", (container.hostname or "localhost") + "\n")
         self.refresh_hosts_file(container)
+
+    def refresh_resolv_conf(self, container: Container) -> None:
+        """On a bridge network: netbay's DNS server on the gateway of the first one, which
+        forwards other names to --dns or the host's resolvers, as Docker's embedded DNS does
+        (with ndots:0, so a container name is asked as it is before any search domain).
+        Otherwise (none, host): the --dns servers or the host's, loopback ones left out."""
+        dns, search, options = (
+            _strings(container.config.get(key)) for key in ("dns", "dns_search", "dns_options")
+        )
+        served = [
+            (network, endpoint.address.ip)
+            for network, endpoint in self.container_endpoints(container)
+            if serves(network) and endpoint.address is not None
+        ]
+        gateway = next(
+            (
+                s.gateway
+                for network, address in served
+                for s in network.subnets
+                if s.gateway is not None and address in s.subnet
+            ),
+            None,
+        )
+        if gateway is None:
+            text = files.render_resolv_conf(dns or files.host_nameservers(), search, options)
+        else:
+            if not any(o.startswith("ndots:") for o in options):
+                options.insert(0, "ndots:0")
+            if all(network.internal for network, _ in served):
+                upstream = "none (internal network)"
+            else:
+                upstream = ", ".join(dns) or "the host's resolvers"
+            text = files.render_resolv_conf(
+                [str(gateway)], search, options,
+                notes=[f"netbay DNS; other names are forwarded to: {upstream}"],
+            )
+        files.write_in_place(self.paths.container_dir(container.id) / "resolv.conf", text)
 
     def refresh_hosts_file(self, container: Container) -> None:
         names = [n for n in (container.hostname, container.name) if n]
@@ -226,6 +273,7 @@ class ContainerOps(EndpointOps):
         container = self.container(container_ref)
         endpoint = self.attach_endpoint(container, self.network(network_ref), ip, aliases)
         self.refresh_hosts_file(container)
+        self.refresh_resolv_conf(container)
         return endpoint
 
     def disconnect(self, network_ref: str, container_ref: str, force: bool = False) -> None:
@@ -242,6 +290,7 @@ class ContainerOps(EndpointOps):
             )
         self.detach_endpoint(network, endpoint)
         self.refresh_hosts_file(container)
+        self.refresh_resolv_conf(container)
 
     # --- remove ----------------------------------------------------------------------
     def remove_container(self, ref: str, force: bool = False) -> None:
@@ -264,7 +313,8 @@ class ContainerOps(EndpointOps):
                 self.detach_endpoint(network, endpoint)
             except Exception as exc:  # keep going: collect and report together
                 errors.append(exc)
-        if container.netns is not None:
+        # a runtime's sandbox (CNI, podman): the namespace is the runtime's, never ours
+        if container.netns is not None and container.config.get("netns_owned", True):
             try:
                 self.kernel.delete_netns(Path(container.netns))
             except Exception as exc:

@@ -4,6 +4,8 @@ so a crash at any point leaves a record that gc can finish or undo."""
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
@@ -19,15 +21,50 @@ from ..plan.ports import container_ports
 from .firewall import endpoint_rules
 from .networks import NetworkOps
 
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def check_aliases(aliases: Iterable[str]) -> None:
+    """Network-scoped aliases are DNS names: refuse anything the DNS server could not serve."""
+    for alias in aliases:
+        if len(alias) > 253 or not all(map(_DNS_LABEL.match, alias.split("."))):
+            raise ConfigError(
+                "alias", alias, "not a DNS name (letters, digits, '-', '_'; labels of 1-63 "
+                "joined by '.')"
+            )
+
 
 class EndpointOps(NetworkOps):
+    def check_dns_names(self, name: str, network: Network, aliases: Iterable[str]) -> None:
+        """On one network a name leads to one container: an alias may not be another
+        container's name there, nor may a container join under another's alias. (Several
+        containers may share an alias, as in Docker: its name then answers with all of them.)"""
+        for alias in aliases:
+            others = [n for n in self.store.containers_called(network.id, alias) if n != name]
+            if others:
+                raise ConflictError(
+                    f"alias {alias!r} is the name of container {others[0]} on network "
+                    f"{network.name}"
+                )
+        others = [n for n in self.store.containers_aliased(network.id, name) if n != name]
+        if others:
+            raise ConflictError(
+                f"the container name {name!r} is an alias of container {others[0]} on network "
+                f"{network.name}"
+            )
+
     def attach_endpoint(
         self,
         container: Container,
         network: Network,
         ip: IPv4Address | None = None,
         aliases: tuple[str, ...] = (),
+        *,
+        ifname: str | None = None,
+        mac: str | None = None,
     ) -> Endpoint:
+        """IFNAME and MAC: as a runtime asks (CNI, podman); by default the next free ethN and
+        the MAC derived from the address."""
         if container.netns is None or container.network_mode != "private":
             raise ConfigError(
                 "container", container.name, f"uses the {container.network_mode} network mode"
@@ -35,8 +72,9 @@ class EndpointOps(NetworkOps):
         driver = get_driver(network.driver)
         if driver.mode != "private":
             raise ConfigError("network", network.name, "cannot be attached to (a network mode)")
+        check_aliases(aliases)
         with self.kernel.lock:
-            endpoint = self._record_endpoint(container, network, ip, aliases)
+            endpoint = self._record_endpoint(container, network, ip, aliases, ifname, mac)
             faults.point("attach:recorded")
             try:
                 driver.attach(
@@ -57,6 +95,8 @@ class EndpointOps(NetworkOps):
         network: Network,
         ip: IPv4Address | None,
         aliases: tuple[str, ...],
+        ifname: str | None = None,
+        mac: str | None = None,
     ) -> Endpoint:
         with self.store.transaction():
             current = self.store.find_network(network.id)
@@ -67,6 +107,11 @@ class EndpointOps(NetworkOps):
                 raise ConflictError(
                     f"endpoint with name {container.name} already exists in network {network.name}"
                 )
+            if ifname is not None and any(e.ifname == ifname for e in mine):
+                raise ConflictError(
+                    f"interface {ifname} already exists in container {container.name}"
+                )
+            self.check_dns_names(container.name, network, aliases)
             config, address = pick_address(
                 network.subnets, self.store.used_addresses(network.id), ip
             )
@@ -76,15 +121,16 @@ class EndpointOps(NetworkOps):
                 id=endpoint_id,
                 network_id=network.id,
                 container_id=container.id,
-                ifname=next_ifname(e.ifname for e in mine),
+                ifname=ifname or next_ifname(e.ifname for e in mine),
                 host_ifname=host_veth(endpoint_id),
-                mac=mac_for(address),
+                mac=mac or mac_for(address),
                 address=IPv4Interface((address, config.subnet.prefixlen)),
                 gateway=None if (network.internal or has_default) else config.gateway,
                 aliases=aliases,
                 state=CREATING,
                 owner=self.owner,
             )
+            endpoint = get_driver(network.driver).plan_endpoint(network, endpoint)
             self.store.put_endpoint(endpoint)
         return endpoint
 
@@ -98,7 +144,8 @@ class EndpointOps(NetworkOps):
         try:
             container = self.store.find_container(endpoint.container_id)
             self._firewall_endpoint(container, network, endpoint, attach=False)
-            get_driver(network.driver).detach(self.kernel, network, endpoint)
+            netns = Path(container.netns) if container and container.netns else None
+            get_driver(network.driver).detach(self.kernel, network, endpoint, netns)
             faults.point("detach:kernel")
         finally:
             self.store.delete_endpoint(endpoint.id)

@@ -10,10 +10,10 @@ from ..kernel.nft import Nft
 from ..paths import Paths
 from ..store.base import Store
 from ..store.sqlite import SQLiteStore
-from .repair import RepairOps
+from .sandboxes import SandboxOps
 
 
-class Host(RepairOps):
+class Host(SandboxOps):
     """Networks, containers and endpoints of this host.
 
     Thread-safe: kernel changes are serialised by one lock; the store serialises writes

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from ipaddress import IPv4Network
+import logging
+from ipaddress import IPv4Address, IPv4Network
 
 from .. import faults
 from ..clock import now_rfc3339
-from ..drivers import get_driver
-from ..errors import ConfigError, ConflictError, InUseError, NotFoundError
+from ..drivers import ParentDriver, get_driver
+from ..drivers.parent import PARENT_DRIVERS
+from ..errors import ConfigError, ConflictError, InUseError, NetbayError, NotFoundError
 from ..ids import new_id, valid_name
 from ..ipam.allocator import check_no_overlap, complete
 from ..ipam.pools import DEFAULT_BRIDGE_POOL, choose_subnet, overlaps_any
@@ -18,6 +20,7 @@ from ..plan.naming import DEFAULT_BRIDGE_DEVICE
 from .firewall import FirewallOps, network_rules
 
 BUILTIN_NAMES = ("bridge", "host", "none")
+log = logging.getLogger("netbay.networks")
 
 
 class NetworkOps(FirewallOps):
@@ -59,20 +62,20 @@ class NetworkOps(FirewallOps):
         for other in existing:
             if other.name == network.name:
                 raise ConflictError(f"network with name {network.name} already exists")
-            if network.device and other.device == network.device:
-                raise ConflictError(
-                    f"invalid opt com.docker.network.bridge.name {network.device!r}: "
-                    f"used by network {other.name}"
-                )
         subnets = network.subnets
         if not subnets:
             taken = [s.subnet for n in existing for s in n.subnets]
             taken += self.kernel.taken_networks()
             subnets = (SubnetConfig(choose_subnet(taken)),)
         completed = tuple(complete(s) for s in subnets)
-        check_no_overlap(completed, {n.name: [s.subnet for s in n.subnets] for n in existing})
+        network = get_driver(network.driver).fit(
+            dataclasses.replace(network, subnets=completed), existing
+        )
+        check_no_overlap(
+            network.subnets, {n.name: [s.subnet for s in n.subnets] for n in existing}
+        )
         return dataclasses.replace(
-            network, subnets=completed, created=now_rfc3339(), state=CREATING, owner=self.owner
+            network, created=now_rfc3339(), state=CREATING, owner=self.owner
         )
 
     def _drop_network(self, network: Network) -> None:
@@ -81,9 +84,38 @@ class NetworkOps(FirewallOps):
             rules = network_rules(network)
             if rules is not None:
                 self.firewall_change({}, fw.network_elements(rules))
+            network = self._hand_over_device(network)
             get_driver(network.driver).teardown(self.kernel, network)
         finally:
             self.store.delete_network(network.id)
+
+    def _hand_over_device(self, network: Network) -> Network:
+        """A device netbay made for this network that another network also uses (a VLAN
+        sub-interface as the parent of two networks) stays: the other network's record
+        becomes its owner, in one transaction with this record giving it up."""
+        if not (network.device and network.device_created):
+            return network
+        with self.store.transaction():
+            heir = next(
+                (
+                    n for n in self.store.networks()
+                    if n.id != network.id and n.device == network.device
+                ),
+                None,
+            )
+            if heir is None:
+                return network
+            self.store.update_network(heir.id, device_created=True)
+            self.store.update_network(network.id, device_created=False)
+        return dataclasses.replace(network, device_created=False)
+
+    def upstream_routes(self, network: Network) -> list[tuple[IPv4Network, IPv4Address | None]]:
+        """Routes a router upstream of the host needs to reach the network's containers
+        (ipvlan L3: each subnet via the host's address on the parent); usually none."""
+        driver = get_driver(network.driver)
+        if isinstance(driver, ParentDriver) and network.state == READY:
+            return driver.upstream_routes(self.kernel, network)
+        return []
 
     def remove_network(self, ref: str) -> None:
         with self.kernel.lock:
@@ -140,6 +172,16 @@ class NetworkOps(FirewallOps):
                     made = get_driver("bridge").setup(self.kernel, network)
                     if made.device_created and not network.device_created:
                         self.store.update_network(network.id, device_created=True)
+                elif network.state == READY and network.driver in PARENT_DRIVERS:
+                    self._remake_parent_network(network)
+
+    def _remake_parent_network(self, network: Network) -> None:
+        """After a reboot: the VLAN or dummy parent netbay made, and the host shim. A parent
+        that is not netbay's and is gone is left to its owner (attach says so)."""
+        try:
+            get_driver(network.driver).setup(self.kernel, network)
+        except NetbayError as exc:
+            log.warning("network %s: cannot re-make its links: %s", network.name, exc)
 
     def _default_bridge_record(self) -> Network:
         taken = [s.subnet for n in self.store.networks() for s in n.subnets]

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import _linux
-from ..model import CREATING, READY, REMOVING, Container
+from ..drivers.parent import PARENT_DRIVERS, host_link_addresses, shim_name
+from ..model import CREATING, READY, REMOVING, Container, Network
 from .containers import ContainerOps
 
 
@@ -96,11 +97,22 @@ class RepairOps(ContainerOps):
         for network in self.store.networks():
             if network.driver == "bridge" and network.device not in links:
                 problems.append(f"network {network.name}: bridge {network.device} missing")
+            if network.driver in PARENT_DRIVERS and network.state == READY:
+                problems += self._audit_parent_network(network, links)
         recorded = {e.host_ifname for e in self.store.endpoints()}
         for network in self.store.networks():
             if network.driver == "bridge" and network.device in links and network.device:
                 for port in self.kernel.bridge_ports(network.device) - recorded:
                     problems.append(f"orphan port {port} on {network.device}")
+        return problems
+
+    @staticmethod
+    def _audit_parent_network(network: Network, links: set[str]) -> list[str]:
+        problems = []
+        if network.device not in links:
+            problems.append(f"network {network.name}: parent {network.device} missing")
+        if host_link_addresses(network) and shim_name(network.id) not in links:
+            problems.append(f"network {network.name}: host link {shim_name(network.id)} missing")
         return problems
 
     def is_running(self, container: Container) -> bool:

@@ -205,6 +205,12 @@ class Netlink:
                 raise KernelError(f"{name} exists and is not a bridge", errno.EEXIST)
             return int(existing["index"]), False
         extra: dict[str, Any] = {"mtu": mtu} if mtu else {}
+        # A fixed MAC of its own: left random, the kernel gives the bridge the lowest MAC of
+        # its ports, so adding or removing a container changes the gateway's MAC and the
+        # other containers lose the gateway (DNS, egress) until their ARP entry times out.
+        mac = bytearray(os.urandom(6))
+        mac[0] = (mac[0] & 0xFE) | 0x02  # unicast, locally administered
+        extra["address"] = ":".join(f"{b:02x}" for b in mac)
         try:
             self._ipr.link("add", ifname=name, kind="bridge", **extra)
         except NetlinkError as exc:

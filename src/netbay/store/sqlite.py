@@ -44,6 +44,10 @@ CREATE INDEX IF NOT EXISTS endpoints_by_container ON endpoints(container_id);
 -- network (~0.5 ms at 1,000), with them a handful of rows
 CREATE INDEX IF NOT EXISTS containers_by_lower_name ON containers(lower(name));
 CREATE INDEX IF NOT EXISTS endpoints_with_aliases ON endpoints(network_id) WHERE aliases != '[]';
+-- the sandboxes of runtimes (CNI, podman) are found by the runtime's own container id
+CREATE INDEX IF NOT EXISTS containers_by_external_id
+    ON containers(json_extract(config, '$.external_id'))
+    WHERE json_extract(config, '$.external_id') IS NOT NULL;
 """
 
 
@@ -258,6 +262,13 @@ class SQLiteStore:
         rows = self._query("SELECT * FROM containers WHERE name = ?", name)
         return _container(rows[0]) if rows else None
 
+    def container_by_external_id(self, external_id: str) -> Container | None:
+        rows = self._query(
+            "SELECT * FROM containers WHERE json_extract(config, '$.external_id') = ?",
+            external_id,
+        )
+        return _container(rows[0]) if rows else None
+
     def put_container(self, container: Container) -> None:
         self._insert("containers", _container_row(container))
 
@@ -319,19 +330,22 @@ class SQLiteStore:
             self._query("SELECT count(*) FROM endpoints WHERE network_id = ?", network_id)[0][0]
         )
 
-    def dns_name_holders(self, network_id: str, name: str) -> tuple[list[str], list[str]]:
-        called = self._query(
+    def containers_called(self, network_id: str, name: str) -> list[str]:
+        rows = self._query(
             "SELECT c.name FROM endpoints e JOIN containers c ON c.id = e.container_id"
             " WHERE e.network_id = ? AND lower(c.name) = lower(?)",
             network_id, name,
         )
-        aliased = self._query(
+        return [r[0] for r in rows]
+
+    def containers_aliased(self, network_id: str, name: str) -> list[str]:
+        rows = self._query(
             "SELECT c.name FROM endpoints e JOIN containers c ON c.id = e.container_id,"
             " json_each(e.aliases) a WHERE e.network_id = ? AND e.aliases != '[]'"
             " AND lower(a.value) = lower(?)",
             network_id, name,
         )
-        return [r[0] for r in called], [r[0] for r in aliased]
+        return [r[0] for r in rows]
 
     def dump(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
         for table in ("networks", "containers", "endpoints"):

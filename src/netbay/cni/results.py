@@ -1,0 +1,124 @@
+"""CNI results from netbay's records, in the configuration's spec version. Pure.
+
+- interface result (`netbay`): the interfaces the attachment made (bridge networks: the
+  bridge, the host end of the veth, the container's interface, like the reference bridge
+  plugin, so portmap, bandwidth and firewall find what they look for), the address on the
+  container's interface, the default route, DNS.
+- IPAM result (`netbay-ipam`): ips without interface indexes, routes, DNS (spec section 5).
+Versions before 1.0.0 carry "version": "4" in each ip; 1.1.0 adds the interface MTU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from ..model import Endpoint, Network
+from .config import Dns
+
+
+def _before_1_0(version: str) -> bool:
+    return version.split(".")[0] == "0"
+
+
+def subnet_gateway(network: Network, endpoint: Endpoint) -> IPv4Address | None:
+    if endpoint.address is None:
+        return None
+    for config in network.subnets:
+        if endpoint.address.ip in config.subnet:
+            return config.gateway
+    return None
+
+
+def _ip(version: str, address: str, gateway: IPv4Address | None, interface: int | None) -> Any:
+    entry: dict[str, Any] = {}
+    if _before_1_0(version):
+        entry["version"] = "4"
+    entry["address"] = address
+    if gateway is not None:
+        entry["gateway"] = str(gateway)
+    if interface is not None:
+        entry["interface"] = interface
+    return entry
+
+
+def interface_result(
+    version: str, network: Network, endpoint: Endpoint, netns: str, dns: Dns
+) -> dict[str, Any]:
+    container_iface: dict[str, Any] = {"name": endpoint.ifname}
+    if endpoint.mac:
+        container_iface["mac"] = endpoint.mac
+    if network.mtu and not _before_1_0(version) and version != "1.0.0":
+        container_iface["mtu"] = network.mtu
+    container_iface["sandbox"] = netns
+    interfaces: list[dict[str, Any]] = []
+    if network.driver == "bridge" and network.device and endpoint.host_ifname:
+        interfaces = [{"name": network.device}, {"name": endpoint.host_ifname}]
+    interfaces.append(container_iface)
+    gateway = None if network.internal else subnet_gateway(network, endpoint)
+    ips = []
+    if endpoint.address is not None:
+        ips.append(_ip(version, str(endpoint.address), gateway, len(interfaces) - 1))
+    result: dict[str, Any] = {"cniVersion": version, "interfaces": interfaces, "ips": ips}
+    if endpoint.gateway is not None:
+        result["routes"] = [{"dst": "0.0.0.0/0", "gw": str(endpoint.gateway)}]
+    if dns.as_dict():
+        result["dns"] = dns.as_dict()
+    return result
+
+
+def ipam_result(
+    version: str,
+    network: Network,
+    endpoint: Endpoint,
+    routes: Sequence[tuple[IPv4Network, IPv4Address | None]],
+    dns: Dns,
+) -> dict[str, Any]:
+    ips = []
+    if endpoint.address is not None:
+        gateway = subnet_gateway(network, endpoint)
+        ips.append(_ip(version, str(endpoint.address), gateway, None))
+    result: dict[str, Any] = {"cniVersion": version, "ips": ips}
+    if routes:
+        result["routes"] = [
+            {"dst": str(dst), **({"gw": str(gw)} if gw is not None else {})} for dst, gw in routes
+        ]
+    if dns.as_dict():
+        result["dns"] = dns.as_dict()
+    return result
+
+
+def chained(prev: Any, mine: Mapping[str, Any]) -> dict[str, Any]:
+    """ADD with a prevResult (netbay after another interface plugin): its interfaces and ips
+    first, netbay's appended (their interface indexes moved along)."""
+    if not isinstance(prev, dict):
+        return dict(mine)
+    interfaces = list(prev.get("interfaces") or [])
+    offset = len(interfaces)
+    ips = list(prev.get("ips") or [])
+    for ip in mine.get("ips", []):
+        moved = dict(ip)
+        if "interface" in moved:
+            moved["interface"] += offset
+        ips.append(moved)
+    out = dict(prev)
+    out["cniVersion"] = mine["cniVersion"]
+    out["interfaces"] = interfaces + list(mine.get("interfaces", []))
+    out["ips"] = ips
+    if mine.get("routes"):
+        out["routes"] = list(prev.get("routes") or []) + list(mine["routes"])
+    if mine.get("dns") and not prev.get("dns"):
+        out["dns"] = mine["dns"]
+    return out
+
+
+def recorded_addresses(prev: Any) -> set[str]:
+    """The addresses a prevResult lists ("10.1.0.5/24")."""
+    if not isinstance(prev, dict):
+        return set()
+    return {
+        str(ip.get("address"))
+        for ip in prev.get("ips") or []
+        if isinstance(ip, dict) and ip.get("address")
+    }

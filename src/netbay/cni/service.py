@@ -1,0 +1,290 @@
+"""The daemon's side of CNI: ADD, DEL, CHECK, GC and STATUS of the `netbay` interface plugin
+and the `netbay-ipam` plugin, on the engine's sandbox operations (engine/sandboxes.py).
+
+Every attachment is recorded under the runtime's container id and CNI_IFNAME, tagged with
+the CNI network name, so DEL and GC work from netbay's record: without the namespace,
+without runtimeConfig or prevResult, any number of times.
+
+Error codes: the spec's where one fits (1 version, 2 unsupported field, 3 unknown container,
+4 environment, 6 decoding, 7 invalid network configuration, 11 try again later, 50 not
+available); netbay's own: 100 internal, 101 no free address, 102 a kernel operation failed,
+103 in use (an address, a host port, an interface name), 104 CHECK found the attachment
+missing or not as recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..dns.records import serves
+from ..engine import Host
+from ..engine.sandboxes import SandboxRequest
+from ..errors import (
+    ConfigError,
+    ConflictError,
+    IPAMExhaustedError,
+    KernelError,
+    NetbayError,
+    NotFoundError,
+)
+from ..ipam.allocator import pick_address
+from ..kernel.links import Netlink
+from ..model import READY, Endpoint, Network
+from . import config as cfg
+from . import results
+from .plugin import (
+    INTERNAL,
+    INVALID_CONFIG,
+    LATEST,
+    NOT_AVAILABLE,
+    UNKNOWN_CONTAINER,
+    CniError,
+)
+
+NO_ADDRESS, KERNEL, IN_USE, CHECK_FAILED = 101, 102, 103, 104
+RUNTIME = "cni"
+log = logging.getLogger("netbay.cni")
+
+
+def error_json(exc: CniError, version: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"cniVersion": version, "code": exc.code, "msg": exc.msg}
+    if exc.details:
+        out["details"] = exc.details
+    return out
+
+
+def attach_error(exc: NetbayError) -> CniError:
+    """An engine error while attaching, as a CNI error."""
+    if isinstance(exc, ConfigError | NotFoundError):
+        return CniError(INVALID_CONFIG, str(exc))
+    if isinstance(exc, IPAMExhaustedError):
+        return CniError(NO_ADDRESS, str(exc))
+    if isinstance(exc, ConflictError):
+        return CniError(IN_USE, str(exc))
+    if isinstance(exc, KernelError):
+        return CniError(KERNEL, str(exc))
+    return CniError(INTERNAL, str(exc))
+
+
+class CniService:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._handlers: dict[tuple[str, str], Callable[[cfg.Invocation], Any]] = {
+            ("netbay", "ADD"): self.add,
+            ("netbay", "DEL"): self.delete,
+            ("netbay", "CHECK"): self.check,
+            ("netbay", "GC"): self.gc,
+            ("netbay", "STATUS"): self.status,
+            ("netbay-ipam", "ADD"): self.ipam_add,
+            ("netbay-ipam", "DEL"): self.delete,
+            ("netbay-ipam", "CHECK"): self.ipam_check,
+            ("netbay-ipam", "GC"): self.gc,
+            ("netbay-ipam", "STATUS"): self.ipam_status,
+        }
+
+    def handle(self, verb: str, body: Mapping[str, Any]) -> tuple[int, Any]:
+        """(HTTP status, payload): 200 with a result, 204 without, 400 with a CNI error."""
+        version = LATEST
+        try:
+            inv = cfg.invocation(body, verb.upper())
+            version = inv.version
+            result = self._handlers[(inv.kind, inv.command)](inv)
+        except CniError as exc:
+            return 400, error_json(exc, version)
+        except NetbayError as exc:
+            return 400, error_json(attach_error(exc), version)
+        except Exception as exc:  # an answer in the spec's shape, whatever went wrong
+            log.exception("CNI %s failed", verb)
+            return 400, error_json(CniError(INTERNAL, "internal error", repr(exc)), version)
+        return (204, None) if result is None else (200, result)
+
+    # --- networks ----------------------------------------------------------------------
+    def _network(self, choice: cfg.NetworkChoice) -> Network:
+        """The existing network CHOICE names, or the one it defines (made if missing)."""
+        try:
+            if choice.spec is None:
+                network = self.host.network_named(choice.name)
+                if network is None or network.state != READY:
+                    raise CniError(INVALID_CONFIG, f"network {choice.name} not found")
+                return network
+            return self.host.ensure_runtime_network(choice.spec, RUNTIME)
+        except CniError:
+            raise
+        except NetbayError as exc:  # a subnet clash, a bad option: nothing was made
+            raise CniError(INVALID_CONFIG, str(exc)) from None
+
+    def _attach(
+        self, inv: cfg.Invocation, network: Network, want: cfg.Requested, ports: bool
+    ) -> Endpoint:
+        if want.ip is not None and want.prefixlen is not None:
+            subnet = next((s.subnet for s in network.subnets if want.ip in s.subnet), None)
+            if subnet is not None and subnet.prefixlen != want.prefixlen:
+                raise CniError(
+                    INVALID_CONFIG, f"invalid ip {want.ip}/{want.prefixlen}: network "
+                    f"{network.name} has subnet {subnet}",
+                )
+        request = SandboxRequest(
+            external_id=inv.container_id,
+            runtime=RUNTIME,
+            netns=Path(inv.netns),
+            ifname=inv.ifname,
+            ip=want.ip,
+            mac=want.mac,
+            aliases=want.aliases,
+            hostname=want.hostname,
+            ports=want.ports if ports else (),
+            dns=want.runtime_dns.nameservers,
+            tag=inv.name,
+        )
+        try:
+            _, endpoint = self.host.attach_sandbox(network, request)
+        except NetbayError as exc:
+            self.host.release_runtime_network(network)
+            raise attach_error(exc) from None
+        except BaseException:
+            self.host.release_runtime_network(network)
+            raise
+        return endpoint
+
+    def _dns(self, network: Network, endpoint: Endpoint, want: cfg.Requested) -> cfg.Dns:
+        """netbay's DNS server on the gateway where it serves the network (it forwards other
+        names to the runtime's servers); else what the runtime and configuration say."""
+        runtime, static = want.runtime_dns, want.static_dns
+        search = runtime.search or static.search
+        options = runtime.options or static.options
+        gateway = results.subnet_gateway(network, endpoint)
+        if serves(network) and gateway is not None:
+            return cfg.Dns((str(gateway),), static.domain, search, options)
+        return cfg.Dns(runtime.nameservers or static.nameservers, static.domain, search, options)
+
+    @staticmethod
+    def _require_netns(inv: cfg.Invocation) -> None:
+        if not Path(inv.netns).exists():
+            raise CniError(UNKNOWN_CONTAINER, f"network namespace {inv.netns} does not exist")
+
+    # --- the interface plugin ----------------------------------------------------------
+    def add(self, inv: cfg.Invocation) -> dict[str, Any]:
+        choice = cfg.interface_network(inv)
+        want = cfg.requested(inv)
+        self._require_netns(inv)
+        with self.host.kernel.lock:
+            network = self._network(choice)
+            if network.driver == "external":
+                raise CniError(
+                    INVALID_CONFIG, f"network {network.name} is an addresses-only (external) "
+                    "network: use it through netbay-ipam",
+                )
+            endpoint = self._attach(inv, network, want, ports=True)
+        result = results.interface_result(
+            inv.version, network, endpoint, inv.netns, self._dns(network, endpoint, want)
+        )
+        prev = inv.config.get("prevResult")
+        return results.chained(prev, result) if prev else result
+
+    def delete(self, inv: cfg.Invocation) -> None:
+        """From the record only: the configuration, namespace, runtimeConfig and prevResult
+        may all be missing or stale."""
+        self.host.detach_sandbox(inv.container_id, inv.ifname, tag=inv.name)
+
+    def check(self, inv: cfg.Invocation) -> None:
+        network, endpoint = self._recorded(inv)
+        self._check_prev_result(inv, endpoint)
+        self._require_netns(inv)
+        problems = []
+        with Netlink(Path(inv.netns)) as inside:
+            if inside.index(inv.ifname) is None:
+                problems.append(f"{inv.ifname} missing in {inv.netns}")
+            elif endpoint.address is not None and endpoint.address not in set(inside.addresses()):
+                problems.append(f"{endpoint.address} missing on {inv.ifname}")
+        with self.host.kernel.lock:
+            if endpoint.host_ifname and not self.host.kernel.link_exists(endpoint.host_ifname):
+                problems.append(f"host interface {endpoint.host_ifname} missing")
+            if network.driver == "bridge" and not self.host.firewall_intact():
+                problems.append("netbay's firewall tables are missing")
+        if problems:
+            raise CniError(CHECK_FAILED, "attachment not as recorded", "; ".join(problems))
+
+    def _recorded(self, inv: cfg.Invocation) -> tuple[Network, Endpoint]:
+        found = self.host.sandbox_attachment(inv.container_id, inv.ifname)
+        if found is None:
+            raise CniError(
+                CHECK_FAILED, f"no attachment of container {inv.container_id} as {inv.ifname}"
+            )
+        sandbox, network, endpoint = found
+        if self.host.attachment_tag(sandbox, inv.ifname) not in (None, inv.name):
+            raise CniError(
+                CHECK_FAILED, f"{inv.ifname} of container {inv.container_id} is attached to "
+                f"another network",
+            )
+        if endpoint.state != READY:
+            raise CniError(CHECK_FAILED, f"attachment is {endpoint.state}")
+        if sandbox.netns != inv.netns:
+            raise CniError(CHECK_FAILED, f"attachment is in namespace {sandbox.netns}")
+        return network, endpoint
+
+    @staticmethod
+    def _check_prev_result(inv: cfg.Invocation, endpoint: Endpoint) -> None:
+        prev = inv.config.get("prevResult")
+        if not isinstance(prev, dict):
+            raise CniError(INVALID_CONFIG, "required prevResult missing")
+        if endpoint.address is not None and str(endpoint.address) not in (
+            results.recorded_addresses(prev)
+        ):
+            raise CniError(
+                CHECK_FAILED, f"prevResult does not list the recorded address {endpoint.address}"
+            )
+
+    def gc(self, inv: cfg.Invocation) -> None:
+        valid = cfg.valid_attachments(inv)
+        removed, errors = self.host.collect_sandboxes(RUNTIME, inv.name, valid)
+        if removed:
+            log.info("CNI GC of %s removed %s", inv.name, removed)
+        if errors:
+            raise CniError(
+                INTERNAL, f"GC could not remove {len(errors)} attachment(s)",
+                "; ".join(str(e) for e in errors),
+            )
+
+    def status(self, inv: cfg.Invocation) -> None:
+        self._status(cfg.interface_network(inv))
+
+    def _status(self, choice: cfg.NetworkChoice) -> None:
+        network = self.host.network_named(choice.name)
+        if network is None or network.state != READY:
+            if choice.spec is None:
+                raise CniError(NOT_AVAILABLE, f"network {choice.name} not found")
+            return  # made on the first ADD
+        try:
+            pick_address(network.subnets, self.host.store.used_addresses(network.id))
+        except IPAMExhaustedError:
+            raise CniError(
+                NOT_AVAILABLE, f"no free address left in network {network.name}"
+            ) from None
+
+    # --- the IPAM plugin ---------------------------------------------------------------
+    def ipam_add(self, inv: cfg.Invocation) -> dict[str, Any]:
+        choice = cfg.ipam_network(inv)
+        ipam = inv.config.get("ipam")
+        assert isinstance(ipam, dict)
+        routes = cfg.routes(ipam, "ipam.")
+        want = cfg.requested(inv)
+        dns = cfg.dns_config("ipam.dns", ipam.get("dns"), "nameservers", "search")
+        with self.host.kernel.lock:
+            network = self._network(choice)
+            if network.driver != "external":
+                raise CniError(
+                    INVALID_CONFIG, f"network {network.name} is a {network.driver} network "
+                    "whose links netbay makes: use type netbay, not netbay-ipam",
+                )
+            endpoint = self._attach(inv, network, want, ports=False)
+        return results.ipam_result(inv.version, network, endpoint, routes, dns)
+
+    def ipam_check(self, inv: cfg.Invocation) -> None:
+        _, endpoint = self._recorded(inv)
+        self._check_prev_result(inv, endpoint)
+
+    def ipam_status(self, inv: cfg.Invocation) -> None:
+        self._status(cfg.ipam_network(inv))

@@ -1,0 +1,332 @@
+"""netbay's DNS server: one asyncio process in the host's namespace, started and supervised
+by the daemon (supervisor.py), answering on the gateway address of each bridge network in use.
+
+- Listening: UDP and TCP on GATEWAY:53, each socket bound to its bridge (SO_BINDTODEVICE), so
+  only packets that came in through that bridge reach it; and a query is answered only when
+  its source is an endpoint of that network in the record. Anything else (the LAN routing to
+  the gateway, the host itself, an unknown address) is dropped: not an open resolver.
+- Freshness: the record is read-only here. Before answering, a batch of received packets is
+  checked against SQLite's `PRAGMA data_version` (it moves when the daemon commits): a change
+  reloads the zone and drops every cached answer, so no query received after a change is
+  answered from the state before it.
+- Hot path: UDP packets are drained up to BATCH per wake-up; an answer already built for the
+  same question and view is reused with the new ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import socket
+import struct
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from ..runtime.files import host_nameservers
+from . import records
+from .forward import forward
+from .records import ListenPoint, Zone
+from .resolver import Forward, resolve
+
+log = logging.getLogger("netbay.dns")
+
+PORT = 53
+BATCH = 64
+CACHE_MAX = 20_000  # cached answers per view
+MAX_FORWARDS = 512  # forwarded queries in flight; beyond, queries are dropped (clients retry)
+MAX_TCP = 256
+TCP_IDLE = 10.0
+RETRY = 0.5  # seconds between attempts to bind a listen point that failed
+RESOLV_CHECK = 1.0  # seconds between looks at the host's resolv.conf
+_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+Key = tuple[str, str, int]  # address, device, ifindex: a re-made bridge gets new sockets
+
+
+def _key(point: ListenPoint) -> Key:
+    return str(point.address), point.device, socket.if_nametoindex(point.device)
+
+
+def open_socket(point: ListenPoint, kind: int, port: int = PORT) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_IP, _IP_FREEBIND, 1)  # the gateway address may come later
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, point.device.encode())
+        if kind == socket.SOCK_DGRAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((str(point.address), port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class DnsServer:
+    def __init__(self, db: Path, control: socket.socket | None = None, port: int = PORT) -> None:
+        self.conn = records.connect(str(db))
+        self.control = control
+        self.port = port
+        self.version: int | None = None
+        self.zone = Zone()
+        self.upstream: tuple[str, ...] = ()
+        self._resolv_stamp: tuple[float, int] | None = None
+        self._sockets: dict[Key, tuple[socket.socket, socket.socket, str]] = {}
+        self._missing = False
+        self._forwards = 0
+        self._tcp = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- the record -----------------------------------------------------------------------
+    def fresh(self) -> Zone:
+        """The zone as of now: reloaded if the daemon committed anything since last time."""
+        version = records.data_version(self.conn)
+        if version != self.version:
+            self.zone = records.load(self.conn)
+            self.version = version
+            # The zone lives until the next change and holds no cycles: keep the collector
+            # from walking it again and again (its full passes were the latency tail).
+            gc.freeze()
+            self._refresh_upstream(force=True)
+            if {_safe_key(p) for p in self.zone.listen} != set(self._sockets):
+                self.reconcile()
+        return self.zone
+
+    def _refresh_upstream(self, force: bool = False) -> None:
+        """The host's resolvers, loopback ones too: we ask them from the host's namespace.
+        Never ourselves."""
+        path = os.environ.get("NETBAY_RESOLV_CONF") or "/etc/resolv.conf"
+        try:
+            st = os.stat(path)
+            stamp: tuple[float, int] | None = (st.st_mtime, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp == self._resolv_stamp and not force:
+            return
+        self._resolv_stamp = stamp
+        ours = {str(p.address) for p in self.zone.listen}
+        servers = host_nameservers(path, include_loopback=True)
+        self.upstream = tuple(s for s in servers if s not in ours)
+
+    # --- sockets --------------------------------------------------------------------------
+    def reconcile(self) -> list[str]:
+        """Open sockets for new listen points, close those no longer wanted; the bound
+        addresses."""
+        loop = self._loop
+        wanted: dict[Key, ListenPoint] = {}
+        self._missing = False
+        for point in self.zone.listen:
+            try:
+                wanted[_key(point)] = point
+            except OSError:
+                log.warning("bridge %s of %s is missing", point.device, point.address)
+                self._missing = True
+        for key in set(self._sockets) - set(wanted):
+            udp, tcp, _ = self._sockets.pop(key)
+            for sock in (udp, tcp):
+                if loop is not None:
+                    loop.remove_reader(sock.fileno())
+                sock.close()
+        for key, point in wanted.items():
+            if key in self._sockets:
+                continue
+            try:
+                udp = open_socket(point, socket.SOCK_DGRAM, self.port)
+            except OSError as exc:
+                log.warning("cannot listen on %s:%d (%s): %s", key[0], self.port, key[1], exc)
+                self._missing = True
+                continue
+            try:
+                tcp = open_socket(point, socket.SOCK_STREAM, self.port)
+            except OSError as exc:
+                udp.close()
+                log.warning("cannot listen on tcp %s:%d (%s): %s", key[0], self.port, key[1], exc)
+                self._missing = True
+                continue
+            self._sockets[key] = (udp, tcp, point.network_id)
+            if loop is not None:
+                loop.add_reader(udp.fileno(), self._on_udp, udp, point.network_id)
+                loop.add_reader(tcp.fileno(), self._on_accept, tcp, point.network_id)
+        if self._missing and loop is not None:
+            loop.call_later(RETRY, self._retry)
+        return sorted(k[0] for k in self._sockets)
+
+    def _retry(self) -> None:
+        if self._missing:
+            self.reconcile()
+
+    def close_sockets(self) -> None:
+        self.zone = Zone()
+        self.reconcile()
+
+    # --- UDP: the hot path ----------------------------------------------------------------
+    def _on_udp(self, sock: socket.socket, network_id: str) -> None:
+        batch = []
+        recvfrom = sock.recvfrom
+        with contextlib.suppress(OSError):  # BlockingIOError: drained
+            for _ in range(BATCH):
+                batch.append(recvfrom(2048))
+        if not batch:
+            return
+        zone = self.fresh()  # after the reads: every packet here was sent before this check
+        askers = zone.askers.get(network_id)
+        if not askers:
+            return
+        sendto = sock.sendto
+        for data, peer in batch:
+            asker = askers.get(peer[0])
+            if asker is None:
+                continue  # not a container of this network: not ours to answer
+            cache = asker.view.cache
+            out = cache.get(data[2:])
+            if out is not None:
+                out = data[:2] + out
+            else:
+                decision = resolve(data, asker, zone, self.upstream)
+                if decision is None:
+                    continue
+                if isinstance(decision, Forward):
+                    self._forward_udp(sock, data, decision, peer)
+                    continue
+                out = decision.packet
+                if decision.cacheable:
+                    if len(cache) >= CACHE_MAX:
+                        cache.clear()
+                    cache[data[2:]] = out[2:]
+            with contextlib.suppress(OSError):  # a full send buffer: the client retries
+                sendto(out, peer)
+
+    def _forward_udp(
+        self, sock: socket.socket, data: bytes, decision: Forward, peer: tuple[str, int]
+    ) -> None:
+        if self._forwards >= MAX_FORWARDS:
+            return
+        self._forwards += 1
+
+        async def relay() -> None:
+            try:
+                answer = await forward(data, decision.query, decision.servers)
+                with contextlib.suppress(OSError):
+                    sock.sendto(answer, peer)
+            finally:
+                self._forwards -= 1
+
+        self._spawn(relay())
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- TCP --------------------------------------------------------------------------------
+    def _on_accept(self, listener: socket.socket, network_id: str) -> None:
+        for _ in range(16):
+            try:
+                conn, peer = listener.accept()
+            except OSError:
+                return
+            if self._tcp >= MAX_TCP or peer[0] not in self.fresh().askers.get(network_id, {}):
+                conn.close()
+                continue
+            conn.setblocking(False)
+            self._tcp += 1
+            self._spawn(self._serve_tcp(conn, network_id, peer[0]))
+
+    async def _serve_tcp(self, conn: socket.socket, network_id: str, ip: str) -> None:
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn)
+            while True:
+                async with asyncio.timeout(TCP_IDLE):
+                    (length,) = struct.unpack("!H", await reader.readexactly(2))
+                    data = await reader.readexactly(length)
+                zone = self.fresh()
+                asker = zone.askers.get(network_id, {}).get(ip)
+                if asker is None:
+                    return
+                decision = resolve(data, asker, zone, self.upstream, udp=False)
+                if decision is None:
+                    return
+                if isinstance(decision, Forward):
+                    out = await forward(data, decision.query, decision.servers, tcp=True)
+                else:
+                    out = decision.packet
+                writer.write(struct.pack("!H", len(out)) + out)
+                await writer.drain()
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._tcp -= 1
+            if writer is not None:
+                writer.close()
+            else:
+                conn.close()
+
+    # --- control and life -------------------------------------------------------------------
+    def _on_control(self) -> None:
+        """From the daemon: b"sync" (reload now, then say which addresses are served); an
+        empty read means the daemon is gone, and so are we."""
+        assert self.control is not None
+        try:
+            message = self.control.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            message = b""
+        if not message:
+            self._shutdown()
+            return
+        if message == b"sync":
+            self.version = None
+            self.fresh()
+            bound = self.reconcile()
+            with contextlib.suppress(OSError):
+                self.control.send(("ok " + ",".join(bound)).encode())
+
+    def _shutdown(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    def _tick(self) -> None:
+        self._refresh_upstream()
+        assert self._loop is not None
+        self._loop.call_later(RESOLV_CHECK, self._tick)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.fresh()
+        bound = self.reconcile()
+        self._tick()
+        if self.control is not None:
+            self.control.setblocking(False)
+            self._loop.add_reader(self.control.fileno(), self._on_control)
+            self.control.send(("ready " + ",".join(bound)).encode())
+        log.info("netbay-dns serving %s", ", ".join(bound) or "nothing yet")
+        try:
+            await self._stop.wait()
+        finally:
+            self.close_sockets()
+            for task in list(self._tasks):
+                task.cancel()
+            self.conn.close()
+
+    def stop(self) -> None:
+        self._shutdown()
+
+
+def _safe_key(point: ListenPoint) -> Key | None:
+    try:
+        return _key(point)
+    except OSError:
+        return None

@@ -1,0 +1,70 @@
+"""The external driver: netbay keeps only the addresses; another program makes the links.
+
+This is what `netbay-ipam` serves: the CNI reference `bridge` plugin (or any interface plugin)
+asks netbay for an address and builds the veth pair and bridge itself. The network record
+holds the subnets and each endpoint record is a lease, so leases are unique, survive restarts
+and are released by DEL or GC from the record; nothing is made in the kernel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..model import Endpoint, Network, NetworkSpec
+from .base import check_known_options
+
+if TYPE_CHECKING:
+    from ..kernel.host import HostKernel
+
+
+class ExternalDriver:
+    name = "external"
+    mode = "private"
+
+    def validate(self, spec: NetworkSpec, network_id: str) -> Network:
+        check_known_options(spec.options, frozenset(), self.name)
+        return Network(
+            id=network_id,
+            name=spec.name,
+            driver=self.name,
+            created="",
+            subnets=spec.subnets,
+            internal=spec.internal,
+            attachable=spec.attachable,
+            options={},
+            labels=dict(spec.labels),
+        )
+
+    def claim(self, kernel: HostKernel, network: Network) -> Network:
+        return network
+
+    def fit(self, network: Network, others: Sequence[Network]) -> Network:
+        return network
+
+    def setup(self, kernel: HostKernel, network: Network) -> Network:
+        return network
+
+    def teardown(self, kernel: HostKernel, network: Network) -> None:
+        return None
+
+    def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
+        """A lease: no host-side link and no MAC of netbay's choosing."""
+        return dataclasses.replace(endpoint, host_ifname=None, mac=None)
+
+    def attach(
+        self,
+        kernel: HostKernel,
+        network: Network,
+        endpoint: Endpoint,
+        netns: Path,
+        default_route: bool,
+    ) -> None:
+        return None
+
+    def detach(
+        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
+    ) -> None:
+        return None

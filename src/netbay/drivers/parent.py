@@ -1,0 +1,308 @@
+"""What macvlan and ipvlan share: containers get a link of their own on a parent interface of
+the host (its NIC, an 802.1q sub-interface netbay makes, or a dummy for internal networks),
+and sit on the parent's network directly: no bridge, no NAT, no firewall rules.
+
+The parent is the network's `device`; `device_created` says netbay made it (a VLAN
+sub-interface `NAME.VID` that did not exist, or the dummy), so only then does netbay remove
+it. `-o host_link=true` adds the host's own "shim" link on the parent, with an address of the
+network (the aux address `host_link`) and a route to the containers' range through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import faults
+from ..errors import ConfigError, ConflictError, KernelError
+from ..ipam.allocator import reserved
+from ..kernel import sublinks
+from ..model import Endpoint, Network, NetworkSpec, SubnetConfig
+from .base import check_known_options, parse_bool
+
+if TYPE_CHECKING:
+    from ..kernel.host import HostKernel
+
+OPT_PARENT = "parent"
+OPT_HOST_LINK = "host_link"
+HOST_LINK_AUX = "host_link"  # the aux address name of the shim's address in each subnet
+PARENT_DRIVERS = ("macvlan", "ipvlan")
+_VLAN_NAME = re.compile(r"^(?P<lower>.+)\.(?P<vid>[0-9]+)$")
+_IFNAME_BAD = set("/ \t\n:")
+
+
+def valid_ifname(name: str) -> bool:
+    return 0 < len(name) <= 15 and not _IFNAME_BAD & set(name) and name not in (".", "..")
+
+
+def vlan_parent(name: str) -> tuple[str, int] | None:
+    """(lower device, VLAN id) of a sub-interface name like eth0.10, or None."""
+    match = _VLAN_NAME.match(name)
+    if match is None:
+        return None
+    vid = int(match["vid"])
+    return (match["lower"], vid) if 1 <= vid <= 4094 else None
+
+
+def shim_name(network_id: str) -> str:
+    return f"nbs{network_id[:12]}"
+
+
+def host_link_addresses(network: Network) -> list[tuple[IPv4Network, IPv4Interface]]:
+    """(containers' range, the shim's address in that subnet) of each subnet; none without
+    `-o host_link=true`."""
+    if not parse_bool(f"opt {OPT_HOST_LINK}", network.options.get(OPT_HOST_LINK, "false")):
+        return []
+    out = []
+    for config in network.subnets:
+        address = config.aux_addresses.get(HOST_LINK_AUX)
+        if address is not None:
+            span = config.ip_range or config.subnet
+            out.append((span, IPv4Interface((address, config.subnet.prefixlen))))
+    return out
+
+
+def _pick_host_link_address(config: SubnetConfig) -> IPv4Address:
+    """The highest address of the subnet that is neither reserved nor in the containers'
+    range (when the range leaves room), so IPAM never hands it out."""
+    taken = reserved(config)
+    span = config.ip_range
+    fallback = None
+    low, high = int(config.subnet.network_address), int(config.subnet.broadcast_address)
+    for value in range(high - 1, low, -1):
+        if value in taken:
+            continue
+        if span is None or IPv4Address(value) not in span:
+            return IPv4Address(value)
+        if fallback is None:
+            fallback = IPv4Address(value)
+    if fallback is None:
+        raise ConfigError("subnet", str(config.subnet), "no address left for the host_link shim")
+    return fallback
+
+
+class ParentDriver:
+    """Shared verbs; subclasses say which link kind and which options."""
+
+    name = ""
+    mode = "private"
+    dummy_prefix = ""
+    known: frozenset[str] = frozenset()
+
+    # --- what subclasses provide -------------------------------------------------------
+    def link_kind(self, options: Mapping[str, str]) -> sublinks.LinkKind:
+        """The link to make (checks the mode options: ConfigError); no I/O."""
+        raise NotImplementedError
+
+    def check_options(self, options: Mapping[str, str]) -> None:
+        """Driver-specific option checks (ConfigError); no I/O."""
+
+    def port_settings(self, network: Network) -> tuple[tuple[str, str], ...]:
+        """(option, value) pairs that must agree among the networks sharing a parent
+        (ipvlan: mode and flag belong to the parent, not to each link)."""
+        return ()
+
+    def exclusive(self, network: Network) -> bool:
+        """The network needs its parent to itself (macvlan passthru)."""
+        return False
+
+    def endpoint_mac(self, network: Network, endpoint: Endpoint) -> str | None:
+        return endpoint.mac
+
+    def device_route(self, network: Network) -> bool:
+        """The default route goes straight out of eth0 (no gateway, nothing answers ARP)."""
+        return False
+
+    def upstream_routes(
+        self, kernel: HostKernel, network: Network
+    ) -> list[tuple[IPv4Network, IPv4Address | None]]:
+        """Routes a router upstream of the parent needs to reach the containers: none where
+        the containers sit on the parent's L2 network."""
+        return []
+
+    # --- the Driver verbs --------------------------------------------------------------
+    def validate(self, spec: NetworkSpec, network_id: str) -> Network:
+        options = dict(spec.options)
+        check_known_options(options, self.known, self.name)
+        host_link = parse_bool(f"opt {OPT_HOST_LINK}", options.get(OPT_HOST_LINK, "false"))
+        self.check_options(options)
+        self.link_kind(options)
+        parent = options.get(OPT_PARENT, "")
+        if parent:
+            if not valid_ifname(parent):
+                raise ConfigError(f"opt {OPT_PARENT}", parent, "not a valid interface name")
+            if spec.internal:
+                raise ConfigError(
+                    f"opt {OPT_PARENT}", parent,
+                    "an internal network gets a dummy parent of its own: leave parent out",
+                )
+            device = parent
+        else:
+            device = f"{self.dummy_prefix}{network_id[:12]}"
+        if host_link and not parent:
+            raise ConfigError(f"opt {OPT_HOST_LINK}", options[OPT_HOST_LINK],
+                              "needs a parent (an internal network has no one to reach)")
+        return Network(
+            id=network_id,
+            name=spec.name,
+            driver=self.name,
+            created="",
+            subnets=spec.subnets,
+            internal=spec.internal or not parent,
+            attachable=spec.attachable,
+            options=options,
+            labels=dict(spec.labels),
+            device=device,
+        )
+
+    def is_dummy(self, network: Network) -> bool:
+        return network.device == f"{self.dummy_prefix}{network.id[:12]}"
+
+    def claim(self, kernel: HostKernel, network: Network) -> Network:
+        parent = network.device
+        assert parent is not None
+        if kernel.link_exists(parent):
+            return dataclasses.replace(network, device_created=False)
+        if not self.is_dummy(network):
+            sub = vlan_parent(parent)
+            if sub is None:
+                raise ConfigError(
+                    f"opt {OPT_PARENT}", parent,
+                    "no such interface (a missing NAME.VLAN is made as an 802.1q sub-interface)",
+                )
+            if not kernel.link_exists(sub[0]):
+                raise ConfigError(
+                    f"opt {OPT_PARENT}", parent,
+                    f"no such interface, and no {sub[0]} to make VLAN {sub[1]} on",
+                )
+        return dataclasses.replace(network, device_created=True)
+
+    def fit(self, network: Network, others: Sequence[Network]) -> Network:
+        """Refuse what clashes with the other networks on the same parent; reserve the
+        host_link shim's address in each subnet."""
+        check_parent_neighbours(self, network, others)
+        if parse_bool(f"opt {OPT_HOST_LINK}", network.options.get(OPT_HOST_LINK, "false")):
+            subnets = []
+            for config in network.subnets:
+                aux = dict(config.aux_addresses)
+                if HOST_LINK_AUX not in aux:
+                    aux[HOST_LINK_AUX] = _pick_host_link_address(config)
+                subnets.append(dataclasses.replace(config, aux_addresses=aux))
+            network = dataclasses.replace(network, subnets=tuple(subnets))
+        return network
+
+    def setup(self, kernel: HostKernel, network: Network) -> Network:
+        parent = network.device
+        assert parent is not None
+        with kernel.lock:
+            if network.device_created:
+                if self.is_dummy(network):
+                    sublinks.ensure_parent(parent, sublinks.DUMMY, None)
+                else:
+                    sub = vlan_parent(parent)
+                    assert sub is not None
+                    sublinks.ensure_parent(parent, sublinks.vlan(sub[1]), sub[0])
+                faults.point("network:parent")
+            routes = host_link_addresses(network)
+            if routes:
+                sublinks.ensure_shim(
+                    shim_name(network.id), parent=parent, kind=self.link_kind(network.options),
+                    routes=routes,
+                )
+        return network
+
+    def teardown(self, kernel: HostKernel, network: Network) -> None:
+        with kernel.lock:
+            if host_link_addresses(network):
+                kernel.remove_link(shim_name(network.id))
+            if network.device and network.device_created:
+                kernel.remove_link(network.device)
+
+    def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
+        """No host side: the container's link hangs off the parent itself."""
+        return dataclasses.replace(
+            endpoint, host_ifname=None, mac=self.endpoint_mac(network, endpoint)
+        )
+
+    def attach(
+        self,
+        kernel: HostKernel,
+        network: Network,
+        endpoint: Endpoint,
+        netns: Path,
+        default_route: bool,
+    ) -> None:
+        assert network.device is not None
+        device_route = self.device_route(network)
+        with kernel.lock:
+            try:
+                sublinks.attach_sublink(
+                    parent=network.device,
+                    kind=self.link_kind(network.options),
+                    ifname=endpoint.ifname,
+                    netns=netns,
+                    mac=endpoint.mac,
+                    address=endpoint.address,
+                    gateway=endpoint.gateway if default_route and not device_route else None,
+                    device_route=default_route and device_route,
+                )
+            except KernelError as exc:
+                if self.exclusive(network) and exc.errno == errno.EINVAL:
+                    raise ConflictError(
+                        f"network {network.name} is in passthru mode: parent "
+                        f"{network.device} takes a single link, and has one"
+                    ) from exc
+                raise
+
+    def detach(
+        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
+    ) -> None:
+        if netns is not None:
+            with kernel.lock:
+                sublinks.remove_link(endpoint.ifname, netns)
+
+
+def check_parent_neighbours(
+    driver: ParentDriver, network: Network, others: Iterable[Network]
+) -> None:
+    """A parent carries links of one kind; passthru takes it whole; ipvlan's mode belongs to
+    the parent (the kernel would silently switch the other network's containers); two
+    networks on one L2 segment must not overlap."""
+    parent = network.device
+    for other in others:
+        if other.device != parent or other.driver not in PARENT_DRIVERS:
+            continue
+        if other.driver != network.driver:
+            raise ConflictError(
+                f"invalid opt parent {parent!r}: used by {other.driver} network {other.name} "
+                f"(a parent carries macvlan or ipvlan links, not both)"
+            )
+        if driver.exclusive(other):
+            raise ConflictError(
+                f"invalid opt parent {parent!r}: network {other.name} uses it in passthru mode"
+            )
+        if driver.exclusive(network):
+            raise ConflictError(
+                f"invalid opt macvlan_mode 'passthru': parent {parent} is used by network "
+                f"{other.name}"
+            )
+        theirs = dict(driver.port_settings(other))
+        for option, value in driver.port_settings(network):
+            if theirs.get(option) != value:
+                raise ConflictError(
+                    f"invalid opt {option} {value!r}: parent {parent} carries network "
+                    f"{other.name} with {option} {theirs.get(option)}, and the kernel would "
+                    f"switch its containers over"
+                )
+        for config in network.subnets:
+            for theirs_config in other.subnets:
+                if config.subnet.overlaps(theirs_config.subnet):
+                    raise ConflictError(
+                        f"invalid subnet {str(config.subnet)!r}: overlaps "
+                        f"{theirs_config.subnet} of network {other.name} on parent {parent}"
+                    )

@@ -1,0 +1,264 @@
+"""`netbay doctor`: the checks that commonly break container networking, each with its fix.
+
+Pure: `check` takes what the daemon gathered (DoctorFacts: sysctls, other tables' forward
+chains, routes, the topology and audit) and returns findings; `render` prints them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+from typing import Any
+
+Json = dict[str, Any]
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+MARKS = {OK: "ok  ", WARN: "WARN", FAIL: "FAIL", SKIP: "skip"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    status: str
+    message: str
+    fix: str = ""
+
+    def as_json(self) -> Json:
+        return {"check": self.check, "status": self.status, "message": self.message,
+                "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class ForwardChain:
+    """A base chain of another table on the forward hook."""
+
+    family: str
+    table: str
+    chain: str
+    policy: str
+    rules: int
+    mentions: tuple[str, ...] = ()  # netbay devices its rules name
+
+
+@dataclass
+class DoctorFacts:
+    ip_forward: str | None
+    bridge_nf: dict[str, str | None]  # bridge-nf-call-iptables...; None: br_netfilter absent
+    rp_filter: dict[str, int]  # device ("all" too) -> effective value
+    forward_chains: Sequence[ForwardChain]
+    routes: Sequence[tuple[IPv4Network, str]]  # main table, non-default: (destination, device)
+    uplink_mtu: tuple[str, int] | None  # the default route's device and its MTU
+    topology: Json
+    audit: Sequence[str]
+    daemon: Json
+    dns: Json | None  # a dns health answer, or None when there is no such endpoint
+    shims: Sequence[str] = field(default_factory=list)
+
+
+def _bridge_networks(topo: Json) -> list[Json]:
+    return [n for n in topo["networks"] if n["driver"] == "bridge" and n["device"]]
+
+
+def check_forwarding(f: DoctorFacts) -> Finding:
+    routed = [n["name"] for n in _bridge_networks(f.topology) if not n["internal"]]
+    if not routed:
+        return Finding("ip_forward", OK, "no routed bridge network needs forwarding")
+    if f.ip_forward == "1":
+        return Finding("ip_forward", OK, "net.ipv4.ip_forward is 1")
+    return Finding(
+        "ip_forward", FAIL,
+        f"net.ipv4.ip_forward is {f.ip_forward}: containers of {', '.join(routed)} reach "
+        "nothing beyond their own network, and published ports do not work",
+        "sysctl -w net.ipv4.ip_forward=1 (and keep it in /etc/sysctl.d/; netbayd sets it "
+        "again when it makes a bridge)",
+    )
+
+
+def check_br_netfilter(f: DoctorFacts) -> Finding:
+    if not _bridge_networks(f.topology):
+        return Finding("br_netfilter", OK, "no bridge network")
+    value = f.bridge_nf.get("bridge-nf-call-iptables")
+    if value is None:
+        return Finding(
+            "br_netfilter", WARN,
+            "br_netfilter is not loaded: a container reaching a published port of its own "
+            "network (hairpin) gets no answer",
+            "modprobe br_netfilter (and add it to /etc/modules-load.d/)")
+    if value != "1":
+        return Finding(
+            "br_netfilter", WARN,
+            f"net.bridge.bridge-nf-call-iptables is {value}: traffic between containers of one "
+            "bridge skips the IP hooks, so hairpin publishing gets no answer",
+            "sysctl -w net.bridge.bridge-nf-call-iptables=1")
+    return Finding("br_netfilter", OK, "bridge-nf-call-iptables is 1 (bridged IPv4 traffic "
+                   "also passes other tables' forward chains)")
+
+
+def check_rp_filter(f: DoctorFacts) -> Finding:
+    strict = [d for d, v in f.rp_filter.items() if v == 1 and d in f.shims]
+    if strict:
+        return Finding(
+            "rp_filter", WARN,
+            f"strict reverse-path filtering on {', '.join(strict)}: the host link of a "
+            "macvlan/ipvlan network answers by another path and strict rp_filter drops it",
+            "sysctl -w net.ipv4.conf.all.rp_filter=2 "
+            + " ".join(f"net.ipv4.conf.{d}.rp_filter=2" for d in strict))
+    values = ", ".join(f"{d}={v}" for d, v in sorted(f.rp_filter.items()))
+    return Finding("rp_filter", OK, f"rp_filter {values or 'unset'}: nothing netbay uses "
+                   "depends on asymmetric paths")
+
+
+def _accept_rules(chain: ForwardChain, bridges: list[str]) -> str:
+    """What lets netbay's traffic through a drop-policy forward chain of someone else's."""
+    if chain.family == "iptables-legacy":
+        return "; ".join(
+            f"iptables-legacy -I FORWARD -i {b} -j ACCEPT; iptables-legacy -I FORWARD -o {b} "
+            "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT" for b in bridges)
+    where = f"{chain.family} {chain.table} {chain.chain}"
+    return (f"nft insert rule {where} iifname {{ {', '.join(bridges)} }} accept; "
+            f"nft insert rule {where} oifname {{ {', '.join(bridges)} }} ct state "
+            "established,related accept")
+
+
+def check_forward_policies(f: DoctorFacts) -> list[Finding]:
+    bridges = [n["device"]["name"] for n in _bridge_networks(f.topology)]
+    out = []
+    for chain in f.forward_chains:
+        if chain.policy != "drop" or not bridges:
+            continue
+        where = f"table {chain.family} {chain.table} chain {chain.chain}"
+        rule = _accept_rules(chain, bridges)
+        if chain.mentions:
+            out.append(Finding(
+                "forward policy", WARN,
+                f"{where} drops by default; its rules name {', '.join(chain.mentions)} but not "
+                "every netbay bridge: check that they accept both directions",
+                rule))
+        else:
+            out.append(Finding(
+                "forward policy", FAIL,
+                f"{where} has policy drop and no rule for netbay's bridges: it drops "
+                f"traffic of {', '.join(bridges)} that netbay's own table accepts (a packet must "
+                "pass every table's chain on the hook)",
+                rule))
+    if not out:
+        out.append(Finding("forward policy", OK, "no other table drops forwarded traffic by "
+                           "default"))
+    return out
+
+
+def check_mtu(f: DoctorFacts) -> list[Finding]:
+    out = []
+    for net in f.topology["networks"]:
+        device = net["device"]
+        if not device or not device.get("present"):
+            continue
+        for port in net["ports"]:
+            end = port.get("end") or {}
+            if end.get("mtu") and port.get("mtu") and end["mtu"] != port["mtu"]:
+                out.append(Finding(
+                    "mtu", WARN, f"network {net['name']}: veth {port['name']} has MTU "
+                    f"{port['mtu']}, its container end {end['mtu']}",
+                    f"netbay network connect/disconnect re-makes the pair; or ip link set "
+                    f"{port['name']} mtu {end['mtu']}"))
+        for member in net["members"]:
+            if member.get("mtu") and device.get("mtu") and member["mtu"] > device["mtu"]:
+                out.append(Finding(
+                    "mtu", FAIL, f"network {net['name']}: {member['container']}:"
+                    f"{member['ifname']} has MTU {member['mtu']} above its parent "
+                    f"{device['name']}'s {device['mtu']}", "recreate the network with "
+                    f"-o com.docker.network.driver.mtu={device['mtu']}"))
+        if (net["driver"] == "bridge" and not net["internal"] and f.uplink_mtu
+                and device.get("mtu", 0) > f.uplink_mtu[1]):
+            out.append(Finding(
+                "mtu", WARN, f"network {net['name']}: bridge {device['name']} MTU "
+                f"{device['mtu']} is above the uplink {f.uplink_mtu[0]}'s {f.uplink_mtu[1]}: "
+                "large packets to the outside need path-MTU discovery, which middleboxes break",
+                f"netbay network create -o com.docker.network.driver.mtu={f.uplink_mtu[1]} ..."))
+    for iface in f.topology["interfaces"]:
+        lower = iface.get("details", {}).get("dev")
+        if iface.get("kind") == "vxlan" and lower:
+            base = next((i for i in f.topology["interfaces"] if i.get("name") == lower), None)
+            if base and iface.get("mtu", 0) > base.get("mtu", 0) - 50:
+                out.append(Finding("mtu", WARN, f"vxlan {iface['name']} MTU {iface['mtu']} "
+                                   f"leaves no room for its 50-byte header on {lower} "
+                                   f"({base['mtu']})", f"ip link set {iface['name']} mtu "
+                                   f"{base['mtu'] - 50}"))
+    return out or [Finding("mtu", OK, "MTUs agree along every netbay path")]
+
+
+def check_overlaps(f: DoctorFacts) -> list[Finding]:
+    out = []
+    own = {n["device"]["name"] for n in f.topology["networks"] if n["device"]}
+    own |= {n["shim"]["name"] for n in f.topology["networks"] if n["shim"]}
+    for net in f.topology["networks"]:
+        for text in net["subnets"]:
+            subnet = IPv4Network(text)
+            for destination, device in f.routes:
+                if device in own or not subnet.overlaps(destination):
+                    continue
+                out.append(Finding(
+                    "subnet overlap", FAIL,
+                    f"network {net['name']} {subnet} overlaps the host route {destination} dev "
+                    f"{device}: hosts there are unreachable from the containers, and "
+                    "replies may leave by the wrong interface",
+                    f"recreate {net['name']} with a --subnet clear of {destination}, or remove "
+                    "that route"))
+    return out or [Finding("subnet overlap", OK, "no network overlaps a host route")]
+
+
+def _covered(line: str, problems: Sequence[str]) -> bool:
+    """An audit line about an object (a name or id holding digits) the topology reports."""
+    names = [t.strip(":,") for t in line.split() if any(c.isdigit() for c in t)]
+    return any(name in p for name in names for p in problems) if names else line in problems
+
+
+def check_orphans(f: DoctorFacts) -> Finding:
+    problems = list(f.topology["problems"])
+    problems += [a for a in f.audit if not _covered(a, problems)]
+    if not problems:
+        return Finding("record vs kernel", OK, "netbay's record and the kernel agree")
+    stray = [p.split()[1].rstrip(":") for p in problems if p.startswith("interface ")]
+    fix = "netbay system gc (repairs interrupted operations, removes orphan bridge ports)"
+    if stray:
+        fix += "; links no record owns: " + "; ".join(f"ip link del {s}" for s in stray)
+    return Finding("record vs kernel", FAIL, "; ".join(problems), fix)
+
+
+def check_daemon(f: DoctorFacts) -> Finding:
+    d = f.daemon
+    if not d.get("firewall"):
+        return Finding("daemon", FAIL, f"netbayd {d.get('version')} (pid {d.get('pid')}) "
+                       "answers, but netbay's nftables tables are missing",
+                       "netbay system reload")
+    return Finding("daemon", OK, f"netbayd {d.get('version')} pid {d.get('pid')}, up "
+                   f"{d.get('uptime', '?')}s; nftables tables in place")
+
+
+def check_dns(f: DoctorFacts) -> Finding:
+    if f.dns is None:
+        return Finding("dns", SKIP, "netbayd has no DNS health endpoint yet: DNS not checked")
+    healthy = f.dns.get("healthy", f.dns.get("ok", f.dns.get("Healthy")))
+    if healthy is False:
+        return Finding("dns", FAIL, f"netbay DNS reports a problem: {f.dns}",
+                       "see the daemon log; netbayd restarts its DNS server")
+    return Finding("dns", OK, f"netbay DNS: {f.dns}")
+
+
+def check(f: DoctorFacts) -> list[Finding]:
+    return [
+        check_daemon(f), check_forwarding(f), check_br_netfilter(f), check_rp_filter(f),
+        *check_forward_policies(f), *check_mtu(f), *check_overlaps(f), check_orphans(f),
+        check_dns(f),
+    ]
+
+
+def render(findings: Sequence[Json]) -> str:
+    lines = []
+    for item in findings:
+        lines.append(f"[{MARKS.get(item['status'], item['status'])}] {item['check']}: "
+                     f"{item['message']}")
+        if item["fix"] and item["status"] in (WARN, FAIL):
+            lines.append(f"       fix: {item['fix']}")
+    bad = [i for i in findings if i["status"] in (WARN, FAIL)]
+    lines.append(f"{len(bad)} problem(s) found" if bad else "no problems found")
+    return "\n".join(lines)

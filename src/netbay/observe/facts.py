@@ -1,0 +1,222 @@
+"""What the kernel says about one network namespace: links, addresses, routes, neighbours.
+
+Read with one pyroute2 socket opened inside the namespace (a thread steps in, opens it and
+steps back); the results are plain frozen records, so everything that interprets them
+(topology, doctor, trace) is pure and tested without a kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
+
+from ..errors import KernelError
+from ..kernel.netns import entered
+
+MACVLAN_MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
+IPVLAN_MODES = {0: "l2", 1: "l3", 2: "l3s"}
+NUD_STATES = {
+    0x01: "incomplete", 0x02: "reachable", 0x04: "stale", 0x08: "delay", 0x10: "probe",
+    0x20: "failed", 0x40: "noarp", 0x80: "permanent",
+}
+RT_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 6: "blackhole", 7: "unreachable",
+            8: "prohibit"}
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    index: int
+    kind: str  # "veth", "bridge", "macvlan", "vxlan"...; "" for a plain device
+    mac: str = ""
+    mtu: int = 0
+    up: bool = False
+    master: int | None = None  # index of the bridge it is a port of
+    peer: int | None = None  # IFLA_LINK: a veth's peer, a macvlan's parent (index)
+    peer_netnsid: int | None = None  # set when the peer/parent lives in another namespace
+    details: tuple[tuple[str, str], ...] = ()  # kind-specific: vni, mode, remote...
+
+    def detail(self, key: str) -> str | None:
+        return dict(self.details).get(key)
+
+
+@dataclass(frozen=True)
+class Route:
+    destination: IPv4Network | None  # None: the default route
+    device: str
+    gateway: IPv4Address | None = None
+    source: IPv4Address | None = None
+    kind: str = "unicast"
+
+    def __str__(self) -> str:
+        parts = [str(self.destination or "default")]
+        if self.kind != "unicast":
+            parts.insert(0, self.kind)
+        if self.gateway is not None:
+            parts.append(f"via {self.gateway}")
+        if self.device:
+            parts.append(f"dev {self.device}")
+        if self.source is not None:
+            parts.append(f"src {self.source}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    address: IPv4Address
+    mac: str
+    device: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """Everything read from one namespace."""
+
+    links: tuple[Link, ...] = ()
+    addresses: tuple[tuple[str, IPv4Interface], ...] = ()  # (device, address)
+    routes: tuple[Route, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+
+    def link(self, name: str) -> Link | None:
+        return next((lk for lk in self.links if lk.name == name), None)
+
+    def by_index(self, index: int | None) -> Link | None:
+        return next((lk for lk in self.links if lk.index == index), None)
+
+    def addresses_of(self, name: str) -> list[IPv4Interface]:
+        return [a for dev, a in self.addresses if dev == name]
+
+
+def _details(kind: str, data: Any) -> tuple[tuple[str, str], ...]:
+    if data is None:
+        return ()
+    out: list[tuple[str, str]] = []
+    if kind == "vxlan":
+        for key, attr in (("vni", "IFLA_VXLAN_ID"), ("remote", "IFLA_VXLAN_GROUP"),
+                          ("local", "IFLA_VXLAN_LOCAL"), ("dstport", "IFLA_VXLAN_PORT"),
+                          ("dev", "IFLA_VXLAN_LINK")):
+            value = data.get(attr)
+            if value not in (None, "", 0):
+                out.append((key, str(value)))
+    elif kind in ("macvlan", "macvtap"):
+        mode = data.get("IFLA_MACVLAN_MODE")
+        if mode is not None:
+            # pyroute2 decodes some modes to names already ('bridge'), others not
+            out.append(("mode", MACVLAN_MODES.get(mode, str(mode)) if isinstance(mode, int)
+                        else str(mode)))
+    elif kind == "ipvlan":
+        mode = data.get("IFLA_IPVLAN_MODE")
+        if mode is not None:
+            out.append(("mode", IPVLAN_MODES.get(mode, str(mode)) if isinstance(mode, int)
+                        else str(mode)))
+    elif kind == "vlan":
+        vid = data.get("IFLA_VLAN_ID")
+        if vid is not None:
+            out.append(("vid", str(vid)))
+    return tuple(out)
+
+
+def _link(msg: Any) -> Link:
+    info = msg.get("IFLA_LINKINFO")
+    kind = (info.get("IFLA_INFO_KIND") if info is not None else None) or ""
+    data = info.get("IFLA_INFO_DATA") if info is not None else None
+    master = msg.get("IFLA_MASTER")
+    peer = msg.get("IFLA_LINK")
+    netnsid = msg.get("IFLA_LINK_NETNSID")
+    return Link(
+        name=str(msg.get("IFLA_IFNAME")),
+        index=int(msg["index"]),
+        kind=str(kind),
+        mac=str(msg.get("IFLA_ADDRESS") or ""),
+        mtu=int(msg.get("IFLA_MTU") or 0),
+        up=bool(msg["flags"] & 1),
+        master=int(master) if master else None,
+        peer=int(peer) if peer and int(peer) != int(msg["index"]) else None,
+        peer_netnsid=int(netnsid) if netnsid is not None else None,
+        details=_details(str(kind), data),
+    )
+
+
+def _route(msg: Any, names: dict[int, str]) -> Route | None:
+    if msg.get("RTA_TABLE", msg.get("table")) != 254:
+        return None
+    dst_len = int(msg["dst_len"])
+    gateway, source = msg.get("RTA_GATEWAY"), msg.get("RTA_PREFSRC")
+    return Route(
+        destination=IPv4Network(f"{msg.get('RTA_DST')}/{dst_len}") if dst_len else None,
+        device=names.get(int(msg.get("RTA_OIF") or 0), ""),
+        gateway=IPv4Address(gateway) if gateway else None,
+        source=IPv4Address(source) if source else None,
+        kind=RT_TYPES.get(int(msg["type"]), str(msg["type"])),
+    )
+
+
+def _neighbour(msg: Any, names: dict[int, str]) -> Neighbour | None:
+    address = msg.get("NDA_DST")
+    if not address:
+        return None
+    state = int(msg["state"])
+    return Neighbour(
+        address=IPv4Address(address),
+        mac=str(msg.get("NDA_LLADDR") or ""),
+        device=names.get(int(msg["ifindex"]), ""),
+        state=next((n for bit, n in NUD_STATES.items() if state & bit), str(state)),
+    )
+
+
+def read(netns: str | os.PathLike[str] | None = None, *, neighbours: bool = False) -> Namespace:
+    """Links, IPv4 addresses, main-table routes (and neighbours) of NETNS (None: ours)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        with entered(netns):
+            ipr = IPRoute()
+    except OSError as exc:
+        raise KernelError(f"cannot open {netns}: {exc}", exc.errno or 0) from exc
+    try:
+        links = tuple(_link(m) for m in ipr.link("dump"))
+        names = {lk.index: lk.name for lk in links}
+        addresses = tuple(
+            (names.get(int(m["index"]), ""),
+             IPv4Interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}"))
+            for m in ipr.addr("dump", family=socket.AF_INET)
+        )
+        routes = tuple(
+            r for r in (_route(m, names) for m in ipr.route("dump", family=socket.AF_INET))
+            if r is not None
+        )
+        neigh: tuple[Neighbour, ...] = ()
+        if neighbours:
+            neigh = tuple(
+                n for n in (_neighbour(m, names) for m in ipr.neigh("dump", family=socket.AF_INET))
+                if n is not None
+            )
+    except NetlinkError as exc:
+        raise KernelError(f"netlink dump in {netns or 'this namespace'}: {exc}", exc.code) from exc
+    finally:
+        ipr.close()
+    return Namespace(links, addresses, routes, neigh)
+
+
+def sysctl(key: str, netns: str | os.PathLike[str] | None = None) -> str | None:
+    """A sysctl of NETNS (net.* keys are per namespace: /proc/sys shows the reader's)."""
+    path = "/proc/sys/" + key.replace(".", "/")
+    try:
+        with entered(netns), open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except (OSError, KernelError):
+        return None
+
+
+def interface_sysctl(device: str, key: str) -> str | None:
+    """net.ipv4.conf.DEVICE.KEY of this thread's namespace (device names may hold dots)."""
+    try:
+        with open(f"/proc/sys/net/ipv4/conf/{device}/{key}", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return None

@@ -1,0 +1,229 @@
+"""Real probes for `netbay trace`, sent from inside a namespace: a TCP connect, a UDP datagram
+or an ICMP echo, each on a socket opened in the source namespace (a thread steps in, opens
+it, steps back), so the daemon needs no helper process. Also: route lookups as the kernel
+would decide them, and the conntrack entry the probe left (its NAT)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+from ..kernel.netns import entered
+from .trace import Outcome
+
+IPPROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "icmp": socket.IPPROTO_ICMP}
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return int(~total & 0xFFFF)
+
+
+@dataclass
+class Probe:
+    """A socket ready in the source namespace; `sport`/`icmp_id` are known before anything
+    is sent, so the trace rule can match exactly this probe."""
+
+    proto: str
+    dst: IPv4Address
+    port: int | None
+    sock: socket.socket
+    sport: int = 0
+    icmp_id: int = 0
+
+    @classmethod
+    def open(cls, netns: str | None, proto: str, dst: IPv4Address, port: int | None) -> Probe:
+        with entered(netns):
+            if proto == "icmp":
+                sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            else:
+                kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+                sock = socket.socket(socket.AF_INET, kind)
+        probe = cls(proto, dst, port, sock)
+        if proto == "icmp":
+            probe.icmp_id = random.randint(1, 0xFFFF)
+        else:
+            sock.bind(("0.0.0.0", 0))
+            probe.sport = sock.getsockname()[1]
+        return probe
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def fire(self, timeout: float) -> Outcome:
+        try:
+            if self.proto == "tcp":
+                return self._tcp(timeout)
+            if self.proto == "udp":
+                return self._udp(timeout)
+            return self._icmp(timeout)
+        except OSError as exc:
+            return _error_outcome(exc)
+
+    def _source(self) -> IPv4Address | None:
+        try:
+            address = self.sock.getsockname()[0]
+            return IPv4Address(address) if address != "0.0.0.0" else None
+        except OSError:
+            return None
+
+    def _tcp(self, timeout: float) -> Outcome:
+        self.sock.setblocking(False)
+        code = self.sock.connect_ex((str(self.dst), self.port or 0))
+        if code not in (0, errno.EINPROGRESS):
+            return _error_outcome(OSError(code, os.strerror(code)))
+        _, writable, _ = select.select([], [self.sock], [], timeout)
+        source = self._source()
+        if not writable:
+            return Outcome("timeout", f"no answer within {timeout:g}s", source, self.sport)
+        code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code == 0:
+            return Outcome("connected", "the TCP handshake completed", source, self.sport)
+        return _error_outcome(OSError(code, os.strerror(code)), source, self.sport)
+
+    def _udp(self, timeout: float) -> Outcome:
+        self.sock.connect((str(self.dst), self.port or 0))
+        self.sock.send(b"netbay trace\n")
+        source = self._source()
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(2048)
+        except TimeoutError:
+            return Outcome("timeout", f"no answer within {timeout:g}s (UDP gives no "
+                           "acknowledgement: a silent server looks the same)", source, self.sport)
+        except OSError as exc:
+            return _error_outcome(exc, source, self.sport)
+        return Outcome("answered", f"{len(data)} bytes came back", source, self.sport)
+
+    def _icmp(self, timeout: float) -> Outcome:
+        payload = b"netbay-trace"
+        header = struct.pack("!BBHHH", 8, 0, 0, self.icmp_id, 1)
+        packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), self.icmp_id, 1)
+        self.sock.sendto(packet + payload, (str(self.dst), 0))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data, (peer, _) = self.sock.recvfrom(2048)
+            except TimeoutError:
+                break
+            result = _icmp_answer(data, self.icmp_id, peer)
+            if result is not None:
+                return result
+        return Outcome("timeout", f"no echo reply within {timeout:g}s")
+
+
+def _icmp_answer(data: bytes, ident: int, peer: str) -> Outcome | None:
+    start = (data[0] & 0x0F) * 4
+    kind, code, _, got = struct.unpack_from("!BBHH", data, start)
+    if kind == 0 and got == ident:
+        return Outcome("answered", f"echo reply from {peer}")
+    if kind in (3, 11) and len(data) >= start + 8 + 28:
+        inner = start + 8
+        inner_start = inner + (data[inner] & 0x0F) * 4
+        if struct.unpack_from("!H", data, inner_start + 4)[0] == ident:
+            what = "time exceeded" if kind == 11 else f"destination unreachable (code {code})"
+            return Outcome("unreachable", f"{what} from {peer}")
+    return None
+
+
+def _error_outcome(exc: OSError, source: IPv4Address | None = None, sport: int = 0) -> Outcome:
+    if exc.errno == errno.ECONNREFUSED:
+        return Outcome("refused", "the destination answered with a refusal (TCP RST or ICMP "
+                       "port unreachable): it is reachable, but nothing listens on that port",
+                       source, sport)
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM):
+        return Outcome("unreachable", f"{exc.strerror}", source, sport)
+    return Outcome("error", f"{exc.strerror or exc}", source, sport)
+
+
+# --- routes --------------------------------------------------------------------------------
+def route_get(
+    netns: str | None, dst: IPv4Address, *, src: IPv4Address | None = None,
+    iif: str | None = None,
+) -> tuple[dict[str, Any] | None, str]:
+    """The kernel's routing decision in NETNS for DST (as arriving on IIF from SRC):
+    ({dev, gateway, prefsrc, type}, "") or (None, why not)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with entered(netns):
+        ipr = IPRoute()
+    try:
+        names = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in ipr.link("dump")}
+        query: dict[str, Any] = {"dst": str(dst)}
+        if src is not None:
+            query["src"] = str(src)
+        if iif is not None:
+            index = next((i for i, n in names.items() if n == iif), None)
+            if index is None:
+                return None, f"no interface {iif}"
+            query["iif"] = index
+        try:
+            reply = ipr.route("get", **query)[0]
+        except NetlinkError as exc:
+            return None, f"no route: {os.strerror(exc.code)}"
+        kinds = {1: "unicast", 2: "local", 3: "broadcast", 6: "blackhole", 7: "unreachable",
+                 8: "prohibit"}
+        return {
+            "dev": names.get(int(reply.get("RTA_OIF") or 0), ""),
+            "gateway": reply.get("RTA_GATEWAY") or "",
+            "prefsrc": reply.get("RTA_PREFSRC") or "",
+            "type": kinds.get(int(reply["type"]), str(reply["type"])),
+        }, ""
+    finally:
+        ipr.close()
+
+
+def route_text(dst: IPv4Address, route: dict[str, Any] | None, why: str) -> str:
+    if route is None:
+        return why
+    parts = [f"route {dst}"]
+    if route["type"] == "local":
+        parts = [f"{dst} is local (delivered to this namespace)"]
+    if route["gateway"]:
+        parts.append(f"via {route['gateway']}")
+    if route["dev"] and route["type"] != "local":
+        parts.append(f"dev {route['dev']}")
+    if route["prefsrc"]:
+        parts.append(f"src {route['prefsrc']}")
+    return " ".join(parts)
+
+
+# --- conntrack -----------------------------------------------------------------------------
+def flow(proto: str, sport: int, icmp_id: int, dst: IPv4Address) -> (
+    tuple[tuple[str, int, str, int], tuple[str, int, str, int]] | None
+):
+    """The probe's conntrack entry in this namespace: (original, reply) as (src, sport, dst,
+    dport); for icmp the id stands in for both ports."""
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    wanted = NFCTAttrTuple(proto=IPPROTO[proto], daddr=str(dst))
+    ct = Conntrack()
+    try:
+        for entry in ct.dump_entries(tuple_orig=wanted):
+            o, r = entry.tuple_orig, entry.tuple_reply
+            if proto == "icmp":
+                if o.icmp_id != icmp_id:
+                    continue
+                return ((o.saddr, icmp_id, o.daddr, icmp_id), (r.saddr, icmp_id, r.daddr, icmp_id))
+            if o.sport == sport:
+                return ((o.saddr, o.sport, o.daddr, o.dport), (r.saddr, r.sport, r.daddr, r.dport))
+    except OSError:
+        return None
+    finally:
+        ct.close()
+    return None

@@ -1,0 +1,204 @@
+"""The daemon's side of seeing the network: gathers the record and the kernel's state (in the
+daemon's host namespace, with its nft context) and hands them to the pure builders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network, summarize_address_range
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..engine.firewall import network_rules
+from ..errors import ConfigError, FirewallError, KernelError, NotFoundError
+from ..model import READY, REMOVING, Container, Endpoint, Network
+from ..plan import firewall as fw
+from . import facts
+from .topology import Inputs, Nat, Published, build
+
+if TYPE_CHECKING:
+    from ..engine import Host
+
+log = logging.getLogger("netbay.observe")
+Json = dict[str, Any]
+
+
+# --- netbay's nft maps and sets, as the kernel holds them (pure parsers) --------------------
+def _elements(listing: list[dict[str, Any]]) -> list[Any]:
+    for item in listing:
+        body = item.get("map") or item.get("set")
+        if body is not None:
+            return list(body.get("elem") or [])
+    return []
+
+
+def _prefix(value: Any) -> IPv4Network:
+    if isinstance(value, dict) and "prefix" in value:
+        return IPv4Network(f"{value['prefix']['addr']}/{value['prefix']['len']}")
+    if isinstance(value, dict) and "range" in value:
+        low, high = value["range"]
+        return next(summarize_address_range(IPv4Address(low), IPv4Address(high)))
+    return IPv4Network(str(value))
+
+
+def parse_published(pub_any: list[dict[str, Any]], pub_ip: list[dict[str, Any]]) -> list[Published]:
+    out = []
+    for key, value in (e for e in _elements(pub_any) if isinstance(e, list)):
+        proto, port = key["concat"]
+        target, target_port = value["concat"]
+        out.append(Published(str(proto), None, int(port), IPv4Address(target), int(target_port)))
+    for key, value in (e for e in _elements(pub_ip) if isinstance(e, list)):
+        host_ip, proto, port = key["concat"]
+        target, target_port = value["concat"]
+        out.append(Published(str(proto), IPv4Address(host_ip), int(port), IPv4Address(target),
+                             int(target_port)))
+    return out
+
+
+def parse_nat(masq: list[dict[str, Any]], snat: list[dict[str, Any]]) -> list[Nat]:
+    out = [Nat(_prefix(e)) for e in _elements(masq)]
+    out += [Nat(_prefix(k), IPv4Address(v)) for k, v in
+            (e for e in _elements(snat) if isinstance(e, list))]
+    return out
+
+
+def expected_nat(network: Network) -> list[Nat]:
+    rules = network_rules(network)
+    if rules is None or rules.internal:
+        return []
+    if rules.snat_to is not None:
+        return [Nat(s, rules.snat_to) for s in rules.subnets]
+    return [Nat(s) for s in rules.subnets] if rules.masquerade else []
+
+
+class Observer:
+    """Reads what the pictures, traces and checks need; one per daemon."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    # --- record ----------------------------------------------------------------------------
+    def live_endpoints(self) -> list[Endpoint]:
+        return [e for e in self.host.store.endpoints() if e.state != REMOVING]
+
+    def expected_ports(self, networks: dict[str, Network]) -> dict[str, list[Published]]:
+        by_container: dict[str, list[Endpoint]] = {}
+        for endpoint in self.live_endpoints():
+            by_container.setdefault(endpoint.container_id, []).append(endpoint)
+        out = {}
+        for container in self.host.store.containers():
+            if container.state == REMOVING:
+                continue
+            rules = self.host.port_rules(container, by_container.get(container.id, []), networks)
+            out[container.id] = [
+                Published(r.proto, r.host_ip, r.host_port, r.target, r.container_port)
+                for r in rules
+            ]
+        return out
+
+    # --- kernel ----------------------------------------------------------------------------
+    def _nft(self, what: str) -> list[dict[str, Any]]:
+        try:
+            return self.host.nft.list(what)
+        except FirewallError:
+            return []
+
+    def kernel_ports(self) -> list[Published]:
+        return parse_published(self._nft(f"map inet {fw.TABLE} pub_any"),
+                               self._nft(f"map inet {fw.TABLE} pub_ip"))
+
+    def kernel_nat(self) -> list[Nat]:
+        return parse_nat(self._nft(f"set inet {fw.TABLE} masq_nets"),
+                         self._nft(f"map inet {fw.TABLE} snat_nets"))
+
+    @staticmethod
+    def inside(container: Container) -> facts.Namespace | None:
+        if not container.netns or not Path(container.netns).exists():
+            return None
+        try:
+            return facts.read(container.netns, neighbours=True)
+        except KernelError as exc:
+            log.info("cannot read %s: %s", container.netns, exc)
+            return None
+
+    def orphan_netns(self, containers: Iterable[Container]) -> list[str]:
+        directory = self.host.paths.netns_dir
+        known = {Path(c.netns).name for c in containers if c.netns}
+        if not directory.is_dir():
+            return []
+        return sorted(p.name for p in directory.iterdir()
+                      if p.name.startswith("netbay-") and p.name not in known)
+
+    # --- pictures --------------------------------------------------------------------------
+    def topology(self) -> Json:
+        networks = self.host.store.networks()
+        containers = self.host.store.containers()
+        inputs = Inputs(
+            networks=networks,
+            containers=containers,
+            endpoints=self.host.store.endpoints(),
+            host=facts.read(None),
+            inside={c.id: self.inside(c) for c in containers if c.netns},
+            published=self.kernel_ports(),
+            expected_ports=self.expected_ports({n.id: n for n in networks}),
+            nat=self.kernel_nat(),
+            expected_nat={n.id: expected_nat(n) for n in networks},
+            orphan_netns=self.orphan_netns(containers),
+            firewall=self.host.firewall_intact(),
+        )
+        return build(inputs)
+
+    def container_extras(self, container: Container) -> Json:
+        """Routes and neighbour table of a container (netbay's addition to inspect)."""
+        inside = self.inside(container)
+        if inside is None:
+            return {}
+        return {
+            "Routes": [
+                {"Destination": str(r.destination or "default"),
+                 "Gateway": str(r.gateway or ""), "Interface": r.device,
+                 "Source": str(r.source or ""), "Type": r.kind}
+                for r in inside.routes
+            ],
+            "Neighbors": [
+                {"IPAddress": str(n.address), "MacAddress": n.mac, "Interface": n.device,
+                 "State": n.state}
+                for n in inside.neighbours
+            ],
+        }
+
+    def find(self, ref: str) -> tuple[str, Network | Container]:
+        """A network or a container by name or id (networks first, as `network` verbs)."""
+        network = self.host.store.find_network(ref)
+        if network is not None and network.state != REMOVING:
+            return "network", network
+        container = self.host.store.find_container(ref)
+        if container is not None and container.state != REMOVING:
+            return "container", container
+        raise NotFoundError(f"no network or container {ref}")
+
+    def capture_target(self, ref: str, network_ref: str | None) -> Json:
+        from .capture import target_for_endpoint, target_for_network
+
+        kind, found = self.find(ref)
+        if isinstance(found, Network):
+            return target_for_network({"name": found.name, "driver": found.driver,
+                                       "device": found.device})
+        container = found
+        if container.network_mode == "host":
+            raise ConfigError("capture", container.name, "uses the host's network: capture on "
+                              "a host interface with tcpdump -i")
+        pairs = [(n, e) for n, e in self.host.container_endpoints(container) if e.state == READY]
+        if network_ref:
+            pairs = [(n, e) for n, e in pairs if network_ref in (n.name, n.id)]
+        if not pairs:
+            where = f" on network {network_ref}" if network_ref else ""
+            raise NotFoundError(f"container {container.name} has no interface{where}")
+        network, endpoint = pairs[0]
+        target = target_for_endpoint(container.name, {
+            "host_ifname": endpoint.host_ifname, "ifname": endpoint.ifname,
+            "network": network.name}, container.netns or "")
+        if len(pairs) > 1:
+            target["what"] += (f"; also on {', '.join(n.name for n, _ in pairs[1:])} "
+                               "(--network picks)")
+        return target

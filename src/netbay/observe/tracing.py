@@ -1,0 +1,202 @@
+"""The daemon's side of `netbay trace`: resolve SRC and DST, describe the static path from the
+record and the routes, send the probe with the temporary trace chains in place (one nft
+transaction in, one out), and hand everything to trace.assemble."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, FirewallError, NotFoundError
+from ..model import READY, Container, Endpoint, Network
+from . import facts, nftrace, probe
+from .trace import Facts, Outcome, Party, Spec, assemble, matches, parse_spec, trace_chains
+
+if TYPE_CHECKING:
+    from ..engine import Host
+
+log = logging.getLogger("netbay.observe")
+Json = dict[str, Any]
+
+
+def ruleset_text() -> str:
+    """`nft -a -t list ruleset`: rules with their handles, sets without their elements (a
+    listing context of its own: it deletes nothing, so closing it costs nothing)."""
+    import nftables
+
+    ctx = nftables.Nftables()
+    ctx.set_handle_output(True)
+    ctx.set_terse_output(True)
+    rc, out, _ = ctx.cmd("list ruleset")
+    return str(out) if rc == 0 else ""
+
+
+class Tracer:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    # --- who is who ------------------------------------------------------------------------
+    def _endpoints(self, container: Container) -> list[tuple[Network, Endpoint]]:
+        return [(n, e) for n, e in self.host.container_endpoints(container)
+                if e.state == READY and e.address is not None]
+
+    def _container_party(self, container: Container, peer: Party | None) -> Party:
+        if container.network_mode == "host":
+            return Party("host", "host", detail=f"container {container.name} uses the host's")
+        if not container.netns or container.state != "running":
+            raise ConfigError("container", container.name,
+                              f"is {container.state} with network mode {container.network_mode}:"
+                              " nothing to trace")
+        endpoints = self._endpoints(container)
+        if not endpoints:
+            raise ConfigError("container", container.name, "has no network interface")
+        chosen = endpoints[0]
+        if peer is not None and peer.kind == "container":
+            other = self.host.store.find_container(peer.name)
+            shared = {e.network_id for _, e in self._endpoints(other)} if other else set()
+            chosen = next(((n, e) for n, e in endpoints if n.id in shared), chosen)
+        network, endpoint = chosen
+        assert endpoint.address is not None
+        return Party("container", container.name, endpoint.address.ip, container.netns,
+                     f"{endpoint.ifname} on network {network.name}")
+
+    def _host_address(self, peer: Party | None) -> IPv4Address | None:
+        """The host as a container sees it: the gateway of the container's network."""
+        if peer is not None and peer.kind == "container" and peer.address is not None:
+            for _, address in facts.read(None).addresses:
+                if peer.address in address.network and address.ip != peer.address:
+                    return address.ip
+        return None
+
+    def resolve(self, ref: str, peer: Party | None, as_source: bool) -> Party:
+        ref = ref.strip()
+        field = "source" if as_source else "destination"
+        if ref == "host":
+            return Party("host", "host", self._host_address(peer))
+        try:
+            address = IPv4Address(ref)
+        except ValueError:
+            address = None
+        if address is None:
+            container = self.host.store.find_container(ref)
+            if container is None:
+                raise NotFoundError(f"no container {ref} (a {field} is a container, `host` or "
+                                    "an IPv4 address)")
+            return self._container_party(container, peer)
+        for endpoint in self.host.store.endpoints():
+            if endpoint.address is not None and endpoint.address.ip == address:
+                container = self.host.store.find_container(endpoint.container_id)
+                if container is not None and container.state == "running" and container.netns:
+                    network = self.host.store.find_network(endpoint.network_id)
+                    return Party("container", container.name, address, container.netns,
+                                 f"{endpoint.ifname} on network {network.name if network else '?'}")
+        if any(a.ip == address for _, a in facts.read(None).addresses):
+            return Party("host", "host", address)
+        if as_source:
+            raise ConfigError("source", ref, "not an address of a running container or of the "
+                              "host: a probe must start somewhere netbay can enter")
+        return Party("address", str(address), address)
+
+    # --- the static path -------------------------------------------------------------------
+    def _attachment(self, address: IPv4Address) -> tuple[Network, Endpoint, Container] | None:
+        for endpoint in self.host.store.endpoints():
+            if endpoint.address is not None and endpoint.address.ip == address:
+                network = self.host.store.find_network(endpoint.network_id)
+                container = self.host.store.find_container(endpoint.container_id)
+                if network is not None and container is not None:
+                    return network, endpoint, container
+        return None
+
+    def _hop_text(self, address: IPv4Address | None, leaving: bool) -> tuple[str, str | None,
+                                                                              str]:
+        """How a container's address meets the host: (text, its bridge, the container)."""
+        found = self._attachment(address) if address else None
+        if found is None:
+            return "", None, ""
+        network, endpoint, container = found
+        if network.driver == "bridge" and endpoint.host_ifname:
+            pair = f"{container.name}:{endpoint.ifname} ⇄ {endpoint.host_ifname} (host end)"
+            if leaving:
+                return (f"veth {pair}, a port of bridge {network.device} (network "
+                        f"{network.name})", network.device, container.name)
+            return (f"bridge {network.device} (network {network.name}) -> port "
+                    f"{endpoint.host_ifname} ⇄ veth {container.name}:{endpoint.ifname} "
+                    f"{endpoint.address}", network.device, container.name)
+        return (f"{network.driver} {container.name}:{endpoint.ifname} on parent "
+                f"{network.device} (network {network.name}): no host hop in between",
+                None, container.name)
+
+    def _host_route(self, src: Party, dst: IPv4Address, bridge: str | None,
+                    egress: str | None) -> str:
+        if bridge is None or src.address is None:
+            return ""
+        if bridge == egress:
+            return f"bridged on {bridge} (same network: no routing)"
+        route, why = probe.route_get(None, dst, src=src.address, iif=bridge)
+        text = probe.route_text(dst, route, why)
+        return f"{text} (arriving on {bridge})"
+
+    # --- the probe -------------------------------------------------------------------------
+    def _remove(self, remove: str) -> None:
+        try:
+            self.host.nft.apply(remove)
+        except FirewallError as exc:  # the table was rebuilt meanwhile: nothing left
+            log.info("trace chains already gone: %s", exc)
+
+    def _send(self, src: Party, dst: IPv4Address, spec: Spec) -> tuple[
+        probe.Probe, Outcome, list[nftrace.Event]
+    ]:
+        sent = probe.Probe.open(src.netns, spec.proto, dst, spec.port)
+        request, reply = matches(spec, dst, sent.sport, sent.icmp_id)
+        add, remove = trace_chains(secrets.token_hex(3), request, reply)
+        try:
+            with nftrace.TraceListener() as listener:
+                self.host.nft.apply(add)
+                try:
+                    outcome = sent.fire(spec.timeout)
+                    events = listener.collect(quiet=0.2, deadline=time.monotonic() + 1.0)
+                finally:
+                    self._remove(remove)
+        finally:
+            sent.close()
+        return sent, outcome, events
+
+    def trace(self, body: dict[str, Any]) -> Json:
+        spec = parse_spec(body)
+        src = self.resolve(str(body.get("Source") or ""), None, as_source=True)
+        dst = self.resolve(str(body.get("Destination") or ""), src, as_source=False)
+        if dst.address is None:
+            raise ConfigError("destination", dst.name, "has no address to probe")
+        if src.netns and src.netns == dst.netns:
+            raise ConfigError("destination", dst.name, "is the source itself")
+        route, why = probe.route_get(src.netns, dst.address)
+        src_route = probe.route_text(dst.address, route, why)
+        if src.address is None and route and route["prefsrc"]:
+            src = Party(src.kind, src.name, IPv4Address(route["prefsrc"]), src.netns, src.detail)
+        src_hop, bridge, _ = self._hop_text(src.address, leaving=True)
+        sent, outcome, events = self._send(src, dst.address, spec)
+        conntrack = probe.flow(spec.proto, sent.sport, sent.icmp_id, dst.address)
+        final = IPv4Address(conntrack[1][0]) if conntrack else dst.address
+        dst_hop, egress, final_name = self._hop_text(final, leaving=False)
+        if src.address is None and outcome.source is not None:
+            src = Party(src.kind, src.name, outcome.source, src.netns, src.detail)
+        rules, chains = nftrace.parse_ruleset(ruleset_text())
+        host = facts.read(None)
+        found = Facts(
+            src=src, dst=dst, spec=spec, outcome=outcome, sport=sent.sport,
+            icmp_id=sent.icmp_id, src_route=src_route, src_hop=src_hop,
+            src_hop_where="into the host" if bridge else "on the parent",
+            host_route=self._host_route(src, final, bridge, egress)
+            or ("the host's own packet: output hook, then postrouting" if src.kind == "host"
+                else ""),
+            dst_hop=dst_hop,
+            dst_name=final_name or dst.name,
+            events=events, chains=chains, rules=rules,
+            names={lk.index: lk.name for lk in host.links}, conntrack=conntrack,
+            ip_forward=facts.sysctl("net.ipv4.ip_forward") or "?",
+        )
+        return assemble(found)
+

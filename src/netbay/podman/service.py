@@ -1,0 +1,161 @@
+"""The daemon's side of podman's netavark interface: setup and teardown of one container's
+networks, on the engine's sandbox operations (engine/sandboxes.py).
+
+setup validates every network first (and makes the missing ones), then attaches each; when
+one fails, what was already done is undone, as netavark does. teardown works from netbay's
+record by (container id, interface name), so it also finishes when the namespace is gone
+(netavark#1451), and is idempotent: podman's `network reload` tears down and sets up again.
+Aliases and the container name go to netbay's DNS server, which listens on the gateway of
+each bridge network (the status block's dns_server_ips).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..dns.records import serves
+from ..engine import Host
+from ..engine.sandboxes import SandboxRequest, can_publish
+from ..errors import NetbayError
+from ..model import Endpoint, Network
+from .options import Attachment, Options, OptionsError, parse
+
+RUNTIME = "netavark"
+log = logging.getLogger("netbay.podman")
+
+
+class SetupError(Exception):
+    pass
+
+
+def _errors(errors: list[str]) -> str:
+    """netavark's wording for several teardown errors."""
+    if len(errors) == 1:
+        return errors[0]
+    return "netavark encountered multiple errors:" + "".join(f"\n\t- {e}" for e in errors)
+
+
+def status_block(
+    attachment: Attachment, network: Network, endpoint: Endpoint, dns_servers: tuple[str, ...]
+) -> dict[str, Any]:
+    subnets = []
+    servers: list[str] = [] if attachment.dns_enabled else list(dns_servers)
+    if endpoint.address is not None:
+        entry: dict[str, Any] = {"ipnet": str(endpoint.address)}
+        gateway = next(
+            (s.gateway for s in network.subnets if endpoint.address.ip in s.subnet), None
+        )
+        if gateway is not None and not network.internal:
+            entry["gateway"] = str(gateway)
+        subnets.append(entry)
+        if attachment.dns_enabled and serves(network) and gateway is not None:
+            servers = [str(gateway)]  # netbay's DNS server listens there
+    return {
+        "dns_search_domains": [],
+        "dns_server_ips": servers,
+        "interfaces": {
+            endpoint.ifname: {"mac_address": endpoint.mac or "", "subnets": subnets}
+        },
+    }
+
+
+class NetavarkService:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def handle(self, verb: str, body: Mapping[str, Any]) -> tuple[int, Any]:
+        """(HTTP status, payload): 200 with the status block (setup) or nothing (teardown),
+        400 with netavark's {"error": ...}."""
+        try:
+            netns = body.get("netns")
+            if not isinstance(netns, str) or not netns:
+                raise OptionsError("invalid namespace path: none given")
+            raw = body.get("input")
+            options = parse(json.loads(raw) if isinstance(raw, str) else raw)
+            if verb == "setup":
+                return 200, self.setup(Path(netns), options)
+            self.teardown(options)
+            return 204, None
+        except (OptionsError, SetupError) as exc:
+            return 400, {"error": str(exc)}
+        except NetbayError as exc:
+            return 400, {"error": str(exc)}
+        except json.JSONDecodeError as exc:
+            return 400, {"error": f"JSON Decoding error: {exc}"}
+        except Exception as exc:  # netavark's error shape, whatever went wrong
+            log.exception("netavark %s failed", verb)
+            return 400, {"error": f"internal error: {exc!r}"}
+
+    def setup(self, netns: Path, options: Options) -> dict[str, Any]:
+        if not netns.exists():
+            raise SetupError(f"invalid namespace path: {netns} does not exist")
+        status: dict[str, Any] = {}
+        self.host.loopback_up(netns)
+        with self.host.kernel.lock:
+            networks: list[Network] = []
+            done: list[Endpoint] = []
+            try:
+                for attachment in options.attachments:  # all of them before any attach
+                    networks.append(self.host.ensure_runtime_network(attachment.spec, RUNTIME))
+                for attachment, network in zip(options.attachments, networks, strict=True):
+                    endpoint = self._attach(netns, options, attachment, network)
+                    done.append(endpoint)
+                    status[attachment.name] = status_block(
+                        attachment, network, endpoint, options.dns_servers
+                    )
+            except BaseException:
+                self._undo(options, done, networks)
+                raise
+        return status
+
+    def _attach(
+        self, netns: Path, options: Options, attachment: Attachment, network: Network
+    ) -> Endpoint:
+        if network.driver not in ("bridge", "macvlan"):
+            raise SetupError(f"network {network.name}: unsupported driver {network.driver}")
+        request = SandboxRequest(
+            external_id=options.container_id,
+            runtime=RUNTIME,
+            netns=netns,
+            ifname=attachment.ifname,
+            ip=attachment.ip,
+            mac=attachment.mac,
+            aliases=attachment.aliases,
+            hostname=options.container_name if attachment.dns_enabled else "",
+            # ports go to the bridge networks (netavark's macvlan ignores them too)
+            ports=options.ports if can_publish(network) else (),
+            dns=options.dns_servers,
+            tag=attachment.name,
+        )
+        _, endpoint = self.host.attach_sandbox(network, request)
+        return endpoint
+
+    def _undo(self, options: Options, done: list[Endpoint], networks: list[Network]) -> None:
+        for endpoint in reversed(done):
+            try:
+                self.host.detach_sandbox(options.container_id, endpoint.ifname)
+            except NetbayError as exc:
+                log.error("undoing setup of %s: %s", options.container_id, exc)
+        for network in networks:
+            try:
+                self.host.release_runtime_network(network)
+            except NetbayError as exc:
+                log.error("undoing setup of %s: %s", options.container_id, exc)
+
+    def teardown(self, options: Options) -> None:
+        """Best effort over every network; errors reported together."""
+        errors = []
+        with self.host.kernel.lock:
+            for attachment in options.attachments:
+                try:
+                    self.host.detach_sandbox(
+                        options.container_id, attachment.ifname, tag=attachment.name
+                    )
+                except NetbayError as exc:
+                    errors.append(f"network {attachment.name}: {exc}")
+        if errors:
+            raise SetupError(_errors(errors))

@@ -1,0 +1,104 @@
+"""doctor: each check on synthetic facts, clean and faulty; pure."""
+
+from __future__ import annotations
+
+import dataclasses
+from ipaddress import IPv4Network
+from typing import Any
+
+from netbay.observe.doctor import DoctorFacts, ForwardChain, check, render
+from netbay.observe.health import forward_chains
+
+
+def network(name: str = "neta", **kw: Any) -> dict[str, Any]:
+    net = {"name": name, "driver": "bridge", "internal": False, "subnets": ["10.91.0.0/24"],
+           "device": {"name": "br-a", "mtu": 1500, "present": True, "problems": []},
+           "shim": None, "ports": [], "members": [], "problems": []}
+    net.update(kw)
+    return net
+
+
+def clean(**kw: Any) -> DoctorFacts:
+    base = DoctorFacts(
+        ip_forward="1", bridge_nf={"bridge-nf-call-iptables": "1"},
+        rp_filter={"all": 0, "br-a": 0}, forward_chains=[],
+        routes=[(IPv4Network("10.91.0.0/24"), "br-a"), (IPv4Network("198.51.100.0/24"), "ext0")],
+        uplink_mtu=None, topology={"networks": [network()], "interfaces": [], "problems": []},
+        audit=[], daemon={"pid": 1, "version": "0.1.0", "uptime": 3, "firewall": True},
+        dns=None,
+    )
+    return dataclasses.replace(base, **kw)
+
+
+def statuses(facts: DoctorFacts) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for finding in check(facts):
+        if out.get(finding.check) not in ("fail", "warn"):
+            out[finding.check] = finding.status
+    return out
+
+
+def test_a_clean_host_is_clean_and_dns_is_skipped_with_a_note() -> None:
+    findings = check(clean())
+    assert {f.check: f.status for f in findings} == {
+        "daemon": "ok", "ip_forward": "ok", "br_netfilter": "ok", "rp_filter": "ok",
+        "forward policy": "ok", "mtu": "ok", "subnet overlap": "ok", "record vs kernel": "ok",
+        "dns": "skip"}
+    text = render([f.as_json() for f in findings])
+    assert text.endswith("no problems found")
+    assert "[skip] dns: netbayd has no DNS health endpoint yet" in text
+
+
+def test_each_fault_is_flagged_with_its_fix() -> None:
+    faults = {
+        "ip_forward": clean(ip_forward="0"),
+        "br_netfilter": clean(bridge_nf={"bridge-nf-call-iptables": None}),
+        "forward policy": clean(forward_chains=[ForwardChain("inet", "fw", "fwd", "drop", 0)]),
+        "mtu": clean(uplink_mtu=("ext0", 1400)),
+        "subnet overlap": clean(routes=[(IPv4Network("10.0.0.0/8"), "ext0")]),
+        "record vs kernel": clean(topology={"networks": [network()], "interfaces": [],
+                                            "problems": ["interface nbvx: named like ..."]}),
+        "daemon": clean(daemon={"pid": 1, "version": "0.1.0", "firewall": False}),
+        "dns": clean(dns={"healthy": False}),
+    }
+    for name, facts in faults.items():
+        got = statuses(facts)
+        assert got[name] in ("fail", "warn"), (name, got)
+        assert all(v in ("ok", "skip") for k, v in got.items() if k != name), (name, got)
+        finding = next(f for f in check(facts) if f.check == name)
+        assert finding.fix, name
+    text = render([f.as_json() for f in check(faults["forward policy"])])
+    assert "[FAIL] forward policy: table inet fw chain fwd has policy drop" in text
+    assert "fix: nft insert rule inet fw fwd iifname { br-a } accept" in text
+    orphan = next(f for f in check(faults["record vs kernel"]) if f.check == "record vs kernel")
+    assert "ip link del nbvx" in orphan.fix
+
+
+def test_forward_chains_from_the_json_ruleset() -> None:
+    ruleset = [
+        {"chain": {"family": "inet", "table": "netbay", "name": "forward", "hook": "forward",
+                   "policy": "accept"}},
+        {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "hook": "forward",
+                   "policy": "drop"}},
+        {"chain": {"family": "ip", "table": "filter", "name": "INPUT", "hook": "input",
+                   "policy": "drop"}},
+        {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD",
+                  "expr": [{"match": {"left": {"meta": {"key": "iifname"}}, "right": "br-a"}}]}},
+    ]
+    assert forward_chains(ruleset, ["br-a", "br-b"]) == [
+        ForwardChain("ip", "filter", "FORWARD", "drop", 1, ("br-a",))]
+    facts = clean(forward_chains=forward_chains(ruleset, ["br-a"]))
+    assert statuses(facts)["forward policy"] == "warn"
+
+
+def test_iptables_legacy_forward_chain() -> None:
+    from netbay.observe.health import legacy_forward
+
+    chain = legacy_forward("-P FORWARD DROP\n-A FORWARD -i br-a -j ACCEPT\n", ["br-a", "br-b"])
+    assert chain == ForwardChain("iptables-legacy", "filter", "FORWARD", "drop", 1, ("br-a",))
+    assert legacy_forward("", ["br-a"]) is None
+    dropping = clean(forward_chains=[ForwardChain("iptables-legacy", "filter", "FORWARD", "drop",
+                                                  0)])
+    finding = next(f for f in check(dropping) if f.check == "forward policy")
+    assert finding.status == "fail"
+    assert finding.fix.startswith("iptables-legacy -I FORWARD -i br-a -j ACCEPT")
