@@ -12,18 +12,21 @@ cd "$(dirname "$0")/.."
 on_host=0
 [ "${1:-}" = "--on-host" ] && on_host=1
 netbay=("$PWD/.venv/bin/netbay")
+run_host=()
 
 if [ "$on_host" = 0 ]; then
   work=$(mktemp -d /tmp/netbay-demo.XXXXXX)
   ns="netbay-demo-$$"
   ip netns add "$ns"
+  ip -n "$ns" link set lo up
   export NETBAY_ROOT="$work/state" NETBAY_SOCKET="$work/netbay.sock" NETBAY_NETNS_DIR="$work/netns"
   # The sandbox has no way out, so containers get no upstream resolver.
   printf '# demo sandbox: no resolver\n' >"$work/resolv.conf"
   export NETBAY_RESOLV_CONF="$work/resolv.conf"
   netbay=(nsenter "--net=/run/netns/$ns" "$PWD/.venv/bin/netbay")
+  run_host=(nsenter "--net=/run/netns/$ns")
   cleanup() {
-    "${netbay[@]}" rm -f env1 env2 >/dev/null 2>&1 || true
+    "${netbay[@]}" rm -f env1 env2 web >/dev/null 2>&1 || true
     "${netbay[@]}" network rm asgard >/dev/null 2>&1 || true
     "${netbay[@]}" daemon stop >/dev/null 2>&1 || true
     umount -l "$work/netns" 2>/dev/null || true
@@ -46,9 +49,20 @@ ip2=$("${netbay[@]}" inspect -f '{{.NetworkSettings.Networks.asgard.IPAddress}}'
 step exec env1 -- ping -c 3 "$ip2"
 step exec env2 -- ping -c 3 "$ip1"
 step exec env1 -- ip -br addr
+step exec env1 -- ping -c 2 env2            # by name: netbay's embedded DNS
 step network inspect asgard
+step run -d --name web --network asgard -p 127.0.0.1:8080:80 -- python3 -m http.server 80
+step port web
+for _ in $(seq 50); do   # the server needs a moment to start
+  if "${run_host[@]}" python3 -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:8080/", timeout=1)' 2>/dev/null; then break; fi
+  sleep 0.1
+done
+printf '\n\033[1m$ python3 -c "urlopen(http://127.0.0.1:8080/)"\033[0m  (the published port, from the host)\n'
+"${run_host[@]}" python3 -c 'import urllib.request as u; r = u.urlopen("http://127.0.0.1:8080/", timeout=3); print(r.status, r.reason, "from the container web")'
+step topology
 if [ "$on_host" = 1 ]; then
-  step rm -f env1 env2
+  step rm -f env1 env2 web
   step network rm asgard
 fi
-printf '\nDemo done: env1 (%s) and env2 (%s) reached each other over network asgard.\n' "$ip1" "$ip2"
+printf '\nDemo done: env1 (%s) and env2 (%s) reached each other over network asgard, by IP and by name;\n' "$ip1" "$ip2"
+printf 'web served the host through a published port.\n'
