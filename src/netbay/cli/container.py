@@ -247,28 +247,16 @@ def port(client: Client, args: argparse.Namespace) -> int:
 
 
 def stop(client: Client, args: argparse.Namespace) -> int:
-    return _each(
+    return render.each(
         args.containers, lambda ref: client.post(path_of("containers", ref, "stop"), t=args.time)
     )
 
 
 def rm(client: Client, args: argparse.Namespace) -> int:
-    return _each(
+    return render.each(
         args.containers,
         lambda ref: client.delete(path_of("containers", ref), force=1 if args.force else None),
     )
-
-
-def _each(refs: list[str], action: Any) -> int:
-    failed = 0
-    for ref in refs:
-        try:
-            action(ref)
-            print(ref)
-        except ApiError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
-            failed = 1
-    return failed
 
 
 def inspect(client: Client, args: argparse.Namespace) -> int:

@@ -60,7 +60,8 @@ def add_install_parsers(sub: Any) -> None:
         parser.add_argument("--socket", help="netbayd's socket (default $NETBAY_SOCKET or "
                             "/run/netbay/netbay.sock)")
         parser.add_argument("--root", help="netbayd's state root when it is started")
-        parser.add_argument("--python", help="interpreter of the executables (default: this)")
+        parser.add_argument("--python", help="interpreter of the executables (default: "
+                            "/usr/bin/python3 if 3.10+, else this one)")
         parser.add_argument("--source", action="store_true",
                             help="write the readable script, not precompiled code (slower start)")
     c.set_defaults(func=install_executables)

@@ -194,15 +194,7 @@ def inspect(client: Client, args: argparse.Namespace) -> int:
 
 
 def rm(client: Client, args: argparse.Namespace) -> int:
-    failed = 0
-    for ref in args.networks:
-        try:
-            client.delete(path_of("networks", ref))
-            print(ref)
-        except Exception as exc:
-            print(f"Error: {exc}", file=sys.stderr)
-            failed = 1
-    return failed
+    return render.each(args.networks, lambda ref: client.delete(path_of("networks", ref)))
 
 
 def prune(client: Client, args: argparse.Namespace) -> int:

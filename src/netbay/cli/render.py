@@ -76,3 +76,19 @@ def duration(seconds: float) -> str:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''}"
     return "Less than a second" if seconds < 1 else f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def each(refs: Sequence[str], action: Any) -> int:
+    """Docker's way with several names: act on each, print it or its error, go on; 1 if any
+    failed."""
+    from ..errors import NetbayError
+
+    failed = 0
+    for ref in refs:
+        try:
+            action(ref)
+            print(ref)
+        except NetbayError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            failed = 1
+    return failed
