@@ -17,7 +17,11 @@ for arg in "$@"; do
   esac
 done
 
-packages=(python3 python3-venv python3-pip iproute2 iputils-ping util-linux procps nftables libnftables1)
+packages=(python3 python3-venv python3-pip iproute2 iputils-ping util-linux procps nftables libnftables1
+          tcpdump graphviz)
+if [ "$want_test" = 1 ]; then
+  packages+=(chromium)  # the topology page is checked in a real browser
+fi
 if [ "$want_bench" = 1 ]; then
   packages+=(netavark containernetworking-plugins iptables aardvark-dns dnsperf iperf3)
 fi

@@ -104,11 +104,18 @@ class Unreachable(Exception):
     """netbayd does not answer on its socket (and could not be started)."""
 
 
+class _Busy(Exception):
+    """The daemon's listen queue is full (connect: EAGAIN): nothing was sent, try again."""
+
+
 def _exchange(socket_path: str, target: str, body: bytes) -> tuple[int, bytes]:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(REQUEST_TIMEOUT)
-        sock.connect(socket_path)
+        try:
+            sock.connect(socket_path)
+        except BlockingIOError:
+            raise _Busy() from None
         head = (
             f"POST {target} HTTP/1.1\r\nHost: netbay\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -187,30 +194,40 @@ def _start_daemon(argv: list[str], socket_path: str, root: str) -> None:
 def call(
     socket_path: str, target: str, body: bytes, daemon: list[str], root: str
 ) -> tuple[int, bytes]:
-    """POST BODY to TARGET on netbayd; start the daemon first if it is not running."""
-    try:
-        return _exchange(socket_path, target, body)
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        if not daemon:
-            raise Unreachable(f"netbayd is not running (no socket at {socket_path})") from exc
-    except OSError as exc:
-        raise Unreachable(f"netbayd on {socket_path}: {exc}") from None
-    _start_daemon(daemon, socket_path, root)
+    """POST BODY to TARGET on netbayd; start the daemon first if it is not running, and wait
+    while it is starting or too busy to take the connection."""
+    started = False
     deadline = time.monotonic() + DAEMON_WAIT
     while True:
         try:
             return _exchange(socket_path, target, body)
-        except (FileNotFoundError, ConnectionRefusedError):
-            if time.monotonic() > deadline:
-                raise Unreachable(
-                    f"netbayd did not start within {DAEMON_WAIT:.0f}s (socket {socket_path})"
-                ) from None
-            time.sleep(0.02)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            if not daemon:
+                raise Unreachable(f"netbayd is not running (no socket at {socket_path})") \
+                    from exc
+            if not started:
+                _start_daemon(daemon, socket_path, root)
+                started = True
+                deadline = time.monotonic() + DAEMON_WAIT
+        except _Busy:
+            pass
         except OSError as exc:
             raise Unreachable(f"netbayd on {socket_path}: {exc}") from None
+        if time.monotonic() > deadline:
+            what = "did not start" if started else "did not take the connection"
+            raise Unreachable(f"netbayd {what} within {DAEMON_WAIT:.0f}s (socket {socket_path})")
+        time.sleep(0.02)
 
 
 def out(data: bytes) -> None:
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
+
+
+def finish(code: int) -> None:
+    """Exit now, output flushed: the interpreter's own teardown would add ~2 ms and
+    release nothing the kernel does not."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    posix._exit(code)
 # </thin>

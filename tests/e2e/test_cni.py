@@ -371,6 +371,33 @@ def test_gc_rm_and_crash_repair_never_touch_the_runtimes_namespace(
     assert ns.exists()
 
 
+def test_gc_releases_attachments_whose_namespace_the_runtime_removed(
+    env: Env, cni: Cni, tmp_path: Path
+) -> None:
+    """A runtime that removes the namespace and never calls DEL (host-local leaks the
+    lease there, cni#204): netbay's gc releases the address and the published port."""
+    from netbay.kernel import netns
+
+    env.run("network", "create", "--subnet", "10.58.0.0/24", "asgard")
+    path = tmp_path / "ns-forgotten"
+    netns.create(path)
+    config = conf(network="asgard", runtimeConfig={"ips": ["10.58.0.9"], "portMappings": [
+        {"hostPort": 18600, "containerPort": 80}]})
+    assert cni.call("ADD", config, "forgotten", path).code == 0
+    netns.delete(path)
+    report = json.loads(env.run("system", "gc").stdout)
+    assert report["Containers"] == ["cni-forgotten"], report
+    assert "18600" not in nft_ruleset()
+    other = tmp_path / "ns-next"
+    netns.create(other)
+    try:
+        again = cni.call("ADD", config, "next", other)  # the address and port are free again
+        assert again.code == 0, again
+        assert cni.call("DEL", config, "next", other).code == 0
+    finally:
+        netns.delete(other)
+
+
 def test_self_contained_macvlan_network(env: Env, cni: Cni, sandboxes: Any) -> None:
     sh("ip link add phys8 type veth peer name lanside8 && ip link set phys8 up "
        "&& ip link set lanside8 up")

@@ -132,6 +132,8 @@ def test_topology_marks_where_record_and_kernel_disagree(env: Env, world: dict[s
     sh(f"ip link del {gone}")
     sh("ip link add nbvdeadbeef0001 type veth peer name nbvpeer0001 && "
        "ip link set nbvdeadbeef0001 master nbta up")
+    sh("ip link add vx42 type vxlan id 42 dstport 4789 local 198.51.100.1 dev ext0 && "
+       "ip link set vx42 master nbtb up")
     result = env.run("topology", check=False)
     assert result.returncode == 1
     problems = result.stdout.split("problems (record and kernel disagree)")[1]
@@ -139,6 +141,12 @@ def test_topology_marks_where_record_and_kernel_disagree(env: Env, world: dict[s
     assert "network neta: nbvdeadbeef0001: a port of netbay's bridge that netbay's record " \
         "lacks" in problems
     assert "interface nbvpeer0001: named like a netbay link" in problems
+    vxlan = next(ln for ln in result.stdout.splitlines() if "vx42" in ln)
+    assert vxlan.lstrip("│├└─ ").startswith("vxlan vx42  mtu 1450  up  [! a port of netbay's")
+    topo = json.loads(env.run("topology", "--format", "json", check=False).stdout)
+    port = next(p for n in topo["networks"] for p in n["ports"] if p["name"] == "vx42")
+    assert port["details"] == {"vni": "42", "local": "198.51.100.1", "dstport": "4789",
+                               "dev": "ext0"}
     marked = [ln for ln in result.stdout.splitlines() if "nbvdeadbeef0001" in ln and "[!" in ln]
     assert marked and marked[0].lstrip("│├└─ ").startswith("veth nbvdeadbeef0001")
     dot = env.run("topology", "--format", "dot", check=False).stdout

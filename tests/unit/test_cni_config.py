@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from netbay.cni import asks, results
 from netbay.cni import config as cfg
-from netbay.cni import results
 from netbay.cni.plugin import CniError
 from netbay.model import Endpoint, Network, SubnetConfig
 from netbay.plan.ports import Mapping
@@ -91,7 +91,7 @@ def test_configuration_refused(config: dict[str, Any], code: int) -> None:
 
 
 def test_requested_ip_mac_ports_aliases_dns() -> None:
-    want = cfg.requested(inv({"runtimeConfig": {
+    want = asks.requested(inv({"runtimeConfig": {
         "ips": ["10.1.0.9/24"], "mac": "02:AA:00:00:00:01",
         "portMappings": [
             {"hostPort": 8080, "containerPort": 80, "protocol": "TCP"},
@@ -113,10 +113,10 @@ def test_requested_ip_mac_ports_aliases_dns() -> None:
     assert want.runtime_dns.nameservers == ("10.0.0.53",)
     assert want.static_dns.nameservers == ("192.0.2.53",)
     # precedence: runtimeConfig.ips, then args.cni.ips, then CNI_ARGS IP
-    assert cfg.requested(inv({"args": {"cni": {"ips": ["10.1.0.4"]}}},
+    assert asks.requested(inv({"args": {"cni": {"ips": ["10.1.0.4"]}}},
                              args="IP=10.1.0.7")).ip == IPv4Address("10.1.0.4")
-    assert cfg.requested(inv({}, args="IP=10.1.0.7")).ip == IPv4Address("10.1.0.7")
-    assert cfg.requested(inv({}, args="MAC=02:00:00:00:00:09")).mac == "02:00:00:00:00:09"
+    assert asks.requested(inv({}, args="IP=10.1.0.7")).ip == IPv4Address("10.1.0.7")
+    assert asks.requested(inv({}, args="MAC=02:00:00:00:00:09")).mac == "02:00:00:00:00:09"
 
 
 @pytest.mark.parametrize(
@@ -137,16 +137,16 @@ def test_requested_ip_mac_ports_aliases_dns() -> None:
     ],
 )
 def test_requested_refused(runtime: dict[str, Any], code: int) -> None:
-    assert code_of({"runtimeConfig": runtime}, cfg.requested) == code
+    assert code_of({"runtimeConfig": runtime}, asks.requested) == code
 
 
 def test_valid_attachments() -> None:
     gc = inv({"cni.dev/valid-attachments": [{"containerID": "a", "ifname": "eth0"}],
               "cniVersion": "1.1.0"}, command="GC")
-    assert cfg.valid_attachments(gc) == [("a", "eth0")]
-    assert code_of({"cniVersion": "1.1.0"}, cfg.valid_attachments, command="GC") == 7
+    assert asks.valid_attachments(gc) == [("a", "eth0")]
+    assert code_of({"cniVersion": "1.1.0"}, asks.valid_attachments, command="GC") == 7
     assert code_of({"cniVersion": "1.1.0", "cni.dev/valid-attachments": [{"ifname": 1}]},
-                   cfg.valid_attachments, command="GC") == 7
+                   asks.valid_attachments, command="GC") == 7
 
 
 NETWORK = Network(
@@ -163,7 +163,7 @@ ENDPOINT = Endpoint(
 @pytest.mark.parametrize("version", ["0.3.1", "0.4.0", "1.0.0", "1.1.0"])
 def test_interface_result_per_version(version: str) -> None:
     out = results.interface_result(version, NETWORK, ENDPOINT, "/run/netns/c1",
-                                   cfg.Dns(("10.1.0.1",), search=("x.example",)))
+                                   asks.Dns(("10.1.0.1",), search=("x.example",)))
     container = {"name": "eth0", "mac": "02:42:0a:01:00:02", "sandbox": "/run/netns/c1"}
     if version == "1.1.0":
         container["mtu"] = 1400  # type: ignore[assignment]
@@ -187,13 +187,13 @@ def test_ipam_result_and_chaining() -> None:
                      host_ifname=None, mac=None, address=IPv4Interface("10.1.0.5/24"),
                      gateway=None)
     out = results.ipam_result("0.4.0", external, lease,
-                              [(IPv4Network("0.0.0.0/0"), None)], cfg.Dns())
+                              [(IPv4Network("0.0.0.0/0"), None)], asks.Dns())
     assert out == {"cniVersion": "0.4.0",
                    "ips": [{"version": "4", "address": "10.1.0.5/24", "gateway": "10.1.0.1"}],
                    "routes": [{"dst": "0.0.0.0/0"}]}
     prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "x"}],
             "ips": [{"address": "192.0.2.2/24", "interface": 0}]}
-    mine = results.interface_result("1.0.0", NETWORK, ENDPOINT, "/n", cfg.Dns())
+    mine = results.interface_result("1.0.0", NETWORK, ENDPOINT, "/n", asks.Dns())
     merged = results.chained(prev, mine)
     assert [i["name"] for i in merged["interfaces"]] == ["x", "br-test", "nbveeeeeeeeeeee",
                                                          "eth0"]
@@ -221,7 +221,7 @@ keys = st.sampled_from(["network", "subnet", "ranges", "gateway", "bridge", "ipM
 def test_any_configuration_reads_or_fails_with_a_spec_code(
     config: dict[str, Any], args: str
 ) -> None:
-    for reader in (cfg.interface_network, cfg.ipam_network, cfg.requested):
+    for reader in (cfg.interface_network, cfg.ipam_network, asks.requested):
         try:
             reader(inv(config, args=args))
         except CniError as exc:

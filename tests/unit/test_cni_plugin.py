@@ -198,3 +198,45 @@ def test_installed_executables_start_without_netbay_or_heavy_imports(
     # the executables are the package's scripts (settings aside): same answers
     assert subprocess.run([str(plugin_path)], input=b"{", capture_output=True,
                           env={"CNI_COMMAND": "ADD"}).returncode == 1
+
+
+def test_call_waits_while_the_daemon_is_too_busy_to_accept(tmp_path: Path) -> None:
+    """A starting daemon has bound its socket but accepts nothing yet: its listen queue
+    fills and connect says EAGAIN. Nothing was sent; the executable tries again."""
+    import contextlib
+    import socket
+    import threading
+    import time
+
+    from netbay import thin
+
+    path = str(tmp_path / "busy.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(0)
+    waiting = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(3)]
+    for s in waiting:  # fill the queue
+        s.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            s.connect(path)
+
+    def serve() -> None:
+        time.sleep(0.3)
+        for s in waiting:  # the queued ones hang up: accept drains them
+            s.close()
+        while True:
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(2)
+                data = conn.recv(65536)
+                if b"/cni/status" in data:
+                    conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                    return
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    try:
+        assert thin.call(path, "/cni/status", b"{}", [], "") == (204, b"")
+    finally:
+        worker.join(5)
+        server.close()

@@ -102,3 +102,15 @@ def test_iptables_legacy_forward_chain() -> None:
     finding = next(f for f in check(dropping) if f.check == "forward policy")
     assert finding.status == "fail"
     assert finding.fix.startswith("iptables-legacy -I FORWARD -i br-a -j ACCEPT")
+
+
+def test_a_vxlan_port_without_room_for_its_header() -> None:
+    vxlan = {"name": "vx42", "kind": "vxlan", "mtu": 1500, "details": {"vni": "42",
+                                                                         "dev": "ext0"},
+             "problems": []}
+    topo = {"networks": [network(ports=[vxlan])], "problems": [],
+            "interfaces": [{"name": "ext0", "kind": "veth", "mtu": 1500, "problems": []}]}
+    finding = next(f for f in check(clean(topology=topo)) if f.check == "mtu")
+    assert (finding.status, finding.fix) == ("warn", "ip link set vx42 mtu 1450")
+    vxlan["mtu"] = 1450
+    assert statuses(clean(topology=topo))["mtu"] == "ok"

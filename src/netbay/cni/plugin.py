@@ -23,6 +23,7 @@ from netbay.thin import (
     Unreachable,
     call,
     environ,
+    finish,
     getenv,
     json_decode,
     json_obj,
@@ -272,4 +273,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())

@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from ..model import Endpoint, Network
-from .config import Dns
+from .asks import Dns
 
 
 def _before_1_0(version: str) -> bool:

@@ -33,8 +33,8 @@ from ..errors import (
 from ..ipam.allocator import pick_address
 from ..kernel.links import Netlink
 from ..model import READY, Endpoint, Network
+from . import asks, results
 from . import config as cfg
-from . import results
 from .plugin import (
     INTERNAL,
     INVALID_CONFIG,
@@ -117,7 +117,7 @@ class CniService:
             raise CniError(INVALID_CONFIG, str(exc)) from None
 
     def _attach(
-        self, inv: cfg.Invocation, network: Network, want: cfg.Requested, ports: bool
+        self, inv: cfg.Invocation, network: Network, want: asks.Requested, ports: bool
     ) -> Endpoint:
         if want.ip is not None and want.prefixlen is not None:
             subnet = next((s.subnet for s in network.subnets if want.ip in s.subnet), None)
@@ -149,7 +149,7 @@ class CniService:
             raise
         return endpoint
 
-    def _dns(self, network: Network, endpoint: Endpoint, want: cfg.Requested) -> cfg.Dns:
+    def _dns(self, network: Network, endpoint: Endpoint, want: asks.Requested) -> asks.Dns:
         """netbay's DNS server on the gateway where it serves the network (it forwards other
         names to the runtime's servers); else what the runtime and configuration say."""
         runtime, static = want.runtime_dns, want.static_dns
@@ -157,8 +157,8 @@ class CniService:
         options = runtime.options or static.options
         gateway = results.subnet_gateway(network, endpoint)
         if serves(network) and gateway is not None:
-            return cfg.Dns((str(gateway),), static.domain, search, options)
-        return cfg.Dns(runtime.nameservers or static.nameservers, static.domain, search, options)
+            return asks.Dns((str(gateway),), static.domain, search, options)
+        return asks.Dns(runtime.nameservers or static.nameservers, static.domain, search, options)
 
     @staticmethod
     def _require_netns(inv: cfg.Invocation) -> None:
@@ -168,7 +168,7 @@ class CniService:
     # --- the interface plugin ----------------------------------------------------------
     def add(self, inv: cfg.Invocation) -> dict[str, Any]:
         choice = cfg.interface_network(inv)
-        want = cfg.requested(inv)
+        want = asks.requested(inv)
         self._require_netns(inv)
         with self.host.kernel.lock:
             network = self._network(choice)
@@ -238,7 +238,7 @@ class CniService:
             )
 
     def gc(self, inv: cfg.Invocation) -> None:
-        valid = cfg.valid_attachments(inv)
+        valid = asks.valid_attachments(inv)
         removed, errors = self.host.collect_sandboxes(RUNTIME, inv.name, valid)
         if removed:
             log.info("CNI GC of %s removed %s", inv.name, removed)
@@ -270,8 +270,8 @@ class CniService:
         ipam = inv.config.get("ipam")
         assert isinstance(ipam, dict)
         routes = cfg.routes(ipam, "ipam.")
-        want = cfg.requested(inv)
-        dns = cfg.dns_config("ipam.dns", ipam.get("dns"), "nameservers", "search")
+        want = asks.requested(inv)
+        dns = asks.dns_config("ipam.dns", ipam.get("dns"), "nameservers", "search")
         with self.host.kernel.lock:
             network = self._network(choice)
             if network.driver != "external":

@@ -92,6 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
 class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # many thin clients (CLI, CNI, netavark) connect at once
 
     def __init__(self, socket_path: Path, api: Api) -> None:
         self.api = api

@@ -180,7 +180,10 @@ class EndpointOps(NetworkOps):
         ):
             self.kernel.set_hairpin(endpoint.host_ifname)
         if ports_before != ports_after:
-            for gone in {p.target for p in ports_before} - {p.target for p in ports_after}:
+            # A stale TCP entry cannot capture a new connection (new source port, new entry);
+            # a UDP or SCTP client reusing its 5-tuple would keep going to the old address.
+            after = {p.target for p in ports_after}
+            for gone in {p.target for p in ports_before if p.proto != "tcp"} - after:
                 self.forget_flows(gone)
 
     def _in_order(self, container_id: str, endpoints: list[Endpoint]) -> list[Endpoint]:

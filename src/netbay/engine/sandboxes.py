@@ -107,7 +107,13 @@ class SandboxOps(RepairOps):
     # --- networks a runtime defines ------------------------------------------------------
     def network_named(self, name: str) -> Network | None:
         """Exact name only (a runtime's name is never an id prefix)."""
-        return next((n for n in self.store.networks() if n.name == name), None)
+        try:
+            found = self.store.find_network(name)
+        except ConflictError:  # an ambiguous id prefix: then it is no network's name
+            return None
+        if found is not None and found.name == name:
+            return found
+        return None
 
     def ensure_runtime_network(self, spec: NetworkSpec, runtime: str) -> Network:
         """The network SPEC defines: the existing one if it fits (ConflictError if it does
@@ -367,15 +373,15 @@ class SandboxOps(RepairOps):
     # --- repair ------------------------------------------------------------------------
     def gc(self) -> GCReport:
         """As RepairOps, and: sandboxes left without endpoints (an attach interrupted by a
-        crash), runtime networks left without users."""
+        crash) or whose namespace the runtime removed without DEL (their leases and ports
+        would otherwise stay taken), runtime networks left without users."""
         report = super().gc()
         with self.kernel.lock:
             for container in self.store.containers():
-                if (
-                    "external_id" in container.config
-                    and container.state == SANDBOX
-                    and not self.store.endpoints(container_id=container.id)
-                ):
+                if "external_id" not in container.config or container.state != SANDBOX:
+                    continue
+                gone = container.netns is not None and not Path(container.netns).exists()
+                if gone or not self.store.endpoints(container_id=container.id):
                     self._destroy_container(container)
                     report.containers.append(container.name)
             for network in self.store.networks():

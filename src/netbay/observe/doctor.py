@@ -174,16 +174,27 @@ def check_mtu(f: DoctorFacts) -> list[Finding]:
                 f"{device['mtu']} is above the uplink {f.uplink_mtu[0]}'s {f.uplink_mtu[1]}: "
                 "large packets to the outside need path-MTU discovery, which middleboxes break",
                 f"netbay network create -o com.docker.network.driver.mtu={f.uplink_mtu[1]} ..."))
-    for iface in f.topology["interfaces"]:
-        lower = iface.get("details", {}).get("dev")
-        if iface.get("kind") == "vxlan" and lower:
-            base = next((i for i in f.topology["interfaces"] if i.get("name") == lower), None)
-            if base and iface.get("mtu", 0) > base.get("mtu", 0) - 50:
-                out.append(Finding("mtu", WARN, f"vxlan {iface['name']} MTU {iface['mtu']} "
-                                   f"leaves no room for its 50-byte header on {lower} "
-                                   f"({base['mtu']})", f"ip link set {iface['name']} mtu "
-                                   f"{base['mtu'] - 50}"))
+    out += _vxlan_mtu(f.topology)
     return out or [Finding("mtu", OK, "MTUs agree along every netbay path")]
+
+
+def _vxlan_mtu(topo: Json) -> list[Finding]:
+    """A VXLAN device (a host interface or a port of a bridge) must leave 50 bytes of its
+    lower device's MTU for the encapsulation."""
+    devices = list(topo["interfaces"]) + [p for n in topo["networks"] for p in n["ports"]]
+    devices += [n["device"] for n in topo["networks"] if n["device"]]
+    mtus = {d["name"]: d.get("mtu", 0) for d in devices}
+    out = []
+    for device in devices:
+        lower = (device.get("details") or {}).get("dev")
+        if device.get("kind") == "vxlan" and lower in mtus and device.get("mtu", 0) > (
+            mtus[lower] - 50
+        ):
+            out.append(Finding(
+                "mtu", WARN, f"vxlan {device['name']} MTU {device['mtu']} leaves no room for "
+                f"its 50-byte header on {lower} ({mtus[lower]})",
+                f"ip link set {device['name']} mtu {mtus[lower] - 50}"))
+    return out
 
 
 def check_overlaps(f: DoctorFacts) -> list[Finding]:

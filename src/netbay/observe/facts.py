@@ -7,6 +7,7 @@ steps back); the results are plain frozen records, so everything that interprets
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from dataclasses import dataclass
@@ -141,6 +142,15 @@ def _link(msg: Any) -> Link:
     )
 
 
+def _lower_by_name(link: Link, names: dict[int, str]) -> Link:
+    """A VXLAN's lower device by name (the kernel gives its index)."""
+    lower = link.detail("dev")
+    if lower is None or not lower.isdigit():
+        return link
+    details = tuple((k, names.get(int(v), v) if k == "dev" else v) for k, v in link.details)
+    return dataclasses.replace(link, details=details)
+
+
 def _route(msg: Any, names: dict[int, str]) -> Route | None:
     if msg.get("RTA_TABLE", msg.get("table")) != 254:
         return None
@@ -181,6 +191,7 @@ def read(netns: str | os.PathLike[str] | None = None, *, neighbours: bool = Fals
     try:
         links = tuple(_link(m) for m in ipr.link("dump"))
         names = {lk.index: lk.name for lk in links}
+        links = tuple(_lower_by_name(lk, names) for lk in links)
         addresses = tuple(
             (names.get(int(m["index"]), ""),
              IPv4Interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}"))

@@ -20,6 +20,7 @@ from netbay.thin import (
     Unreachable,
     call,
     exists,
+    finish,
     getenv,
     json_decode,
     json_obj,
@@ -151,4 +152,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())
