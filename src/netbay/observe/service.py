@@ -14,6 +14,7 @@ from ..errors import ConfigError, FirewallError, KernelError, NotFoundError
 from ..model import READY, REMOVING, Container, Endpoint, Network
 from ..plan import firewall as fw
 from . import facts
+from .steering import resolve
 from .topology import Inputs, Nat, Published, build
 
 if TYPE_CHECKING:
@@ -169,13 +170,10 @@ class Observer:
 
     def find(self, ref: str) -> tuple[str, Network | Container]:
         """A network or a container by name or id (networks first, as `network` verbs)."""
-        network = self.host.store.find_network(ref)
-        if network is not None and network.state != REMOVING:
-            return "network", network
-        container = self.host.store.find_container(ref)
-        if container is not None and container.state != REMOVING:
-            return "container", container
-        raise NotFoundError(f"no network or container {ref}")
+        kind, obj = resolve(self.host.store, ref)
+        if obj is None:
+            raise NotFoundError(f"no network or container {ref}")
+        return kind, obj
 
     def capture_target(self, ref: str, network_ref: str | None) -> Json:
         from .capture import target_for_endpoint, target_for_network

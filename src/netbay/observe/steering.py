@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, NotFoundError
 from ..kernel import netsysfs
-from ..model import READY, Container, Endpoint, Network
+from ..model import READY, REMOVING, Container, Endpoint, Network
 from ..plan.rps import RpsSetting, format_cpu_list, parse_cpu_list, parse_flows
 from . import facts
 from .rps import parse_softnet
@@ -58,13 +58,12 @@ class Steering:
             for endpoint in store.endpoints():
                 out += self._endpoint_targets(endpoint)
             return out
-        network: Network | None = store.find_network(ref)
-        if network is not None:
-            return [t for e in store.endpoints(network_id=network.id)
+        kind, obj = resolve(store, ref)
+        if isinstance(obj, Network):
+            return [t for e in store.endpoints(network_id=obj.id)
                     for t in self._endpoint_targets(e)]
-        container: Container | None = store.find_container(ref)
-        if container is not None:
-            return [t for e in store.endpoints(container_id=container.id)
+        if isinstance(obj, Container):
+            return [t for e in store.endpoints(container_id=obj.id)
                     for t in self._endpoint_targets(e)]
         if facts.read(None).link(ref) is not None:
             return [Target("host", None, ref, "host interface")]
@@ -130,3 +129,23 @@ class Steering:
         if flows:
             report["notes"].append(netsysfs.size_sock_flow_table([flows] * queues))
         return report
+
+
+def resolve(store: Any, ref: str) -> tuple[str, Network | Container | None]:
+    """A network or container by exact name or full id first, then by id prefix: "a1" is a
+    container's name before it is the start of some network's id."""
+    for network in store.networks():
+        if ref in (network.name, network.id) and network.state != REMOVING:
+            return "network", network
+    container = store.container_named(ref)
+    if container is None:
+        container = next((c for c in store.containers() if c.id == ref), None)
+    if container is not None and container.state != REMOVING:
+        return "container", container
+    network = store.find_network(ref)
+    if network is not None and network.state != REMOVING:
+        return "network", network
+    container = store.find_container(ref)
+    if container is not None and container.state != REMOVING:
+        return "container", container
+    return "", None
