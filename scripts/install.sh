@@ -21,6 +21,9 @@ packages=(python3 python3-venv python3-pip iproute2 iputils-ping util-linux proc
           tcpdump graphviz)
 if [ "$want_test" = 1 ]; then
   packages+=(chromium)  # the topology page is checked in a real browser
+  # real runtimes drive netbay in the tests: podman (CNI and netavark backends, a busybox
+  # image made locally), the CNI reference plugins chained after netbay (they use iptables)
+  packages+=(podman runc busybox-static containernetworking-plugins iptables)
 fi
 if [ "$want_bench" = 1 ]; then
   packages+=(netavark containernetworking-plugins iptables aardvark-dns dnsperf iperf3)
