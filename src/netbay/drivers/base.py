@@ -77,3 +77,28 @@ def check_known_options(options: Mapping[str, str], known: frozenset[str], drive
     for key in options:
         if key not in known:
             raise ConfigError("opt", key, f"unknown option for driver {driver}")
+
+
+class NoKernelObjects:
+    """Network-level verbs of a driver that makes nothing in the kernel for the network
+    itself (host and none modes, address-only networks): each is a no-op."""
+
+    def claim(self, kernel: HostKernel, network: Network) -> Network:
+        return network
+
+    def fit(self, network: Network, others: Sequence[Network]) -> Network:
+        return network
+
+    def setup(self, kernel: HostKernel, network: Network) -> Network:
+        return network
+
+    def teardown(self, kernel: HostKernel, network: Network) -> None:
+        return None
+
+    def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
+        return endpoint
+
+    def detach(
+        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
+    ) -> None:
+        return None

@@ -9,18 +9,17 @@ and are released by DEL or GC from the record; nothing is made in the kernel.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..model import Endpoint, Network, NetworkSpec
-from .base import check_known_options
+from .base import NoKernelObjects, check_known_options
 
 if TYPE_CHECKING:
     from ..kernel.host import HostKernel
 
 
-class ExternalDriver:
+class ExternalDriver(NoKernelObjects):
     name = "external"
     mode = "private"
 
@@ -38,18 +37,6 @@ class ExternalDriver:
             labels=dict(spec.labels),
         )
 
-    def claim(self, kernel: HostKernel, network: Network) -> Network:
-        return network
-
-    def fit(self, network: Network, others: Sequence[Network]) -> Network:
-        return network
-
-    def setup(self, kernel: HostKernel, network: Network) -> Network:
-        return network
-
-    def teardown(self, kernel: HostKernel, network: Network) -> None:
-        return None
-
     def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
         """A lease: no host-side link and no MAC of netbay's choosing."""
         return dataclasses.replace(endpoint, host_ifname=None, mac=None)
@@ -61,10 +48,5 @@ class ExternalDriver:
         endpoint: Endpoint,
         netns: Path,
         default_route: bool,
-    ) -> None:
-        return None
-
-    def detach(
-        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
     ) -> None:
         return None

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..model import Endpoint, Network, NetworkSpec
+from .base import NoKernelObjects
 
 if TYPE_CHECKING:
     from ..kernel.host import HostKernel
 
 
-class _ModeDriver:
+class _ModeDriver(NoKernelObjects):
     """A network that is a namespace mode rather than kernel objects (host, none)."""
 
     name = ""
@@ -21,21 +21,6 @@ class _ModeDriver:
 
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
         raise ConfigError("driver", self.name, f"only the built-in {self.mode!r} network uses it")
-
-    def claim(self, kernel: HostKernel, network: Network) -> Network:
-        return network
-
-    def fit(self, network: Network, others: Sequence[Network]) -> Network:
-        return network
-
-    def setup(self, kernel: HostKernel, network: Network) -> Network:
-        return network
-
-    def teardown(self, kernel: HostKernel, network: Network) -> None:
-        return None
-
-    def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
-        return endpoint
 
     def attach(
         self,
@@ -46,11 +31,6 @@ class _ModeDriver:
         default_route: bool,
     ) -> None:
         raise ConfigError("network", network.name, "containers join it by network mode, not attach")
-
-    def detach(
-        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
-    ) -> None:
-        return None
 
 
 class HostDriver(_ModeDriver):
