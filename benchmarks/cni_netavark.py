@@ -203,14 +203,12 @@ def report(runs: int, times: dict[str, list[float]], start: dict[str, list[float
         print(compare(label, times[ours], times[theirs], target))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="CNI and netavark start-up cost vs peers")
-    parser.add_argument("--runs", type=int, default=30)
-    args = parser.parse_args()
+def run(runs: int, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Milliseconds per call: 'times' (ADD/DEL/setup/teardown, netbay's and the peers',
+    interleaved) and 'startup' (interpreter, VERSION, STATUS)."""
     for kind in ("cni", "netavark"):
         if (why := peers.available(kind)) is not None:
-            print(f"peer {kind} unavailable: {why}")
-            return 2
+            raise RuntimeError(f"peer {kind} not installed: {why}")
     with sandbox() as paths:
         work = paths.root.parent
         netbay_env = {"NETBAY_ROOT": str(paths.root), "NETBAY_SOCKET": str(paths.socket),
@@ -226,16 +224,30 @@ def main() -> int:
                 {"Subnet": "10.123.0.0/16"}]}})
             bench = Bench(work, environ, exe, nv_exe)
             bench.anchors(attach=True)
-            for i in range(args.runs):
+            for i in range(runs):
+                if i % 10 == 0:
+                    progress(f"cni/netavark: iteration {i + 1}/{runs}")
                 bench.once(i)
-            start = startup(exe, environ, args.runs)
+            start = startup(exe, environ, runs)
             bench.anchors(attach=False)
         finally:
             client.close()
             stop_daemon(paths.root)
             for key in netbay_env:
                 os.environ.pop(key, None)
-    report(args.runs, bench.times, start)
+    return {"runs": runs, "times": bench.times, "startup": start}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="CNI and netavark start-up cost vs peers")
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    for kind in ("cni", "netavark"):
+        if (why := peers.available(kind)) is not None:
+            print(f"peer {kind} unavailable: {why}")
+            return 2
+    result = run(args.runs)
+    report(args.runs, result["times"], result["startup"])
     return 0
 
 

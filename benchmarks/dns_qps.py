@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import re
 import signal
@@ -38,10 +39,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -250,6 +252,36 @@ def report(rounds: list[Round], names: int, rate: int) -> int:
     return 0
 
 
+def run(
+    names: int, seconds: float, rounds: int, rate: int, progress: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Rounds alternate netbay and aardvark-dns; 'aardvark_error' says why it did not run."""
+    settings = argparse.Namespace(seconds=seconds, rate=rate)
+    out: dict[str, Any] = {"names": names, "seconds": seconds, "rate": rate, "rounds": [],
+                           "aardvark_error": None if AARDVARK.exists() else
+                           f"{AARDVARK} not installed (scripts/install.sh --bench)"}
+    with sandbox() as paths, tempfile.TemporaryDirectory(prefix="netbay-dnsbench-") as tmp:
+        work = Path(tmp)
+        with Host(paths) as host:
+            progress(f"dns: {names} containers on one network")
+            world, client = make_world(host, names)
+            queries = work / "queries.txt"
+            queries.write_text("".join(f"{name} A\n" for _, name, _, _ in world[:-1]))
+            for i in range(rounds):
+                progress(f"dns: round {i + 1}/{rounds}, netbay")
+                with netbay_server(paths.root) as pid:
+                    out["rounds"].append(measure("netbay", pid, client, queries, settings))
+                if out["aardvark_error"] is None:
+                    progress(f"dns: round {i + 1}/{rounds}, aardvark-dns")
+                    with aardvark_server(work, world) as pid:
+                        out["rounds"].append(measure("aardvark", pid, client, queries, settings))
+            for container in host.containers():
+                host.remove_container(container.id, force=True)
+            host.remove_network("bench")
+    out["rounds"] = [dataclasses.asdict(r) for r in out["rounds"]]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--names", type=int, default=1000)
@@ -267,26 +299,7 @@ def main() -> int:
     if missing:
         print(f"missing {', '.join(missing)} (scripts/install.sh --bench)", file=sys.stderr)
         return 1
-    with sandbox() as paths, tempfile.TemporaryDirectory(prefix="netbay-dnsbench-") as tmp:
-        work = Path(tmp)
-        with Host(paths) as host:
-            start = time.perf_counter()
-            names, client = make_world(host, args.names)
-            print(f"made {args.names} containers in {time.perf_counter() - start:.1f} s")
-            queries = work / "queries.txt"
-            queries.write_text("".join(f"{name} A\n" for _, name, _, _ in names[:-1]))
-            rounds = []
-            for _ in range(args.rounds):
-                with netbay_server(paths.root) as pid:
-                    rounds.append(measure("netbay", pid, client, queries, args))
-                if AARDVARK.exists():
-                    with aardvark_server(work, names) as pid:
-                        rounds.append(measure("aardvark", pid, client, queries, args))
-                else:
-                    print(f"aardvark-dns: {AARDVARK} not installed (scripts/install.sh --bench)")
-            for container in host.containers():
-                host.remove_container(container.id, force=True)
-            host.remove_network("bench")
+    rounds = [Round(**r) for r in run(args.names, args.seconds, args.rounds, args.rate)["rounds"]]
     return report(rounds, args.names, args.rate)
 
 

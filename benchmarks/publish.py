@@ -19,8 +19,10 @@ import argparse
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from ipaddress import IPv4Network
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -140,9 +142,13 @@ def connect_latency(
     return median(values), p(values, 0.99)
 
 
-def attach_detach(host: Host, workdir: Path, count: int) -> dict[str, tuple[float, float]]:
-    """System -> (median attach ms, median detach ms) with one published port each."""
+def attach_detach(
+    host: Host, workdir: Path, count: int
+) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+    """System -> (median attach ms, median detach ms) with one published port each; and
+    system -> why it did not run."""
     out: dict[str, tuple[float, float]] = {}
+    errors: dict[str, str] = {}
     containers = [
         host.create_container(
             ContainerSpec(
@@ -181,7 +187,7 @@ def attach_detach(host: Host, workdir: Path, count: int) -> dict[str, tuple[floa
             netns.delete(path)
         out["CNI bridge+host-local+portmap+firewall"] = (median(add), median(dele))
     else:
-        print(f"CNI chain not run: {why}")
+        errors["CNI bridge+host-local+portmap+firewall"] = why
     if (why := peers.available("netavark")) is None:
         nv = peers.Netavark(workdir, IPv4Network("10.126.0.0/16"))
         add, dele = [], []
@@ -195,20 +201,21 @@ def attach_detach(host: Host, workdir: Path, count: int) -> dict[str, tuple[floa
             netns.delete(path)
         out["netavark 1.4"] = (median(add), median(dele))
     else:
-        print(f"netavark not run: {why}")
-    return out
+        errors["netavark 1.4"] = why
+    return out, errors
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    counts = [1, 10, 100] if args.quick else [1, 10, 100, 1000]
-    big = 2000 if args.quick else 10000
-    samples = 200 if args.quick else 1000
-    ad_count = 10 if args.quick else 50
-
+def run(
+    counts: list[int],
+    big: int,
+    samples: int,
+    ad_count: int,
+    runs: int,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Every figure of this benchmark as JSON-able data (None where a peer did not run)."""
+    nan_free = _none_if_nan
+    out: dict[str, Any] = {"runs": runs}
     with sandbox() as paths, Host(paths) as host:
         work = paths.root / "peers"
         work.mkdir(parents=True)
@@ -226,35 +233,88 @@ def main() -> int:
             host.create_network(
                 NetworkSpec(name="bench", subnets=(SubnetConfig(IPv4Network("10.123.0.0/16")),))
             )
-            print("== 1. publish N ports on one container (median ms)")
-            ours = publish_cost(host, counts, args.runs)
-            theirs = (
-                netavark_publish(work, counts, args.runs) if not peers.available("netavark") else {}
-            )
-            print(
-                f"{'ports':>6} {'netbay publish':>15} {'netbay total':>13} {'netavark range':>15}"
-                f" {'netavark singles':>17}"
-            )
-            for n in counts:
-                nv = theirs.get(n, (float("nan"), float("nan")))
-                print(
-                    f"{n:>6} {ours[n][0]:>15.2f} {ours[n][1]:>13.2f} {nv[0]:>15.1f} {nv[1]:>17.1f}"
-                )
-            print(f"target: 1000 ports <= 50 ms -> netbay {ours[counts[-1]][0]:.1f} ms")
-
-            print(f"\n== 2. TCP connect to a published port from the LAN ({samples} samples)")
+            progress(f"publish: {', '.join(map(str, counts))} ports on one container")
+            ours = publish_cost(host, counts, runs)
+            why = peers.available("netavark")
+            theirs = netavark_publish(work, counts, runs) if why is None else {}
+            out["publish"] = {
+                "netavark_error": why,
+                "rows": [
+                    {
+                        "ports": n,
+                        "netbay_ms": ours[n][0],
+                        "netbay_total_ms": ours[n][1],
+                        "netavark_range_ms": nan_free(theirs.get(n, (None, None))[0]),
+                        "netavark_singles_ms": nan_free(theirs.get(n, (None, None))[1]),
+                    }
+                    for n in counts
+                ],
+            }
+            progress(f"publish: TCP connect with 1 and {big} ports published")
             one = connect_latency(host, lan, 1, samples)
             many = connect_latency(host, lan, big, samples)
-            print(f"  1 port published:      median {one[0]:.3f} ms  p99 {one[1]:.3f} ms")
-            print(f"  {big} ports published: median {many[0]:.3f} ms  p99 {many[1]:.3f} ms")
-            print(f"  ratio {many[0] / one[0]:.3f} (target <= 1.10)")
-
-            print(f"\n== 3. attach / detach with one published port ({ad_count} containers,"
-                  " median ms)")
-            for system, (a, d) in attach_detach(host, work, ad_count).items():
-                print(f"  {system:<42} attach {a:8.2f}   detach {d:8.2f}")
+            out["connect"] = {
+                "samples": samples,
+                "few": 1,
+                "many": big,
+                "few_ms": {"median": one[0], "p99": one[1]},
+                "many_ms": {"median": many[0], "p99": many[1]},
+            }
+            progress(f"publish: attach/detach with one published port ({ad_count} containers)")
+            systems, errors = attach_detach(host, work, ad_count)
+            out["attach_one_port"] = {
+                "count": ad_count,
+                "systems": {k: {"attach_ms": a, "detach_ms": d} for k, (a, d) in systems.items()},
+                "errors": errors,
+            }
         finally:
             netns.delete(lan)
+    return out
+
+
+def _none_if_nan(value: float | None) -> float | None:
+    return None if value is None or value != value else value
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    counts = [1, 10, 100] if args.quick else [1, 10, 100, 1000]
+    big = 2000 if args.quick else 10000
+    samples = 200 if args.quick else 1000
+    ad_count = 10 if args.quick else 50
+    result = run(counts, big, samples, ad_count, args.runs)
+
+    print("== 1. publish N ports on one container (median ms)")
+    print(
+        f"{'ports':>6} {'netbay publish':>15} {'netbay total':>13} {'netavark range':>15}"
+        f" {'netavark singles':>17}"
+    )
+    for r in result["publish"]["rows"]:
+        cells = [r["netavark_range_ms"], r["netavark_singles_ms"]]
+        nv = [f"{c:.1f}" if c is not None else "-" for c in cells]
+        print(
+            f"{r['ports']:>6} {r['netbay_ms']:>15.2f} {r['netbay_total_ms']:>13.2f}"
+            f" {nv[0]:>15} {nv[1]:>17}"
+        )
+    if result["publish"]["netavark_error"]:
+        print(f"netavark not run: {result['publish']['netavark_error']}")
+    c = result["connect"]
+    print(f"\n== 2. TCP connect to a published port from the LAN ({samples} samples)")
+    print(f"  1 port published:      median {c['few_ms']['median']:.3f} ms"
+          f"  p99 {c['few_ms']['p99']:.3f} ms")
+    print(f"  {big} ports published: median {c['many_ms']['median']:.3f} ms"
+          f"  p99 {c['many_ms']['p99']:.3f} ms")
+    print(f"  ratio {c['many_ms']['median'] / c['few_ms']['median']:.3f} (target <= 1.10)")
+    ad = result["attach_one_port"]
+    print(f"\n== 3. attach / detach with one published port ({ad['count']} containers, median ms)")
+    for system, figures in ad["systems"].items():
+        print(f"  {system:<42} attach {figures['attach_ms']:8.2f}   detach "
+              f"{figures['detach_ms']:8.2f}")
+    for system, why in ad["errors"].items():
+        print(f"  {system:<42} not run: {why}")
     return 0
 
 

@@ -22,12 +22,14 @@ from netbay.kernel.links import Netlink
 
 
 def cleanup_mounts(directory: Path) -> None:
-    """Unmount every mount left under DIRECTORY, deepest first (not the host pin itself)."""
+    """Unmount every mount left under DIRECTORY, deepest first (not the sandbox's own host
+    pin, which netns.delete() removes last)."""
     prefix = str(directory) + "/"
+    pin = str(directory / "hostns")
     with open("/proc/self/mountinfo", encoding="utf-8") as info:
         targets = [line.split()[4] for line in info if line.split()[4].startswith(prefix)]
     for target in sorted(targets, key=len, reverse=True):
-        if not target.endswith("/hostns"):
+        if target != pin:
             with contextlib.suppress(OSError):
                 _linux.umount(target)
 

@@ -2,7 +2,8 @@
 # Installs what netbay needs on Debian 12 (run as root): system packages from apt, Python
 # dependencies from pyproject.toml into ./.venv. Safe to run again.
 #   --test   also what the test suite drives: the docker command-line client (taken out of
-#            Debian's docker.io package into .venv/bin, so no Docker daemon is installed).
+#            Debian's docker.io package into .venv/bin, so no Docker daemon is installed),
+#            and everything --bench installs (the suite runs the report once, tiny).
 #   --bench  also the peers the benchmarks compare with (netavark, the CNI reference plugins,
 #            aardvark-dns) and their load tools (dnsperf, iperf3); no service is started.
 set -euo pipefail
@@ -11,7 +12,7 @@ want_test=0
 want_bench=0
 for arg in "$@"; do
   case "$arg" in
-    --test) want_test=1 ;;
+    --test) want_test=1; want_bench=1 ;;
     --bench) want_bench=1 ;;
     *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
   esac
@@ -43,8 +44,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> python3 -m venv .venv"
   python3 -m venv .venv
 fi
-echo "==> pip install -e .[test]"
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+echo "==> pip install -e .[test,bench]"
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,bench]'
 
 if [ "$want_test" = 1 ] && ! command -v docker >/dev/null && [ ! -x .venv/bin/docker ]; then
   echo "==> docker client from Debian's docker.io (client binary only, no daemon)"

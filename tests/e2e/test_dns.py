@@ -287,14 +287,21 @@ def test_server_killed_is_restarted_and_serves_current_names(world: World) -> No
     assert f"netbay-dns (pid {old}) exited" in log
 
 
-def test_the_server_lives_from_the_first_bridge_endpoint_to_the_daemons_end(
+def test_the_server_lives_from_the_first_user_defined_bridge_to_the_daemons_end(
     world: World,
 ) -> None:
     env = world.env
-    env.run("network", "create", "--subnet", "10.95.0.0/24", "asgard")
     world.run("h", "--network", "host")
     world.run("n", "--network", "none")
-    assert not (env.paths.root / "netbay-dns.pid").exists()  # nothing needs it yet
+    pid_file = env.paths.root / "netbay-dns.pid"
+    assert not pid_file.exists()  # nothing needs it yet
+    # a user-defined bridge network starts it in the background: its first container does
+    # not wait for the server's process to start
+    env.run("network", "create", "--subnet", "10.95.0.0/24", "asgard")
+    deadline = time.monotonic() + 10
+    while not pid_file.exists():
+        assert time.monotonic() < deadline, "netbay-dns did not start with the network"
+        time.sleep(0.05)
     world.run("b1", "--network", "asgard")
     pid = dns_pid(world.env)
     assert _state(pid) != "Z"

@@ -1,6 +1,7 @@
-"""The daemon's side of the DNS server: start it when the first bridge network gets an
-endpoint, make it listen on a network's gateway before that network's first container can
-ask, restart it when it dies.
+"""The daemon's side of the DNS server: start it when the first user-defined bridge network
+exists (in the background, so the network's first container does not wait ~0.1 s for a
+Python process to start), make it listen on a network's gateway before that network's first
+container can ask, restart it when it dies.
 
 The server is a child process (`python -m netbay.dns`), spawned by one long-lived thread (a
 child's PR_SET_PDEATHSIG fires when the thread that forked it exits). A SEQPACKET socket pair
@@ -26,7 +27,7 @@ import time
 
 from ..paths import Paths
 from ..store.base import Store
-from .records import ListenPoint, listen_points
+from .records import ListenPoint, listen_points, serves
 
 log = logging.getLogger("netbayd")
 
@@ -68,6 +69,8 @@ class DnsSupervisor:
         with self._sync_lock:
             wanted = sorted({str(p.address) for p in self.wanted_points()})
             if not wanted and self._phase == IDLE:
+                if any(serves(n) and not n.builtin for n in self.store.networks()):
+                    self._set(STARTING)  # warm it up; nothing waits for it yet
                 return
             if not self._wait_running():
                 log.warning("netbay-dns is not running; names will resolve once it is back")

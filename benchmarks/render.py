@@ -1,0 +1,392 @@
+"""docs/benchmarks.md and its PNG plots, from the report's results (report.py). Pure rendering:
+it measures nothing, so a page can be re-rendered from benchmarks.json.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import scale
+
+Table = list[list[str]]
+
+
+# --- formatting ------------------------------------------------------------------------------
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def ms(value: float | None, digits: int | None = None) -> str:
+    """Milliseconds with sensible precision (2 decimals under 10, 1 under 100, else none)."""
+    if value is None or value != value:
+        return "-"
+    if digits is None:
+        digits = 2 if value < 10 else 1 if value < 100 else 0
+    return f"{value:,.{digits}f}"
+
+
+def ratio(theirs: float | None, ours: float | None) -> str:
+    if not theirs or not ours or theirs != theirs or ours != ours:
+        return "-"
+    return f"**{theirs / ours:.1f}x**"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**MISSED**"
+
+
+def median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+class Page:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.targets: list[tuple[str, str, str, bool]] = []  # what, target, figure, met
+
+    def add(self, *text: str) -> None:
+        self.parts.extend(text)
+
+    def target(self, what: str, goal: str, figure: str, ok: bool) -> None:
+        self.targets.append((what, goal, figure, ok))
+
+
+# --- sections --------------------------------------------------------------------------------
+def render_scale(page: Page, data: dict[str, Any], images: Path) -> None:
+    count = data["count"]
+    marks = scale.checkpoints(count)
+    systems = data["systems"]
+    page.add(
+        f"Each system in its own namespace standing in for a host, with one bridge network "
+        f"growing from 0 to {count} containers: container *k* is attached on every system in "
+        f"turn before container *k+1*, then all are detached in reverse. A system whose attach "
+        f"time passed {data['budget_s']:.0f} s stopped growing there. Cells: median ms of the "
+        "operations that brought the network to that many containers (up to 50 of them); "
+        "growth: median of the last tenth over the first tenth.",
+        f"![attach and detach latency against containers on the network]({images.name}/scale.png)",
+    )
+    for op in ("attach", "detach"):
+        rows = []
+        for entry in systems.values():
+            samples = entry[f"{op}_ms"]
+            if not samples:
+                rows.append([entry["label"], *(["-"] * len(marks)), "-",
+                             f"not run: {entry['error']}"])
+                continue
+            cells = [scale.summary(samples, m) for m in marks]
+            g = scale.growth(samples)
+            note = entry["error"] or (
+                f"stopped at {entry['reached']} (budget)" if entry["reached"] < count else "")
+            rows.append([entry["label"], *(ms(c["median"]) if c else "-" for c in cells),
+                         f"{g:.2f}x" if g else "-", note])
+        page.add(f"**{op.capitalize()}**, median ms with N containers on the network:",
+                 table(["system", *(f"N={m}" for m in marks), "growth", "note"], rows))
+    rows = []
+    for ours, theirs in scale.PAIRS:
+        a, b = systems.get(ours), systems.get(theirs)
+        if not a or not b:
+            continue
+        for op in ("attach", "detach"):
+            cells = []
+            for m in marks:
+                x, y = scale.summary(a[f"{op}_ms"], m), scale.summary(b[f"{op}_ms"], m)
+                cells.append(ratio(y["median"], x["median"]) if x and y else "-")
+            rows.append([f"{b['label']} / {a['label']}", op, *cells])
+    page.add("Peer / netbay (how many times faster netbay is; both exec'd once per operation, "
+             "as runtimes do):", table(["pair", "op", *(f"N={m}" for m in marks)], rows))
+    lib = systems.get("library", {})
+    if lib.get("attach_ms"):
+        attach, detach = lib["attach_ms"], lib["detach_ms"]
+        g = scale.growth(attach) or float("nan")
+        page.target("library attach, median", "<= 5 ms", f"{median(attach):.2f} ms",
+                    (median(attach) or 99) <= 5)
+        page.target(f"library attach growth over {len(attach)} containers", "<= 1.25x",
+                    f"{g:.2f}x", g <= 1.25)
+        if detach:
+            page.target("library detach, median", "<= 5 ms", f"{median(detach):.2f} ms",
+                        (median(detach) or 99) <= 5)
+
+
+def render_publish(page: Page, data: dict[str, Any], images: Path) -> None:
+    pub = data["publish"]
+    page.add(
+        "Time to publish N ports on one container: netbay's `-p A-B:A-B` (creating the "
+        "container with the ports minus creating it without) vs netavark 1.4 with one range "
+        "mapping (as podman passes `-p A-B:A-B`) and with N single mappings (up to 100). "
+        f"Median of {data['runs']} run(s).",
+        f"![publish time against ports]({images.name}/publish.png)",
+    )
+    if pub["netavark_error"]:
+        page.add(f"netavark not run: {pub['netavark_error']}.")
+    rows = [[str(r["ports"]), ms(r["netbay_ms"]), ms(r["netavark_range_ms"]),
+             ratio(r["netavark_range_ms"], r["netbay_ms"]), ms(r["netavark_singles_ms"]),
+             ratio(r["netavark_singles_ms"], r["netbay_ms"])] for r in pub["rows"]]
+    page.add(table(["ports", "netbay ms", "netavark range ms", "ratio", "netavark singles ms",
+                    "ratio"], rows))
+    last = pub["rows"][-1]
+    page.target(f"publish {last['ports']} ports", "<= 50 ms (1,000 ports)",
+                f"{last['netbay_ms']:.1f} ms", last["netbay_ms"] <= 50)
+    c = data["connect"]
+    r = c["many_ms"]["median"] / c["few_ms"]["median"]
+    page.add(
+        f"TCP connect + first byte from a LAN namespace to a published port, {c['samples']} "
+        f"connections, with 1 port published vs {c['many']:,} (nftables maps: the lookup does "
+        "not grow):",
+        table(["ports published", "median ms", "p99 ms"], [
+            [str(c["few"]), ms(c["few_ms"]["median"], 3), ms(c["few_ms"]["p99"], 3)],
+            [f"{c['many']:,}", ms(c["many_ms"]["median"], 3), ms(c["many_ms"]["p99"], 3)]]),
+    )
+    page.target(f"connect latency, {c['many']:,} vs 1 port published", "<= 1.10x",
+                f"{r:.2f}x", r <= 1.10)
+    ad = data["attach_one_port"]
+    rows = [[name, ms(f["attach_ms"]), ms(f["detach_ms"])] for name, f in ad["systems"].items()]
+    rows += [[name, "-", f"not run: {why}"] for name, why in ad["errors"].items()]
+    page.add(f"Attach and detach of a container with one published port ({ad['count']} "
+             "containers, medians):", table(["system", "attach ms", "detach ms"], rows))
+
+
+RUNTIME_PAIRS = (
+    ("CNI ADD", "netbay ADD", "chain ADD", 3.0),
+    ("CNI DEL", "netbay DEL", "chain DEL", 5.0),
+    ("netavark setup", "netbay setup", "netavark setup", 2.0),
+    ("netavark teardown", "netbay teardown", "netavark teardown", 2.0),
+)
+
+
+def render_runtimes(page: Page, data: dict[str, Any], images: Path) -> None:
+    times = data["times"]
+    page.add(
+        f"One container with one port mapping, {data['runs']} interleaved iterations, a daemon "
+        "already running and one other container attached on each side. netbay's CNI plugin vs "
+        "the reference chain bridge + host-local + portmap + firewall; netbay's "
+        "netavark-compatible executable vs netavark 1.4.")
+    rows = []
+    for label, ours, theirs, goal in RUNTIME_PAIRS:
+        a, b = median(times[ours]), median(times[theirs])
+        rows.append([label, ms(a), ms(b), ratio(b, a), f">= {goal:.0f}x"])
+        if a and b:
+            page.target(f"{label} vs the peer", f">= {goal:.0f}x faster", f"{b / a:.1f}x",
+                        b / a >= goal)
+    page.add(table(["operation", "netbay ms", "peer ms", "peer / netbay", "target"], rows))
+    page.add("Start-up alone:", table(["what", "median ms"], [
+        [label, ms(median(values))] for label, values in data["startup"].items()]))
+
+
+def render_dns(page: Page, data: dict[str, Any], images: Path) -> None:
+    page.add(
+        f"dnsperf from a container asks for {data['names']} container names (A) in a loop; the "
+        "servers answer on the network's gateway in turn. Saturated: dnsperf's default (up to "
+        "100 queries in flight); p99 with every answer logged (-v); fixed: "
+        f"{data['rate']:,} queries/s. Median round.")
+    if data["aardvark_error"]:
+        page.add(f"aardvark-dns not run: {data['aardvark_error']}.")
+    med: dict[str, dict[str, float]] = {}
+    for server in ("netbay", "aardvark"):
+        mine = [r for r in data["rounds"] if r["server"] == server]
+        if mine:
+            med[server] = {k: statistics.median(r[k] for r in mine)
+                           for k in ("qps", "sat_p99", "fixed_p99", "hwm_mb", "lost")}
+    rows = [[name, f"{m['qps']:,.0f}", ms(m["sat_p99"], 2), ms(m["fixed_p99"], 3),
+             f"{m['hwm_mb']:.1f}", f"{m['lost']:.0f}"] for name, m in med.items()]
+    page.add(table(["server", "queries/s", "p99 ms, saturated", f"p99 ms at {data['rate']:,}/s",
+                    "peak RSS MB", "lost"], rows))
+    if "netbay" in med and "aardvark" in med:
+        ours, theirs = med["netbay"], med["aardvark"]
+        page.add(f"netbay / aardvark-dns: {ours['qps'] / theirs['qps']:.2f}x the queries per "
+                 f"second; p99 saturated {ours['sat_p99']:.2f} vs {theirs['sat_p99']:.2f} ms.")
+        page.target("DNS queries/s vs aardvark-dns", ">= 1x",
+                    f"{ours['qps'] / theirs['qps']:.2f}x", ours["qps"] >= theirs["qps"])
+        page.target("DNS p99 (saturated) vs aardvark-dns", "no worse",
+                    f"{ours['sat_p99']:.2f} vs {theirs['sat_p99']:.2f} ms",
+                    ours["sat_p99"] <= theirs["sat_p99"])
+    if "netbay" in med:
+        page.target("DNS server peak RSS", "<= 40 MB", f"{med['netbay']['hwm_mb']:.1f} MB",
+                    med["netbay"]["hwm_mb"] <= 40)
+
+
+DATAPLANE_TARGETS = {"bridge": 0.95, "dnat": 0.90}
+
+
+def render_dataplane(page: Page, data: dict[str, Any], images: Path) -> None:
+    page.add(
+        f"iperf3, TCP, one stream, {data['seconds']:.0f} s per measurement, {data['runs']} "
+        "run(s) interleaved path by path; Gbit/s received. The raw veth pair between two "
+        "namespaces is the floor of the kernel path.",
+        f"![throughput per path]({images.name}/dataplane.png)")
+    paths = data["paths"]
+    floor = next((median(p["gbps"]) for p in paths if p["key"] == "veth" and p["gbps"]), None)
+    rows = []
+    for path in paths:
+        mid = median(path["gbps"])
+        if mid is None:
+            rows.append([path["label"], "-", "-", "-", f"not run: {path['error']}"])
+            continue
+        share = mid / floor if floor else None
+        goal = DATAPLANE_TARGETS.get(path["key"])
+        rows.append([path["label"], f"{mid:.2f}", f"{min(path['gbps']):.2f}–"
+                     f"{max(path['gbps']):.2f}", f"{share:.0%}" if share else "-",
+                     f">= {goal:.0%} of veth" if goal else ""])
+        if goal and share is not None:
+            page.target(f"throughput, {path['label']}", f">= {goal:.0%} of the veth pair",
+                        f"{share:.0%}", share >= goal)
+    page.add(table(["path", "Gbit/s (median)", "min–max", "of veth", "target"], rows))
+    rps = data.get("rps") or {}
+    if rps.get("error"):
+        page.add(f"RPS not measured: {rps['error']}.")
+    elif rps:
+        rows = []
+        for state in ("off", "on"):
+            r = rps[state]
+            shares = [statistics.median(run[cpu] for run in r["share"])
+                      for cpu in range(len(r["share"][0]))] if r["share"] else []
+            rows.append([f"RPS {state}", f"`{r.get('rps_cpus')}`",
+                         f"{median(r['gbps']) or 0:.2f}",
+                         " / ".join(f"{s:.0%}" for s in shares),
+                         f"{median(r['rps_ipis']) or 0:,.0f}"])
+        page.add(
+            f"**RPS.** A container receiving {rps['flows']} TCP flows (iperf3 -P "
+            f"{rps['flows']}, one thread) from a neighbour on the same bridge, on a network "
+            f"without RPS and on one with `-o rps={rps['setting']}` ({rps['cpus']} CPUs). "
+            "Receive softirq work per CPU from /proc/net/softnet_stat (packets processed by "
+            "each CPU over the run; machine-wide). RFS also needs the global "
+            "net.core.rps_sock_flow_entries, which only the root namespace can set: here it "
+            f"was {rps.get('rps_sock_flow_entries')}.",
+            table(["", "rps_cpus of eth0", "Gbit/s", "packets processed per CPU (CPU0 / CPU1 "
+                   "...)", "RPS IPIs"], rows))
+
+
+# --- plots ------------------------------------------------------------------------------------
+def rolling(values: Sequence[float], width: int) -> list[float]:
+    return [statistics.median(values[max(0, i - width + 1):i + 1]) for i in range(len(values))]
+
+
+def plot_scale(data: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, op in zip(axes, ("attach", "detach"), strict=True):
+        for entry in data["systems"].values():
+            samples = entry[f"{op}_ms"]
+            if not samples:
+                continue
+            x = list(range(1, len(samples) + 1))
+            width = max(1, len(samples) // 40)
+            line = ax.plot(x, rolling(samples, width), label=entry["label"], linewidth=1.6)
+            ax.scatter(x, samples, s=2, alpha=0.15, color=line[0].get_color())
+        ax.set_yscale("log")
+        ax.set_xlabel("containers on the network")
+        ax.set_title(f"{op} latency (rolling median; dots: every operation)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("ms (log scale)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_publish(data: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    rows = data["publish"]["rows"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for key, label in (("netbay_ms", "netbay (-p A-B:A-B)"),
+                       ("netavark_range_ms", "netavark, one range mapping"),
+                       ("netavark_singles_ms", "netavark, N single mappings")):
+        points = [(r["ports"], r[key]) for r in rows if r[key] is not None and r[key] > 0]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("ports published on one container")
+    ax.set_ylabel("ms (log scale)")
+    ax.set_title("time to publish N ports")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_dataplane(data: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    paths = [p for p in data["paths"] if p["gbps"]]
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(paths) + 1.4))
+    mids = [statistics.median(p["gbps"]) for p in paths]
+    low = [m - min(p["gbps"]) for m, p in zip(mids, paths, strict=True)]
+    high = [max(p["gbps"]) - m for m, p in zip(mids, paths, strict=True)]
+    labels = [p["label"] for p in paths]
+    ax.barh(labels, mids, xerr=[low, high], color="#4a7ab5", capsize=3)
+    ax.invert_yaxis()
+    ax.set_xlabel("Gbit/s (median; bars: min-max)")
+    ax.set_title("iperf3 TCP throughput per path")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- the page ----------------------------------------------------------------------------------
+TITLES = {
+    "scale": "Attach and detach against containers on the network",
+    "publish": "Publishing ports",
+    "runtimes": "CNI plugin and netavark backend start-up",
+    "dns": "Embedded DNS",
+    "dataplane": "Data plane and RPS",
+}
+PLOTS = {"scale": plot_scale, "publish": plot_publish, "dataplane": plot_dataplane}
+RENDERERS = {"scale": render_scale, "publish": render_publish, "runtimes": render_runtimes,
+             "dns": render_dns, "dataplane": render_dataplane}
+
+
+def write(result: dict[str, Any], out: Path) -> Path:
+    """Write OUT/benchmarks.md and its plots in OUT/benchmarks/; return the page's path."""
+    images = out / "benchmarks"
+    images.mkdir(parents=True, exist_ok=True)
+    page = Page()
+    sections = result["sections"]
+    for name, data in sections.items():
+        page.add(f"## {TITLES[name]}")
+        if data.get("error"):
+            page.add(f"**Not measured**: {data['error']}")
+            continue
+        if name in PLOTS:
+            try:
+                PLOTS[name](data, images / f"{name}.png")
+            except ImportError as exc:  # matplotlib: scripts/install.sh --bench
+                page.add(f"(plot not drawn: {exc})")
+        RENDERERS[name](page, data, images)
+        page.add(f"*{data['elapsed_s']:.0f} s; sizes: "
+                 + ", ".join(f"{k}={v}" for k, v in data["sizes"].items()) + "*")
+    head = [
+        "# netbay benchmarks",
+        f"Measured {result['date']} by `./scripts/bench.sh"
+        + ("" if result["mode"] == "full" else f" --{result['mode']}")
+        + f"` in {result['elapsed_s'] / 60:.1f} minutes: netbay beside its peers on the same "
+        "machine in the same run, every system in its own throwaway network namespaces. "
+        "Absolute times depend on the machine; the ratios are what carries over. "
+        "Raw samples: [benchmarks.json](benchmarks.json).",
+    ]
+    if result["mode"] != "full":
+        head.append(f"**This page came from a `--{result['mode']}` run: small sizes, few runs; "
+                    "`./scripts/bench.sh` gives the real figures.**")
+    head += ["## The machine", table(["", ""], ([k, v] for k, v in result["machine"].items())),
+             "## Versions", table(["", "version"], (
+                 [k, v if v else "**not installed** (scripts/install.sh --bench): its figures "
+                  "are marked not run"] for k, v in result["versions"].items()))]
+    if page.targets:
+        missed = [t for t in page.targets if not t[3]]
+        head += ["## Targets", table(["what", "target", "measured", ""], (
+            [what, goal, figure, verdict(ok)] for what, goal, figure, ok in page.targets)),
+            f"{len(page.targets) - len(missed)} of {len(page.targets)} targets met"
+            + (": " + "; ".join(t[0] for t in missed) + " missed." if missed else ".")]
+    text = "\n\n".join([*head, *page.parts]) + "\n"
+    path = out / "benchmarks.md"
+    path.write_text(text)
+    return path

@@ -1,0 +1,142 @@
+"""netbay's performance report: every benchmark, netbay beside its peers on this machine in the
+same run, written to docs/benchmarks.md with PNG plots (issue 7). Not a test. As root:
+
+    ./scripts/bench.sh [--quick]          (installs the peers, then runs this)
+    .venv/bin/python benchmarks/report.py [--quick|--tiny] [--out DIR] [--only SECTION...]
+    .venv/bin/python benchmarks/report.py --render-only [--out DIR]
+
+Sections (each in its own throwaway namespaces, one after the other, never at once):
+  scale      attach/detach latency against containers on the network (scale.py)
+  publish    publishing N ports, connect latency, attach with a port (publish.py)
+  runtimes   CNI plugin and netavark start-up (cni_netavark.py)
+  dns        queries per second and p99 with dnsperf (dns_qps.py)
+  dataplane  iperf3 throughput per path, RPS off vs on (dataplane.py)
+
+Writes OUT/benchmarks.md, OUT/benchmarks.json (every sample, so the page can be re-rendered
+with --render-only) and OUT/benchmarks/*.png. A section that fails, or a peer that cannot run,
+is reported on the page with the reason; nothing is silently left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import machine  # noqa: E402
+import render  # noqa: E402
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+# mode -> section -> keyword arguments of that section's run()
+SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {
+        "scale": {"count": 1000, "budget": 120.0},
+        "publish": {"counts": [1, 10, 100, 1000], "big": 10000, "samples": 1000,
+                    "ad_count": 30, "runs": 3},
+        "runtimes": {"runs": 20},
+        "dns": {"names": 1000, "seconds": 6.0, "rounds": 2, "rate": 20000},
+        "dataplane": {"seconds": 5.0, "runs": 3},
+    },
+    "quick": {
+        "scale": {"count": 100, "budget": 12.0},
+        "publish": {"counts": [1, 10, 100], "big": 2000, "samples": 200, "ad_count": 5,
+                    "runs": 1},
+        "runtimes": {"runs": 5},
+        "dns": {"names": 200, "seconds": 2.0, "rounds": 1, "rate": 10000},
+        "dataplane": {"seconds": 2.0, "runs": 1},
+    },
+    "tiny": {  # the test suite: keeps the code working, the figures mean nothing
+        "scale": {"count": 3, "budget": 5.0},
+        "publish": {"counts": [1, 10], "big": 1001, "samples": 10, "ad_count": 1, "runs": 1},
+        "runtimes": {"runs": 1},
+        "dns": {"names": 3, "seconds": 1.0, "rounds": 1, "rate": 1000},
+        "dataplane": {"seconds": 1.0, "runs": 1},
+    },
+}
+
+
+def runner(section: str) -> Callable[..., dict[str, Any]]:
+    """The section's run(); imported late so one broken module fails only its section."""
+    module = {"scale": "scale", "publish": "publish", "runtimes": "cni_netavark",
+              "dns": "dns_qps", "dataplane": "dataplane"}[section]
+    run: Callable[..., dict[str, Any]] = __import__(module).run
+    return run
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def measure(mode: str, only: list[str]) -> dict[str, Any]:
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "mode": mode,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine.machine(),
+        "versions": machine.versions(),
+        "sections": {},
+    }
+    for section, kwargs in SIZES[mode].items():
+        if only and section not in only:
+            continue
+        progress(f"== {section}")
+        start = time.monotonic()
+        try:
+            data = runner(section)(**kwargs, progress=progress)
+            data["error"] = data.get("error")
+        except Exception as exc:  # the page says so; the other sections still run
+            traceback.print_exc()
+            data = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        data["elapsed_s"] = time.monotonic() - start
+        data["sizes"] = kwargs
+        result["sections"][section] = data
+        progress(f"   {section} took {data['elapsed_s']:.0f} s"
+                 + (f"; FAILED: {data['error']}" if data["error"] else ""))
+    result["elapsed_s"] = time.monotonic() - started
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="Run every benchmark beside the peers and write docs/benchmarks.md.")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small sizes: under 3 minutes")
+    mode.add_argument("--tiny", action="store_true",
+                      help="tiny sizes, for the test suite (figures mean nothing)")
+    mode.add_argument("--render-only", action="store_true",
+                      help="re-render the page from OUT/benchmarks.json, measure nothing")
+    parser.add_argument("--out", type=Path, default=DOCS, help="directory (default docs/)")
+    parser.add_argument("--only", action="append", choices=list(SIZES["full"]), default=[],
+                        help="run only this section (repeatable)")
+    args = parser.parse_args()
+    data_file = args.out / "benchmarks.json"
+    if args.render_only:
+        result = json.loads(data_file.read_text())
+    else:
+        if os.geteuid() != 0:
+            print("benchmarks need root (they make network namespaces)", file=sys.stderr)
+            return 2
+        chosen = "quick" if args.quick else "tiny" if args.tiny else "full"
+        result = measure(chosen, args.only)
+        args.out.mkdir(parents=True, exist_ok=True)
+        data_file.write_text(json.dumps(result, indent=1) + "\n")
+    page = render.write(result, args.out)
+    progress(f"wrote {page} (and {data_file.name}, plots in {page.with_suffix('')}/)")
+    failed = [s for s, d in result["sections"].items() if d.get("error")]
+    if failed:
+        progress(f"sections that did not run: {', '.join(failed)} (reasons on the page)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

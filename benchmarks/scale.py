@@ -1,0 +1,437 @@
+"""Attach/detach latency against the number of containers already on the network, for every
+way in and every peer, in one interleaved run (issue 7). Not a test. Run as root:
+
+    .venv/bin/python benchmarks/scale.py [--count N] [--budget SECONDS] [--quick]
+
+Systems, each in its own throwaway namespace standing in for a host (so one's rules never
+slow another), each with one bridge network that grows from 0 to COUNT containers:
+
+  netbay library   netbay.Host.connect / disconnect in this process;
+  netbay CLI       `netbay network connect|disconnect bench cN` against its netbayd;
+  netbay CNI       netbay's CNI plugin, exec'd as libcni does (ADD/DEL), its netbayd running;
+  netbay netavark  netbay's netavark-compatible executable (setup/teardown);
+  CNI chain        the reference plugins bridge + host-local + portmap + firewall (ADD/DEL);
+  netavark         netavark 1.4 setup/teardown, static IPs as podman passes them.
+
+Container k is attached on every system in turn before container k+1 (machine noise falls on
+all alike); then they are detached in reverse, so detach sample j is taken with j+1
+containers on the network. Containers (netns, and for the library/CLI the record) are made
+before timing. A system whose attach time passes BUDGET seconds stops growing there; the page
+says how far it got (its detach still runs, untimed budget, to clean up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any, Protocol
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import peers  # noqa: E402
+from cni_netavark import NetbayCni, NetbayNetavark  # noqa: E402
+from netbay import ContainerSpec, Host, NetworkSpec, Paths, SubnetConfig  # noqa: E402
+from netbay.client import Client  # noqa: E402
+from netbay.install import install_cni, install_netavark  # noqa: E402
+from netbay.kernel import netns  # noqa: E402
+from netbay.kernel.links import Netlink  # noqa: E402
+from sandbox import median, p, sandbox  # noqa: E402
+
+SUBNET = IPv4Network("10.140.0.0/20")  # room for 4,000 containers; only inside each namespace
+NETBAY_CLI = Path(sys.executable).with_name("netbay")
+
+
+class System(Protocol):
+    label: str
+
+    def attach(self, i: int) -> None: ...
+    def detach(self, i: int) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclasses.dataclass
+class Place:
+    """One system's stand-in host: a namespace, a state root, a scratch directory."""
+
+    ns: Path
+    work: Path
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(root=self.work / "state", socket=self.work / "netbay.sock",
+                     netns_dir=self.work / "netns")
+
+    @property
+    def environ(self) -> dict[str, str]:
+        paths = self.paths
+        return {**os.environ, "NETBAY_ROOT": str(paths.root), "NETBAY_SOCKET": str(paths.socket),
+                "NETBAY_NETNS_DIR": str(paths.netns_dir)}
+
+    @contextlib.contextmanager
+    def inside(self) -> Iterator[None]:
+        with netns.entered(self.ns):
+            yield
+
+    def container_ns(self, i: int) -> Path:
+        return self.work / "cns" / f"c{i}"
+
+
+def make_place(root: Path, key: str) -> Place:
+    work = root / key
+    (work / "cns").mkdir(parents=True)
+    place = Place(work / "hostns", work)
+    netns.create(place.ns)
+    with place.inside(), Netlink(None) as nl:
+        nl.set_up(1)
+    return place
+
+
+def make_netns(place: Place, count: int) -> None:
+    for i in range(count):
+        netns.create(place.container_ns(i))
+
+
+def make_containers(host: Host, count: int) -> None:
+    """COUNT containers with a netns and a record but no endpoint yet (as the library
+    benchmark does: a "none" container marked "private", the mode that takes endpoints)."""
+    host.create_network(NetworkSpec(name="bench", subnets=(SubnetConfig(SUBNET),)))
+    for i in range(count):
+        container = host.create_container(
+            ContainerSpec(command=("true",), name=f"c{i}", networks=()))
+        host.store.update_container(container.id, network_mode="private")
+
+
+# --- the systems -----------------------------------------------------------------------------
+class Library:
+    label = "netbay library"
+
+    def __init__(self, place: Place, count: int) -> None:
+        self.place = place
+        with place.inside():
+            self.host = Host(place.paths)
+            make_containers(self.host, count)
+
+    def attach(self, i: int) -> None:
+        self.host.connect("bench", f"c{i}")
+
+    def detach(self, i: int) -> None:
+        self.host.disconnect("bench", f"c{i}")
+
+    def close(self) -> None:
+        with self.place.inside():
+            self.host.close()
+
+
+class Daemon:
+    """A netbayd serving one place (started inside its namespace)."""
+
+    def __init__(self, place: Place) -> None:
+        self.place = place
+        paths = place.paths
+        paths.root.mkdir(parents=True, exist_ok=True)
+        with place.inside(), open(paths.root / "netbayd.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "netbay.daemon", "--root", str(paths.root),
+                 "--socket", str(paths.socket)],
+                env=place.environ, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.client = Client(paths)
+        deadline = time.monotonic() + 30
+        while not self.client.ping():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"netbayd did not start; see {paths.root / 'netbayd.log'}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Cli:
+    label = "netbay CLI"
+
+    def __init__(self, place: Place, count: int) -> None:
+        self.place = place
+        with place.inside(), Host(place.paths) as host:
+            make_containers(host, count)
+        self.daemon = Daemon(place)
+        self.environ = place.environ
+
+    def _run(self, verb: str, i: int) -> None:
+        out = subprocess.run([str(NETBAY_CLI), "network", verb, "bench", f"c{i}"],
+                             env=self.environ, capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f"netbay network {verb} c{i}: {out.stderr.strip()}")
+
+    def attach(self, i: int) -> None:
+        self._run("connect", i)
+
+    def detach(self, i: int) -> None:
+        self._run("disconnect", i)
+
+    def close(self) -> None:
+        self.daemon.stop()
+
+
+class Plugin:
+    """netbay's CNI plugin or its netavark-compatible executable, with a netbayd."""
+
+    def __init__(self, place: Place, count: int, netavark: bool) -> None:
+        self.place = place
+        self.label = "netbay netavark" if netavark else "netbay CNI"
+        make_netns(place, count)
+        self.daemon = Daemon(place)
+        paths, bin_dir = place.paths, place.work / "bin"
+        bin_dir.mkdir()
+        environ = place.environ
+        self.ids = [f"{i:08x}" * 8 for i in range(count)]
+        if netavark:
+            exe = install_netavark(bin_dir, socket=str(paths.socket), root=str(paths.root))
+            self.nv = NetbayNetavark(place.work, SUBNET, exe, environ)
+        else:
+            exe = install_cni(bin_dir, socket=str(paths.socket), root=str(paths.root))[0]
+            self.cni = NetbayCni(exe, environ)
+            self.daemon.client.post("/networks/create", {
+                "Name": "bench", "IPAM": {"Config": [{"Subnet": str(SUBNET)}]}})
+        self.netavark = netavark
+
+    def _ip(self, i: int) -> str:
+        return str(SUBNET.network_address + 2 + i)
+
+    def attach(self, i: int) -> None:
+        if self.netavark:
+            self.nv.setup(self.ids[i], self._ip(i), self.place.container_ns(i), [])
+        else:
+            self.cni.add(self.ids[i], self.place.container_ns(i), [])
+
+    def detach(self, i: int) -> None:
+        if self.netavark:
+            self.nv.teardown(self.ids[i], self._ip(i), self.place.container_ns(i), [])
+        else:
+            self.cni.delete(self.ids[i], self.place.container_ns(i), [])
+
+    def close(self) -> None:
+        self.daemon.stop()
+
+
+class Chain:
+    label = "CNI chain"
+
+    def __init__(self, place: Place, count: int) -> None:
+        self.place = place
+        make_netns(place, count)
+        self.chain = peers.CniChain(place.work, SUBNET)
+        self.results: dict[int, Any] = {}
+
+    def attach(self, i: int) -> None:
+        self.results[i] = self.chain.add(f"{i:08x}" * 8, self.place.container_ns(i), [])
+
+    def detach(self, i: int) -> None:
+        self.chain.delete(f"{i:08x}" * 8, self.place.container_ns(i), self.results.pop(i), [])
+
+    def close(self) -> None:
+        pass
+
+
+class Netavark:
+    label = "netavark"
+
+    def __init__(self, place: Place, count: int) -> None:
+        self.place = place
+        make_netns(place, count)
+        self.nv = peers.Netavark(place.work, SUBNET)
+
+    def attach(self, i: int) -> None:
+        self.nv.setup(f"{i:08x}" * 8, str(SUBNET.network_address + 2 + i),
+                      self.place.container_ns(i), [])
+
+    def detach(self, i: int) -> None:
+        self.nv.teardown(f"{i:08x}" * 8, str(SUBNET.network_address + 2 + i),
+                         self.place.container_ns(i), [])
+
+    def close(self) -> None:
+        pass
+
+
+# key -> (label, peer kind needed or None, factory)
+SYSTEMS: dict[str, tuple[str, str | None, Callable[[Place, int], System]]] = {
+    "library": ("netbay library", None, Library),
+    "cli": ("netbay CLI", None, Cli),
+    "cni": ("netbay CNI", None, lambda place, n: Plugin(place, n, netavark=False)),
+    "nbnetavark": ("netbay netavark", None, lambda place, n: Plugin(place, n, netavark=True)),
+    "chain": ("CNI chain", "cni", Chain),
+    "netavark": ("netavark", "netavark", Netavark),
+}
+# the peer each netbay entry point is compared with (both exec'd once per operation)
+PAIRS = (("cni", "chain"), ("nbnetavark", "netavark"))
+
+
+# --- the run ---------------------------------------------------------------------------------
+def _timed(call: Callable[[int], None], i: int) -> float:
+    start = time.perf_counter_ns()
+    call(i)
+    return (time.perf_counter_ns() - start) / 1e6
+
+
+def run(count: int, budget: float, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Per system: attach_ms[k] taken with k containers already on the network, detach_ms[j]
+    with j+1 on it; 'reached' (how many were attached within the budget) or 'error'."""
+    out: dict[str, Any] = {"count": count, "budget_s": budget, "systems": {}}
+    with sandbox() as paths:
+        root = paths.root.parent
+        live: dict[str, tuple[Place, System]] = {}
+        places: list[Place] = []
+        try:
+            for key, (label, peer, factory) in SYSTEMS.items():
+                entry: dict[str, Any] = {"label": label, "attach_ms": [], "detach_ms": [],
+                                         "reached": 0, "error": None}
+                out["systems"][key] = entry
+                why = peers.available(peer) if peer else None
+                if why is not None:
+                    entry["error"] = f"not installed: {why}"
+                    continue
+                progress(f"scale: preparing {label} ({count} containers)")
+                place = make_place(root, key)
+                places.append(place)
+                try:
+                    live[key] = (place, factory(place, count))
+                except Exception as exc:  # reported on the page, never silently left out
+                    entry["error"] = f"could not start: {exc}"
+            _grow(live, out["systems"], count, budget, progress)
+            _shrink(live, out["systems"], progress)
+        finally:
+            for place, system in live.values():
+                with contextlib.suppress(Exception), place.inside():
+                    system.close()
+            for place in places:  # the sandbox unmounts the rest
+                netns.delete(place.ns)
+    return out
+
+
+def _grow(live: dict[str, tuple[Place, System]], results: dict[str, Any], count: int,
+          budget: float, progress: Callable[[str], None]) -> None:
+    spent = dict.fromkeys(live, 0.0)
+    growing = set(live)
+    for i in range(count):
+        if i and i % max(1, count // 10) == 0:
+            progress(f"scale: {i}/{count} containers attached on "
+                     + ", ".join(results[k]["label"] for k in live if k in growing))
+        for key, (place, system) in live.items():
+            if key not in growing:
+                continue
+            with place.inside():
+                try:
+                    ms = _timed(system.attach, i)
+                except Exception as exc:
+                    results[key]["error"] = f"attach #{i + 1} failed: {exc}"
+                    growing.discard(key)
+                    continue
+            results[key]["attach_ms"].append(ms)
+            results[key]["reached"] = i + 1
+            spent[key] += ms / 1000
+            if spent[key] > budget:
+                growing.discard(key)
+        if not growing:
+            break
+
+
+def _shrink(live: dict[str, tuple[Place, System]], results: dict[str, Any],
+            progress: Callable[[str], None]) -> None:
+    top = max((results[k]["reached"] for k in live), default=0)
+    progress(f"scale: detaching ({top} on the largest network)")
+    for i in reversed(range(top)):
+        for key, (place, system) in live.items():
+            if i >= results[key]["reached"]:
+                continue
+            with place.inside():
+                try:
+                    ms = _timed(system.detach, i)
+                except Exception as exc:
+                    results[key]["error"] = results[key]["error"] or f"detach failed: {exc}"
+                    continue
+            results[key]["detach_ms"].insert(0, ms)
+
+
+# --- summaries ---------------------------------------------------------------------------------
+def checkpoints(count: int) -> list[int]:
+    marks = [c for c in (1, 10, 100, 500, 1000) if c < count]
+    return [*marks, count]
+
+
+def window(samples: list[float], upto: int) -> list[float]:
+    """The samples of the operations that brought the network to UPTO containers (attach) or
+    were taken with UPTO..UPTO-w+1 on it (detach): the last w before UPTO."""
+    width = max(1, min(50, upto // 2))
+    return samples[max(0, upto - width):upto]
+
+
+def summary(samples: list[float], upto: int) -> dict[str, float] | None:
+    if len(samples) < upto:
+        return None
+    values = window(samples, upto)
+    return {"median": median(values), "p25": p(values, 0.25), "p75": p(values, 0.75)}
+
+
+def growth(samples: list[float]) -> float | None:
+    """Median of the last tenth of the samples over the median of the first tenth."""
+    if len(samples) < 10:
+        return None
+    size = max(1, len(samples) // 10)
+    return median(samples[-size:]) / median(samples[:size])
+
+
+def report(result: dict[str, Any]) -> str:
+    marks = checkpoints(result["count"])
+    lines = []
+    for op in ("attach", "detach"):
+        lines.append(f"{op} median ms, by containers on the network")
+        lines.append(f"{'':18}" + "".join(f"{m:>10}" for m in marks) + f"{'growth':>9}")
+        for entry in result["systems"].values():
+            if entry["error"] and not entry[f"{op}_ms"]:
+                lines.append(f"{entry['label']:18}  {entry['error']}")
+                continue
+            samples = entry[f"{op}_ms"]
+            cells = [summary(samples, m) for m in marks]
+            g = growth(samples)
+            lines.append(f"{entry['label']:18}" + "".join(
+                f"{c['median']:>10.2f}" if c else f"{'-':>10}" for c in cells)
+                + (f"{g:>8.2f}x" if g else f"{'-':>9}"))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--budget", type=float, default=150.0,
+                        help="seconds of attach time after which a system stops growing")
+    parser.add_argument("--quick", action="store_true", help="100 containers, 20 s budget")
+    parser.add_argument("--json", type=Path, help="also write the raw samples here")
+    args = parser.parse_args()
+    if args.quick:
+        args.count, args.budget = 100, 20.0
+    if os.geteuid() != 0:
+        print("needs root (it makes network namespaces)", file=sys.stderr)
+        return 2
+    result = run(args.count, args.budget)
+    if args.json:
+        args.json.write_text(json.dumps(result))
+    print(report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
