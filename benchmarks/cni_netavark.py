@@ -34,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import peers  # noqa: E402
+from netbay import Paths  # noqa: E402
 from netbay.client import Client  # noqa: E402
 from netbay.ids import new_id  # noqa: E402
 from netbay.install import install_cni, install_netavark  # noqa: E402
@@ -116,15 +117,32 @@ def startup(exe: Path, environ: dict[str, str], runs: int) -> dict[str, list[flo
     return out
 
 
-def stop_daemon(root: Path) -> None:
-    try:
-        pid = int((root / "netbayd.pid").read_text())
-    except (OSError, ValueError):
-        return
-    os.kill(pid, 15)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        time.sleep(0.05)
+class Daemon:
+    """A netbayd of the benchmark's own, started in the calling thread's namespace, with
+    ENVIRON (its state root, socket and netns directory); stopped by its PID."""
+
+    def __init__(self, paths: Paths, environ: dict[str, str]) -> None:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        with open(paths.root / "netbayd.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "netbay.daemon", "--root", str(paths.root),
+                 "--socket", str(paths.socket)],
+                env=environ, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.client = Client(paths)
+        deadline = time.monotonic() + 30
+        while not self.client.ping():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"netbayd did not start; see {paths.root / 'netbayd.log'}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class Bench:
@@ -211,16 +229,13 @@ def run(runs: int, progress: Callable[[str], None] = print) -> dict[str, Any]:
             raise RuntimeError(f"peer {kind} not installed: {why}")
     with sandbox() as paths:
         work = paths.root.parent
-        netbay_env = {"NETBAY_ROOT": str(paths.root), "NETBAY_SOCKET": str(paths.socket),
-                      "NETBAY_NETNS_DIR": str(paths.netns_dir)}
-        os.environ.update(netbay_env)
-        environ = dict(os.environ)
-        exe = install_cni(work / "bin")[0]
-        nv_exe = install_netavark(work / "bin")
-        client = Client(paths)
-        client.start_daemon()
+        environ = {**os.environ, "NETBAY_ROOT": str(paths.root),
+                   "NETBAY_SOCKET": str(paths.socket), "NETBAY_NETNS_DIR": str(paths.netns_dir)}
+        exe = install_cni(work / "bin", socket=str(paths.socket), root=str(paths.root))[0]
+        nv_exe = install_netavark(work / "bin", socket=str(paths.socket), root=str(paths.root))
+        daemon = Daemon(paths, environ)
         try:
-            client.post("/networks/create", {"Name": "bench", "IPAM": {"Config": [
+            daemon.client.post("/networks/create", {"Name": "bench", "IPAM": {"Config": [
                 {"Subnet": "10.123.0.0/16"}]}})
             bench = Bench(work, environ, exe, nv_exe)
             bench.anchors(attach=True)
@@ -231,10 +246,7 @@ def run(runs: int, progress: Callable[[str], None] = print) -> dict[str, Any]:
             start = startup(exe, environ, runs)
             bench.anchors(attach=False)
         finally:
-            client.close()
-            stop_daemon(paths.root)
-            for key in netbay_env:
-                os.environ.pop(key, None)
+            daemon.stop()
     return {"runs": runs, "times": bench.times, "startup": start}
 
 

@@ -38,9 +38,8 @@ from typing import Any, Protocol
 sys.path.insert(0, str(Path(__file__).parent))
 
 import peers  # noqa: E402
-from cni_netavark import NetbayCni, NetbayNetavark  # noqa: E402
+from cni_netavark import Daemon, NetbayCni, NetbayNetavark  # noqa: E402
 from netbay import ContainerSpec, Host, NetworkSpec, Paths, SubnetConfig  # noqa: E402
-from netbay.client import Client  # noqa: E402
 from netbay.install import install_cni, install_netavark  # noqa: E402
 from netbay.kernel import netns  # noqa: E402
 from netbay.kernel.links import Netlink  # noqa: E402
@@ -131,44 +130,15 @@ class Library:
             self.host.close()
 
 
-class Daemon:
-    """A netbayd serving one place (started inside its namespace)."""
-
-    def __init__(self, place: Place) -> None:
-        self.place = place
-        paths = place.paths
-        paths.root.mkdir(parents=True, exist_ok=True)
-        with place.inside(), open(paths.root / "netbayd.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "netbay.daemon", "--root", str(paths.root),
-                 "--socket", str(paths.socket)],
-                env=place.environ, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        self.client = Client(paths)
-        deadline = time.monotonic() + 30
-        while not self.client.ping():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"netbayd did not start; see {paths.root / 'netbayd.log'}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.client.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 class Cli:
     label = "netbay CLI"
 
     def __init__(self, place: Place, count: int) -> None:
         self.place = place
-        with place.inside(), Host(place.paths) as host:
-            make_containers(host, count)
-        self.daemon = Daemon(place)
+        with place.inside():
+            with Host(place.paths) as host:
+                make_containers(host, count)
+            self.daemon = Daemon(place.paths, place.environ)
         self.environ = place.environ
 
     def _run(self, verb: str, i: int) -> None:
@@ -194,7 +164,8 @@ class Plugin:
         self.place = place
         self.label = "netbay netavark" if netavark else "netbay CNI"
         make_netns(place, count)
-        self.daemon = Daemon(place)
+        with place.inside():
+            self.daemon = Daemon(place.paths, place.environ)
         paths, bin_dir = place.paths, place.work / "bin"
         bin_dir.mkdir()
         environ = place.environ

@@ -46,6 +46,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> pip install -e .[test,bench]"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test,bench]'
+# An editable install compiles nothing, and where PYTHONDONTWRITEBYTECODE is set no command
+# would ever cache its bytecode: every `netbay` would compile its modules again (~15 ms).
+.venv/bin/python -m compileall -q src/netbay >/dev/null
 
 if [ "$want_test" = 1 ] && ! command -v docker >/dev/null && [ ! -x .venv/bin/docker ]; then
   echo "==> docker client from Debian's docker.io (client binary only, no daemon)"

@@ -6,7 +6,7 @@ plugin and the container launcher import it): the engine loads on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing itself is ~4 ms of every CLI start
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .engine import Host
     from .model import (
         AttachRequest,

@@ -1,23 +1,30 @@
 """A thin client of netbayd over its unix socket; starts the daemon when it is not running.
 
-Standard library only: the CLI (and later the CNI plugin and podman backend) import this,
-and must start fast.
+Standard library only, and light: the CLI imports this for every command, so it speaks the
+little HTTP/1.1 it needs on a plain `_socket` (http.client, socket and urllib.parse would
+add ~40 ms of imports to each `netbay` command).
 """
 
 from __future__ import annotations
 
-import http.client
+import _socket
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-from typing import Any
-from urllib.parse import quote, urlencode
 
 from .errors import DaemonError, NetbayError
 from .paths import Paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def quote(text: str) -> str:
+    """Percent-encode everything but RFC 3986's unreserved characters (a path segment)."""
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in text.encode())
 
 
 class ApiError(NetbayError):
@@ -26,65 +33,46 @@ class ApiError(NetbayError):
         super().__init__(message)
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
 class Client:
     def __init__(self, paths: Paths | None = None, autostart: bool = True, timeout: float = 120):
         self.paths = paths or Paths.from_env()
         self.autostart = autostart and not os.environ.get("NETBAY_NO_AUTOSTART")
         self.timeout = timeout
-        self._conn: _UnixConnection | None = None
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Nothing to release: each request has its own connection (a unix socket connect
+        costs microseconds, and no idle kept-alive connection can be closed under us)."""
 
     def _raw(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        for attempt in range(2):
-            reused = self._conn is not None
-            if self._conn is None:
-                self._conn = _UnixConnection(str(self.paths.socket), self.timeout)
-            try:
-                self._conn.request(method, path, body=data, headers=headers)
-                response = self._conn.getresponse()
-                raw = response.read()
-                break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self.close()
-                if reused and not attempt:
-                    continue  # an idle kept-alive connection the daemon closed: safe to resend
-                raise DaemonError(
-                    f"netbayd closed the connection during {method} {path}; "
-                    f"see {self.paths.daemon_log}"
-                ) from exc
-            except OSError:
-                self.close()
-                raise
+        data = json.dumps(body).encode() if body is not None else b""
+        head = f"{method} {path} HTTP/1.1\r\nHost: netbay\r\nConnection: close\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(str(self.paths.socket))
+            sock.sendall(head.encode() + b"\r\n" + data)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        finally:
+            sock.close()
+        status, ctype, raw = _response(b"".join(chunks))
+        if status == 0:
+            raise DaemonError(
+                f"netbayd closed the connection during {method} {path}; "
+                f"see {self.paths.daemon_log}"
+            )
         text = raw.decode() if raw else ""
-        ctype = response.getheader("Content-Type", "")
         payload = json.loads(text) if text and "json" in ctype else text
-        return response.status, payload
+        return status, payload
 
     def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
         if query:
-            path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+            path += "?" + "&".join(
+                f"{quote(k)}={quote(str(v))}" for k, v in query.items() if v is not None
+            )
         try:
             status, payload = self._raw(method, path, body)
         except (FileNotFoundError, ConnectionRefusedError):
@@ -122,6 +110,9 @@ class Client:
 
         Many clients may race here: the daemon's lock lets one win, the rest exit quietly.
         """
+        import subprocess  # only here: most commands find the daemon running
+        import sys
+
         self.paths.root.mkdir(parents=True, exist_ok=True)
         with open(self.paths.daemon_log, "ab") as log:
             subprocess.Popen(
@@ -149,4 +140,22 @@ class Client:
 
 
 def path_of(*parts: str) -> str:
-    return "/" + "/".join(quote(p, safe="") for p in parts)
+    return "/" + "/".join(quote(p) for p in parts)
+
+
+def _response(data: bytes) -> tuple[int, str, bytes]:
+    """(status, Content-Type, body) of one whole HTTP/1.1 response read to the end of the
+    connection; status 0 if there was none. The daemon always sends Content-Length."""
+    header, _, body = data.partition(b"\r\n\r\n")
+    lines = header.decode("latin-1").split("\r\n")
+    status = lines[0].split(" ", 2)
+    if len(status) < 2 or not status[1].isdigit():
+        return 0, "", b""
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    length = fields.get("content-length", "")
+    if length.isdigit():
+        body = body[: int(length)]
+    return int(status[1]), fields.get("content-type", ""), body
