@@ -9,6 +9,8 @@ iperf3 (TCP, one stream, client to server, `-t SECONDS`; iperf3 takes whole seco
   dnat        a "LAN" namespace to a container's published port (198.51.100.1:5201);
   masquerade  a container to a server in the LAN namespace, out through the masquerade;
   macvlan     a container on a macvlan network whose parent is a veth into the LAN namespace;
+  plain_bridge  context, not netbay: two namespaces on a Linux bridge in a third with no
+              nftables rules, the kernel's own cost of the bridge path;
   routed      context, not netbay: the two veth hops of dnat/masquerade routed by a third
               namespace with ip_forward and no nftables, so netbay's firewall cost is told
               apart from the routing cost.
@@ -69,6 +71,7 @@ PATHS = (
     ("dnat", "LAN to a published port (DNAT)"),
     ("masquerade", "container to the LAN (masquerade)"),
     ("macvlan", "macvlan container to the LAN"),
+    ("plain_bridge", "context: plain Linux bridge, no netbay"),
     ("routed", "context: routed via a 3rd netns, no netbay"),
 )
 FLOWS = 4
@@ -86,6 +89,7 @@ RPS_OFF_NET, RPS_ON_NET = IPv4Network("10.133.0.0/24"), IPv4Network("10.134.0.0/
 VETH = ("192.0.2.1", "192.0.2.2")  # /26
 ROUTED_LEFT = ("192.0.2.65", "192.0.2.66")  # router, client /26
 ROUTED_RIGHT = ("192.0.2.129", "192.0.2.130")  # router, server /26
+PLAIN_BRIDGE = ("192.0.2.193", "192.0.2.194")  # client, server /26
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,22 @@ def build_routed(world: World) -> Target:
     in_ns(server, "ip link set lo up", f"ip addr add {ROUTED_RIGHT[1]}/26 dev rs0",
           "ip link set rs0 up", f"ip route add default via {ROUTED_RIGHT[0]}")
     return Target(server, client, ROUTED_RIGHT[1])
+
+
+def build_plain_bridge(world: World) -> Target:
+    """Two namespaces on a Linux bridge in a third, which has no nftables rules: the kernel's
+    own cost of the bridge path (two veth hops and a bridge), to hold netbay's against."""
+    client, hub, server = (world.namespace(f"plain-{n}") for n in ("c", "hub", "s"))
+    cable(client, "pc0", hub, "hc0")
+    cable(server, "ps0", hub, "hs0")
+    in_ns(hub, "ip link set lo up", "ip link add br0 type bridge", "ip link set br0 up",
+          "ip link set hc0 master br0", "ip link set hs0 master br0", "ip link set hc0 up",
+          "ip link set hs0 up")
+    in_ns(client, "ip link set lo up", f"ip addr add {PLAIN_BRIDGE[0]}/26 dev pc0",
+          "ip link set pc0 up")
+    in_ns(server, "ip link set lo up", f"ip addr add {PLAIN_BRIDGE[1]}/26 dev ps0",
+          "ip link set ps0 up")
+    return Target(server, client, PLAIN_BRIDGE[1])
 
 
 def build_lan(world: World) -> Path:
@@ -348,6 +368,7 @@ def build_paths(world: World) -> dict[str, Target | Failed]:
         "dnat": build(lambda la, p: Target(p.server_ns, la, LAN_HOST), lan, pair),
         "masquerade": build(lambda la, p: Target(la, p.client_ns, LAN_PEER, PORT + 2), lan, pair),
         "macvlan": build(build_macvlan, world, lan),
+        "plain_bridge": build(build_plain_bridge, world),
         "routed": build(build_routed, world),
     }
 

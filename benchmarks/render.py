@@ -235,6 +235,14 @@ def render_dataplane(page: Page, data: dict[str, Any], images: Path) -> None:
         if goal and share is not None:
             page.target(f"throughput, {path['label']}", f">= {goal:.0%} of the veth pair",
                         f"{share:.0%}", share >= goal)
+    plain = next((median(p["gbps"]) for p in paths if p["key"] == "plain_bridge"), None)
+    ours = next((median(p["gbps"]) for p in paths if p["key"] == "bridge"), None)
+    if plain and ours and floor:
+        page.add(f"The kernel's own bridge path (a plain Linux bridge, no rules) ran at "
+                 f"{plain / floor:.0%} of the veth pair in this run, netbay's bridge at "
+                 f"{ours / plain:.0%} of the plain bridge: the veth floor has one veth hop, "
+                 "every bridge path two and a bridge. Run-to-run spread on this machine is "
+                 "about ±10% (min–max column), so differences below that are noise.")
     page.add(table(["path", "Gbit/s (median)", "min–max", "of veth", "target"], rows))
     rps = data.get("rps") or {}
     if rps.get("error"):

@@ -45,7 +45,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                     "ad_count": 30, "runs": 3},
         "runtimes": {"runs": 20},
         "dns": {"names": 1000, "seconds": 6.0, "rounds": 2, "rate": 20000},
-        "dataplane": {"seconds": 5.0, "runs": 3},
+        "dataplane": {"seconds": 3.0, "runs": 5},
     },
     "quick": {
         "scale": {"count": 100, "budget": 12.0},
