@@ -81,12 +81,16 @@ def render_scale(page: Page, data: dict[str, Any], images: Path) -> None:
                 continue
             cells = [scale.summary(samples, m) for m in marks]
             g = scale.growth(samples)
+            last = scale.summary(samples, len(samples))
+            spread = f"{ms(last['p25'])}–{ms(last['p75'])}" if last else "-"
             note = entry["error"] or (
                 f"stopped at {entry['reached']} (budget)" if entry["reached"] < count else "")
             rows.append([entry["label"], *(ms(c["median"]) if c else "-" for c in cells),
-                         f"{g:.2f}x" if g else "-", note])
-        page.add(f"**{op.capitalize()}**, median ms with N containers on the network:",
-                 table(["system", *(f"N={m}" for m in marks), "growth", "note"], rows))
+                         spread, f"{g:.2f}x" if g else "-", note])
+        page.add(f"**{op.capitalize()}**, median ms with N containers on the network (p25–p75: "
+                 "of the last window the system reached):",
+                 table(["system", *(f"N={m}" for m in marks), "p25–p75", "growth", "note"],
+                       rows))
     rows = []
     for ours, theirs in scale.PAIRS:
         a, b = systems.get(ours), systems.get(theirs)

@@ -67,6 +67,6 @@ def test_a_missed_target_is_said_plainly(tmp_path: Path, bridge: float, verdict:
 def test_a_system_that_stopped_at_its_budget_says_so(tmp_path: Path) -> None:
     page = render.write(result(scale=scale_section(None)), tmp_path).read_text()
     chain = next(x for x in page.splitlines() if x.startswith("| CNI chain | 40.0 |"))
-    assert chain.endswith("| stopped at 12 (budget) |")
+    assert chain.endswith("| 40.0–40.0 | 1.00x | stopped at 12 (budget) |")
     ratio = next(x for x in page.splitlines() if x.startswith("| CNI chain / netbay CNI | attach"))
     assert "**4.0x**" in ratio
