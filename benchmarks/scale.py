@@ -13,9 +13,10 @@ slow another), each with one bridge network that grows from 0 to COUNT container
   CNI chain        the reference plugins bridge + host-local + portmap + firewall (ADD/DEL);
   netavark         netavark 1.4 setup/teardown, static IPs as podman passes them.
 
-Container k is attached on every system in turn before container k+1 (machine noise falls on
-all alike); then they are detached in reverse, so detach sample j is taken with j+1
-containers on the network. Containers (netns, and for the library/CLI the record) are made
+One system at a time, alone in the kernel (an earlier system's namespaces are deleted before
+the next starts: run side by side, each slowed the others through the kernel's shared work):
+containers 1..COUNT are attached, then detached in reverse, so detach sample j is taken with
+j+1 containers on the network. Containers (netns, and for the library/CLI the record) are made
 before timing. A system whose attach time passes BUDGET seconds stops growing there; the page
 says how far it got (its detach still runs, untimed budget, to clean up).
 """
@@ -43,7 +44,7 @@ from netbay import ContainerSpec, Host, NetworkSpec, Paths, SubnetConfig  # noqa
 from netbay.install import install_cni, install_netavark  # noqa: E402
 from netbay.kernel import netns  # noqa: E402
 from netbay.kernel.links import Netlink  # noqa: E402
-from sandbox import median, p, sandbox  # noqa: E402
+from sandbox import cleanup_mounts, median, p, sandbox  # noqa: E402
 
 SUBNET = IPv4Network("10.140.0.0/20")  # room for 4,000 containers; only inside each namespace
 NETBAY_CLI = Path(sys.executable).with_name("netbay")
@@ -263,78 +264,72 @@ def run(count: int, budget: float, progress: Callable[[str], None] = print) -> d
     with j+1 on it; 'reached' (how many were attached within the budget) or 'error'."""
     out: dict[str, Any] = {"count": count, "budget_s": budget, "systems": {}}
     with sandbox() as paths:
-        root = paths.root.parent
-        live: dict[str, tuple[Place, System]] = {}
-        places: list[Place] = []
-        try:
-            for key, (label, peer, factory) in SYSTEMS.items():
-                entry: dict[str, Any] = {"label": label, "attach_ms": [], "detach_ms": [],
-                                         "reached": 0, "error": None}
-                out["systems"][key] = entry
-                why = peers.available(peer) if peer else None
-                if why is not None:
-                    entry["error"] = f"not installed: {why}"
-                    continue
-                progress(f"scale: preparing {label} ({count} containers)")
-                place = make_place(root, key)
-                places.append(place)
-                try:
-                    live[key] = (place, factory(place, count))
-                except Exception as exc:  # reported on the page, never silently left out
-                    entry["error"] = f"could not start: {exc}"
-            _grow(live, out["systems"], count, budget, progress)
-            _shrink(live, out["systems"], progress)
-        finally:
-            for place, system in live.values():
-                with contextlib.suppress(Exception), place.inside():
-                    system.close()
-            for place in places:  # the sandbox unmounts the rest
+        for key, (label, peer, factory) in SYSTEMS.items():
+            entry: dict[str, Any] = {"label": label, "attach_ms": [], "detach_ms": [],
+                                     "reached": 0, "error": None}
+            out["systems"][key] = entry
+            why = peers.available(peer) if peer else None
+            if why is not None:
+                entry["error"] = f"not installed: {why}"
+                continue
+            progress(f"scale: {label}: making {count} containers")
+            place = make_place(paths.root.parent, key)
+            try:
+                measure_one(place, factory, count, budget, entry, progress)
+            finally:
+                cleanup_mounts(place.work)  # its containers' namespaces
                 netns.delete(place.ns)
+                time.sleep(1)  # the kernel frees namespaces in the background
     return out
 
 
-def _grow(live: dict[str, tuple[Place, System]], results: dict[str, Any], count: int,
-          budget: float, progress: Callable[[str], None]) -> None:
-    spent = dict.fromkeys(live, 0.0)
-    growing = set(live)
+def measure_one(place: Place, factory: Callable[[Place, int], System], count: int,
+                budget: float, entry: dict[str, Any], progress: Callable[[str], None]) -> None:
+    """One system alone in the kernel: the others' containers are gone before it starts, so
+    neither their kernel objects nor their deferred work weigh on its figures."""
+    try:
+        system = factory(place, count)
+    except Exception as exc:  # reported on the page, never silently left out
+        entry["error"] = f"could not start: {exc}"
+        return
+    try:
+        _grow(place, system, entry, count, budget, progress)
+        _shrink(place, system, entry, progress)
+    finally:
+        with contextlib.suppress(Exception), place.inside():
+            system.close()
+
+
+def _grow(place: Place, system: System, entry: dict[str, Any], count: int, budget: float,
+          progress: Callable[[str], None]) -> None:
+    spent = 0.0
     for i in range(count):
-        if i and i % max(1, count // 10) == 0:
-            progress(f"scale: {i}/{count} containers attached on "
-                     + ", ".join(results[k]["label"] for k in live if k in growing))
-        for key, (place, system) in live.items():
-            if key not in growing:
-                continue
-            with place.inside():
-                try:
-                    ms = _timed(system.attach, i)
-                except Exception as exc:
-                    results[key]["error"] = f"attach #{i + 1} failed: {exc}"
-                    growing.discard(key)
-                    continue
-            results[key]["attach_ms"].append(ms)
-            results[key]["reached"] = i + 1
-            spent[key] += ms / 1000
-            if spent[key] > budget:
-                growing.discard(key)
-        if not growing:
-            break
+        if i and i % max(1, count // 5) == 0:
+            progress(f"scale: {entry['label']}: {i}/{count} attached")
+        with place.inside():
+            try:
+                ms = _timed(system.attach, i)
+            except Exception as exc:
+                entry["error"] = f"attach #{i + 1} failed: {exc}"
+                return
+        entry["attach_ms"].append(ms)
+        entry["reached"] = i + 1
+        spent += ms / 1000
+        if spent > budget:
+            return
 
 
-def _shrink(live: dict[str, tuple[Place, System]], results: dict[str, Any],
+def _shrink(place: Place, system: System, entry: dict[str, Any],
             progress: Callable[[str], None]) -> None:
-    top = max((results[k]["reached"] for k in live), default=0)
-    progress(f"scale: detaching ({top} on the largest network)")
-    for i in reversed(range(top)):
-        for key, (place, system) in live.items():
-            if i >= results[key]["reached"]:
+    progress(f"scale: {entry['label']}: detaching {entry['reached']}")
+    for i in reversed(range(entry["reached"])):
+        with place.inside():
+            try:
+                ms = _timed(system.detach, i)
+            except Exception as exc:
+                entry["error"] = entry["error"] or f"detach failed: {exc}"
                 continue
-            with place.inside():
-                try:
-                    ms = _timed(system.detach, i)
-                except Exception as exc:
-                    results[key]["error"] = results[key]["error"] or f"detach failed: {exc}"
-                    continue
-            results[key]["detach_ms"].insert(0, ms)
+        entry["detach_ms"].insert(0, ms)
 
 
 # --- summaries ---------------------------------------------------------------------------------

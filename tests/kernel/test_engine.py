@@ -106,3 +106,25 @@ def paths_exist(*paths: str) -> bool:
     import os
 
     return any(os.path.exists(p) for p in paths)
+
+
+def test_a_full_bridge_refuses_the_next_container_clearly(host: Host, paths: Paths) -> None:
+    """A Linux bridge numbers its ports 1..1023: the 1,024th container gets one clear line
+    (the kernel's own error is "Exchange full") and nothing of it is left."""
+    from helpers import snapshot
+    from netbay.errors import ConflictError
+    from netbay.model import SubnetConfig
+
+    host.create_network(NetworkSpec(name="big", subnets=(SubnetConfig(
+        IPv4Network("10.150.0.0/20")),)))
+    for i in range(1023):
+        host.create_container(ContainerSpec(command=("true",), name=f"c{i}",
+                                            networks=(AttachRequest("big"),)))
+    before = snapshot(paths)
+    with pytest.raises(ConflictError) as refused:
+        host.create_container(ContainerSpec(command=("true",), name="one-more",
+                                            networks=(AttachRequest("big"),)))
+    assert str(refused.value) == (
+        "network big is full: a Linux bridge takes at most 1023 ports, so 1023 containers; "
+        "use another network for more")
+    assert snapshot(paths) == before

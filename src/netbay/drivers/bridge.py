@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, ConflictError
+from ..errors import ConfigError, ConflictError, KernelError
 from ..kernel import netsysfs
 from ..model import Endpoint, Network, NetworkSpec
 from ..plan.naming import bridge_device
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("netbay.bridge")
 OPT_NAME = "com.docker.network.bridge.name"
+MAX_BRIDGE_PORTS = 1023  # the kernel numbers bridge ports 1..1023 (BR_MAX_PORTS = 1024)
 OPT_MTU = "com.docker.network.driver.mtu"
 BOOL_OPTIONS = frozenset(
     {
@@ -117,17 +119,26 @@ class BridgeDriver:
         default_route: bool,
     ) -> None:
         assert network.device is not None and endpoint.host_ifname is not None
-        kernel.attach_veth(
-            bridge=network.device,
-            bridge_key=network.id,
-            host_ifname=endpoint.host_ifname,
-            ifname=endpoint.ifname,
-            netns=netns,
-            mac=endpoint.mac,
-            mtu=network.mtu,
-            address=endpoint.address,
-            gateway=endpoint.gateway if default_route else None,
-        )
+        try:
+            kernel.attach_veth(
+                bridge=network.device,
+                bridge_key=network.id,
+                host_ifname=endpoint.host_ifname,
+                ifname=endpoint.ifname,
+                netns=netns,
+                mac=endpoint.mac,
+                mtu=network.mtu,
+                address=endpoint.address,
+                gateway=endpoint.gateway if default_route else None,
+            )
+        except KernelError as exc:
+            if exc.errno == errno.EXFULL:  # Docker passes on the kernel's "exchange full"
+                raise ConflictError(
+                    f"network {network.name} is full: a Linux bridge takes at most "
+                    f"{MAX_BRIDGE_PORTS} ports, so {MAX_BRIDGE_PORTS} containers; use another "
+                    "network for more"
+                ) from exc
+            raise
         if OPT_RPS in network.options:
             self._steer(network, endpoint, netns)
 
