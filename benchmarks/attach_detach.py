@@ -108,6 +108,22 @@ def netbay_run(
     return attach, detach
 
 
+def floor_attach(nl: Netlink, master: int, name: str, netns: str, address: IPv4Interface,
+                 gateway: IPv4Address) -> None:
+    """An attach's kernel work through netbay's own netlink path, nothing else: veth NAME
+    into NETNS on bridge MASTER, IPv6 off on both ends, link up, address, default route."""
+    nl.add_veth(name, "eth0", netns, master=master, peer_mac=None, mtu=None)
+    sysctl.ensure(f"net.ipv6.conf.{name}.disable_ipv6", "1")
+    with entered(netns):
+        sysctl.ensure("net.ipv6.conf.eth0.disable_ipv6", "1")
+    with Netlink(netns) as inside:
+        index = inside.index("eth0")
+        assert index is not None
+        inside.set_up(index)
+        inside.ensure_address(index, address)
+        inside.ensure_default_route(gateway)
+
+
 def floor_run(
     bridge: str, containers: list[Container], gateway: IPv4Address, use_pyroute2: bool
 ) -> tuple[list[float], list[float]]:
@@ -122,16 +138,8 @@ def floor_run(
         assert master is not None
 
         def attach_netlink(i: int, netns: str) -> None:
-            nl.add_veth(f"floor{i}", "eth0", netns, master=master, peer_mac=None, mtu=None)
-            sysctl.ensure(f"net.ipv6.conf.floor{i}.disable_ipv6", "1")
-            with entered(netns):
-                sysctl.ensure("net.ipv6.conf.eth0.disable_ipv6", "1")
-            with Netlink(netns) as inside:
-                index = inside.index("eth0")
-                assert index is not None
-                inside.set_up(index)
-                inside.ensure_address(index, IPv4Interface((hosts[i + 1], SUBNET.prefixlen)))
-                inside.ensure_default_route(gateway)
+            floor_attach(nl, master, f"floor{i}", netns,
+                         IPv4Interface((hosts[i + 1], SUBNET.prefixlen)), gateway)
 
         def attach_pyroute2(i: int, netns: str) -> None:
             fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)

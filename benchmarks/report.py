@@ -129,7 +129,7 @@ def main() -> int:
         chosen = "quick" if args.quick else "tiny" if args.tiny else "full"
         result = measure(chosen, args.only)
         args.out.mkdir(parents=True, exist_ok=True)
-        data_file.write_text(json.dumps(result, indent=1) + "\n")
+        data_file.write_text(json.dumps(result, separators=(",", ":")) + "\n")
     page = render.write(result, args.out)
     progress(f"wrote {page} (and {data_file.name}, plots in {page.with_suffix('')}/)")
     failed = [s for s, d in result["sections"].items() if d.get("error")]

@@ -1,11 +1,13 @@
 """Attach/detach latency against the number of containers already on the network, for every
-way in and every peer, in one interleaved run (issue 7). Not a test. Run as root:
+way in and every peer, in one run (issue 7). Not a test. Run as root:
 
     .venv/bin/python benchmarks/scale.py [--count N] [--budget SECONDS] [--quick]
 
 Systems, each in its own throwaway namespace standing in for a host (so one's rules never
 slow another), each with one bridge network that grows from 0 to COUNT containers:
 
+  kernel floor     the attach's netlink requests alone, through netbay's own netlink path (no
+                   record, firewall or IPAM): the kernel's share and its growth;
   netbay library   netbay.Host.connect / disconnect in this process;
   netbay CLI       `netbay network connect|disconnect bench cN` against its netbayd;
   netbay CNI       netbay's CNI plugin, exec'd as libcni does (ADD/DEL), its netbayd running;
@@ -32,19 +34,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from ipaddress import IPv4Network
+from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import peers  # noqa: E402
+from attach_detach import floor_attach  # noqa: E402
 from cni_netavark import Daemon, NetbayCni, NetbayNetavark  # noqa: E402
 from netbay import ContainerSpec, Host, NetworkSpec, Paths, SubnetConfig  # noqa: E402
 from netbay.install import install_cni, install_netavark  # noqa: E402
 from netbay.kernel import netns  # noqa: E402
 from netbay.kernel.links import Netlink  # noqa: E402
-from sandbox import cleanup_mounts, median, p, sandbox  # noqa: E402
+from sandbox import cleanup_mounts, median, p, sandbox, sh  # noqa: E402
 
 SUBNET = IPv4Network("10.140.0.0/20")  # room for 4,000 containers; only inside each namespace
 NETBAY_CLI = Path(sys.executable).with_name("netbay")
@@ -239,8 +242,37 @@ class Netavark:
         pass
 
 
+class Floor:
+    """The kernel's share alone: the attach's netlink requests through netbay's own netlink
+    path (attach_detach.floor_attach), no record, no firewall, no IPAM."""
+
+    label = "kernel floor"
+
+    def __init__(self, place: Place, count: int) -> None:
+        self.place = place
+        make_netns(place, count)
+        self.hosts = list(SUBNET.hosts())
+        with place.inside():
+            sh("ip link add nbfloor0 type bridge && ip link set nbfloor0 up")
+            self.nl = Netlink(None)
+            master = self.nl.index("nbfloor0")
+        assert master is not None
+        self.master = master
+
+    def attach(self, i: int) -> None:
+        floor_attach(self.nl, self.master, f"fl{i}", str(self.place.container_ns(i)),
+                     IPv4Interface((self.hosts[i + 1], SUBNET.prefixlen)), self.hosts[0])
+
+    def detach(self, i: int) -> None:
+        self.nl.remove_link(f"fl{i}")
+
+    def close(self) -> None:
+        self.nl.close()
+
+
 # key -> (label, peer kind needed or None, factory)
 SYSTEMS: dict[str, tuple[str, str | None, Callable[[Place, int], System]]] = {
+    "floor": ("kernel floor", None, Floor),
     "library": ("netbay library", None, Library),
     "cli": ("netbay CLI", None, Cli),
     "cni": ("netbay CNI", None, lambda place, n: Plugin(place, n, netavark=False)),
