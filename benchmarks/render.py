@@ -114,12 +114,13 @@ def render_scale(page: Page, data: dict[str, Any], images: Path) -> None:
         tenth = len(floor) // 10
         first, last = median(floor[:tenth]) or 0, median(floor[-tenth:]) or 0
         mine = lib["attach_ms"]
+        start, end = median(mine[:tenth]) or 0, median(mine[-tenth:]) or 0
         page.add(
             f"The kernel floor (the attach's netlink requests alone) went from {first:.2f} to "
-            f"{last:.2f} ms between the first and last tenth ({last / first:.2f}x); netbay's "
-            f"library from {median(mine[:tenth]) or 0:.2f} to {median(mine[-tenth:]) or 0:.2f} "
-            "ms. What grows is the kernel's (a bridge with more ports costs more to add one "
-            "to); netbay's own share is the difference.")
+            f"{last:.2f} ms between the first and last tenth ({last / first:.2f}x), netbay's "
+            f"library from {start:.2f} to {end:.2f} ms: the kernel's own work grows with the "
+            "ports already on the bridge; netbay's share (the difference) went from "
+            f"{start - first:.2f} to {end - last:.2f} ms.")
     if lib.get("attach_ms"):
         attach, detach = lib["attach_ms"], lib["detach_ms"]
         g = scale.growth(attach) or float("nan")
