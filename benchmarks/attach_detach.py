@@ -108,14 +108,14 @@ def netbay_run(
     return attach, detach
 
 
-def floor_attach(nl: Netlink, master: int, name: str, netns: str, address: IPv4Interface,
-                 gateway: IPv4Address) -> None:
-    """An attach's kernel work through netbay's own netlink path, nothing else: veth NAME
-    into NETNS on bridge MASTER, IPv6 off on both ends, link up, address, default route."""
+def floor_attach(nl: Netlink, conf: sysctl.ConfDir, master: int, name: str, netns: str,
+                 address: IPv4Interface, gateway: IPv4Address) -> None:
+    """An attach's kernel work as netbay does it, nothing else: veth NAME into NETNS on
+    bridge MASTER, IPv6 off on the host end (CONF: the host's held-open conf directory; the
+    container end is born with it off: NETNS has it off by default, as netbay makes them),
+    link up, address, default route."""
     nl.add_veth(name, "eth0", netns, master=master, peer_mac=None, mtu=None)
-    sysctl.ensure(f"net.ipv6.conf.{name}.disable_ipv6", "1")
-    with entered(netns):
-        sysctl.ensure("net.ipv6.conf.eth0.disable_ipv6", "1")
+    conf.write(name, "disable_ipv6", "1")
     with Netlink(netns) as inside:
         index = inside.index("eth0")
         assert index is not None
@@ -133,12 +133,13 @@ def floor_run(
     pyroute2 IPRoute calls (a long-lived host socket, one socket opened in the container's
     namespace per attach, a synchronous link delete)."""
     hosts = list(SUBNET.hosts())
-    with Netlink(None) as nl, IPRoute() as ipr:
+    conf = sysctl.ConfDir.open()
+    with Netlink(None) as nl, IPRoute() as ipr, contextlib.closing(conf):
         master = nl.index(bridge)
         assert master is not None
 
         def attach_netlink(i: int, netns: str) -> None:
-            floor_attach(nl, master, f"floor{i}", netns,
+            floor_attach(nl, conf, master, f"floor{i}", netns,
                          IPv4Interface((hosts[i + 1], SUBNET.prefixlen)), gateway)
 
         def attach_pyroute2(i: int, netns: str) -> None:

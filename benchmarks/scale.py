@@ -45,7 +45,7 @@ from attach_detach import floor_attach  # noqa: E402
 from cni_netavark import Daemon, NetbayCni, NetbayNetavark  # noqa: E402
 from netbay import ContainerSpec, Host, NetworkSpec, Paths, SubnetConfig  # noqa: E402
 from netbay.install import install_cni, install_netavark  # noqa: E402
-from netbay.kernel import netns  # noqa: E402
+from netbay.kernel import netns, sysctl  # noqa: E402
 from netbay.kernel.links import Netlink  # noqa: E402
 from sandbox import cleanup_mounts, median, p, sandbox, sh  # noqa: E402
 
@@ -251,16 +251,20 @@ class Floor:
     def __init__(self, place: Place, count: int) -> None:
         self.place = place
         make_netns(place, count)
+        for i in range(count):  # as netbay makes a container's namespace: IPv6 off by default
+            with netns.entered(place.container_ns(i)):
+                sysctl.ensure("net.ipv6.conf.default.disable_ipv6", "1")
         self.hosts = list(SUBNET.hosts())
         with place.inside():
             sh("ip link add nbfloor0 type bridge && ip link set nbfloor0 up")
             self.nl = Netlink(None)
+            self.conf = sysctl.ConfDir.open()
             master = self.nl.index("nbfloor0")
         assert master is not None
         self.master = master
 
     def attach(self, i: int) -> None:
-        floor_attach(self.nl, self.master, f"fl{i}", str(self.place.container_ns(i)),
+        floor_attach(self.nl, self.conf, self.master, f"fl{i}", str(self.place.container_ns(i)),
                      IPv4Interface((self.hosts[i + 1], SUBNET.prefixlen)), self.hosts[0])
 
     def detach(self, i: int) -> None:
@@ -268,6 +272,7 @@ class Floor:
 
     def close(self) -> None:
         self.nl.close()
+        self.conf.close()
 
 
 # key -> (label, peer kind needed or None, factory)

@@ -21,10 +21,15 @@ class HostKernel:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._host = Netlink(None)
+        self._ipv6_conf = sysctl.ConfDir.open()
         self._bridge_index: dict[str, int] = {}
+        # namespaces made here with IPv6 off by default, so an interface born in them needs
+        # no sysctl of its own (forgotten on restart: then the per-attach write is done)
+        self._ipv6_off: set[str] = set()
 
     def close(self) -> None:
         self._host.close()
+        self._ipv6_conf.close()
 
     # --- networks --------------------------------------------------------------------
     def ensure_bridge(
@@ -101,7 +106,9 @@ class HostKernel:
 
         Netlink round trips: veth add (enslaved, up, peer born in the netns), then in the
         container namespace: index lookup, up, address, default route. IPv6 is switched off
-        on both ends before the pair gets its carrier (see _disable_ipv6)."""
+        on both ends before the pair gets its carrier (see _disable_ipv6): the host end
+        through the held-open conf directory, the container end by its namespace's default
+        when netbay made the namespace."""
         with self.lock, Netlink(netns) as inside:
             try:
                 self._host.add_veth(
@@ -116,9 +123,11 @@ class HostKernel:
                     host_ifname, ifname, netns, master=self._bridge(bridge_key, bridge),
                     peer_mac=mac, mtu=mtu,
                 )
-            _disable_ipv6(host_ifname)  # a bridge port: its own addresses would serve nothing
-            with netns_mod.entered(netns):
-                _disable_ipv6(ifname)
+            # a bridge port: its own addresses would serve nothing
+            self._ipv6_conf.write(host_ifname, "disable_ipv6", "1")
+            if str(netns) not in self._ipv6_off:  # a runtime's namespace, or made before
+                with netns_mod.entered(netns):  # this daemon started
+                    _disable_ipv6(ifname)
             index = inside.index(ifname)
             if index is None:
                 raise KernelError(f"{ifname} did not appear in {netns}", errno.ENODEV)
@@ -134,11 +143,18 @@ class HostKernel:
 
     # --- namespaces -------------------------------------------------------------------
     def create_netns(self, path: Path) -> None:
+        """A container's namespace: lo up, and IPv6 off for every interface born in it
+        later (lo keeps ::1). Its one /proc/sys lookup from inside the new namespace costs
+        O(namespaces) (see sysctl.ConfDir), here rather than in every attach."""
         netns_mod.create(path)
         with Netlink(path) as inside:
             inside.set_up(1)  # lo
+        with netns_mod.entered(path):
+            _disable_ipv6("default")
+        self._ipv6_off.add(str(path))
 
     def delete_netns(self, path: Path) -> None:
+        self._ipv6_off.discard(str(path))
         netns_mod.delete(path)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from ..errors import KernelError
@@ -24,3 +26,44 @@ def ensure_interface(device: str, key: str, value: str) -> None:
             path.write_text(value)
     except OSError as exc:
         raise KernelError(f"cannot set {path}={value}: {exc}", exc.errno or 0) from exc
+
+
+class ConfDir:
+    """`/proc/sys/net/ipv6/conf` of the namespace it was opened in, held open.
+
+    A sysctl path looked up from /proc/sys first finds `net`, an entry every namespace has:
+    the kernel compares the name with each namespace's in turn, ~0.1 ms with 1,000
+    containers. Looked up relative to this directory, it costs the same with any number."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls) -> ConfDir:
+        """The calling thread's namespace's; a kernel without IPv6 gives one that does
+        nothing."""
+        try:
+            return cls(os.open("/proc/sys/net/ipv6/conf", os.O_RDONLY | os.O_DIRECTORY
+                               | os.O_CLOEXEC))
+        except FileNotFoundError:
+            return cls(None)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def write(self, device: str, key: str, value: str) -> None:
+        """Set DEVICE's KEY (writing an unchanged value is a no-op for the kernel)."""
+        if self.fd is None:
+            return
+        try:
+            fd = os.open(f"{device}/{key}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.fd)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+            raise KernelError(f"cannot set net.ipv6.conf.{device}.{key}={value}: {exc}",
+                              code) from exc
