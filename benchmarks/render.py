@@ -65,9 +65,12 @@ def render_scale(page: Page, data: dict[str, Any], images: Path) -> None:
     page.add(
         f"Each system in its own namespace standing in for a host, with one bridge network "
         f"growing from 0 to {count} containers, then shrinking back in reverse; one system "
-        "at a time, alone in the kernel (run side by side, the systems slowed each other "
-        "through the kernel's shared work: a first run had netbay's library at 10 ms with "
-        "1,000 containers, 2-3 ms alone). A system whose attach time passed "
+        "at a time, into the same set of empty namespaces (netbay's library and CLI into "
+        "netbay's own containers), nothing deleted until the end: run side by side, the "
+        "systems slowed each other through the kernel's shared work (a first run had netbay's "
+        "library at 10 ms with 1,000 containers), and the kernel frees deleted namespaces "
+        "slowly (~10 a second), in the background of whatever runs next. A system whose "
+        "attach time passed "
         f"{data['budget_s']:.0f} s would stop growing there. Cells: median ms of the "
         "operations that brought the network to that many containers (up to 50 of them); "
         "growth: median of the last tenth over the first tenth. N=1 is each system's first "
@@ -406,6 +409,10 @@ def write(result: dict[str, Any], out: Path) -> Path:
         "Absolute times depend on the machine; the ratios are what carries over. "
         "Raw samples: [benchmarks.json](benchmarks.json).",
     ]
+    if result.get("remeasured"):
+        again = result["remeasured"]
+        head.append(f"Re-measured {again['date']} after a change: "
+                    f"{', '.join(again['sections'])} (`report.py --only`).")
     if result["mode"] != "full":
         head.append(f"**This page came from a `--{result['mode']}` run: small sizes, few runs; "
                     "`./scripts/bench.sh` gives the real figures.**")

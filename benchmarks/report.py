@@ -23,6 +23,7 @@ import argparse
 import datetime
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -119,6 +120,8 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=list(SIZES["full"]), default=[],
                         help="run only this section (repeatable)")
     args = parser.parse_args()
+    # SIGTERM unwinds like an exception, so every sandbox's finally block removes what it made
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     data_file = args.out / "benchmarks.json"
     if args.render_only:
         result = json.loads(data_file.read_text())
@@ -128,6 +131,14 @@ def main() -> int:
             return 2
         chosen = "quick" if args.quick else "tiny" if args.tiny else "full"
         result = measure(chosen, args.only)
+        if args.only and data_file.exists():  # the other sections stay as they were measured
+            earlier = json.loads(data_file.read_text())
+            if earlier.get("mode") == chosen:
+                fresh = result["sections"]
+                merged = {**earlier["sections"], **fresh}
+                earlier["sections"] = {k: merged[k] for k in SIZES[chosen] if k in merged}
+                earlier["remeasured"] = {"sections": sorted(fresh), "date": result["date"]}
+                result = earlier
         args.out.mkdir(parents=True, exist_ok=True)
         data_file.write_text(json.dumps(result, separators=(",", ":")) + "\n")
     page = render.write(result, args.out)
