@@ -11,8 +11,6 @@ from typing import Any
 
 import scale
 
-Table = list[list[str]]
-
 
 # --- formatting ------------------------------------------------------------------------------
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

@@ -106,7 +106,8 @@ class HostKernel:
 
         Netlink round trips: veth add (enslaved, up, peer born in the netns), then in the
         container namespace: index lookup, up, address, default route. IPv6 is switched off
-        on both ends before the pair gets its carrier (see _disable_ipv6): the host end
+        on both ends before the pair gets its carrier (no autoconfiguration flooding the
+        bridge, no per-port IPv6 timers whose work grows with the ports): the host end
         through the held-open conf directory, the container end by its namespace's default
         when netbay made the namespace."""
         with self.lock, Netlink(netns) as inside:
@@ -127,7 +128,7 @@ class HostKernel:
             self._ipv6_conf.write(host_ifname, "disable_ipv6", "1")
             if str(netns) not in self._ipv6_off:  # a runtime's namespace, or made before
                 with netns_mod.entered(netns):  # this daemon started
-                    _disable_ipv6(ifname)
+                    sysctl.disable_ipv6(ifname)
             index = inside.index(ifname)
             if index is None:
                 raise KernelError(f"{ifname} did not appear in {netns}", errno.ENODEV)
@@ -150,25 +151,9 @@ class HostKernel:
         with Netlink(path) as inside:
             inside.set_up(1)  # lo
         with netns_mod.entered(path):
-            _disable_ipv6("default")
+            sysctl.disable_ipv6("default")
         self._ipv6_off.add(str(path))
 
     def delete_netns(self, path: Path) -> None:
         self._ipv6_off.discard(str(path))
         netns_mod.delete(path)
-
-
-def _disable_ipv6(ifname: str) -> None:
-    """No IPv6 on IFNAME, in the calling thread's namespace.
-
-    On a container's interface of an IPv4-only network, as Docker does; on the bridge port,
-    as LXD does (a bridge port's own addresses serve nothing). Set before the pair gets its
-    carrier, so neither end sends IPv6 autoconfiguration traffic (duplicate address detection,
-    router solicitations, multicast listener reports) nor keeps its timers: the bridge would
-    flood each packet from a container to every other port, and the ports' timer work grows
-    with their number, making every attach cost O(containers)."""
-    try:
-        sysctl.ensure(f"net.ipv6.conf.{ifname}.disable_ipv6", "1")
-    except KernelError as exc:
-        if exc.errno != errno.ENOENT:  # ENOENT: a kernel without IPv6
-            raise

@@ -22,6 +22,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 from ..errors import KernelError
+from . import sysctl
 from .links import Netlink
 from .netns import entered
 
@@ -310,19 +311,6 @@ def link_exists(name: str) -> bool:
         return rtnl.link(name) is not None
 
 
-def disable_ipv6(ifname: str) -> None:
-    """No IPv6 on IFNAME (in the calling thread's namespace): netbay's networks are IPv4, and
-    an interface on a real LAN would otherwise send autoconfiguration traffic there. Names
-    may hold dots (eth0.10), so the path is built here, not by a dotted sysctl key."""
-    path = Path("/proc/sys/net/ipv6/conf") / ifname / "disable_ipv6"
-    try:
-        path.write_text("1")
-    except FileNotFoundError:  # a kernel without IPv6
-        return
-    except OSError as exc:
-        raise KernelError(f"cannot disable IPv6 on {ifname}: {exc}", exc.errno or 0) from exc
-
-
 def ensure_parent(name: str, kind: LinkKind, lower: str | None) -> bool:
     """A parent netbay makes (a VLAN sub-interface of LOWER, or a dummy), up; True if it was
     made now. An existing link of another kind is an error."""
@@ -339,7 +327,7 @@ def ensure_parent(name: str, kind: LinkKind, lower: str | None) -> bool:
             if parent is None:
                 raise KernelError(f"cannot create {name}: {lower} does not exist", errno.ENODEV)
         rtnl.add_link(name, newlink_body(name, kind, parent=parent))
-        disable_ipv6(name)
+        sysctl.disable_ipv6(name)
         index = rtnl.index(name)
         if index is None:
             raise KernelError(f"{name} vanished right after creation", errno.ENODEV)
@@ -386,7 +374,7 @@ def attach_sublink(
         finally:
             os.close(fd)
     with entered(netns):
-        disable_ipv6(ifname)
+        sysctl.disable_ipv6(ifname)
         inside = Rtnl()
     with inside:
         index = inside.index(ifname)
@@ -423,7 +411,7 @@ def ensure_shim(
             if lower is None:
                 raise KernelError(f"parent {parent} does not exist", errno.ENODEV)
             host.add_link(name, newlink_body(name, kind, parent=lower))
-            disable_ipv6(name)
+            sysctl.disable_ipv6(name)
         index = host.index(name)
         if index is None:
             raise KernelError(f"{name} vanished right after creation", errno.ENODEV)

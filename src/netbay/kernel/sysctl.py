@@ -28,6 +28,19 @@ def ensure_interface(device: str, key: str, value: str) -> None:
         raise KernelError(f"cannot set {path}={value}: {exc}", exc.errno or 0) from exc
 
 
+def disable_ipv6(ifname: str) -> None:
+    """No IPv6 on IFNAME, in the calling thread's namespace (netbay's networks are IPv4):
+    its autoconfiguration traffic and timers would serve nothing. A kernel without IPv6 is
+    fine. Names may hold dots (eth0.10), so the path is built here, not from a dotted key."""
+    path = Path("/proc/sys/net/ipv6/conf") / ifname / "disable_ipv6"
+    try:
+        path.write_text("1")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise KernelError(f"cannot disable IPv6 on {ifname}: {exc}", exc.errno or 0) from exc
+
+
 class ConfDir:
     """`/proc/sys/net/ipv6/conf` of the namespace it was opened in, held open.
 
