@@ -13,7 +13,7 @@ then times host.attach_endpoint() for all of them in order (veth, address, defau
 the record), then host.detach_endpoint() in the same order. Each run then does the same
 kernel work with no record, no checks and no IPAM, twice, so netbay's own share is visible:
 
-  floor     netbay's netlink path alone (kernel.links.Netlink), the kernel's floor here;
+  floor     netbay's netlink path alone (kernel.rtnetlink.Rtnetlink), the kernel's floor here;
   pyroute2  plain pyroute2 IPRoute calls (the peers' "raw netlink floor" in
             notes/peers.md): a long-lived host socket for the veth add, one socket opened in
             the container's namespace per attach, a synchronous link delete.
@@ -49,8 +49,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from netbay import Container, ContainerSpec, Host, Network, NetworkSpec, SubnetConfig  # noqa: E402
 from netbay.kernel import sysctl
-from netbay.kernel.links import Netlink
 from netbay.kernel.netns import entered
+from netbay.kernel.rtnetlink import Rtnetlink
 from sandbox import sandbox  # noqa: E402
 
 SUBNET = IPv4Network("10.123.0.0/20")  # room for 4,000 containers; only inside the sandbox
@@ -108,7 +108,7 @@ def netbay_run(
     return attach, detach
 
 
-def floor_attach(nl: Netlink, conf: sysctl.ConfDir, master: int, name: str, netns: str,
+def floor_attach(nl: Rtnetlink, conf: sysctl.ConfDir, master: int, name: str, netns: str,
                  address: IPv4Interface, gateway: IPv4Address) -> None:
     """An attach's kernel work as netbay does it, nothing else: veth NAME into NETNS on
     bridge MASTER, IPv6 off on the host end (CONF: the host's held-open conf directory; the
@@ -116,7 +116,7 @@ def floor_attach(nl: Netlink, conf: sysctl.ConfDir, master: int, name: str, netn
     link up, address, default route."""
     nl.add_veth(name, "eth0", netns, master=master, peer_mac=None, mtu=None)
     conf.write(name, "disable_ipv6", "1")
-    with Netlink(netns) as inside:
+    with Rtnetlink(netns) as inside:
         index = inside.index("eth0")
         assert index is not None
         inside.set_up(index)
@@ -129,12 +129,12 @@ def floor_run(
 ) -> tuple[list[float], list[float]]:
     """The same kernel work as an attach (veth into the netns on the bridge, IPv6 off on both
     ends, link up, address, default route) and a detach (link delete), with no record, no
-    checks and no IPAM: through netbay's own netlink path (links.Netlink), or through plain
+    checks and no IPAM: through netbay's own netlink path (rtnetlink.Rtnetlink), or through plain
     pyroute2 IPRoute calls (a long-lived host socket, one socket opened in the container's
     namespace per attach, a synchronous link delete)."""
     hosts = list(SUBNET.hosts())
     conf = sysctl.ConfDir.open()
-    with Netlink(None) as nl, IPRoute() as ipr, contextlib.closing(conf):
+    with Rtnetlink(None) as nl, IPRoute() as ipr, contextlib.closing(conf):
         master = nl.index(bridge)
         assert master is not None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from netbay import Paths, _linux
 from netbay.kernel import netns
-from netbay.kernel.links import Netlink
+from netbay.kernel.rtnetlink import Rtnetlink
 
 
 def cleanup_mounts(directory: Path) -> None:
@@ -46,7 +46,7 @@ def sandbox() -> Iterator[Paths]:
             _linux.setns(fd, _linux.CLONE_NEWNET)
         finally:
             os.close(fd)
-        with Netlink(None) as nl:
+        with Rtnetlink(None) as nl:
             nl.set_up(1)
         resolv = tmp / "resolv.conf"
         resolv.write_text("# benchmark sandbox: no resolver\n")

@@ -48,7 +48,7 @@ from cni_netavark import Daemon, NetbayCni, NetbayNetavark  # noqa: E402
 from netbay import ContainerSpec, Host, NetworkSpec, Paths, SubnetConfig  # noqa: E402
 from netbay.install import install_cni, install_netavark  # noqa: E402
 from netbay.kernel import netns, sysctl  # noqa: E402
-from netbay.kernel.links import Netlink  # noqa: E402
+from netbay.kernel.rtnetlink import Rtnetlink  # noqa: E402
 from sandbox import median, p, sandbox, sh  # noqa: E402
 
 SUBNET = IPv4Network("10.140.0.0/20")  # room for 4,000 containers; only inside each namespace
@@ -98,7 +98,7 @@ def make_place(root: Path, key: str, pool: Path) -> Place:
     work.mkdir(parents=True)
     place = Place(work / "hostns", work, pool)
     netns.create(place.ns)
-    with place.inside(), Netlink(None) as nl:
+    with place.inside(), Rtnetlink(None) as nl:
         nl.set_up(1)
     return place
 
@@ -265,7 +265,7 @@ class Floor:
         self.hosts = list(SUBNET.hosts())
         with place.inside():
             sh("ip link add nbfloor0 type bridge && ip link set nbfloor0 up")
-            self.nl = Netlink(None)
+            self.nl = Rtnetlink(None)
             self.conf = sysctl.ConfDir.open()
             master = self.nl.index("nbfloor0")
         assert master is not None

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,7 @@ def host_ns(tmp_path: Path) -> Iterator[Path]:
     """This thread (and every process it starts) lives in a fresh namespace for the test."""
     from netbay import _linux
     from netbay.kernel import netns
-    from netbay.kernel.links import Netlink
+    from netbay.kernel.rtnetlink import Rtnetlink
 
     path = tmp_path / "hostns"
     netns.create(path)
@@ -46,7 +46,7 @@ def host_ns(tmp_path: Path) -> Iterator[Path]:
     _linux.setns(fd, _linux.CLONE_NEWNET)
     os.close(fd)
     try:
-        with Netlink(None) as nl:
+        with Rtnetlink(None) as nl:
             nl.set_up(1)
         yield path
     finally:
@@ -108,6 +108,25 @@ def env(paths, tmp_path: Path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
     finally:
         e.close()
         kill_recorded_processes(paths.db)
+
+
+@pytest.fixture
+def namespaces(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Network namespaces the test makes as a container runtime would (`namespaces("web")`:
+    TMP/ns-web), each removed afterwards."""
+    from netbay.kernel import netns
+
+    made: list[Path] = []
+
+    def make(name: str) -> Path:
+        path = tmp_path / f"ns-{name}"
+        netns.create(path)
+        made.append(path)
+        return path
+
+    yield make
+    for path in made:
+        netns.delete(path)
 
 
 @pytest.fixture

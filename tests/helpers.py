@@ -1,21 +1,49 @@
-"""Test helpers: run the CLI, snapshot kernel and store state, kill recorded processes."""
+"""Test helpers: run the CLI, snapshot kernel and store state, kill recorded processes, wait
+for a condition."""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from netbay import _linux
 from netbay.paths import Paths
+
+T = TypeVar("T")
+
+
+def poll(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
+    """PREDICATE's first truthy value, asked every INTERVAL seconds for up to TIMEOUT
+    seconds; else its last (falsy) one. For a wait that goes on either way; wait_until fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float, what: str, *, interval: float = 0.05
+) -> T:
+    """PREDICATE's first truthy value within TIMEOUT seconds; an AssertionError saying it
+    waited for WHAT when none comes."""
+    value = poll(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"waited {timeout:g} s for {what}: it did not happen")
+    return value
 
 
 def kill_recorded_processes(db: Path) -> None:
@@ -34,10 +62,10 @@ def kill_recorded_processes(db: Path) -> None:
 
 
 def link_names(netns: Path | None = None) -> set[str]:
-    from netbay.kernel.links import Netlink
+    from netbay.kernel.rtnetlink import Rtnetlink
 
-    with Netlink(netns) as nl:
-        return {str(m.get("IFLA_IFNAME")) for m in nl.links()}
+    with Rtnetlink(netns) as nl:
+        return {link.name for link in nl.links()}
 
 
 class Env:
@@ -91,18 +119,13 @@ class Env:
         pid = self.daemon_pid()
         if pid is None and self.paths.daemon_log.exists():
             # a daemon may be starting: it writes its pid file right after taking its lock
-            deadline = time.monotonic() + 3
-            while pid is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-                pid = self.daemon_pid()
+            pid = poll(self.daemon_pid, 3)
         if pid is None:
             return
         start = _linux.process_start_time(pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _linux.process_alive(pid, start):
-            time.sleep(0.02)
+        poll(lambda: not _linux.process_alive(pid, start), 10, interval=0.02)
         if _linux.process_alive(pid, start):
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError, OSError):
@@ -112,6 +135,22 @@ class Env:
         self, name: str, *cmd: str, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         return self.run("exec", name, "--", *cmd, check=check)
+
+
+def api_get(paths: Paths, path: str) -> tuple[int, Any]:
+    """GET PATH from netbayd's socket: (status, JSON body) whatever the status (netbay's own
+    client raises on an error status)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    conn = http.client.HTTPConnection("netbay")
+    conn.sock = sock
+    try:
+        sock.connect(str(paths.socket))
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        conn.close()
 
 
 def store_rows(db: Path) -> list[tuple[Any, ...]]:
@@ -136,6 +175,12 @@ def snapshot(paths: Paths) -> dict[str, Any]:
 
 
 PROBE = str(Path(__file__).with_name("netprobe.py"))
+
+
+def tcp_answer(address: str, port: int) -> str:
+    """What netprobe's TCP client got from ADDRESS:PORT ("HOST saw PEER" from a tcp-serve)."""
+    return subprocess.run([sys.executable, PROBE, "tcp", address, str(port)],
+                          capture_output=True, text=True).stdout
 
 
 def sh(command: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -57,17 +57,3 @@ class FirewallError(NetbayError):
 class DaemonError(NetbayError):
     """The daemon could not be reached or started."""
 
-
-ERRORS_BY_NAME: dict[str, type[NetbayError]] = {
-    cls.__name__: cls
-    for cls in (
-        NetbayError,
-        ConflictError,
-        InUseError,
-        NotFoundError,
-        IPAMExhaustedError,
-        KernelError,
-        FirewallError,
-        DaemonError,
-    )
-}

@@ -1,10 +1,10 @@
 """What the runtime-facing executables share (the CNI plugin, the netavark-compatible
-backend): JSON without the `json` package, one HTTP/1.1 exchange with netbayd over its unix
+backend): JSON with json's C scanner alone, one HTTP/1.1 exchange with netbayd over its unix
 socket, and starting netbayd when it is not running.
 
-These executables run once per container operation, under `python -I -S`: only built-in C
-modules here (`_json`, `_socket`, `time`, `posix`; not even `os`), because importing `json`
-(it pulls in `re`), `socket` (`enum`, `selectors`) or `subprocess` would cost more than
+These executables run once per container operation, under `python -I -S`: only C modules
+here (`_json`, `_socket`, `time`, `posix`; not even `os`), because importing `json` (it pulls
+in `re`: 8 ms), `socket` (`enum`, `selectors`) or `subprocess` would cost more than
 everything else they do. `netbay cni install` and `netbay podman install` copy this file's
 code (between the markers) into each executable, so an installed executable imports nothing
 of netbay's.
@@ -22,14 +22,7 @@ REQUEST_TIMEOUT = 300.0
 
 
 class JsonError(ValueError):
-    def __init__(self, msg: str, doc: str = "", pos: int | None = None) -> None:
-        super().__init__(msg if pos is None else f"{msg} at character {pos}")
-
-
-# _json reports syntax errors with json.decoder.JSONDecodeError, which it looks up in
-# sys.modules (it never imports it): while the real one is not loaded, this stands in.
-_STAND_IN = type(sys)("json.decoder")
-_STAND_IN.JSONDecodeError = JsonError  # type: ignore[attr-defined]
+    """Not a JSON document (or not one these executables take: NaN, Infinity)."""
 
 
 def _no_constant(name: str) -> object:
@@ -55,20 +48,23 @@ def json_decode(text: str) -> object:
     start = len(text) - len(text.lstrip(_BLANK))
     if start == len(text):
         raise JsonError("unexpected end of JSON input")
-    stand_in = "json.decoder" not in sys.modules
-    if stand_in:
-        sys.modules["json.decoder"] = _STAND_IN
     try:
         value, end = _scan(text, start)
     except StopIteration as stop:
         raise JsonError(f"invalid JSON at character {stop.value}") from None
     except JsonError:
         raise
-    except (ValueError, RecursionError) as exc:
+    except SystemError:
+        # The scanner reports a syntax error with json.decoder's JSONDecodeError, which
+        # before Python 3.12 it only looks up in sys.modules (3.12 imports it). Imported
+        # here, for a document refused anyway: it costs 8 ms, more than a whole call.
+        if "json.decoder" in sys.modules:
+            raise
+        import json.decoder  # noqa: F401
+
+        return json_decode(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise JsonError(f"invalid JSON: {exc}") from None
-    finally:
-        if stand_in:
-            del sys.modules["json.decoder"]
     if text[end:].strip(_BLANK):
         raise JsonError(f"invalid JSON: extra data at character {end}")
     return value

@@ -41,6 +41,11 @@ CASES = [
         ("network", "create", "-o", "com.docker.network.bridge.name=waytoolongbridgename", "x"),
         "invalid opt com.docker.network.bridge.name 'waytoolongbridgename'",
     ),
+    (  # issue 13: the name passed the driver, the bridge was made, the firewall refused it
+        ("network", "create", "-o", "com.docker.network.bridge.name=br+x", "n1"),
+        "invalid opt com.docker.network.bridge.name 'br+x': not a valid interface name (1-15 "
+        "characters of ASCII letters, digits, '_', '-' and '.')",
+    ),
     (("network", "create", "bad/name"), "invalid name 'bad/name'"),
     (("network", "create", "-d", "host", "x"), "invalid driver 'host'"),
     (("network", "rm", "asgard"), "network asgard id"),

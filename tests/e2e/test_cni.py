@@ -9,14 +9,13 @@ import json
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import PROBE, Env, link_names, sh, snapshot
+from helpers import PROBE, Env, link_names, poll, sh, snapshot, tcp_answer, wait_until
 from runtimes import CNI_PATH, Cni
 
 pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
@@ -28,22 +27,16 @@ def cni(env: Env, tmp_path: Path) -> Cni:
 
 
 @pytest.fixture
-def sandboxes(tmp_path: Path) -> Iterator[Any]:
-    """Container namespaces the test makes (a runtime's), removed afterwards."""
-    from netbay.kernel import netns
-
-    made: list[Path] = []
+def sandboxes(namespaces: Callable[[str], Path]) -> Callable[[str], Path]:
+    """Container namespaces the test makes, with loopback up: libcni's runtimes set it up
+    themselves before they call the plugins."""
 
     def make(name: str) -> Path:
-        path = tmp_path / f"ns-{name}"
-        netns.create(path)
-        made.append(path)
+        path = namespaces(name)
         sh(f"nsenter --net={path} ip link set lo up")
         return path
 
-    yield make
-    for path in made:
-        netns.delete(path)
+    return make
 
 
 def conf(version: str = "1.1.0", **fields: Any) -> dict[str, Any]:
@@ -159,12 +152,9 @@ def test_capabilities_ips_mac_ports_dns_and_cni_args(
         assert link["address"] == "02:11:22:33:44:55"
         assert added.json["dns"] == {"nameservers": ["10.63.0.1"], "search": ["corp.example"],
                                      "options": ["ndots:2"]}
-        deadline = time.monotonic() + 10
-        answer = ""
-        while time.monotonic() < deadline and "saw" not in answer:
-            answer = subprocess.run([sys.executable, PROBE, "tcp", "127.0.0.1", "18080"],
-                                    capture_output=True, text=True).stdout
-        assert "saw" in answer
+        wait_until(lambda: "saw" in tcp_answer("127.0.0.1", 18080), 10,
+                   "an answer from c1's server through the published port 127.0.0.1:18080",
+                   interval=0)
         assert "18080" in nft_ruleset()
         # DEL without runtimeConfig (the reference portmap leaks its rules here)
         assert cni.call("DEL", conf(network="asgard"), "ctr-1", None).code == 0
@@ -192,9 +182,8 @@ def test_del_from_the_record_when_the_namespace_is_gone(env: Env, cni: Cni, tmp_
     assert added.code == 0, added
     host_end = added.json["interfaces"][1]["name"]
     netns.delete(path)  # the runtime removed the namespace before DEL
-    deadline = time.monotonic() + 5
-    while host_end in link_names() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # the host end goes with the namespace, in the kernel's own time; DEL comes either way
+    poll(lambda: host_end not in link_names(), 5)
     deleted = cni.call("DEL", conf(network="asgard"), "gone-1", None)
     assert (deleted.code, deleted.stdout) == (0, ""), deleted
     assert "18081" not in nft_ruleset()
@@ -285,12 +274,9 @@ def test_reference_plugins_chain_after_netbay(env: Env, cni: Cni, sandboxes: Any
         assert container_ip in saved
         # portmap's DNAT on the LAN-facing path: reach it from the host at a host address
         sh("ip addr add 198.51.100.1/24 dev lo")
-        deadline = time.monotonic() + 10
-        answer = ""
-        while time.monotonic() < deadline and "saw" not in answer:
-            answer = subprocess.run([sys.executable, PROBE, "tcp", "198.51.100.1", "18090"],
-                                    capture_output=True, text=True).stdout
-        assert "saw" in answer, answer
+        wait_until(lambda: "saw" in tcp_answer("198.51.100.1", 18090), 10,
+                   "an answer from c1's server through portmap's DNAT on 198.51.100.1:18090",
+                   interval=0)
         checks = cni.check_list(conflist, "chain-1", ns, result, runtime=runtime)
         # portmap 1.1.1's own CHECK looks for an IPv6 chain it never made for an IPv4-only
         # result ("could not check ipv6 dnat"); every other plugin, netbay first, passes

@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import Env, Lan, snapshot
+from helpers import Env, Lan, snapshot, wait_until
 
 pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
 
@@ -88,17 +87,17 @@ def start_upstream(env: Env, lan: Lan, address: str, *zone: str) -> Path:
         lan.sh(f"ip addr add {address}/24 dev lan0")
     server = subprocess.Popen(lan.argv(sys.executable, DNSPROBE, "serve", address, str(log), *zone))
     env.cleanups.append(lambda: (server.kill(), server.wait()))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         out = subprocess.run(
             [sys.executable, DNSPROBE, "query", address, "ready.check", "--timeout", "0.3"],
             capture_output=True, text=True,
         )
-        if '"rcode"' in out.stdout:
-            log.write_text("")
-            return log
-        time.sleep(0.1)
-    raise AssertionError(f"fake upstream on {address} did not start")
+        return '"rcode"' in out.stdout
+
+    wait_until(answers, 10, f"the fake upstream on {address} to answer", interval=0.1)
+    log.write_text("")
+    return log
 
 
 def use_host_resolver(env: Env, *servers: str) -> None:
@@ -277,9 +276,8 @@ def test_server_killed_is_restarted_and_serves_current_names(world: World) -> No
     os.kill(old, signal.SIGKILL)
     env.run("rm", "-f", "a2")  # changes while it is down
     world.run("a3", "--network", "asgard")
-    deadline = time.monotonic() + 10
-    while world.ask("a1", "a3", timeout=0.5).get("rcode") != "NOERROR":
-        assert time.monotonic() < deadline, "the DNS server did not come back"
+    wait_until(lambda: world.ask("a1", "a3", timeout=0.5).get("rcode") == "NOERROR", 10,
+               "the restarted DNS server to answer a1's query for a3", interval=0)
     assert dns_pid(env) != old
     assert world.addresses("a1", "a3") == [world.ip("a3", "asgard")]
     assert world.rcode("a1", "a2") == "NXDOMAIN"
@@ -298,18 +296,13 @@ def test_the_server_lives_from_the_first_user_defined_bridge_to_the_daemons_end(
     # a user-defined bridge network starts it in the background: its first container does
     # not wait for the server's process to start
     env.run("network", "create", "--subnet", "10.95.0.0/24", "asgard")
-    deadline = time.monotonic() + 10
-    while not pid_file.exists():
-        assert time.monotonic() < deadline, "netbay-dns did not start with the network"
-        time.sleep(0.05)
+    wait_until(pid_file.exists, 10, "netbay-dns to start with the network")
     world.run("b1", "--network", "asgard")
     pid = dns_pid(world.env)
     assert _state(pid) != "Z"
     world.env.stop_daemon(signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
-        assert time.monotonic() < deadline, "netbay-dns outlived its daemon"
-        time.sleep(0.05)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in _state(pid), 5,
+               "netbay-dns to die with its daemon")
 
 
 def _state(pid: int) -> str:

@@ -4,10 +4,16 @@ store row); then removing everything leaves the host as it was."""
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from helpers import Env, link_names, netns_files, store_rows
+from helpers import Env, link_names, netns_files
 from netbay import _linux
+from netbay.model import CREATING, REMOVING
+from netbay.store.sqlite import SQLiteStore
 
 pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
 
@@ -43,22 +49,31 @@ FAULTS = [
 ]
 
 
+def recorded(db: Path) -> dict[str, list[dict[str, Any]]]:
+    """The record's rows by table, each by column name (read-only: the daemon is running)."""
+    rows: dict[str, list[dict[str, Any]]] = {"networks": [], "containers": [], "endpoints": []}
+    with contextlib.closing(SQLiteStore(db, read_only=True)) as store:
+        for table, row in store.dump():
+            rows[table].append(row)
+    return rows
+
+
 def assert_consistent(env: Env) -> None:
     """Every record is settled, every kernel object is recorded and vice versa."""
     assert env.run("system", "audit", check=False).stdout == ""
-    rows = store_rows(env.paths.db)
-    assert not [r for r in rows if "creating" in r or "removing" in r]
-    recorded_netns = {r[6].rsplit("/", 1)[-1] for r in rows if r[0] == "containers" and r[6]}
+    rows = recorded(env.paths.db)
+    assert [r for table in rows.values() for r in table if r["state"] in (CREATING, REMOVING)] == []
+    recorded_netns = {c["netns"].rsplit("/", 1)[-1] for c in rows["containers"] if c["netns"]}
     assert netns_files(env.paths) == recorded_netns
-    recorded_veths = {r[5] for r in rows if r[0] == "endpoints"}
+    recorded_veths = {e["host_ifname"] for e in rows["endpoints"]}
     veths = {name for name in link_names() if name.startswith("nbv")}
     assert veths == recorded_veths
-    bridges = {r[11] for r in rows if r[0] == "networks" and r[11]}
+    bridges = {n["device"] for n in rows["networks"] if n["device"]}
     assert {n for n in link_names() if n.startswith("br-")} == {
         b for b in bridges if b.startswith("br-")
     }
     dirs = {p.name for p in env.paths.containers.iterdir()}
-    assert dirs == {r[1] for r in rows if r[0] == "containers"}
+    assert dirs == {c["id"] for c in rows["containers"]}
 
 
 @pytest.mark.parametrize(
@@ -92,4 +107,4 @@ def test_daemon_killed_mid_operation_is_repaired(
     assert_consistent(env)
     assert netns_files(env.paths) == set()
     assert {n for n in link_names() if n.startswith(("nbv", "br-"))} == set()
-    assert [r for r in store_rows(env.paths.db) if r[0] == "endpoints"] == []
+    assert recorded(env.paths.db)["endpoints"] == []

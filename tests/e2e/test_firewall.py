@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import PROBE, Env, Lan, sh, snapshot
+from helpers import PROBE, Env, Lan, sh, snapshot, wait_until
 
 pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
 
@@ -53,12 +52,7 @@ def probe(argv: list[str]) -> tuple[bool, str]:
 
 
 def wait_listening(argv: list[str]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if probe(argv)[0]:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"no answer from {argv}")
+    wait_until(lambda: probe(argv)[0], 10, f"an answer from {argv}", interval=0.1)
 
 
 @pytest.fixture

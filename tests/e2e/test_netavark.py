@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import PROBE, Env, link_names, sh, snapshot
+from helpers import PROBE, Env, link_names, sh, snapshot, tcp_answer, wait_until
 from runtimes import NetavarkCli, netavark_options
 
 pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
@@ -25,23 +23,6 @@ NET = {"subnet": "10.88.7.0/24", "gateway": "10.88.7.1", "device": "podman7"}
 @pytest.fixture
 def nv(env: Env, tmp_path: Path) -> NetavarkCli:
     return NetavarkCli(tmp_path / "bin", env.environ)
-
-
-@pytest.fixture
-def namespaces(tmp_path: Path) -> Iterator[Any]:
-    from netbay.kernel import netns
-
-    made: list[Path] = []
-
-    def make(name: str) -> Path:
-        path = tmp_path / f"ns-{name}"
-        netns.create(path)
-        made.append(path)
-        return path
-
-    yield make
-    for path in made:
-        netns.delete(path)
 
 
 def in_ns(path: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
@@ -80,21 +61,17 @@ def test_setup_status_packets_names_ports_and_teardown(
     assert nv.setup(db, db_opts).code == 0
     assert in_ns(db, "ping", "-c", "1", "-W", "2", "10.88.7.2").returncode == 0
     # names: the container name and the aliases, through netbay's DNS server on the gateway
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and resolve(db, "10.88.7.1", "web") != ["10.88.7.2"]:
-        time.sleep(0.1)
-    assert resolve(db, "10.88.7.1", "web") == ["10.88.7.2"]
+    wait_until(lambda: resolve(db, "10.88.7.1", "web") == ["10.88.7.2"], 10,
+               "netbay's DNS server to answer web with 10.88.7.2", interval=0.1)
     assert resolve(db, "10.88.7.1", "www") == ["10.88.7.2"]
     assert resolve(web, "10.88.7.1", "db") == ["10.88.7.3"]
     # the published port from the host
     server = subprocess.Popen(["nsenter", f"--net={web}", sys.executable, PROBE, "tcp-serve",
                                "80"])
     try:
-        answer = ""
-        while time.monotonic() < deadline + 10 and "saw" not in answer:
-            answer = subprocess.run([sys.executable, PROBE, "tcp", "127.0.0.1", "18300"],
-                                    capture_output=True, text=True).stdout
-        assert "saw" in answer
+        wait_until(lambda: "saw" in tcp_answer("127.0.0.1", 18300), 20,
+                   "an answer from web's server through the published port 127.0.0.1:18300",
+                   interval=0)
     finally:
         server.kill()
         server.wait()
@@ -124,10 +101,8 @@ def test_teardown_when_the_namespace_is_gone(env: Env, nv: NetavarkCli, tmp_path
     netns.delete(path)
     out = nv.teardown(path, opts)  # netavark#1451: netavark skips this; netbay finishes it
     assert (out.code, out.stdout) == (0, ""), out
-    deadline = time.monotonic() + 5
-    while snapshot(env.paths) != before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert snapshot(env.paths) == before
+    wait_until(lambda: snapshot(env.paths) == before, 5,
+               "the links, namespaces and record to be as before the setup")
 
 
 def test_setup_of_two_networks_is_undone_when_the_second_fails(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 import podman_env
-from helpers import Env, link_names, sh
+from helpers import Env, link_names, sh, wait_until
 from runtimes import Cni, NetavarkCli
 
 pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
@@ -65,15 +64,14 @@ def nv_podman(podman_ready: None, env: Env, tmp_path: Path) -> Iterator[podman_e
 
 
 def fetch(url: str, deadline: float = 15) -> str:
-    end = time.monotonic() + deadline
-    while True:
+    def page() -> str | None:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 return str(response.read().decode())
         except OSError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.2)
+            return None  # not published yet, or the server is still starting
+
+    return wait_until(page, deadline, f"a page from {url}", interval=0.2)
 
 
 def netbay_state(env: Env) -> dict[str, Any]:

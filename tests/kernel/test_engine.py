@@ -8,7 +8,8 @@ import pytest
 
 from helpers import link_names
 from netbay import AttachRequest, ContainerSpec, Host, NetworkSpec
-from netbay.kernel.links import Netlink
+from netbay.kernel.netlink import open_iproute
+from netbay.kernel.rtnetlink import Rtnetlink
 from netbay.paths import Paths
 
 pytestmark = pytest.mark.kernel
@@ -22,7 +23,7 @@ def sleeper(name: str, network: str = "asgard") -> ContainerSpec:
 
 
 def test_default_bridge_and_new_networks_skip_subnets_the_host_uses(paths: Paths) -> None:
-    with Netlink(None) as nl:
+    with Rtnetlink(None) as nl:
         index, _ = nl.ensure_bridge("ext0", None)
         nl.ensure_address(index, IPv4Interface("172.17.9.1/24"))
         nl.ensure_address(index, IPv4Interface("172.18.5.1/24"))
@@ -83,10 +84,10 @@ def test_gc_removes_a_container_caught_mid_creation(host: Host) -> None:
 def test_gc_removes_unrecorded_ports_of_netbay_bridges(host: Host) -> None:
     net = host.create_network(NetworkSpec(name="asgard"))
     assert net.device is not None
-    with Netlink(None) as nl:
+    with Rtnetlink(None) as nl, open_iproute() as ipr:
         bridge = nl.index(net.device)
         assert bridge is not None
-        nl._ipr.link("add", ifname="stray0", kind="veth", peer="stray1", master=bridge)
+        ipr.link("add", ifname="stray0", kind="veth", peer="stray1", master=bridge)
     assert host.audit() == [f"orphan port stray0 on {net.device}"]
     assert host.gc().orphan_links == ["stray0"]
     assert {"stray0", "stray1"} & link_names() == set()

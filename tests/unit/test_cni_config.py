@@ -46,7 +46,9 @@ def test_existing_and_self_contained_networks() -> None:
     assert spec.driver == "bridge" and not spec.internal
     assert spec.subnets == (SubnetConfig(IPv4Network("10.1.0.0/24"), IPv4Address("10.1.0.254")),)
     assert spec.options == {
-        cfg.OPT_BRIDGE: "cni0", cfg.OPT_MASQ: "false", cfg.OPT_MTU: "1400"}
+        "com.docker.network.bridge.name": "cni0",
+        "com.docker.network.bridge.enable_ip_masquerade": "false",
+        "com.docker.network.driver.mtu": "1400"}
     assert cfg.interface_network(inv({"isGateway": False})).spec.internal  # type: ignore[union-attr]
     ranged = cfg.interface_network(inv({"ipam": {"type": "netbay-ipam", "ranges": [[
         {"subnet": "10.2.0.0/16", "rangeStart": "10.2.1.0", "rangeEnd": "10.2.1.255"},

@@ -6,13 +6,14 @@ import dataclasses
 from ipaddress import IPv4Network
 from typing import Any
 
-from netbay.observe.doctor import DoctorFacts, ForwardChain, check, render
+from netbay.observe.doctor import DoctorFacts, ForwardChain, check, check_dns, render
 from netbay.observe.health import forward_chains
 
 
 def network(name: str = "neta", **kw: Any) -> dict[str, Any]:
     net = {"name": name, "driver": "bridge", "internal": False, "subnets": ["10.91.0.0/24"],
-           "device": {"name": "br-a", "mtu": 1500, "present": True, "problems": []},
+           "device": {"name": "br-a", "mtu": 1500, "present": True, "problems": [],
+                      "role": "bridge"},
            "shim": None, "ports": [], "members": [], "problems": []}
     net.update(kw)
     return net
@@ -30,6 +31,20 @@ def clean(**kw: Any) -> DoctorFacts:
     return dataclasses.replace(base, **kw)
 
 
+def dns_health(**kw: Any) -> dict[str, Any]:
+    """DnsSupervisor.health() of a server that answers on 10.91.0.1 (network neta)."""
+    report = {"phase": "running", "pid": 4242, "alive": True, "answered": True, "uptime": 9.5,
+              "wanted": {"10.91.0.1": "neta"}, "listening": ["10.91.0.1"], "failed": {},
+              "restarts": 0, "retry_in": None, "last_exit": None,
+              "log": "/var/lib/netbay/netbayd.log", "healthy": True}
+    report.update(kw)
+    return report
+
+
+def dns_text(**kw: Any) -> str:
+    return render([check_dns(clean(dns=dns_health(**kw))).as_json()])
+
+
 def statuses(facts: DoctorFacts) -> dict[str, str]:
     out: dict[str, str] = {}
     for finding in check(facts):
@@ -38,7 +53,7 @@ def statuses(facts: DoctorFacts) -> dict[str, str]:
     return out
 
 
-def test_a_clean_host_is_clean_and_dns_is_skipped_with_a_note() -> None:
+def test_a_clean_host_is_clean_and_dns_without_a_server_is_skipped_with_a_note() -> None:
     findings = check(clean())
     assert {f.check: f.status for f in findings} == {
         "daemon": "ok", "ip_forward": "ok", "br_netfilter": "ok", "rp_filter": "ok",
@@ -46,7 +61,7 @@ def test_a_clean_host_is_clean_and_dns_is_skipped_with_a_note() -> None:
         "dns": "skip"}
     text = render([f.as_json() for f in findings])
     assert text.endswith("no problems found")
-    assert "[skip] dns: netbayd has no DNS health endpoint yet" in text
+    assert "[skip] dns: this netbayd runs no DNS server: DNS not checked" in text
 
 
 def test_each_fault_is_flagged_with_its_fix() -> None:
@@ -59,7 +74,8 @@ def test_each_fault_is_flagged_with_its_fix() -> None:
         "record vs kernel": clean(topology={"networks": [network()], "interfaces": [],
                                             "problems": ["interface nbvx: named like ..."]}),
         "daemon": clean(daemon={"pid": 1, "version": "0.1.0", "firewall": False}),
-        "dns": clean(dns={"healthy": False}),
+        "dns": clean(dns=dns_health(phase="starting", pid=None, alive=False, answered=False,
+                                    listening=[], healthy=False)),
     }
     for name, facts in faults.items():
         got = statuses(facts)
@@ -114,3 +130,55 @@ def test_a_vxlan_port_without_room_for_its_header() -> None:
     assert (finding.status, finding.fix) == ("warn", "ip link set vx42 mtu 1450")
     vxlan["mtu"] = 1450
     assert statuses(clean(topology=topo))["mtu"] == "ok"
+
+
+def test_dns_running_and_answering() -> None:
+    assert dns_text() == ("[ok  ] dns: DNS server running (pid 4242), answering on 1 address "
+                          "(10.91.0.1)\nno problems found")
+    two = dns_text(wanted={"10.91.0.1": "neta", "10.92.0.1": "netb"},
+                   listening=["10.91.0.1", "10.92.0.1"])
+    assert "answering on 2 addresses (10.91.0.1, 10.92.0.1)" in two
+    idle = check_dns(clean(dns=dns_health(phase="idle", pid=None, alive=False, answered=False,
+                                          wanted={}, listening=[])))
+    assert (idle.status, idle.message) == (
+        "ok", "DNS server not started: no network has containers to answer yet")
+
+
+def test_dns_server_killed_and_not_yet_back() -> None:
+    text = dns_text(phase="backoff", pid=None, alive=False, answered=False, listening=[],
+                    healthy=False, restarts=3, retry_in=1.6,
+                    last_exit={"pid": 4242, "how": "was killed by SIGKILL", "ago": 0.21})
+    assert text.splitlines() == [
+        "[FAIL] dns: DNS server not running: pid 4242 was killed by SIGKILL 0.2 s ago; netbayd "
+        "starts it again in 1.6 s (restart 3; the wait doubles while it keeps dying young); "
+        "meanwhile names do not resolve on neta",
+        "       fix: run netbay doctor again in a few seconds; if it keeps dying, see "
+        "/var/lib/netbay/netbayd.log",
+        "1 problem(s) found"]
+
+
+def test_dns_server_restarted_recently_is_a_warning() -> None:
+    text = dns_text(pid=4343, restarts=1,
+                    last_exit={"pid": 4242, "how": "was killed by SIGKILL", "ago": 12.0})
+    assert text.splitlines()[:2] == [
+        "[WARN] dns: DNS server running (pid 4343), answering on 1 address (10.91.0.1); "
+        "restarted after pid 4242 was killed by SIGKILL 12.0 s ago",
+        "       fix: why it died: /var/lib/netbay/netbayd.log (and dmesg, if the OOM killer did "
+        "it)"]
+    long_ago = dns_text(last_exit={"pid": 4242, "how": "exited with status 1", "ago": 3600.0})
+    assert long_ago.startswith("[ok  ] dns: DNS server running (pid 4242)")
+
+
+def test_dns_server_missing_an_address_or_not_answering() -> None:
+    missing = check_dns(clean(dns=dns_health(
+        wanted={"10.91.0.1": "neta", "10.92.0.1": "netb"}, listening=["10.91.0.1"],
+        failed={"10.92.0.1": "udp 10.92.0.1:53: Address already in use"}, healthy=False)))
+    assert (missing.status, missing.message) == (
+        "fail", "DNS server (pid 4242) does not answer on 10.92.0.1 (network netb): udp "
+        "10.92.0.1:53: Address already in use: containers there cannot resolve names")
+    assert "ss -lunp 'sport = :53'" in missing.fix
+    hung = check_dns(clean(dns=dns_health(answered=False, listening=[], healthy=False)))
+    assert (hung.status, hung.fix) == (
+        "fail", "kill -KILL 4242 (netbayd starts a new one); if it hangs again, see "
+        "/var/lib/netbay/netbayd.log")
+    assert "runs but did not answer netbayd within 1 s" in hung.message

@@ -13,7 +13,7 @@ from netbay.drivers import get_driver
 from netbay.drivers.parent import ParentDriver, host_link_addresses, vlan_parent
 from netbay.errors import ConfigError, ConflictError
 from netbay.ipam.allocator import complete
-from netbay.kernel import sublinks
+from netbay.kernel import rtnl_wire, sublinks
 from netbay.model import Endpoint, Network, NetworkSpec, SubnetConfig
 
 ID = "0123456789abcdef" * 4
@@ -140,7 +140,7 @@ def test_upstream_routes_as_inspect_shows_them() -> None:
 
 # --- netlink requests as bytes -------------------------------------------------------------
 def nla(kind: int, payload: bytes) -> bytes:
-    """An attribute built independently of sublinks.attr: header, payload, padding."""
+    """An attribute built independently of netlink.attr: header, payload, padding."""
     return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
 
 
@@ -163,8 +163,8 @@ def test_macvlan_vlan_and_dummy_linkinfo() -> None:
 
 
 def test_newlink_born_in_another_namespace() -> None:
-    body = sublinks.newlink_body("eth0", sublinks.DUMMY, parent=7, netns_fd=12,
-                                 mac="02:42:ac:11:1c:08")
+    body = rtnl_wire.newlink_body("eth0", sublinks.DUMMY, parent=7, netns_fd=12,
+                                  mac="02:42:ac:11:1c:08")
     header = struct.pack("=BxHiII", 0, 0, 0, 0, 0)
     assert body == (
         header + nla(3, b"eth0\0") + nla(5, struct.pack("=I", 7)) + nla(28, struct.pack("=I", 12))
@@ -174,12 +174,12 @@ def test_newlink_born_in_another_namespace() -> None:
 
 def test_default_route_straight_out_of_a_device() -> None:
     default = IPv4Network("0.0.0.0/0")
-    body = sublinks.route_body(default, oif=3)
+    body = rtnl_wire.route_body(rtnl_wire.Route(default, index=3))
     # AF_INET, dst_len 0, main table, static, scope link (no gateway), unicast; no RTA_DST
     assert body == struct.pack("=BBBBBBBBI", 2, 0, 0, 0, 254, 4, 253, 1, 0) + nla(
         4, struct.pack("=I", 3)
     )
-    via = sublinks.route_body(default, gateway=IPv4Address("10.0.0.1"))
+    via = rtnl_wire.route_body(rtnl_wire.Route(default, gateway=IPv4Address("10.0.0.1")))
     assert via[6] == 0 and via.endswith(nla(5, bytes([10, 0, 0, 1])))
 
 
@@ -188,6 +188,6 @@ def test_replies_are_parsed() -> None:
     payload = struct.pack("=BxHiII", 0, 1, 9, 0, 0) + nla(3, b"eth0\0") + nla(
         5, struct.pack("=I", 4)
     ) + info
-    assert sublinks.parse_link(payload) == sublinks.LinkInfo(9, "ipvlan", 4)
+    assert rtnl_wire.decode_link(payload) == rtnl_wire.Link(9, "eth0", "ipvlan", parent=4)
     address = struct.pack("=BBBBi", 2, 24, 0, 0, 5) + nla(2, bytes([203, 0, 113, 1]))
-    assert sublinks.parse_address(address) == (5, IPv4Interface("203.0.113.1/24"))
+    assert rtnl_wire.decode_address(address) == (5, IPv4Interface("203.0.113.1/24"))

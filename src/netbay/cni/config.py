@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, summarize_address_range
 from typing import Any
 
+from ..drivers import capabilities, runtime_drivers, runtime_options
+from ..drivers.base import DEFAULT_ROUTE
 from ..model import NetworkSpec, SubnetConfig
 from . import plugin
 from .fields import (
@@ -36,10 +38,6 @@ from .fields import (
 from .plugin import INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
 
 KINDS = ("netbay", "netbay-ipam")
-OPT_BRIDGE = "com.docker.network.bridge.name"
-OPT_MASQ = "com.docker.network.bridge.enable_ip_masquerade"
-OPT_MTU = "com.docker.network.driver.mtu"
-DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
 
 
 @dataclass(frozen=True)
@@ -204,12 +202,7 @@ def interface_network(inv: Invocation) -> NetworkChoice:
                        "and ipam)")
     found = top or below
     _routes_default_only(config, ipam)
-    if driver == "bridge":
-        return NetworkChoice(inv.name, _bridge_spec(inv.name, config, found))
-    if driver == "macvlan":
-        return NetworkChoice(inv.name, _macvlan_spec(inv.name, config, found))
-    raise CniError(UNSUPPORTED_FIELD, f"unsupported field driver: {driver!r}",
-                   "netbay's CNI plugin makes bridge and macvlan networks")
+    return NetworkChoice(inv.name, _self_contained_spec(inv.name, driver, config, found))
 
 
 def _routes_default_only(config: Mapping[str, Any], ipam: Mapping[str, Any]) -> None:
@@ -222,43 +215,46 @@ def _routes_default_only(config: Mapping[str, Any], ipam: Mapping[str, Any]) -> 
                 )
 
 
-def _bridge_spec(
-    name: str, config: Mapping[str, Any], found: tuple[SubnetConfig, ...]
+# Fields of the reference plugins that netbay's networks do not implement.
+_NOT_IMPLEMENTED = ("vlan", "vlanTrunk", "promiscMode", "macspoofchk", "enabledad",
+                    "linkInContainer")
+
+
+def _self_contained_spec(
+    name: str, driver: str, config: Mapping[str, Any], found: tuple[SubnetConfig, ...]
 ) -> NetworkSpec:
-    refuse_unsupported(config, ("vlan", "vlanTrunk", "promiscMode", "macspoofchk", "enabledad"),
-                 "not supported by netbay's bridge networks")
+    """The reference plugins' fields as the driver's options (RuntimeOptions): a bridge is
+    "bridge" and is the containers' gateway ("isGateway"), a parent is "master". A field the
+    driver has no option for is refused."""
+    fields = runtime_options(driver)
+    if fields is None:
+        raise CniError(UNSUPPORTED_FIELD, f"unsupported field driver: {driver!r}",
+                       f"netbay's CNI plugin makes {' and '.join(runtime_drivers())} networks")
+    bridged = capabilities(driver).host_bridge
+    device_field, other_field = ("bridge", "master") if bridged else ("master", "bridge")
+    settings = {"ipMasq": fields.masquerade, "mtu": fields.mtu, "mode": fields.mode}
+    lacking = tuple(field for field, option in settings.items() if option is None)
+    refuse_unsupported(config, (*_NOT_IMPLEMENTED, other_field, *lacking),
+                       f"not supported by netbay's {driver} networks")
     options: dict[str, str] = {}
-    device = read_str(config, "bridge")
+    device = read_str(config, device_field)
     if device:
-        options[OPT_BRIDGE] = device
-    options[OPT_MASQ] = "true" if read_bool(config, "ipMasq", True) else "false"
+        options[fields.device] = device
+    if fields.masquerade:
+        options[fields.masquerade] = "true" if read_bool(config, "ipMasq", True) else "false"
     mtu = read_int(config, "mtu", 68, 65535)
-    if mtu is not None:
-        options[OPT_MTU] = str(mtu)
-    read_bool(config, "hairpinMode", True)  # netbay turns hairpin on where a port is published
-    gateway = read_bool(config, "isGateway", True) or read_bool(config, "isDefaultGateway", False)
-    return NetworkSpec(
-        name=name, driver="bridge", subnets=found, internal=not gateway or
-        read_bool(config, "internal", False), options=options,
-    )
-
-
-def _macvlan_spec(
-    name: str, config: Mapping[str, Any], found: tuple[SubnetConfig, ...]
-) -> NetworkSpec:
-    refuse_unsupported(config, ("mtu", "linkInContainer", "bridge", "ipMasq"),
-                 "not supported by netbay's macvlan networks")
-    options: dict[str, str] = {}
-    master = read_str(config, "master")
-    if master:
-        options["parent"] = master
+    if fields.mtu and mtu is not None:
+        options[fields.mtu] = str(mtu)
     mode = read_str(config, "mode")
-    if mode:
-        options["macvlan_mode"] = mode
-    return NetworkSpec(
-        name=name, driver="macvlan", subnets=found,
-        internal=read_bool(config, "internal", False), options=options,
-    )
+    if fields.mode and mode:
+        options[fields.mode] = mode
+    internal = read_bool(config, "internal", False)
+    if bridged:
+        read_bool(config, "hairpinMode", True)  # netbay turns hairpin on where a port is published
+        gateway = read_bool(config, "isGateway", True) or read_bool(
+            config, "isDefaultGateway", False)
+        internal = internal or not gateway
+    return NetworkSpec(name=name, driver=driver, subnets=found, internal=internal, options=options)
 
 
 def ipam_network(inv: Invocation) -> NetworkChoice:

@@ -11,9 +11,11 @@ Versions before 1.0.0 carry "version": "4" in each ip; 1.1.0 adds the interface 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from typing import Any
 
+from ..drivers import get_driver
+from ..drivers.base import Route
 from ..model import Endpoint, Network
 from .asks import Dns
 
@@ -52,8 +54,9 @@ def interface_result(
     if network.mtu and not _before_1_0(version) and version != "1.0.0":
         container_iface["mtu"] = network.mtu
     container_iface["sandbox"] = netns
+    driver = get_driver(network.driver)
     interfaces: list[dict[str, Any]] = []
-    if network.driver == "bridge" and network.device and endpoint.host_ifname:
+    if driver.caps.host_bridge and network.device and endpoint.host_ifname:
         interfaces = [{"name": network.device}, {"name": endpoint.host_ifname}]
     interfaces.append(container_iface)
     gateway = None if network.internal else subnet_gateway(network, endpoint)
@@ -61,8 +64,9 @@ def interface_result(
     if endpoint.address is not None:
         ips.append(_ip(version, str(endpoint.address), gateway, len(interfaces) - 1))
     result: dict[str, Any] = {"cniVersion": version, "interfaces": interfaces, "ips": ips}
-    if endpoint.gateway is not None:
-        result["routes"] = [{"dst": "0.0.0.0/0", "gw": str(endpoint.gateway)}]
+    routes = driver.container_routes(network, endpoint)
+    if routes:
+        result["routes"] = _routes(routes)
     if dns.as_dict():
         result["dns"] = dns.as_dict()
     return result
@@ -72,7 +76,7 @@ def ipam_result(
     version: str,
     network: Network,
     endpoint: Endpoint,
-    routes: Sequence[tuple[IPv4Network, IPv4Address | None]],
+    routes: Sequence[Route],
     dns: Dns,
 ) -> dict[str, Any]:
     ips = []
@@ -81,12 +85,14 @@ def ipam_result(
         ips.append(_ip(version, str(endpoint.address), gateway, None))
     result: dict[str, Any] = {"cniVersion": version, "ips": ips}
     if routes:
-        result["routes"] = [
-            {"dst": str(dst), **({"gw": str(gw)} if gw is not None else {})} for dst, gw in routes
-        ]
+        result["routes"] = _routes(routes)
     if dns.as_dict():
         result["dns"] = dns.as_dict()
     return result
+
+
+def _routes(routes: Sequence[Route]) -> list[dict[str, str]]:
+    return [{"dst": str(dst), **({"gw": str(gw)} if gw is not None else {})} for dst, gw in routes]
 
 
 def chained(prev: Any, mine: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..dns.records import serves
+from ..drivers import capabilities, get_driver
 from ..engine import Host
-from ..engine.sandboxes import SandboxRequest
+from ..engine.runtime_networks import UnusableNetwork
+from ..engine.sandboxes import RuntimeAttachment, SandboxRequest
 from ..errors import (
     ConfigError,
     ConflictError,
@@ -30,8 +32,6 @@ from ..errors import (
     NetbayError,
     NotFoundError,
 )
-from ..ipam.allocator import pick_address
-from ..kernel.links import Netlink
 from ..model import READY, Endpoint, Network
 from . import asks, results
 from . import config as cfg
@@ -69,6 +69,13 @@ def attach_error(exc: NetbayError) -> CniError:
     return CniError(INTERNAL, str(exc))
 
 
+def _addresses_only(network: Network) -> bool:
+    """Endpoints of NETWORK are addresses only: another plugin makes the links."""
+    return get_driver(network.driver).mode == "private" and not (
+        capabilities(network.driver).makes_links
+    )
+
+
 class CniService:
     def __init__(self, host: Host) -> None:
         self.host = host
@@ -101,24 +108,25 @@ class CniService:
             return 400, error_json(CniError(INTERNAL, "internal error", repr(exc)), version)
         return (204, None) if result is None else (200, result)
 
-    # --- networks ----------------------------------------------------------------------
-    def _network(self, choice: cfg.NetworkChoice) -> Network:
-        """The existing network CHOICE names, or the one it defines (made if missing)."""
+    # --- attachments -------------------------------------------------------------------
+    def _setup(
+        self, choice: cfg.NetworkChoice, request: Callable[[Network], SandboxRequest]
+    ) -> tuple[Network, Endpoint]:
+        """The existing network CHOICE names, or the one it defines (made if missing), and
+        the attachment REQUEST makes of it; on failure nothing is left."""
+        wanted = RuntimeAttachment(choice.name if choice.spec is None else choice.spec, request)
         try:
-            if choice.spec is None:
-                network = self.host.network_named(choice.name)
-                if network is None or network.state != READY:
-                    raise CniError(INVALID_CONFIG, f"network {choice.name} not found")
-                return network
-            return self.host.ensure_runtime_network(choice.spec, RUNTIME)
-        except CniError:
-            raise
-        except NetbayError as exc:  # a subnet clash, a bad option: nothing was made
+            ((network, endpoint),) = self.host.setup_sandbox(RUNTIME, [wanted])
+        except UnusableNetwork as exc:  # a subnet clash, a bad option: nothing was made
             raise CniError(INVALID_CONFIG, str(exc)) from None
+        except NetbayError as exc:
+            raise attach_error(exc) from None
+        return network, endpoint
 
-    def _attach(
-        self, inv: cfg.Invocation, network: Network, want: asks.Requested, ports: bool
-    ) -> Endpoint:
+    @staticmethod
+    def _request(
+        inv: cfg.Invocation, network: Network, want: asks.Requested, ports: bool
+    ) -> SandboxRequest:
         if want.ip is not None and want.prefixlen is not None:
             subnet = next((s.subnet for s in network.subnets if want.ip in s.subnet), None)
             if subnet is not None and subnet.prefixlen != want.prefixlen:
@@ -126,7 +134,7 @@ class CniService:
                     INVALID_CONFIG, f"invalid ip {want.ip}/{want.prefixlen}: network "
                     f"{network.name} has subnet {subnet}",
                 )
-        request = SandboxRequest(
+        return SandboxRequest(
             external_id=inv.container_id,
             runtime=RUNTIME,
             netns=Path(inv.netns),
@@ -139,15 +147,6 @@ class CniService:
             dns=want.runtime_dns.nameservers,
             tag=inv.name,
         )
-        try:
-            _, endpoint = self.host.attach_sandbox(network, request)
-        except NetbayError as exc:
-            self.host.release_runtime_network(network)
-            raise attach_error(exc) from None
-        except BaseException:
-            self.host.release_runtime_network(network)
-            raise
-        return endpoint
 
     def _dns(self, network: Network, endpoint: Endpoint, want: asks.Requested) -> asks.Dns:
         """netbay's DNS server on the gateway where it serves the network (it forwards other
@@ -170,14 +169,16 @@ class CniService:
         choice = cfg.interface_network(inv)
         want = asks.requested(inv)
         self._require_netns(inv)
-        with self.host.kernel.lock:
-            network = self._network(choice)
-            if network.driver == "external":
+
+        def request(network: Network) -> SandboxRequest:
+            if _addresses_only(network):
                 raise CniError(
                     INVALID_CONFIG, f"network {network.name} is an addresses-only (external) "
                     "network: use it through netbay-ipam",
                 )
-            endpoint = self._attach(inv, network, want, ports=True)
+            return self._request(inv, network, want, ports=True)
+
+        network, endpoint = self._setup(choice, request)
         result = results.interface_result(
             inv.version, network, endpoint, inv.netns, self._dns(network, endpoint, want)
         )
@@ -193,17 +194,7 @@ class CniService:
         network, endpoint = self._recorded(inv)
         self._check_prev_result(inv, endpoint)
         self._require_netns(inv)
-        problems = []
-        with Netlink(Path(inv.netns)) as inside:
-            if inside.index(inv.ifname) is None:
-                problems.append(f"{inv.ifname} missing in {inv.netns}")
-            elif endpoint.address is not None and endpoint.address not in set(inside.addresses()):
-                problems.append(f"{endpoint.address} missing on {inv.ifname}")
-        with self.host.kernel.lock:
-            if endpoint.host_ifname and not self.host.kernel.link_exists(endpoint.host_ifname):
-                problems.append(f"host interface {endpoint.host_ifname} missing")
-            if network.driver == "bridge" and not self.host.firewall_intact():
-                problems.append("netbay's firewall tables are missing")
+        problems = self.host.sandbox_problems(network, endpoint, Path(inv.netns))
         if problems:
             raise CniError(CHECK_FAILED, "attachment not as recorded", "; ".join(problems))
 
@@ -257,12 +248,8 @@ class CniService:
             if choice.spec is None:
                 raise CniError(NOT_AVAILABLE, f"network {choice.name} not found")
             return  # made on the first ADD
-        try:
-            pick_address(network.subnets, self.host.store.used_addresses(network.id))
-        except IPAMExhaustedError:
-            raise CniError(
-                NOT_AVAILABLE, f"no free address left in network {network.name}"
-            ) from None
+        if not self.host.has_free_address(network):
+            raise CniError(NOT_AVAILABLE, f"no free address left in network {network.name}")
 
     # --- the IPAM plugin ---------------------------------------------------------------
     def ipam_add(self, inv: cfg.Invocation) -> dict[str, Any]:
@@ -272,14 +259,16 @@ class CniService:
         routes = cfg.routes(ipam, "ipam.")
         want = asks.requested(inv)
         dns = asks.dns_config("ipam.dns", ipam.get("dns"), "nameservers", "search")
-        with self.host.kernel.lock:
-            network = self._network(choice)
-            if network.driver != "external":
+
+        def request(network: Network) -> SandboxRequest:
+            if capabilities(network.driver).makes_links:
                 raise CniError(
                     INVALID_CONFIG, f"network {network.name} is a {network.driver} network "
                     "whose links netbay makes: use type netbay, not netbay-ipam",
                 )
-            endpoint = self._attach(inv, network, want, ports=False)
+            return self._request(inv, network, want, ports=False)
+
+        network, endpoint = self._setup(choice, request)
         return results.ipam_result(inv.version, network, endpoint, routes, dns)
 
     def ipam_check(self, inv: cfg.Invocation) -> None:

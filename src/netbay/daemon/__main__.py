@@ -61,7 +61,8 @@ def serve(paths: Paths, lock: object) -> int:
     guard = FirewallGuard(host)
     dns = DnsSupervisor(paths, host.store)
     dns.sync()  # the containers the record already holds resolve as before the restart
-    server = UnixHTTPServer(paths.socket, Api(host, reaper, after_change=dns.sync))
+    api = Api(host, reaper, after_change=dns.sync, dns_health=dns.health)
+    server = UnixHTTPServer(paths.socket, api)
 
     def stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -12,10 +12,10 @@ from urllib.parse import parse_qs
 from .. import __version__
 from ..engine import Host
 from ..errors import InUseError, NotFoundError
-from ..model import READY, Container, Endpoint, Network
+from ..model import READY, Container, Network
 from . import wire
 from .filters import PRUNE_FILTER_KEYS, network_matches, parse_filters
-from .observe_api import ObserveRoutes
+from .observe_api import DnsHealth, ObserveRoutes
 from .reaper import Reaper
 from .runtime_api import RuntimeRoutes
 
@@ -41,7 +41,8 @@ def version_error(requested: str) -> str | None:
 
 class Api:
     def __init__(
-        self, host: Host, reaper: Reaper, after_change: Callable[[], None] | None = None
+        self, host: Host, reaper: Reaper, after_change: Callable[[], None] | None = None,
+        dns_health: DnsHealth | None = None,
     ) -> None:
         self.host = host
         self.reaper = reaper
@@ -73,7 +74,7 @@ class Api:
             ("POST", r"/system/reload", self.reload),
         ):
             self._routes.append((method, re.compile(pattern + "$"), handler))
-        self.observe = ObserveRoutes(host, self)  # topology, trace, capture, doctor, rps
+        self.observe = ObserveRoutes(host, dns_health)  # topology, trace, doctor, dns, rps...
         for method, pattern, handler in self.observe.routes():
             self._routes.append((method, re.compile(pattern + "$"), handler))
         self.runtimes = RuntimeRoutes(host)  # the CNI plugins, the netavark backend
@@ -124,35 +125,25 @@ class Api:
         return 200, self.host.gc().as_dict()
 
     def reload(self, **_: Any) -> Response:
-        with self.host.kernel.lock:
-            self.host.firewall_rebuild()
+        self.host.firewall_rebuild()
         return 204, None
 
     def audit(self, **_: Any) -> Response:
         return 200, {"Problems": self.host.audit()}
 
     # --- networks ----------------------------------------------------------------------
-    def _members(self, network: Network) -> list[tuple[Container, Endpoint | None]]:
-        containers = {c.id: c for c in self.host.containers()}
-        members: list[tuple[Container, Endpoint | None]] = [
-            (containers[e.container_id], e)
-            for e in self.host.store.endpoints(network_id=network.id)
-            if e.container_id in containers and e.state == "ready"
-        ]
-        if network.builtin and network.driver in ("host", "null"):
-            mode = "host" if network.driver == "host" else "none"
-            members += [(c, None) for c in containers.values() if c.network_mode == mode]
-        return members
+    def _in_use(self, network: Network) -> bool:
+        return bool(self.host.members(network))
 
     def list_networks(self, params: dict[str, str], **_: Any) -> Response:
         filters = parse_filters(params.get("filters"))
         nets = [n for n in self.host.networks() if n.state == "ready"]
-        chosen = [n for n in nets if network_matches(n, filters, lambda n: bool(self._members(n)))]
+        chosen = [n for n in nets if network_matches(n, filters, self._in_use)]
         return 200, [wire.network_json(n, []) for n in chosen]
 
     def inspect_network(self, ref: str, **_: Any) -> Response:
         network = self.host.network(ref)
-        body = wire.network_json(network, self._members(network))
+        body = wire.network_json(network, self.host.members(network))
         routes = self.host.upstream_routes(network)
         if routes and network.device:
             body["UpstreamRoutes"] = wire.upstream_routes_json(network.device, routes)
@@ -176,7 +167,7 @@ class Api:
         for network in self.host.networks():
             if network.builtin or network.state != READY:
                 continue
-            if not network_matches(network, filters, lambda n: bool(self._members(n))):
+            if not network_matches(network, filters, self._in_use):
                 continue
             try:
                 self.host.remove_network(network.id)

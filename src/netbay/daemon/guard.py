@@ -22,10 +22,8 @@ class FirewallGuard:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                with self._host.kernel.lock:
-                    if not self._host.firewall_intact():
-                        log.warning("netbay's nftables tables are gone; restoring from the record")
-                        self._host.firewall_rebuild()
+                if self._host.restore_firewall():
+                    log.warning("netbay's nftables tables were gone; restored from the record")
             except Exception:
                 log.exception("firewall check failed")
 

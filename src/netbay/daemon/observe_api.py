@@ -1,27 +1,25 @@
-"""Routes for seeing the network (topology, trace, capture target, doctor, RPS): thin
-handlers over netbay.observe; registered by Api next to the Docker-shaped routes."""
+"""Routes for seeing the network (topology, trace, capture target, doctor, DNS health, RPS):
+thin handlers over netbay.observe; registered by Api next to the Docker-shaped routes."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..engine import Host
 from ..observe.service import Observer
 from ..observe.steering import Steering
 from ..observe.tracing import Tracer
 
-if TYPE_CHECKING:
-    from .api import Api
-
 Response = tuple[int, Any]
+DnsHealth = Callable[[], dict[str, Any]]  # DnsSupervisor.health
 
 
 class ObserveRoutes:
-    def __init__(self, host: Host, api: Api) -> None:
+    def __init__(self, host: Host, dns_health: DnsHealth | None = None) -> None:
         self.host = host
-        self.api = api
+        self.dns_health = dns_health  # None: this daemon runs no DNS server
         self.observer = Observer(host)
         self.tracer = Tracer(host)
         self.steering = Steering(host)
@@ -32,6 +30,7 @@ class ObserveRoutes:
             ("POST", r"/netbay/trace", self.trace),
             ("GET", r"/netbay/capture/(?P<ref>[^/]+)", self.capture),
             ("GET", r"/netbay/doctor", self.doctor),
+            ("GET", r"/netbay/dns/health", self.dns),
             ("GET", r"/netbay/rps", self.rps_show),
             ("POST", r"/netbay/rps", self.rps_set),
         ]
@@ -50,19 +49,16 @@ class ObserveRoutes:
     def doctor(self, **_: Any) -> Response:
         from ..observe.health import doctor
 
-        return 200, {"Findings": doctor(self.host, self.observer, self._dns_health())}
+        dns = self.dns_health() if self.dns_health is not None else None
+        return 200, {"Findings": doctor(self.host, self.observer, dns)}
 
-    def _dns_health(self) -> dict[str, Any] | None:
-        """The DNS server's health, when the daemon has a route for it (GET .../dns...health
-        without parameters); None when it has none."""
-        for method, pattern, _ in self.api._routes:
-            text = pattern.pattern.rstrip("$")
-            if method == "GET" and "dns" in text and "health" in text and "(" not in text:
-                status, payload = self.api.dispatch("GET", text.replace("\\", ""), None)
-                if isinstance(payload, dict):
-                    return dict(payload, healthy=status < 400 and payload.get("healthy", True))
-                return {"healthy": status < 400, "answer": payload}
-        return None
+    def dns(self, **_: Any) -> Response:
+        """200 when the DNS server answers on every address the record needs (or nothing
+        needs it yet), 503 otherwise; the body says what it serves and what went wrong."""
+        if self.dns_health is None:
+            return 404, {"message": "this netbayd runs no DNS server"}
+        report = self.dns_health()
+        return (200 if report["healthy"] else 503), report
 
     def rps_show(self, params: dict[str, str], **_: Any) -> Response:
         return 200, self.steering.show(params.get("target") or None)

@@ -64,32 +64,30 @@ def network_json(
     }
 
 
+def _endpoint_json(network: Network, e: Endpoint) -> dict[str, Any]:
+    gateway = next(
+        (s.gateway for s in network.subnets
+         if e.address and s.gateway and e.address.ip in s.subnet),
+        "",
+    )
+    return {
+        "NetworkID": network.id,
+        "EndpointID": e.id,
+        "Gateway": str(gateway),
+        "IPAddress": str(e.address.ip) if e.address else "",
+        "IPPrefixLen": e.address.network.prefixlen if e.address else 0,
+        "MacAddress": e.mac or "",
+        "Aliases": list(e.aliases),
+        "Interface": e.ifname,
+        "HostInterface": e.host_ifname or "",
+        "DefaultRoute": e.gateway is not None,
+    }
+
+
 def container_json(
     container: Container, endpoints: list[tuple[Network, Endpoint]]
 ) -> dict[str, Any]:
-    networks = {}
-    for network, e in endpoints:
-        networks[network.name] = {
-            "NetworkID": network.id,
-            "EndpointID": e.id,
-            "Gateway": str(
-                next(
-                    (
-                        s.gateway
-                        for s in network.subnets
-                        if e.address and s.gateway and e.address.ip in s.subnet
-                    ),
-                    "",
-                )
-            ),
-            "IPAddress": str(e.address.ip) if e.address else "",
-            "IPPrefixLen": e.address.network.prefixlen if e.address else 0,
-            "MacAddress": e.mac or "",
-            "Aliases": list(e.aliases),
-            "Interface": e.ifname,
-            "HostInterface": e.host_ifname or "",
-            "DefaultRoute": e.gateway is not None,
-        }
+    networks = {network.name: _endpoint_json(network, e) for network, e in endpoints}
     if container.network_mode in ("host", "none"):
         networks[container.network_mode] = {"NetworkID": "", "EndpointID": "", "IPAddress": ""}
     return {

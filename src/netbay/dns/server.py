@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import socket
@@ -79,7 +80,7 @@ class DnsServer:
         self.upstream: tuple[str, ...] = ()
         self._resolv_stamp: tuple[float, int] | None = None
         self._sockets: dict[Key, tuple[socket.socket, socket.socket, str]] = {}
-        self._missing = False
+        self.failed: dict[str, str] = {}  # listen address -> why it is not served
         self._forwards = 0
         self._tcp = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -120,48 +121,58 @@ class DnsServer:
     # --- sockets --------------------------------------------------------------------------
     def reconcile(self) -> list[str]:
         """Open sockets for new listen points, close those no longer wanted; the bound
-        addresses."""
-        loop = self._loop
+        addresses. A point that cannot be bound is noted in `failed` and tried again."""
+        wanted = self._wanted()
+        for key in set(self._sockets) - set(wanted):
+            self._close(key)
+        for key, point in wanted.items():
+            if key not in self._sockets:
+                self._listen(key, point)
+        if self.failed and self._loop is not None:
+            self._loop.call_later(RETRY, self._retry)
+        return self.listening()
+
+    def listening(self) -> list[str]:
+        return sorted(key[0] for key in self._sockets)
+
+    def _wanted(self) -> dict[Key, ListenPoint]:
         wanted: dict[Key, ListenPoint] = {}
-        self._missing = False
+        self.failed = {}
         for point in self.zone.listen:
             try:
                 wanted[_key(point)] = point
             except OSError:
                 log.warning("bridge %s of %s is missing", point.device, point.address)
-                self._missing = True
-        for key in set(self._sockets) - set(wanted):
-            udp, tcp, _ = self._sockets.pop(key)
-            for sock in (udp, tcp):
-                if loop is not None:
-                    loop.remove_reader(sock.fileno())
-                sock.close()
-        for key, point in wanted.items():
-            if key in self._sockets:
-                continue
+                self.failed[str(point.address)] = f"its bridge {point.device} is missing"
+        return wanted
+
+    def _close(self, key: Key) -> None:
+        for sock in self._sockets.pop(key)[:2]:
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+
+    def _listen(self, key: Key, point: ListenPoint) -> None:
+        address, device = key[0], key[1]
+        opened: list[socket.socket] = []
+        for kind, proto in ((socket.SOCK_DGRAM, "udp"), (socket.SOCK_STREAM, "tcp")):
             try:
-                udp = open_socket(point, socket.SOCK_DGRAM, self.port)
+                opened.append(open_socket(point, kind, self.port))
             except OSError as exc:
-                log.warning("cannot listen on %s:%d (%s): %s", key[0], self.port, key[1], exc)
-                self._missing = True
-                continue
-            try:
-                tcp = open_socket(point, socket.SOCK_STREAM, self.port)
-            except OSError as exc:
-                udp.close()
-                log.warning("cannot listen on tcp %s:%d (%s): %s", key[0], self.port, key[1], exc)
-                self._missing = True
-                continue
-            self._sockets[key] = (udp, tcp, point.network_id)
-            if loop is not None:
-                loop.add_reader(udp.fileno(), self._on_udp, udp, point.network_id)
-                loop.add_reader(tcp.fileno(), self._on_accept, tcp, point.network_id)
-        if self._missing and loop is not None:
-            loop.call_later(RETRY, self._retry)
-        return sorted(k[0] for k in self._sockets)
+                for sock in opened:
+                    sock.close()
+                log.warning("cannot listen on %s %s:%d (%s): %s", proto, address, self.port,
+                            device, exc)
+                self.failed[address] = f"{proto} {address}:{self.port}: {exc.strerror or exc}"
+                return
+        udp, tcp = opened
+        self._sockets[key] = (udp, tcp, point.network_id)
+        if self._loop is not None:
+            self._loop.add_reader(udp.fileno(), self._on_udp, udp, point.network_id)
+            self._loop.add_reader(tcp.fileno(), self._on_accept, tcp, point.network_id)
 
     def _retry(self) -> None:
-        if self._missing:
+        if self.failed:
             self.reconcile()
 
     def close_sockets(self) -> None:
@@ -274,8 +285,10 @@ class DnsServer:
 
     # --- control and life -------------------------------------------------------------------
     def _on_control(self) -> None:
-        """From the daemon: b"sync" (reload now, then say which addresses are served); an
-        empty read means the daemon is gone, and so are we."""
+        """From the daemon: b"sync" (reload now, then say which addresses are served) or
+        b"health" (what is served and what cannot be, as it stands: read on the loop that
+        answers the queries, so a reply also says the loop is not stuck); an empty read
+        means the daemon is gone, and so are we."""
         assert self.control is not None
         try:
             message = self.control.recv(64)
@@ -289,9 +302,13 @@ class DnsServer:
         if message == b"sync":
             self.version = None
             self.fresh()
-            bound = self.reconcile()
-            with contextlib.suppress(OSError):
-                self.control.send(("ok " + ",".join(bound)).encode())
+            reply = "ok " + ",".join(self.reconcile())
+        elif message == b"health":
+            reply = "health " + json.dumps({"listening": self.listening(), "failed": self.failed})
+        else:
+            return
+        with contextlib.suppress(OSError):
+            self.control.send(reply.encode())
 
     def _shutdown(self) -> None:
         if self._stop is not None:

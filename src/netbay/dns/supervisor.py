@@ -7,7 +7,9 @@ The server is a child process (`python -m netbay.dns`), spawned by one long-live
 child's PR_SET_PDEATHSIG fires when the thread that forked it exits). A SEQPACKET socket pair
 joins them: the server says "ready ADDRS" once it serves what the record holds; `sync()`
 sends "sync" and waits for "ok ADDRS" whenever the set of listen points changes. Names
-themselves need no message: the server rereads the record whenever it changed.
+themselves need no message: the server rereads the record whenever it changed. `health()`
+sends "health" and gets back what the server serves and what it cannot (the reply comes
+from the loop that answers queries), for `netbay doctor` and GET /netbay/dns/health.
 
 Phases: idle (nothing needs it yet) -> starting -> running; a server that dies or fails to
 start puts it in backoff (0.05 s, doubling up to 5 s while it keeps dying young), then
@@ -17,14 +19,19 @@ record, so nothing done meanwhile is missed.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
+from ..model import Network
 from ..paths import Paths
 from ..store.base import Store
 from .records import ListenPoint, listen_points, serves
@@ -33,9 +40,32 @@ log = logging.getLogger("netbayd")
 
 READY_TIMEOUT = 10.0
 SYNC_TIMEOUT = 5.0
+HEALTH_TIMEOUT = 1.0  # a server that takes longer to read its control socket is stuck
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 5.0
 STABLE = 10.0  # a server that lived this long resets the back-off
 IDLE, STARTING, RUNNING, BACKOFF, CLOSED = "idle", "starting", "running", "backoff", "closed"
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How the last server ended (or failed to begin)."""
+
+    pid: int | None
+    how: str  # "was killed by SIGKILL", "exited with status 1", "did not start (...)"
+    at: float  # time.monotonic()
+
+
+def exit_text(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def _addresses(text: str) -> list[str]:
+    return [a for a in text.split(",") if a]
 
 
 class DnsSupervisor:
@@ -46,16 +76,23 @@ class DnsSupervisor:
         self.pid_file = paths.root / "netbay-dns.pid"
         self._cond = threading.Condition()
         self._sync_lock = threading.Lock()
+        self._control_lock = threading.Lock()  # one request and its reply at a time
         self._phase = IDLE
         self._proc: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._served: list[str] | None = None  # what the running server said it serves
+        self._started_at = 0.0  # time.monotonic() when the running server said ready
+        self._retry_at = 0.0  # time.monotonic() when a backoff ends
+        self._restarts = 0
+        self._last_exit: Exit | None = None
         self._thread = threading.Thread(target=self._run, name="dns-supervisor", daemon=True)
         self._thread.start()
 
     # --- called by the API after each change ------------------------------------------------
-    def wanted_points(self) -> list[ListenPoint]:
-        return listen_points(self.store.networks(), lambda nid: self.store.endpoint_count(nid) > 0)
+    def wanted_points(self, networks: list[Network] | None = None) -> list[ListenPoint]:
+        """Where the record needs the server to listen (of NETWORKS, default: all of them)."""
+        chosen = self.store.networks() if networks is None else networks
+        return listen_points(chosen, lambda nid: self.store.endpoint_count(nid) > 0)
 
     def sync(self) -> None:
         """Return once the server listens on every gateway the record needs (or log why not).
@@ -92,19 +129,76 @@ class DnsSupervisor:
             return self._phase == RUNNING
 
     def _ask_sync(self) -> list[str] | None:
-        control = self._control
-        if control is None:
+        reply = self._request(b"sync", "ok", SYNC_TIMEOUT)
+        if reply is None:
             return None
-        try:
-            control.settimeout(SYNC_TIMEOUT)
-            control.send(b"sync")
-            reply = control.recv(65536).decode()
-        except OSError:
-            return None
-        if not reply.startswith("ok"):
-            return None
-        self._served = [a for a in reply[3:].split(",") if a]
+        self._served = _addresses(reply)
         return self._served
+
+    def _request(self, message: bytes, tag: str, timeout: float) -> str | None:
+        """Send MESSAGE to the server; the text of its reply after TAG, or None when it is
+        gone or did not answer within TIMEOUT. A late reply to an earlier request that gave
+        up waiting is skipped."""
+        with self._control_lock:
+            control = self._control
+            if control is None:
+                return None
+            deadline = time.monotonic() + timeout
+            try:
+                control.settimeout(timeout)
+                control.send(message)
+                while reply := control.recv(65536).decode():
+                    if reply.startswith(tag + " "):
+                        return reply[len(tag) + 1:]
+                    control.settimeout(max(deadline - time.monotonic(), 0.001))
+            except OSError:
+                pass
+            return None
+
+    # --- health -------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """The server as of now: the supervisor's phase; the running server's pid, what it
+        says it serves and cannot serve, against what the record needs (address -> network
+        name); how the last one ended and when the next start comes. `healthy`: it answers
+        on every address the record needs, or nothing needs it yet."""
+        networks = self.store.networks()
+        names = {n.id: n.name for n in networks}
+        wanted = {str(p.address): names[p.network_id] for p in self.wanted_points(networks)}
+        with self._cond:
+            phase, proc = self._phase, self._proc
+        report: dict[str, Any] = {
+            "phase": phase, "pid": None, "alive": False, "answered": False, "uptime": None,
+            "wanted": wanted, "listening": [], "failed": {}, "restarts": self._restarts,
+            "retry_in": None, "log": str(self.paths.daemon_log),
+        }
+        if phase == RUNNING and proc is not None:
+            report.update(self._ask_health(proc))
+        elif phase == BACKOFF:
+            report["retry_in"] = round(max(self._retry_at - time.monotonic(), 0.0), 2)
+        last = self._last_exit
+        report["last_exit"] = None if last is None else {
+            "pid": last.pid, "how": last.how, "ago": round(time.monotonic() - last.at, 2)}
+        missing = set(wanted) - set(report["listening"])
+        report["healthy"] = (report["answered"] and not missing) or (phase == IDLE and not wanted)
+        return report
+
+    def _ask_health(self, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+        if proc.poll() is not None:  # died since the supervising thread last looked
+            self._record_exit(proc.pid, exit_text(proc.returncode))
+            return {"pid": proc.pid}
+        reply = self._request(b"health", "health", HEALTH_TIMEOUT)
+        out: dict[str, Any] = {"pid": proc.pid, "alive": True, "answered": reply is not None,
+                               "uptime": round(time.monotonic() - self._started_at, 1)}
+        if reply is not None:
+            status = json.loads(reply)
+            out.update(listening=status["listening"], failed=status["failed"])
+        return out
+
+    def _record_exit(self, pid: int | None, how: str) -> None:
+        with self._cond:
+            last = self._last_exit
+            if pid is None or last is None or last.pid != pid:
+                self._last_exit = Exit(pid, how, time.monotonic())
 
     # --- the supervising thread -------------------------------------------------------------
     def _set(self, phase: str) -> None:
@@ -130,6 +224,8 @@ class DnsSupervisor:
                 return
             lived = time.monotonic() - started
             backoff = BACKOFF_MIN if lived > STABLE else min(backoff * 2, BACKOFF_MAX)
+            self._restarts += 1
+            self._retry_at = time.monotonic() + backoff
             self._set(BACKOFF)
             with self._cond:
                 if self._cond.wait_for(lambda: self._phase == CLOSED, backoff):
@@ -150,6 +246,7 @@ class DnsSupervisor:
             )
         except OSError as exc:
             log.error("cannot start netbay-dns: %s", exc)
+            self._record_exit(None, f"could not be started: {exc}")
             ours.close()
             return None
         finally:
@@ -161,14 +258,20 @@ class DnsSupervisor:
         except OSError:
             hello = ""
         if not hello.startswith("ready"):
-            log.error("netbay-dns did not start (exit %s)", proc.poll())
+            code = proc.poll()
+            log.error("netbay-dns did not start (exit %s)", code)
+            if code is None:
+                self._record_exit(proc.pid, f"did not say ready within {READY_TIMEOUT:g} s")
+            else:
+                self._record_exit(proc.pid, f"did not start ({exit_text(code)})")
             self._stop(proc)
             ours.close()
             return None
         self.pid_file.write_text(f"{proc.pid}\n")
         with self._cond:
-            self._served = [a for a in hello[6:].split(",") if a]
+            self._served = _addresses(hello[6:])
             self._control = ours
+            self._started_at = time.monotonic()
         self._set(RUNNING)
         log.info("netbay-dns started (pid %d), serving %s", proc.pid, hello[6:] or "nothing")
         return proc
@@ -181,9 +284,11 @@ class DnsSupervisor:
         with self._cond:
             control, self._control, self._served = self._control, None, None
         if control is not None:
-            control.close()
+            with self._control_lock:  # not under a request still waiting for its reply
+                control.close()
         if self._phase != CLOSED:
             log.warning("netbay-dns (pid %d) exited with %s; restarting", proc.pid, proc.poll())
+            self._record_exit(proc.pid, exit_text(proc.returncode))
 
     @staticmethod
     def _stop(proc: subprocess.Popen[bytes]) -> None:

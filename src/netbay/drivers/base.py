@@ -1,47 +1,148 @@
-"""The driver verbs: validate (pure), setup/teardown of a network, attach/detach of an endpoint."""
+"""The driver verbs: what a network of each kind needs from netbay (capabilities, the options
+runtimes may set), its life (validate, claim, fit, setup, restore, teardown), its repair
+(audit, orphan_ports) and its endpoints (plan_endpoint, container_routes, attach, detach).
+The engine asks these; it never compares driver names."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from ..errors import ConfigError
 from ..model import Endpoint, Network, NetworkSpec
 
-if TYPE_CHECKING:
-    from ..kernel.host import HostKernel
+# (destination, next hop); None: straight out of the link, no gateway to go via
+Route = tuple[IPv4Network, IPv4Address | None]
+DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
+
+
+class DriverKernel(Protocol):
+    """What the drivers ask of the host's kernel (kernel.host.HostKernel is one; tests fake it).
+    LOCK (reentrant) serialises the changes."""
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]: ...
+
+    def ensure_bridge(
+        self, key: str, name: str, mtu: int | None, addresses: Iterable[IPv4Interface]
+    ) -> bool:
+        """The bridge NAME up with ADDRESSES; True if it was made now. KEY names the cached
+        index (the network's id)."""
+
+    def forget_bridge(self, key: str) -> None: ...
+    def enable_forwarding(self) -> None: ...
+    def allow_localnet(self, device: str) -> None: ...
+    def remove_link(self, name: str) -> bool:
+        """True if there was such a link."""
+
+    def link_exists(self, name: str) -> bool: ...
+    def bridge_ports(self, bridge: str) -> set[str]: ...
+    def attach_veth(
+        self,
+        *,
+        bridge: str,
+        bridge_key: str,
+        host_ifname: str,
+        ifname: str,
+        netns: Path,
+        mac: str | None,
+        mtu: int | None,
+        address: IPv4Interface | None,
+        gateway: IPv4Address | None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a driver's networks take from the rest of netbay. The engine, the firewall, DNS,
+    the runtimes and the observers ask these; none of them compares driver names."""
+
+    # netbay makes the endpoints' links (False: addresses only, another program links)
+    makes_links: bool = False
+    # a bridge per network on the host; endpoints are veth pairs plugged into it, and any
+    # port on it that no record names is netbay's to remove
+    host_bridge: bool = False
+    # endpoints are sub-links (macvlan, ipvlan) of a parent link on the host
+    parent_link: bool = False
+    # netbay's nftables rules: isolation, egress NAT, anti-spoofing
+    firewall: bool = False
+    # `-p` port publishing (DNAT to the endpoint)
+    publish: bool = False
+    # the embedded DNS server listens on the network's gateway and answers its containers
+    dns: bool = False
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Which of the driver's options carry the settings a runtime's own network definition
+    has (podman's, netbay's CNI configuration): the host device the network uses (a bridge's
+    name, a parent), a link mode, the MTU, masquerading. None: the driver has no such
+    setting, and a runtime asking for it is refused."""
+
+    device: str
+    mode: str | None = None
+    mtu: str | None = None
+    masquerade: str | None = None
 
 
 class Driver(Protocol):
     name: str
     # "private": containers get their own netns and endpoints; "host"/"none": a network mode.
     mode: str
+    caps: Capabilities
+    # the options runtimes may set; None: runtimes do not make networks of this driver
+    runtime: RuntimeOptions | None
 
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
         """Parse and check the spec into the record to create; no I/O, raises ConfigError."""
 
-    def claim(self, kernel: HostKernel, network: Network) -> Network:
-        """Note in the record which devices netbay is about to create (before it does, so a
-        crash mid-setup still knows what to remove); reads the kernel, changes nothing."""
+    def claim(self, kernel: DriverKernel, network: Network) -> Network:
+        """Check what only the kernel knows (raises ConfigError) and note in the record which
+        devices netbay is about to create (before it does, so a crash mid-setup still knows
+        what to remove); reads the kernel, changes nothing."""
 
     def fit(self, network: Network, others: Sequence[Network]) -> Network:
         """Check the completed record against the other networks (a shared bridge or parent)
         and fill in what depends on them; pure, raises ConflictError or ConfigError."""
 
-    def setup(self, kernel: HostKernel, network: Network) -> Network:
+    def setup(self, kernel: DriverKernel, network: Network) -> Network:
         """Make the network's kernel objects; returns the record with what was made."""
 
-    def teardown(self, kernel: HostKernel, network: Network) -> None:
+    def restore(self, kernel: DriverKernel, network: Network) -> Network:
+        """At daemon start, re-make what a reboot or a manual deletion removed of a ready
+        network; returns the record with what was made. What the network can live without
+        (a parent that is not netbay's) is logged, not raised."""
+
+    def teardown(self, kernel: DriverKernel, network: Network) -> None:
         """Remove what setup made; missing objects are success."""
+
+    def audit(self, network: Network, links: set[str]) -> list[str]:
+        """What of the network's own objects is missing, one line each, given the names of
+        the host's LINKS; pure."""
+
+    def orphan_ports(self, kernel: DriverKernel, network: Network, recorded: set[str]) -> list[str]:
+        """Host links plugged into the network's device that no endpoint record names
+        (RECORDED: the host links the records name); reads the kernel."""
+
+    def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
+        """Routes a router upstream of the host needs to reach the network's containers
+        (ipvlan L3: each subnet via the host's address on the parent); usually none."""
 
     def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
         """The endpoint record as this driver will make it (its host-side link name, MAC),
         from the engine's default; pure."""
 
+    def container_routes(self, network: Network, endpoint: Endpoint) -> list[Route]:
+        """The routes attach gives the endpoint's link in the container, beyond its own
+        subnet's (the default route when the endpoint has a gateway); pure."""
+
     def attach(
         self,
-        kernel: HostKernel,
+        kernel: DriverKernel,
         network: Network,
         endpoint: Endpoint,
         netns: Path,
@@ -49,9 +150,14 @@ class Driver(Protocol):
     ) -> None: ...
 
     def detach(
-        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
+        self, kernel: DriverKernel, network: Network, endpoint: Endpoint, netns: Path | None
     ) -> None:
         """Remove the endpoint's links; NETNS is the container's (None: it has none left)."""
+
+
+def gateway_route(endpoint: Endpoint) -> list[Route]:
+    """The default route via the endpoint's gateway, if it has one."""
+    return [] if endpoint.gateway is None else [(DEFAULT_ROUTE, endpoint.gateway)]
 
 
 def parse_bool(field: str, value: str) -> bool:
@@ -80,25 +186,42 @@ def check_known_options(options: Mapping[str, str], known: frozenset[str], drive
 
 
 class NoKernelObjects:
-    """Network-level verbs of a driver that makes nothing in the kernel for the network
-    itself (host and none modes, address-only networks): each is a no-op."""
+    """Verbs of a driver that makes nothing in the kernel for the network itself (host and
+    none modes, address-only networks): each is a no-op, and nothing can be missing."""
 
-    def claim(self, kernel: HostKernel, network: Network) -> Network:
+    runtime: RuntimeOptions | None = None
+
+    def claim(self, kernel: DriverKernel, network: Network) -> Network:
         return network
 
     def fit(self, network: Network, others: Sequence[Network]) -> Network:
         return network
 
-    def setup(self, kernel: HostKernel, network: Network) -> Network:
+    def setup(self, kernel: DriverKernel, network: Network) -> Network:
         return network
 
-    def teardown(self, kernel: HostKernel, network: Network) -> None:
+    def restore(self, kernel: DriverKernel, network: Network) -> Network:
+        return network
+
+    def teardown(self, kernel: DriverKernel, network: Network) -> None:
         return None
+
+    def audit(self, network: Network, links: set[str]) -> list[str]:
+        return []
+
+    def orphan_ports(self, kernel: DriverKernel, network: Network, recorded: set[str]) -> list[str]:
+        return []
+
+    def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
+        return []
 
     def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
         return endpoint
 
+    def container_routes(self, network: Network, endpoint: Endpoint) -> list[Route]:
+        return []  # netbay makes no link in the container to route through
+
     def detach(
-        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
+        self, kernel: DriverKernel, network: Network, endpoint: Endpoint, netns: Path | None
     ) -> None:
         return None

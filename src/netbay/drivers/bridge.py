@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,20 +13,29 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError, ConflictError, KernelError
 from ..kernel import netsysfs
 from ..model import Endpoint, Network, NetworkSpec
-from ..plan.naming import bridge_device
-from ..plan.rps import OPT_RPS, OPT_RPS_FLOWS, network_setting
-from .base import check_known_options, parse_bool, parse_int
+from ..plan.naming import IFNAME_RULE, bridge_device, valid_ifname
+from ..plan.rps import OPT_RPS, OPT_RPS_FLOWS, network_setting, parse_cpu_list
+from .base import (
+    Capabilities,
+    Route,
+    RuntimeOptions,
+    check_known_options,
+    gateway_route,
+    parse_bool,
+    parse_int,
+)
 
 if TYPE_CHECKING:
-    from ..kernel.host import HostKernel
+    from .base import DriverKernel
 
 log = logging.getLogger("netbay.bridge")
 OPT_NAME = "com.docker.network.bridge.name"
 MAX_BRIDGE_PORTS = 1023  # the kernel numbers bridge ports 1..1023 (BR_MAX_PORTS = 1024)
 OPT_MTU = "com.docker.network.driver.mtu"
+OPT_MASQ = "com.docker.network.bridge.enable_ip_masquerade"
 BOOL_OPTIONS = frozenset(
     {
-        "com.docker.network.bridge.enable_ip_masquerade",
+        OPT_MASQ,
         "com.docker.network.bridge.enable_icc",
         "com.docker.network.bridge.default_bridge",
     }
@@ -40,17 +49,19 @@ KNOWN = BOOL_OPTIONS | {
     OPT_RPS,  # receive packet steering on every endpoint: auto or a CPU list
     OPT_RPS_FLOWS,
 }
-_IFNAME_BAD = set("/ \t\n:")
 
 
 class BridgeDriver:
     name = "bridge"
+    caps = Capabilities(makes_links=True, host_bridge=True, firewall=True, publish=True, dns=True)
+    runtime: RuntimeOptions | None = RuntimeOptions(
+        device=OPT_NAME, mtu=OPT_MTU, masquerade=OPT_MASQ
+    )
     mode = "private"
 
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
         check_known_options(spec.options, KNOWN, self.name)
-        if OPT_RPS in spec.options or OPT_RPS_FLOWS in spec.options:  # reads the online CPUs
-            network_setting(dict(spec.options), netsysfs.online_cpus())
+        _check_rps_syntax(spec.options)
         for key in BOOL_OPTIONS & spec.options.keys():
             parse_bool(f"opt {key}", spec.options[key])
         host_ipv4 = spec.options.get("com.docker.network.host_ipv4")
@@ -61,8 +72,9 @@ class BridgeDriver:
                 raise ConfigError("opt com.docker.network.host_ipv4", host_ipv4,
                                   "not an IPv4 address") from None
         device = spec.options.get(OPT_NAME) or bridge_device(network_id)
-        if len(device) > 15 or not device or _IFNAME_BAD & set(device):
-            raise ConfigError(f"opt {OPT_NAME}", device, "not a valid interface name (1-15 chars)")
+        if not valid_ifname(device):
+            raise ConfigError(f"opt {OPT_NAME}", device,
+                              f"not a valid interface name ({IFNAME_RULE})")
         mtu = None
         if OPT_MTU in spec.options:
             mtu = parse_int(f"opt {OPT_MTU}", spec.options[OPT_MTU], 68, 65535)
@@ -80,8 +92,10 @@ class BridgeDriver:
             mtu=mtu,
         )
 
-    def claim(self, kernel: HostKernel, network: Network) -> Network:
+    def claim(self, kernel: DriverKernel, network: Network) -> Network:
         assert network.device is not None
+        if OPT_RPS in network.options or OPT_RPS_FLOWS in network.options:
+            network_setting(dict(network.options), netsysfs.online_cpus())  # the CPUs exist
         return dataclasses.replace(network, device_created=not kernel.link_exists(network.device))
 
     def fit(self, network: Network, others: Sequence[Network]) -> Network:
@@ -92,7 +106,7 @@ class BridgeDriver:
                 )
         return network
 
-    def setup(self, kernel: HostKernel, network: Network) -> Network:
+    def setup(self, kernel: DriverKernel, network: Network) -> Network:
         assert network.device is not None
         gateways = [
             IPv4Interface((s.gateway, s.subnet.prefixlen)) for s in network.subnets if s.gateway
@@ -102,17 +116,37 @@ class BridgeDriver:
         kernel.allow_localnet(network.device)
         return dataclasses.replace(network, device_created=network.device_created or created)
 
-    def teardown(self, kernel: HostKernel, network: Network) -> None:
+    def restore(self, kernel: DriverKernel, network: Network) -> Network:
+        return self.setup(kernel, network)  # each step of setup accepts what exists
+
+    def teardown(self, kernel: DriverKernel, network: Network) -> None:
         if network.device and network.device_created:
             kernel.remove_link(network.device)
         kernel.forget_bridge(network.id)
 
+    def audit(self, network: Network, links: set[str]) -> list[str]:
+        if network.device in links:
+            return []
+        return [f"network {network.name}: bridge {network.device} missing"]
+
+    def orphan_ports(self, kernel: DriverKernel, network: Network, recorded: set[str]) -> list[str]:
+        """Veths on the bridge whose endpoint record was lost."""
+        if not network.device:
+            return []
+        return sorted(kernel.bridge_ports(network.device) - recorded)
+
+    def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
+        return []
+
     def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
         return endpoint  # the engine's default: a veth named after the endpoint, MAC from IP
 
+    def container_routes(self, network: Network, endpoint: Endpoint) -> list[Route]:
+        return gateway_route(endpoint)
+
     def attach(
         self,
-        kernel: HostKernel,
+        kernel: DriverKernel,
         network: Network,
         endpoint: Endpoint,
         netns: Path,
@@ -151,7 +185,18 @@ class BridgeDriver:
                 log.info("network %s: %s", network.name, note)
 
     def detach(
-        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
+        self, kernel: DriverKernel, network: Network, endpoint: Endpoint, netns: Path | None
     ) -> None:
         if endpoint.host_ifname:
             kernel.remove_link(endpoint.host_ifname)
+
+
+def _check_rps_syntax(options: Mapping[str, str]) -> None:
+    """`-o rps=` and `-o rps_flows=` as text, without I/O: whether the CPUs named exist is
+    claim's to check (it reads the kernel)."""
+    named = options.get(OPT_RPS, "auto")
+    if named.strip() == "auto":
+        as_if_online: frozenset[int] = frozenset()  # 'auto' names no CPU
+    else:
+        as_if_online = parse_cpu_list(f"opt {OPT_RPS}", named)
+    network_setting(dict(options), as_if_online)

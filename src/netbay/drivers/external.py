@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..model import Endpoint, Network, NetworkSpec
-from .base import NoKernelObjects, check_known_options
+from .base import Capabilities, NoKernelObjects, check_known_options
 
 if TYPE_CHECKING:
-    from ..kernel.host import HostKernel
+    from .base import DriverKernel
 
 
 class ExternalDriver(NoKernelObjects):
     name = "external"
+    caps = Capabilities()
     mode = "private"
 
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
@@ -43,7 +44,7 @@ class ExternalDriver(NoKernelObjects):
 
     def attach(
         self,
-        kernel: HostKernel,
+        kernel: DriverKernel,
         network: Network,
         endpoint: Endpoint,
         netns: Path,

@@ -7,16 +7,17 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..model import Endpoint, Network, NetworkSpec
-from .base import NoKernelObjects
+from .base import Capabilities, NoKernelObjects
 
 if TYPE_CHECKING:
-    from ..kernel.host import HostKernel
+    from .base import DriverKernel
 
 
 class _ModeDriver(NoKernelObjects):
     """A network that is a namespace mode rather than kernel objects (host, none)."""
 
     name = ""
+    caps = Capabilities()
     mode = ""
 
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
@@ -24,7 +25,7 @@ class _ModeDriver(NoKernelObjects):
 
     def attach(
         self,
-        kernel: HostKernel,
+        kernel: DriverKernel,
         network: Network,
         endpoint: Endpoint,
         netns: Path,

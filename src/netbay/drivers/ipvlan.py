@@ -9,16 +9,16 @@ the host's address on the parent, which `network inspect` lists (UpstreamRoutes)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..kernel import sublinks
 from ..model import Endpoint, Network
+from .base import Route
 from .parent import OPT_HOST_LINK, OPT_PARENT, ParentDriver
 
 if TYPE_CHECKING:
-    from ..kernel.host import HostKernel
+    from .base import DriverKernel
 
 OPT_MODE = "ipvlan_mode"
 OPT_FLAG = "ipvlan_flag"
@@ -61,9 +61,7 @@ class IpvlanDriver(ParentDriver):
     def device_route(self, network: Network) -> bool:
         return self.routed(network)
 
-    def upstream_routes(
-        self, kernel: HostKernel, network: Network
-    ) -> list[tuple[IPv4Network, IPv4Address | None]]:
+    def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
         """L3/L3S: each subnet via the host's address on the parent (None when the parent
         has no IPv4 address to route via)."""
         if not self.routed(network) or network.internal or network.device is None:

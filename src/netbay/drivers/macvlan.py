@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from ..errors import ConfigError
 from ..kernel import sublinks
 from ..model import Endpoint, Network
-from .base import parse_bool
+from .base import RuntimeOptions, parse_bool
 from .parent import OPT_HOST_LINK, OPT_PARENT, ParentDriver
 
 OPT_MODE = "macvlan_mode"
@@ -19,6 +19,7 @@ class MacvlanDriver(ParentDriver):
     name = "macvlan"
     dummy_prefix = "dm-"  # Docker's name for the dummy parent of an internal network
     known = frozenset({OPT_PARENT, OPT_MODE, OPT_HOST_LINK})
+    runtime: RuntimeOptions | None = RuntimeOptions(device=OPT_PARENT, mode=OPT_MODE)
 
     def link_kind(self, options: Mapping[str, str]) -> sublinks.LinkKind:
         mode = options.get(OPT_MODE) or DEFAULT_MODE

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -19,25 +20,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import faults
-from ..errors import ConfigError, ConflictError, KernelError
+from ..errors import ConfigError, ConflictError, KernelError, NetbayError
 from ..ipam.allocator import reserved
 from ..kernel import sublinks
-from ..model import Endpoint, Network, NetworkSpec, SubnetConfig
-from .base import check_known_options, parse_bool
+from ..model import READY, Endpoint, Network, NetworkSpec, SubnetConfig
+from ..plan.naming import IFNAME_RULE, valid_ifname
+from .base import (
+    DEFAULT_ROUTE,
+    Capabilities,
+    Route,
+    RuntimeOptions,
+    check_known_options,
+    parse_bool,
+)
 
 if TYPE_CHECKING:
-    from ..kernel.host import HostKernel
+    from .base import DriverKernel
 
 OPT_PARENT = "parent"
 OPT_HOST_LINK = "host_link"
 HOST_LINK_AUX = "host_link"  # the aux address name of the shim's address in each subnet
-PARENT_DRIVERS = ("macvlan", "ipvlan")
 _VLAN_NAME = re.compile(r"^(?P<lower>.+)\.(?P<vid>[0-9]+)$")
-_IFNAME_BAD = set("/ \t\n:")
-
-
-def valid_ifname(name: str) -> bool:
-    return 0 < len(name) <= 15 and not _IFNAME_BAD & set(name) and name not in (".", "..")
+log = logging.getLogger("netbay.parent")
 
 
 def vlan_parent(name: str) -> tuple[str, int] | None:
@@ -91,6 +95,8 @@ class ParentDriver:
 
     name = ""
     mode = "private"
+    caps = Capabilities(makes_links=True, parent_link=True)
+    runtime: RuntimeOptions | None = None  # a subclass may offer its networks to runtimes
     dummy_prefix = ""
     known: frozenset[str] = frozenset()
 
@@ -118,11 +124,8 @@ class ParentDriver:
         """The default route goes straight out of eth0 (no gateway, nothing answers ARP)."""
         return False
 
-    def upstream_routes(
-        self, kernel: HostKernel, network: Network
-    ) -> list[tuple[IPv4Network, IPv4Address | None]]:
-        """Routes a router upstream of the parent needs to reach the containers: none where
-        the containers sit on the parent's L2 network."""
+    def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
+        """None where the containers sit on the parent's L2 network."""
         return []
 
     # --- the Driver verbs --------------------------------------------------------------
@@ -135,7 +138,8 @@ class ParentDriver:
         parent = options.get(OPT_PARENT, "")
         if parent:
             if not valid_ifname(parent):
-                raise ConfigError(f"opt {OPT_PARENT}", parent, "not a valid interface name")
+                raise ConfigError(f"opt {OPT_PARENT}", parent,
+                                  f"not a valid interface name ({IFNAME_RULE})")
             if spec.internal:
                 raise ConfigError(
                     f"opt {OPT_PARENT}", parent,
@@ -163,7 +167,7 @@ class ParentDriver:
     def is_dummy(self, network: Network) -> bool:
         return network.device == f"{self.dummy_prefix}{network.id[:12]}"
 
-    def claim(self, kernel: HostKernel, network: Network) -> Network:
+    def claim(self, kernel: DriverKernel, network: Network) -> Network:
         parent = network.device
         assert parent is not None
         if kernel.link_exists(parent):
@@ -196,7 +200,7 @@ class ParentDriver:
             network = dataclasses.replace(network, subnets=tuple(subnets))
         return network
 
-    def setup(self, kernel: HostKernel, network: Network) -> Network:
+    def setup(self, kernel: DriverKernel, network: Network) -> Network:
         parent = network.device
         assert parent is not None
         with kernel.lock:
@@ -216,12 +220,35 @@ class ParentDriver:
                 )
         return network
 
-    def teardown(self, kernel: HostKernel, network: Network) -> None:
+    def restore(self, kernel: DriverKernel, network: Network) -> Network:
+        """The VLAN or dummy parent netbay made, and the host shim. A parent that is not
+        netbay's and is gone is left to its owner (attach says so)."""
+        try:
+            return self.setup(kernel, network)
+        except NetbayError as exc:
+            log.warning("network %s: cannot re-make its links: %s", network.name, exc)
+            return network
+
+    def teardown(self, kernel: DriverKernel, network: Network) -> None:
         with kernel.lock:
             if host_link_addresses(network):
                 kernel.remove_link(shim_name(network.id))
             if network.device and network.device_created:
                 kernel.remove_link(network.device)
+
+    def audit(self, network: Network, links: set[str]) -> list[str]:
+        if network.state != READY:
+            return []
+        problems = []
+        if network.device not in links:
+            problems.append(f"network {network.name}: parent {network.device} missing")
+        shim = shim_name(network.id)
+        if host_link_addresses(network) and shim not in links:
+            problems.append(f"network {network.name}: host link {shim} missing")
+        return problems
+
+    def orphan_ports(self, kernel: DriverKernel, network: Network, recorded: set[str]) -> list[str]:
+        return []  # the containers' links live in their namespaces, none on the host
 
     def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
         """No host side: the container's link hangs off the parent itself."""
@@ -229,9 +256,14 @@ class ParentDriver:
             endpoint, host_ifname=None, mac=self.endpoint_mac(network, endpoint)
         )
 
+    def container_routes(self, network: Network, endpoint: Endpoint) -> list[Route]:
+        if endpoint.gateway is None:
+            return []
+        return [(DEFAULT_ROUTE, None if self.device_route(network) else endpoint.gateway)]
+
     def attach(
         self,
-        kernel: HostKernel,
+        kernel: DriverKernel,
         network: Network,
         endpoint: Endpoint,
         netns: Path,
@@ -260,7 +292,7 @@ class ParentDriver:
                 raise
 
     def detach(
-        self, kernel: HostKernel, network: Network, endpoint: Endpoint, netns: Path | None
+        self, kernel: DriverKernel, network: Network, endpoint: Endpoint, netns: Path | None
     ) -> None:
         if netns is not None:
             with kernel.lock:
@@ -273,9 +305,11 @@ def check_parent_neighbours(
     """A parent carries links of one kind; passthru takes it whole; ipvlan's mode belongs to
     the parent (the kernel would silently switch the other network's containers); two
     networks on one L2 segment must not overlap."""
+    from . import capabilities  # the registry imports this module
+
     parent = network.device
     for other in others:
-        if other.device != parent or other.driver not in PARENT_DRIVERS:
+        if other.device != parent or not capabilities(other.driver).parent_link:
             continue
         if other.driver != network.driver:
             raise ConflictError(

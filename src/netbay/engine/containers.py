@@ -1,28 +1,37 @@
-"""Container lifecycle: create (record, netns, endpoints, /etc files), start, stop, remove."""
+"""Container lifecycle: create (record, netns, endpoints, /etc files), start, stop, remove,
+connect and disconnect."""
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
 import subprocess
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from .. import _linux, faults
 from ..clock import now_rfc3339
-from ..dns.records import serves
-from ..drivers import get_driver
-from ..drivers.parent import PARENT_DRIVERS
+from ..drivers import capabilities, get_driver
 from ..errors import ConfigError, ConflictError, NotFoundError
 from ..ids import new_id, random_name, valid_name
 from ..ipam.allocator import pick_address
 from ..model import CREATING, READY, REMOVING, Container, ContainerSpec, Endpoint, Network
-from ..plan.ports import allocate, container_ports, parse_publish, record_ports
-from ..runtime import files, process
-from .endpoints import EndpointOps, check_aliases
+from ..paths import Paths
+from ..plan.ports import PublishSpec, allocate, container_ports, parse_publish, record_ports
+from ..runtime import process
+from ..store.base import Store
+from .endpoints import Endpoints, check_aliases
+from .etc_files import ETC_FILES, EtcFiles
+from .firewall import can_publish
+from .kernel import Kernel
+from .networks import Networks
+from .records import container_endpoints
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
+# (network, static address, aliases) of each network a container joins
+Joined = list[tuple[Network, IPv4Address | None, tuple[str, ...]]]
 
 
 def local_port_range() -> tuple[int, int]:
@@ -32,19 +41,78 @@ def local_port_range() -> tuple[int, int]:
         return int(low), int(high)
     except (OSError, ValueError):
         return 32768, 60999
-ETC_FILES = ("hosts", "hostname", "resolv.conf")
 
 
-def _strings(value: object) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list | tuple) else []
+def _check_names(spec: ContainerSpec) -> tuple[str, str]:
+    """(name, hostname) of a new container."""
+    if not spec.command:
+        raise ConfigError("command", "", "a command to run is required")
+    name = spec.name or random_name()
+    if not valid_name(name):
+        raise ConfigError("name", name, "use letters, digits, '_', '.', '-' (max 63)")
+    hostname = spec.hostname or ""
+    if len(hostname) > 63:
+        raise ConfigError("hostname", hostname, "longer than 63 characters")
+    return name, hostname
 
 
-class ContainerOps(EndpointOps):
+def _check_publish(spec: ContainerSpec, networks: Joined) -> list[PublishSpec]:
+    publish = [parse_publish(p) for p in spec.publish]
+    if publish and not any(can_publish(n) for n, _, _ in networks):
+        reason = "needs a bridge network that is not internal"
+        direct = next((n for n, _, _ in networks if capabilities(n.driver).parent_link), None)
+        if direct is not None:
+            reason += (
+                f" ({direct.driver} network {direct.name} publishes no ports: its "
+                "containers are reached at their own addresses)"
+            )
+        raise ConfigError("publish", spec.publish[0], reason)
+    return publish
+
+
+def _new_record(
+    spec: ContainerSpec, name: str, hostname: str, mode: str, paths: Paths, owner: str
+) -> Container:
+    container_id = new_id()
+    return Container(
+        id=container_id,
+        name=name,
+        hostname=hostname or (container_id[:12] if mode != "host" else ""),
+        command=spec.command,
+        created=now_rfc3339(),
+        netns=None if mode == "host" else str(paths.netns_path(container_id)),
+        network_mode=mode,
+        state=CREATING,
+        owner=owner,
+        config={
+            "dns": [str(a) for a in spec.dns],
+            "dns_search": list(spec.dns_search),
+            "dns_options": list(spec.dns_options),
+            "extra_hosts": [[h, str(a)] for h, a in spec.extra_hosts],
+            "env": dict(spec.env),
+            "workdir": spec.workdir,
+            "network": spec.networks[0].network if spec.networks else "none",
+        },
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Containers:
+    """netbay's own containers (and, through Sandboxes, the runtimes' records)."""
+
+    paths: Paths
+    store: Store
+    kernel: Kernel
+    networks: Networks
+    endpoints: Endpoints
+    files: EtcFiles
+    owner: str
+
     # --- queries ---------------------------------------------------------------------
-    def containers(self) -> list[Container]:
+    def all(self) -> list[Container]:
         return [self._refresh(c) for c in self.store.containers()]
 
-    def container(self, ref: str) -> Container:
+    def get(self, ref: str) -> Container:
         container = self.store.find_container(ref)
         if container is None or container.state in (CREATING, REMOVING):
             raise NotFoundError(f"no such container: {ref}")
@@ -58,62 +126,45 @@ class ContainerOps(EndpointOps):
             return dataclasses.replace(container, state=EXITED)
         return container
 
-    def container_endpoints(self, container: Container) -> list[tuple[Network, Endpoint]]:
-        out = []
-        for endpoint in self.store.endpoints(container_id=container.id):
-            network = self.store.find_network(endpoint.network_id)
-            if network is not None:
-                out.append((network, endpoint))
-        return out
+    def members(self, network: Network) -> list[tuple[Container, Endpoint | None]]:
+        """The containers on NETWORK with their endpoint there; those of a network mode
+        (host, none) with none."""
+        containers = {c.id: c for c in self.all()}
+        members: list[tuple[Container, Endpoint | None]] = [
+            (containers[e.container_id], e)
+            for e in self.store.endpoints(network_id=network.id)
+            if e.container_id in containers and e.state == READY
+        ]
+        mode = get_driver(network.driver).mode
+        if network.builtin and mode != "private":
+            members += [(c, None) for c in containers.values() if c.network_mode == mode]
+        return members
 
     # --- create ----------------------------------------------------------------------
-    def create_container(self, spec: ContainerSpec) -> Container:
-        if not spec.command:
-            raise ConfigError("command", "", "a command to run is required")
-        name = spec.name or random_name()
-        if not valid_name(name):
-            raise ConfigError("name", name, "use letters, digits, '_', '.', '-' (max 63)")
-        hostname = spec.hostname or ""
-        if len(hostname) > 63:
-            raise ConfigError("hostname", hostname, "longer than 63 characters")
+    def create(self, spec: ContainerSpec) -> Container:
+        name, hostname = _check_names(spec)
         networks, mode = self._resolve_networks(spec)
         for network, _, aliases in networks:  # refused before anything is made
             check_aliases(aliases)
-            self.check_dns_names(name, network, aliases)
-        publish = [parse_publish(p) for p in spec.publish]
-        if publish and not any(n.driver == "bridge" and not n.internal for n, _, _ in networks):
-            reason = "needs a bridge network that is not internal"
-            direct = next((n for n, _, _ in networks if n.driver in PARENT_DRIVERS), None)
-            if direct is not None:
-                reason += (
-                    f" ({direct.driver} network {direct.name} publishes no ports: its "
-                    "containers are reached at their own addresses)"
-                )
-            raise ConfigError("publish", spec.publish[0], reason)
-        container_id = new_id()
-        container = Container(
-            id=container_id,
-            name=name,
-            hostname=hostname or (container_id[:12] if mode != "host" else ""),
-            command=spec.command,
-            created=now_rfc3339(),
-            netns=None if mode == "host" else str(self.paths.netns_path(container_id)),
-            network_mode=mode,
-            state=CREATING,
-            owner=self.owner,
-            config={
-                "dns": [str(a) for a in spec.dns],
-                "dns_search": list(spec.dns_search),
-                "dns_options": list(spec.dns_options),
-                "extra_hosts": [[h, str(a)] for h, a in spec.extra_hosts],
-                "env": dict(spec.env),
-                "workdir": spec.workdir,
-                "network": spec.networks[0].network if spec.networks else "none",
-            },
+            self.endpoints.check_dns_names(name, network, aliases)
+        publish = _check_publish(spec, networks)
+        container = self._record(
+            _new_record(spec, name, hostname, mode, self.paths, self.owner), publish
         )
+        faults.point("container:recorded")
+        try:
+            self._make(container, networks)
+        except BaseException:
+            self.destroy(container)
+            raise
+        self.store.update_container(container.id, state=CREATED, owner="")
+        return dataclasses.replace(container, state=CREATED, owner="")
+
+    def _record(self, container: Container, publish: list[PublishSpec]) -> Container:
+        """The new record with its host ports chosen, under the name and port checks."""
         with self.store.transaction():
-            if self.store.container_named(name) is not None:
-                raise ConflictError(f"the container name {name!r} is already in use")
+            if self.store.container_named(container.name) is not None:
+                raise ConflictError(f"the container name {container.name!r} is already in use")
             if publish:
                 taken = [m for c in self.store.containers() for m in container_ports(c)]
                 mappings = allocate(publish, taken, local_port_range())
@@ -121,23 +172,14 @@ class ContainerOps(EndpointOps):
                 config["ports"] = record_ports(mappings)
                 container = dataclasses.replace(container, config=config)
             self.store.put_container(container)
-        faults.point("container:recorded")
-        try:
-            self._make_container(container, networks, spec)
-        except BaseException:
-            self._destroy_container(container)
-            raise
-        self.store.update_container(container.id, state=CREATED, owner="")
-        return dataclasses.replace(container, state=CREATED, owner="")
+        return container
 
-    def _resolve_networks(
-        self, spec: ContainerSpec
-    ) -> tuple[list[tuple[Network, IPv4Address | None, tuple[str, ...]]], str]:
+    def _resolve_networks(self, spec: ContainerSpec) -> tuple[Joined, str]:
         """Check every requested network and static address before anything is made."""
         resolved = []
         seen = set()
         for request in spec.networks:
-            network = self.network(request.network)
+            network = self.networks.get(request.network)
             if network.id in seen:
                 raise ConfigError("network", request.network, "given twice")
             seen.add(network.id)
@@ -157,66 +199,15 @@ class ContainerOps(EndpointOps):
             resolved.append((network, request.ip, request.aliases))
         return resolved, "private" if resolved else "none"
 
-    def _make_container(
-        self,
-        container: Container,
-        networks: list[tuple[Network, IPv4Address | None, tuple[str, ...]]],
-        spec: ContainerSpec,
-    ) -> None:
+    def _make(self, container: Container, networks: Joined) -> None:
         directory = self.paths.container_dir(container.id)
         directory.mkdir(parents=True, exist_ok=True)
         if container.netns is not None:
             self.kernel.create_netns(Path(container.netns))
             faults.point("container:netns")
         for network, ip, aliases in networks:
-            self.attach_endpoint(container, network, ip, aliases)
-        self.refresh_resolv_conf(container)
-        files.write_in_place(directory / "hostname", (container.hostname or "localhost") + "\n")
-        self.refresh_hosts_file(container)
-
-    def refresh_resolv_conf(self, container: Container) -> None:
-        """On a bridge network: netbay's DNS server on the gateway of the first one, which
-        forwards other names to --dns or the host's resolvers, as Docker's embedded DNS does
-        (with ndots:0, so a container name is asked as it is before any search domain).
-        Otherwise (none, host): the --dns servers or the host's, loopback ones left out."""
-        dns, search, options = (
-            _strings(container.config.get(key)) for key in ("dns", "dns_search", "dns_options")
-        )
-        served = [
-            (network, endpoint.address.ip)
-            for network, endpoint in self.container_endpoints(container)
-            if serves(network) and endpoint.address is not None
-        ]
-        gateway = next(
-            (
-                s.gateway
-                for network, address in served
-                for s in network.subnets
-                if s.gateway is not None and address in s.subnet
-            ),
-            None,
-        )
-        if gateway is None:
-            text = files.render_resolv_conf(dns or files.host_nameservers(), search, options)
-        else:
-            if not any(o.startswith("ndots:") for o in options):
-                options.insert(0, "ndots:0")
-            if all(network.internal for network, _ in served):
-                upstream = "none (internal network)"
-            else:
-                upstream = ", ".join(dns) or "the host's resolvers"
-            text = files.render_resolv_conf(
-                [str(gateway)], search, options,
-                notes=[f"netbay DNS; other names are forwarded to: {upstream}"],
-            )
-        files.write_in_place(self.paths.container_dir(container.id) / "resolv.conf", text)
-
-    def refresh_hosts_file(self, container: Container) -> None:
-        names = [n for n in (container.hostname, container.name) if n]
-        own = [(e.address.ip, names) for _, e in self.container_endpoints(container) if e.address]
-        extra = [(h, IPv4Address(a)) for h, a in container.config.get("extra_hosts", [])]  # type: ignore[attr-defined]
-        path = self.paths.container_dir(container.id) / "hosts"
-        files.write_in_place(path, files.render_hosts(own, extra))
+            self.endpoints.attach(container, network, ip, aliases)
+        self.files.write_all(container)
 
     # --- start / stop ----------------------------------------------------------------
     def launch_spec(self, container: Container) -> dict[str, Any]:
@@ -230,9 +221,9 @@ class ContainerOps(EndpointOps):
             "workdir": container.config.get("workdir"),
         }
 
-    def start_container(self, ref: str) -> tuple[Container, subprocess.Popen[bytes]]:
+    def start(self, ref: str) -> tuple[Container, subprocess.Popen[bytes]]:
         """Start detached, output to the container's log file."""
-        container = self.container(ref)
+        container = self.get(ref)
         if container.state == RUNNING:
             raise ConflictError(f"container {container.name} is already running")
         log = open(self.paths.container_dir(container.id) / "log", "ab")  # noqa: SIM115
@@ -243,7 +234,7 @@ class ContainerOps(EndpointOps):
         return self.mark_started(container.id, child.pid), child
 
     def mark_started(self, ref: str, pid: int) -> Container:
-        container = self.container(ref)
+        container = self.get(ref)
         start = _linux.process_start_time(pid)
         self.store.update_container(
             container.id, state=RUNNING, pid=pid, pid_start=start, exit_code=None
@@ -255,12 +246,12 @@ class ContainerOps(EndpointOps):
         if container is not None and container.state == RUNNING:
             self.store.update_container(container.id, state=EXITED, exit_code=exit_code)
 
-    def stop_container(self, ref: str, timeout: float = 10.0) -> Container:
-        container = self.container(ref)
+    def stop(self, ref: str, timeout: float = 10.0) -> Container:
+        container = self.get(ref)
         if container.state == RUNNING:
             process.terminate(container.pid, container.pid_start, timeout)
             self.mark_exited(container.id, None)
-        return self.container(container.id)
+        return self.get(container.id)
 
     # --- connect / disconnect --------------------------------------------------------
     def connect(
@@ -270,14 +261,13 @@ class ContainerOps(EndpointOps):
         ip: IPv4Address | None = None,
         aliases: tuple[str, ...] = (),
     ) -> Endpoint:
-        container = self.container(container_ref)
-        endpoint = self.attach_endpoint(container, self.network(network_ref), ip, aliases)
-        self.refresh_hosts_file(container)
-        self.refresh_resolv_conf(container)
+        container = self.get(container_ref)
+        endpoint = self.endpoints.attach(container, self.networks.get(network_ref), ip, aliases)
+        self.files.refresh(container)
         return endpoint
 
     def disconnect(self, network_ref: str, container_ref: str, force: bool = False) -> None:
-        network = self.network(network_ref)
+        network = self.networks.get(network_ref)
         container = self.store.find_container(container_ref)
         if container is None:
             if not force:
@@ -288,13 +278,12 @@ class ContainerOps(EndpointOps):
             raise NotFoundError(
                 f"container {container.name} is not connected to network {network.name}"
             )
-        self.detach_endpoint(network, endpoint)
-        self.refresh_hosts_file(container)
-        self.refresh_resolv_conf(container)
+        self.endpoints.detach(network, endpoint)
+        self.files.refresh(container)
 
     # --- remove ----------------------------------------------------------------------
-    def remove_container(self, ref: str, force: bool = False) -> None:
-        container = self.container(ref)
+    def remove(self, ref: str, force: bool = False) -> None:
+        container = self.get(ref)
         if container.state == RUNNING:
             if not force:
                 raise ConflictError(
@@ -303,14 +292,14 @@ class ContainerOps(EndpointOps):
             process.terminate(container.pid, container.pid_start, 0.0)
         self.store.update_container(container.id, state=REMOVING, owner=self.owner)
         faults.point("container:removing")
-        self._destroy_container(container)
+        self.destroy(container)
 
-    def _destroy_container(self, container: Container) -> None:
+    def destroy(self, container: Container) -> None:
         """Best effort, in reverse order of creation; the record goes last."""
         errors: list[BaseException] = []
-        for network, endpoint in self.container_endpoints(container):
+        for network, endpoint in container_endpoints(self.store, container):
             try:
-                self.detach_endpoint(network, endpoint)
+                self.endpoints.detach(network, endpoint)
             except Exception as exc:  # keep going: collect and report together
                 errors.append(exc)
         # a runtime's sandbox (CNI, podman): the namespace is the runtime's, never ours
@@ -324,8 +313,5 @@ class ContainerOps(EndpointOps):
             raise errors[0]
         self.store.delete_container(container.id)
 
-    def container_state_ok(self, container: Container) -> bool:
-        return container.state not in (CREATING, REMOVING) and container.owner in ("", self.owner)
 
-
-__all__ = ["ContainerOps", "CREATED", "RUNNING", "EXITED", "READY"]
+__all__ = ["CREATED", "Containers", "EXITED", "RUNNING"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from ..model import CREATING, READY, REMOVING, Container, Endpoint, Network
 from ..plan import firewall as fw
 from ..plan.naming import host_veth, mac_for, next_ifname
 from ..plan.ports import container_ports
-from .firewall import endpoint_rules
-from .networks import NetworkOps
+from ..store.base import Store
+from .firewall import Firewall, endpoint_rules
+from .kernel import Kernel
 
 _DNS_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
@@ -34,7 +36,16 @@ def check_aliases(aliases: Iterable[str]) -> None:
             )
 
 
-class EndpointOps(NetworkOps):
+@dataclass(frozen=True, eq=False)
+class Endpoints:
+    """Attach and detach of one endpoint: its lease, its links (through the driver), its
+    firewall elements and its container's published ports."""
+
+    store: Store
+    kernel: Kernel
+    firewall: Firewall
+    owner: str
+
     def check_dns_names(self, name: str, network: Network, aliases: Iterable[str]) -> None:
         """On one network a name leads to one container: an alias may not be another
         container's name there, nor may a container join under another's alias. (Several
@@ -53,7 +64,7 @@ class EndpointOps(NetworkOps):
                 f"{network.name}"
             )
 
-    def attach_endpoint(
+    def attach(
         self,
         container: Container,
         network: Network,
@@ -83,7 +94,7 @@ class EndpointOps(NetworkOps):
                 )
                 self._firewall_endpoint(container, network, endpoint, attach=True)
             except BaseException:
-                self._drop_endpoint(network, endpoint)
+                self.drop(network, endpoint)
                 raise
             faults.point("attach:kernel")
             self.store.update_endpoint(endpoint.id, state=READY, owner="")
@@ -134,13 +145,14 @@ class EndpointOps(NetworkOps):
             self.store.put_endpoint(endpoint)
         return endpoint
 
-    def detach_endpoint(self, network: Network, endpoint: Endpoint) -> None:
+    def detach(self, network: Network, endpoint: Endpoint) -> None:
         with self.kernel.lock:
             self.store.update_endpoint(endpoint.id, state=REMOVING, owner=self.owner)
             faults.point("detach:marked")
-            self._drop_endpoint(network, endpoint)
+            self.drop(network, endpoint)
 
-    def _drop_endpoint(self, network: Network, endpoint: Endpoint) -> None:
+    def drop(self, network: Network, endpoint: Endpoint) -> None:
+        """Undo an endpoint as its record says; the record goes whatever fails."""
         try:
             container = self.store.find_container(endpoint.container_id)
             self._firewall_endpoint(container, network, endpoint, attach=False)
@@ -165,16 +177,16 @@ class EndpointOps(NetworkOps):
                 e for e in self.store.endpoints(container_id=container.id)
                 if e.state != REMOVING and e.id != endpoint.id
             ]
-            ports_without = self.port_rules(container, others, networks)
+            ports_without = self.firewall.port_rules(container, others, networks)
             with_it = self._in_order(container.id, [*others, endpoint])
-            ports_with = self.port_rules(container, with_it, networks)
+            ports_with = self.firewall.port_rules(container, with_it, networks)
             ports_before, ports_after = (
                 (ports_without, ports_with) if attach else (ports_with, ports_without)
             )
         add = fw.merge(mine if attach else {}, *map(fw.port_elements, ports_after))
         remove = fw.merge({} if attach else mine, *map(fw.port_elements, ports_before))
         if add or remove:
-            self.firewall_change(add, remove)
+            self.firewall.change(add, remove)
         if attach and endpoint.host_ifname and endpoint.address and any(
             p.target == endpoint.address.ip for p in ports_after
         ):
@@ -184,7 +196,7 @@ class EndpointOps(NetworkOps):
             # a UDP or SCTP client reusing its 5-tuple would keep going to the old address.
             after = {p.target for p in ports_after}
             for gone in {p.target for p in ports_before if p.proto != "tcp"} - after:
-                self.forget_flows(gone)
+                self.firewall.forget_flows(gone)
 
     def _in_order(self, container_id: str, endpoints: list[Endpoint]) -> list[Endpoint]:
         """Endpoints in attach order (the record's order), whatever their state."""

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import Any
 
+from ..drivers import capabilities
 from ..drivers.base import parse_bool
 from ..errors import FirewallError
-from ..kernel import conntrack
-from ..kernel.nft import Nft
 from ..model import REMOVING, Container, Endpoint, Network
 from ..plan import firewall as fw
 from ..plan.ports import container_ports
-from .base import EngineBase
+from ..store.base import Store
+from .kernel import Flows, Nftables
 
 log = logging.getLogger("netbay.firewall")
 
@@ -28,7 +30,7 @@ OPT_HOST_IPV4 = "com.docker.network.host_ipv4"
 
 
 def network_rules(network: Network) -> fw.NetworkRules | None:
-    if network.driver != "bridge" or not network.device:
+    if not capabilities(network.driver).firewall or not network.device:
         return None
     options = network.options
     snat = options.get(OPT_HOST_IPV4)
@@ -49,17 +51,22 @@ def endpoint_rules(network: Network, endpoint: Endpoint) -> fw.EndpointRules | N
     return fw.EndpointRules(endpoint.host_ifname, endpoint.mac, endpoint.address.ip, rules.icc)
 
 
-class FirewallOps(EngineBase):
-    nft: Nft
-    flows: conntrack.FlowJanitor
+@dataclass(frozen=True, eq=False)
+class Firewall:
+    """netbay's nft tables as the record says: element changes, a rebuild, the check."""
+
+    store: Store
+    nft: Nftables
+    flows: Flows
 
     def _primary(
         self, networks: dict[str, Network], endpoints: Iterable[Endpoint]
     ) -> Endpoint | None:
-        """Published ports lead to the first endpoint on a non-internal bridge network."""
+        """Published ports lead to the first endpoint on a network that publishes (a bridge
+        network that is not internal)."""
         for endpoint in endpoints:
             network = networks.get(endpoint.network_id)
-            if network and network.driver == "bridge" and not network.internal and endpoint.address:
+            if network and can_publish(network) and endpoint.address:
                 return endpoint
         return None
 
@@ -75,7 +82,7 @@ class FirewallOps(EngineBase):
             for m in container_ports(container)
         ]
 
-    def firewall_rebuild(self) -> None:
+    def rebuild(self) -> None:
         """Replace netbay's tables with what the record says, in one transaction."""
         networks = {n.id: n for n in self.store.networks() if n.state != REMOVING}
         net_rules = [r for r in map(network_rules, networks.values()) if r]
@@ -95,20 +102,32 @@ class FirewallOps(EngineBase):
                 port_rules += self.port_rules(containers[container_id], endpoints, networks)
         self.nft.apply(fw.rebuild(net_rules, ep_rules, port_rules))
 
-    def firewall_change(self, add: fw.Elements, remove: fw.Elements) -> None:
+    def change(self, add: fw.Elements, remove: fw.Elements) -> None:
         """One transaction; if the table is not as expected, rebuild it from the record."""
         try:
             self.nft.apply(fw.change(add, remove))
         except FirewallError as exc:
             log.warning("nft change failed (%s); rebuilding netbay's table from the record", exc)
-            self.firewall_rebuild()
+            self.rebuild()
 
-    def firewall_intact(self) -> bool:
+    def intact(self) -> bool:
         return self.nft.has_chain(fw.INET, fw.TABLE, "forward") and self.nft.has_chain(
             fw.BRIDGE, fw.TABLE, "prerouting"
         )
+
+    def listing(self, what: str) -> list[dict[str, Any]]:
+        """`nft list WHAT` as JSON objects."""
+        return self.nft.list(what)
+
+    def apply(self, commands: str) -> None:
+        """Commands of netbay's own beyond the record's elements (the tracer's rules)."""
+        self.nft.apply(commands)
 
     def forget_flows(self, address: IPv4Address) -> None:
         """End the tracked flows of an address that lost its port mappings (asynchronously,
         within milliseconds; see kernel/conntrack.py)."""
         self.flows.forget(address)
+
+
+def can_publish(network: Network) -> bool:
+    return capabilities(network.driver).publish and not network.internal

@@ -1,40 +1,100 @@
-"""Host: netbay's engine on one machine. The typed library API that every entry point calls."""
+"""Host: netbay's engine on one machine. The typed library API that every entry point calls.
+
+A thin facade over the engine's parts, each a class with its dependencies passed in:
+
+    Firewall(store, nft, flows)                       netbay's nft tables from the record
+    Networks(store, kernel, firewall, owner)          network lifecycle, start-up restore
+    Endpoints(store, kernel, firewall, owner)         attach/detach (the hot path)
+    EtcFiles(paths, store)                            a container's /etc files
+    Containers(paths, store, kernel, networks, endpoints, files, owner)
+    RuntimeNetworks(store, kernel, networks)          networks a runtime defines
+    Sandboxes(store, kernel, firewall, endpoints, containers, runtime_networks, owner)
+    Collector(paths, store, kernel, networks, endpoints, containers, runtime_networks)
+
+Every method that changes the kernel takes the kernel's (reentrant) lock itself: callers
+never do.
+"""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
 from .. import _linux
-from ..kernel import netns
+from ..errors import NetbayError
 from ..kernel.conntrack import FlowJanitor
-from ..kernel.host import HostKernel
 from ..kernel.nft import Nft
+from ..model import Container, ContainerSpec, Endpoint, Network, NetworkSpec
 from ..paths import Paths
+from ..plan import firewall as fw
 from ..store.base import Store
 from ..store.sqlite import SQLiteStore
-from .sandboxes import SandboxOps
+from .containers import Containers
+from .endpoints import Endpoints
+from .etc_files import EtcFiles
+from .firewall import Firewall
+from .kernel import Flows, Kernel, LinuxKernel, Nftables
+from .networks import Networks
+from .records import container_endpoints
+from .repair import Collector, GCReport
+from .runtime_networks import RuntimeNetworks
+from .sandboxes import RuntimeAttachment, Sandboxes, SandboxRequest
 
 
-class Host(SandboxOps):
+class Host:
     """Networks, containers and endpoints of this host.
 
     Thread-safe: kernel changes are serialised by one lock; the store serialises writes
-    across threads and processes.
+    across threads and processes. Defaults: the SQLite record under PATHS, the host's
+    kernel, one libnftables context, a conntrack janitor; tests pass fakes
+    (netbay.testing) for any of them.
     """
 
-    def __init__(self, paths: Paths | None = None, *, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        paths: Paths | None = None,
+        *,
+        store: Store | None = None,
+        kernel: Kernel | None = None,
+        nft: Nftables | None = None,
+        flows: Flows | None = None,
+        owner: str | None = None,
+    ) -> None:
         self.paths = paths or Paths.from_env()
         self.paths.root.mkdir(parents=True, exist_ok=True)
         self.paths.containers.mkdir(exist_ok=True)
-        netns.ensure_shared_dir(self.paths.netns_dir)
-        self.store = store or SQLiteStore(self.paths.db)
-        self.kernel = HostKernel()
-        self.owner = _linux.owner_token()
-        self.nft = Nft()
-        self.flows = FlowJanitor()
-        self.ensure_builtin_networks()
+        self.kernel: Kernel = kernel if kernel is not None else LinuxKernel()
+        self.kernel.ensure_netns_dir(self.paths.netns_dir)
+        self.store: Store = store if store is not None else SQLiteStore(self.paths.db)
+        self.owner = owner or _linux.owner_token()
+        self._firewall = Firewall(
+            self.store,
+            nft if nft is not None else Nft(),
+            flows if flows is not None else FlowJanitor(),
+        )
+        self._networks = Networks(self.store, self.kernel, self._firewall, self.owner)
+        self._endpoints = Endpoints(self.store, self.kernel, self._firewall, self.owner)
+        self._containers = Containers(
+            self.paths, self.store, self.kernel, self._networks, self._endpoints,
+            EtcFiles(self.paths, self.store), self.owner,
+        )
+        self._runtime_networks = RuntimeNetworks(self.store, self.kernel, self._networks)
+        self._sandboxes = Sandboxes(
+            self.store, self.kernel, self._firewall, self._endpoints, self._containers,
+            self._runtime_networks, self.owner,
+        )
+        self._collector = Collector(
+            self.paths, self.store, self.kernel, self._networks, self._endpoints,
+            self._containers, self._runtime_networks,
+        )
+        self._networks.restore()
         self.firewall_rebuild()
 
     def close(self) -> None:
-        self.flows.close()
+        self._firewall.flows.close()
         self.kernel.close()
         self.store.close()
 
@@ -43,3 +103,187 @@ class Host(SandboxOps):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # --- the record, read ------------------------------------------------------------
+    def endpoints(
+        self, network_id: str | None = None, container_id: str | None = None
+    ) -> list[Endpoint]:
+        """Endpoint records in any state."""
+        return self.store.endpoints(network_id, container_id)
+
+    def find_network(self, ref: str) -> Network | None:
+        """The record of a network by id, id prefix or name, in any state."""
+        return self.store.find_network(ref)
+
+    def find_container(self, ref: str) -> Container | None:
+        """The record of a container by id, id prefix or name, in any state."""
+        return self.store.find_container(ref)
+
+    def container_named(self, name: str) -> Container | None:
+        return self.store.container_named(name)
+
+    # --- networks ----------------------------------------------------------------------
+    def networks(self) -> list[Network]:
+        return self._networks.all()
+
+    def network(self, ref: str) -> Network:
+        return self._networks.get(ref)
+
+    def network_named(self, name: str) -> Network | None:
+        return self._networks.named(name)
+
+    def members(self, network: Network) -> list[tuple[Container, Endpoint | None]]:
+        return self._containers.members(network)
+
+    def create_network(self, spec: NetworkSpec) -> Network:
+        return self._networks.create(spec)
+
+    def remove_network(self, ref: str) -> None:
+        self._networks.remove(ref)
+
+    def prune_networks(self) -> list[str]:
+        return self._networks.prune()
+
+    def upstream_routes(self, network: Network) -> list[tuple[IPv4Network, IPv4Address | None]]:
+        return self._networks.upstream_routes(network)
+
+    def has_free_address(self, network: Network) -> bool:
+        return self._networks.has_free_address(network)
+
+    def ensure_runtime_network(self, spec: NetworkSpec, runtime: str) -> Network:
+        return self._runtime_networks.ensure(spec, runtime)
+
+    def release_runtime_network(self, network: Network) -> bool:
+        return self._runtime_networks.release(network)
+
+    # --- containers --------------------------------------------------------------------
+    def containers(self) -> list[Container]:
+        return self._containers.all()
+
+    def container(self, ref: str) -> Container:
+        return self._containers.get(ref)
+
+    def container_endpoints(self, container: Container) -> list[tuple[Network, Endpoint]]:
+        return container_endpoints(self.store, container)
+
+    def create_container(self, spec: ContainerSpec) -> Container:
+        return self._containers.create(spec)
+
+    def start_container(self, ref: str) -> tuple[Container, subprocess.Popen[bytes]]:
+        return self._containers.start(ref)
+
+    def mark_started(self, ref: str, pid: int) -> Container:
+        return self._containers.mark_started(ref, pid)
+
+    def mark_exited(self, ref: str, exit_code: int | None) -> None:
+        self._containers.mark_exited(ref, exit_code)
+
+    def stop_container(self, ref: str, timeout: float = 10.0) -> Container:
+        return self._containers.stop(ref, timeout)
+
+    def remove_container(self, ref: str, force: bool = False) -> None:
+        self._containers.remove(ref, force)
+
+    def connect(
+        self,
+        network_ref: str,
+        container_ref: str,
+        ip: IPv4Address | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> Endpoint:
+        return self._containers.connect(network_ref, container_ref, ip, aliases)
+
+    def disconnect(self, network_ref: str, container_ref: str, force: bool = False) -> None:
+        self._containers.disconnect(network_ref, container_ref, force)
+
+    # --- endpoints ---------------------------------------------------------------------
+    def attach_endpoint(
+        self,
+        container: Container,
+        network: Network,
+        ip: IPv4Address | None = None,
+        aliases: tuple[str, ...] = (),
+        *,
+        ifname: str | None = None,
+        mac: str | None = None,
+    ) -> Endpoint:
+        return self._endpoints.attach(container, network, ip, aliases, ifname=ifname, mac=mac)
+
+    def detach_endpoint(self, network: Network, endpoint: Endpoint) -> None:
+        self._endpoints.detach(network, endpoint)
+
+    # --- sandboxes (a runtime's containers) --------------------------------------------
+    def loopback_up(self, netns: Path) -> None:
+        self.kernel.loopback_up(netns)
+
+    def sandbox(self, external_id: str) -> Container | None:
+        return self._sandboxes.get(external_id)
+
+    def sandbox_attachment(
+        self, external_id: str, ifname: str
+    ) -> tuple[Container, Network, Endpoint] | None:
+        return self._sandboxes.attachment(external_id, ifname)
+
+    def attachment_tag(self, sandbox: Container, ifname: str) -> str | None:
+        return self._sandboxes.attachment_tag(sandbox, ifname)
+
+    def attach_sandbox(
+        self, network: Network, request: SandboxRequest
+    ) -> tuple[Container, Endpoint]:
+        return self._sandboxes.attach(network, request)
+
+    def detach_sandbox(self, external_id: str, ifname: str, tag: str | None = None) -> bool:
+        return self._sandboxes.detach(external_id, ifname, tag)
+
+    def setup_sandbox(
+        self, runtime: str, wanted: Sequence[RuntimeAttachment]
+    ) -> list[tuple[Network, Endpoint]]:
+        return self._sandboxes.setup(runtime, wanted)
+
+    def teardown_sandbox(
+        self, external_id: str, attachments: Iterable[tuple[str, str]]
+    ) -> list[tuple[str, NetbayError]]:
+        return self._sandboxes.teardown(external_id, attachments)
+
+    def sandbox_problems(self, network: Network, endpoint: Endpoint, netns: Path) -> list[str]:
+        return self._sandboxes.problems(network, endpoint, netns)
+
+    def collect_sandboxes(
+        self, runtime: str, tag: str, valid: Iterable[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], list[Exception]]:
+        return self._sandboxes.collect(runtime, tag, valid)
+
+    # --- repair ------------------------------------------------------------------------
+    def gc(self) -> GCReport:
+        return self._collector.gc()
+
+    def audit(self) -> list[str]:
+        return self._collector.audit()
+
+    # --- firewall ----------------------------------------------------------------------
+    def firewall_rebuild(self) -> None:
+        with self.kernel.lock:
+            self._firewall.rebuild()
+
+    def firewall_intact(self) -> bool:
+        return self._firewall.intact()
+
+    def restore_firewall(self) -> bool:
+        """Rebuild netbay's tables if they are gone (flushed by someone); True if they were."""
+        with self.kernel.lock:
+            if self._firewall.intact():
+                return False
+            self._firewall.rebuild()
+            return True
+
+    def port_rules(
+        self, container: Container, endpoints: Iterable[Endpoint], networks: dict[str, Network]
+    ) -> list[fw.PortRules]:
+        return self._firewall.port_rules(container, endpoints, networks)
+
+    def firewall_listing(self, what: str) -> list[dict[str, Any]]:
+        return self._firewall.listing(what)
+
+    def firewall_apply(self, commands: str) -> None:
+        self._firewall.apply(commands)
+

@@ -1,39 +1,61 @@
-"""Network lifecycle: create (validate all, record, make, mark ready), remove, prune."""
+"""Network lifecycle: create (validate all, record, make, mark ready), remove, prune, and
+the built-in networks and every network's kernel objects restored at start-up."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from ipaddress import IPv4Address, IPv4Network
+from dataclasses import dataclass
+from ipaddress import IPv4Network
 
 from .. import faults
 from ..clock import now_rfc3339
-from ..drivers import ParentDriver, get_driver
-from ..drivers.parent import PARENT_DRIVERS
-from ..errors import ConfigError, ConflictError, InUseError, NetbayError, NotFoundError
+from ..drivers import get_driver
+from ..drivers.base import Route
+from ..errors import ConfigError, ConflictError, InUseError, IPAMExhaustedError, NotFoundError
 from ..ids import new_id, valid_name
-from ..ipam.allocator import check_no_overlap, complete
+from ..ipam.allocator import check_no_overlap, complete, pick_address
 from ..ipam.pools import DEFAULT_BRIDGE_POOL, choose_subnet, overlaps_any
 from ..model import CREATING, READY, REMOVING, Network, NetworkSpec, SubnetConfig
 from ..plan import firewall as fw
 from ..plan.naming import DEFAULT_BRIDGE_DEVICE
-from .firewall import FirewallOps, network_rules
+from ..store.base import Store
+from .firewall import Firewall, network_rules
+from .kernel import Kernel
 
-BUILTIN_NAMES = ("bridge", "host", "none")
 log = logging.getLogger("netbay.networks")
+_MODE_NETWORKS = {"host": "host", "none": "null"}  # Docker's built-in modes: name -> driver
 
 
-class NetworkOps(FirewallOps):
-    def networks(self) -> list[Network]:
+@dataclass(frozen=True, eq=False)
+class Networks:
+    """Network lifecycle on the record, the kernel (through the drivers) and the firewall."""
+
+    store: Store
+    kernel: Kernel
+    firewall: Firewall
+    owner: str
+
+    def all(self) -> list[Network]:
         return self.store.networks()
 
-    def network(self, ref: str) -> Network:
+    def get(self, ref: str) -> Network:
         network = self.store.find_network(ref)
         if network is None or network.state == REMOVING:
             raise NotFoundError(f"network {ref} not found")
         return network
 
-    def create_network(self, spec: NetworkSpec) -> Network:
+    def named(self, name: str) -> Network | None:
+        """Exact name only (a runtime's name is never an id prefix)."""
+        try:
+            found = self.store.find_network(name)
+        except ConflictError:  # an ambiguous id prefix: then it is no network's name
+            return None
+        if found is not None and found.name == name:
+            return found
+        return None
+
+    def create(self, spec: NetworkSpec) -> Network:
         """Validate everything, record the network, make its kernel objects, mark it ready."""
         if not valid_name(spec.name):
             raise ConfigError("name", spec.name, "use letters, digits, '_', '.', '-' (max 63)")
@@ -48,9 +70,9 @@ class NetworkOps(FirewallOps):
                 network = driver.setup(self.kernel, network)
                 rules = network_rules(network)
                 if rules is not None:
-                    self.firewall_change(fw.network_elements(rules), {})
+                    self.firewall.change(fw.network_elements(rules), {})
             except BaseException:
-                self._drop_network(network)
+                self.drop(network)
                 raise
             self.store.update_network(
                 network.id, state=READY, owner="", device_created=network.device_created
@@ -78,12 +100,12 @@ class NetworkOps(FirewallOps):
             network, created=now_rfc3339(), state=CREATING, owner=self.owner
         )
 
-    def _drop_network(self, network: Network) -> None:
+    def drop(self, network: Network) -> None:
         """Undo a network: firewall and kernel objects first, then the record."""
         try:
             rules = network_rules(network)
             if rules is not None:
-                self.firewall_change({}, fw.network_elements(rules))
+                self.firewall.change({}, fw.network_elements(rules))
             network = self._hand_over_device(network)
             get_driver(network.driver).teardown(self.kernel, network)
         finally:
@@ -109,18 +131,24 @@ class NetworkOps(FirewallOps):
             self.store.update_network(network.id, device_created=False)
         return dataclasses.replace(network, device_created=False)
 
-    def upstream_routes(self, network: Network) -> list[tuple[IPv4Network, IPv4Address | None]]:
+    def upstream_routes(self, network: Network) -> list[Route]:
         """Routes a router upstream of the host needs to reach the network's containers
         (ipvlan L3: each subnet via the host's address on the parent); usually none."""
-        driver = get_driver(network.driver)
-        if isinstance(driver, ParentDriver) and network.state == READY:
-            return driver.upstream_routes(self.kernel, network)
-        return []
+        if network.state != READY:
+            return []
+        return get_driver(network.driver).upstream_routes(self.kernel, network)
 
-    def remove_network(self, ref: str) -> None:
+    def has_free_address(self, network: Network) -> bool:
+        try:
+            pick_address(network.subnets, self.store.used_addresses(network.id))
+        except IPAMExhaustedError:
+            return False
+        return True
+
+    def remove(self, ref: str) -> None:
         with self.kernel.lock:
             with self.store.transaction():
-                network = self.network(ref)
+                network = self.get(ref)
                 if network.builtin:
                     raise InUseError(
                         f"{network.name} is a pre-defined network and cannot be removed"
@@ -132,30 +160,30 @@ class NetworkOps(FirewallOps):
                     )
                 self.store.update_network(network.id, state=REMOVING, owner=self.owner)
             faults.point("network:removing")
-            self._drop_network(network)
+            self.drop(network)
 
-    def prune_networks(self) -> list[str]:
+    def prune(self) -> list[str]:
         removed = []
         for network in self.store.networks():
             if network.builtin or network.state != READY:
                 continue
             try:
-                self.remove_network(network.id)
+                self.remove(network.id)
             except (InUseError, NotFoundError):
                 continue
             removed.append(network.name)
         return removed
 
     # --- built-ins and start-up ------------------------------------------------------
-    def ensure_builtin_networks(self) -> None:
-        """Docker's three: `bridge` (device netbay0), `host`, `none`; re-make bridges after a
-        reboot or manual deletion."""
+    def restore(self) -> None:
+        """At start-up: Docker's three (`bridge` with device netbay0, `host`, `none`) recorded,
+        and every network's kernel objects re-made after a reboot or manual deletion."""
         with self.kernel.lock:
             with self.store.transaction():
                 names = {n.name for n in self.store.networks()}
                 if "bridge" not in names:
                     self.store.put_network(self._default_bridge_record())
-                for name, driver in (("host", "host"), ("none", "null")):
+                for name, driver in _MODE_NETWORKS.items():
                     if name not in names:
                         self.store.put_network(
                             Network(
@@ -168,20 +196,12 @@ class NetworkOps(FirewallOps):
                             )
                         )
             for network in self.store.networks():
-                if network.state == READY and network.driver == "bridge":
-                    made = get_driver("bridge").setup(self.kernel, network)
-                    if made.device_created and not network.device_created:
-                        self.store.update_network(network.id, device_created=True)
-                elif network.state == READY and network.driver in PARENT_DRIVERS:
-                    self._remake_parent_network(network)
-
-    def _remake_parent_network(self, network: Network) -> None:
-        """After a reboot: the VLAN or dummy parent netbay made, and the host shim. A parent
-        that is not netbay's and is gone is left to its owner (attach says so)."""
-        try:
-            get_driver(network.driver).setup(self.kernel, network)
-        except NetbayError as exc:
-            log.warning("network %s: cannot re-make its links: %s", network.name, exc)
+                if network.state == READY:
+                    self._restore(network)
+    def _restore(self, network: Network) -> None:
+        made = get_driver(network.driver).restore(self.kernel, network)
+        if made.device_created and not network.device_created:
+            self.store.update_network(network.id, device_created=True)
 
     def _default_bridge_record(self) -> Network:
         taken = [s.subnet for n in self.store.networks() for s in n.subnets]

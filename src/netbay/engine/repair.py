@@ -7,13 +7,21 @@ Undoing is always safe because every step is idempotent and removal works from t
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import _linux
-from ..drivers.parent import PARENT_DRIVERS, host_link_addresses, shim_name
-from ..model import CREATING, READY, REMOVING, Container, Network
-from .containers import ContainerOps
+from ..drivers import get_driver
+from ..model import CREATING, READY, REMOVING
+from ..paths import Paths
+from ..store.base import Store
+from .containers import Containers
+from .endpoints import Endpoints
+from .kernel import Kernel
+from .networks import Networks
+from .runtime_networks import RuntimeNetworks
+from .sandboxes import SANDBOX
 
 
 @dataclass
@@ -32,45 +40,76 @@ class GCReport:
         }
 
 
-class RepairOps(ContainerOps):
-    @staticmethod
-    def _abandoned(state: str, owner: str) -> bool:
-        return state in (CREATING, REMOVING) and not _linux.owner_alive(owner)
+@dataclass(frozen=True, eq=False)
+class Collector:
+    """gc (finish or undo what a crash interrupted) and audit, from the record."""
+
+    paths: Paths
+    store: Store
+    kernel: Kernel
+    networks: Networks
+    endpoints: Endpoints
+    containers: Containers
+    runtime_networks: RuntimeNetworks
+    # whether the process an owner token names still runs
+    alive: Callable[[str], bool] = _linux.owner_alive
+
+    def _abandoned(self, state: str, owner: str) -> bool:
+        return state in (CREATING, REMOVING) and not self.alive(owner)
 
     def gc(self) -> GCReport:
         report = GCReport()
         with self.kernel.lock:
-            networks = {n.id: n for n in self.store.networks()}
-            for container in self.store.containers():
-                if self._abandoned(container.state, container.owner):
-                    self._destroy_container(container)
-                    report.containers.append(container.name)
-            for endpoint in self.store.endpoints():
-                if self._abandoned(endpoint.state, endpoint.owner):
-                    network = networks.get(endpoint.network_id)
-                    if network is not None:
-                        self._drop_endpoint(network, endpoint)
-                    else:
-                        self.store.delete_endpoint(endpoint.id)
-                    report.endpoints.append(endpoint.host_ifname or endpoint.id[:12])
-            for network in networks.values():
-                abandoned = self._abandoned(network.state, network.owner)
-                if abandoned and not self.store.endpoint_count(network.id):
-                    self._drop_network(network)
-                    report.networks.append(network.name)
+            self._collect_interrupted(report)
             report.orphan_links = self._remove_orphan_ports()
             self._remove_orphan_container_dirs()
+            self._collect_sandboxes(report)
         return report
 
+    def _collect_interrupted(self, report: GCReport) -> None:
+        networks = {n.id: n for n in self.store.networks()}
+        for container in self.store.containers():
+            if self._abandoned(container.state, container.owner):
+                self.containers.destroy(container)
+                report.containers.append(container.name)
+        for endpoint in self.store.endpoints():
+            if self._abandoned(endpoint.state, endpoint.owner):
+                network = networks.get(endpoint.network_id)
+                if network is not None:
+                    self.endpoints.drop(network, endpoint)
+                else:
+                    self.store.delete_endpoint(endpoint.id)
+                report.endpoints.append(endpoint.host_ifname or endpoint.id[:12])
+        for network in networks.values():
+            abandoned = self._abandoned(network.state, network.owner)
+            if abandoned and not self.store.endpoint_count(network.id):
+                self.networks.drop(network)
+                report.networks.append(network.name)
+
+    def _collect_sandboxes(self, report: GCReport) -> None:
+        """Sandboxes left without endpoints (an attach interrupted by a crash) or whose
+        namespace the runtime removed without DEL (their leases and ports would otherwise
+        stay taken), runtime networks left without users."""
+        for container in self.store.containers():
+            if "external_id" not in container.config or container.state != SANDBOX:
+                continue
+            gone = container.netns is not None and not Path(container.netns).exists()
+            if gone or not self.store.endpoints(container_id=container.id):
+                self.containers.destroy(container)
+                report.containers.append(container.name)
+        for network in self.store.networks():
+            if network.state == READY and self.runtime_networks.release(network):
+                report.networks.append(network.name)
+
     def _remove_orphan_ports(self) -> list[str]:
-        """Ports on netbay-made bridges that no endpoint record names (a veth whose record
-        was lost): they belong to netbay's own device, so they are ours to remove."""
+        """Links plugged into netbay-made devices that no endpoint record names (a veth whose
+        record was lost): they belong to netbay's own device, so they are ours to remove."""
         recorded = {e.host_ifname for e in self.store.endpoints() if e.host_ifname}
         removed = []
         for network in self.store.networks():
-            if network.driver != "bridge" or not network.device_created or not network.device:
+            if not network.device_created:
                 continue
-            for port in self.kernel.bridge_ports(network.device) - recorded:
+            for port in get_driver(network.driver).orphan_ports(self.kernel, network, recorded):
                 self.kernel.remove_link(port)
                 removed.append(port)
         return removed
@@ -94,26 +133,12 @@ class RepairOps(ContainerOps):
         for container in self.store.containers():
             if container.netns and not Path(container.netns).exists():
                 problems.append(f"container {container.name}: netns {container.netns} missing")
-        for network in self.store.networks():
-            if network.driver == "bridge" and network.device not in links:
-                problems.append(f"network {network.name}: bridge {network.device} missing")
-            if network.driver in PARENT_DRIVERS and network.state == READY:
-                problems += self._audit_parent_network(network, links)
-        recorded = {e.host_ifname for e in self.store.endpoints()}
-        for network in self.store.networks():
-            if network.driver == "bridge" and network.device in links and network.device:
-                for port in self.kernel.bridge_ports(network.device) - recorded:
-                    problems.append(f"orphan port {port} on {network.device}")
+        networks = self.store.networks()
+        for network in networks:
+            problems += get_driver(network.driver).audit(network, links)
+        recorded = {e.host_ifname for e in self.store.endpoints() if e.host_ifname}
+        for network in networks:
+            if network.device in links:
+                orphans = get_driver(network.driver).orphan_ports(self.kernel, network, recorded)
+                problems += [f"orphan port {port} on {network.device}" for port in orphans]
         return problems
-
-    @staticmethod
-    def _audit_parent_network(network: Network, links: set[str]) -> list[str]:
-        problems = []
-        if network.device not in links:
-            problems.append(f"network {network.name}: parent {network.device} missing")
-        if host_link_addresses(network) and shim_name(network.id) not in links:
-            problems.append(f"network {network.name}: host link {shim_name(network.id)} missing")
-        return problems
-
-    def is_running(self, container: Container) -> bool:
-        return container.state == "running"

@@ -8,31 +8,36 @@ netbay records each one as a container, keyed by the runtime's own container id
 (runtime's id, interface name), whether or not the namespace still exists and whatever the
 runtime passes; the record goes when its last endpoint does.
 
-Networks netbay makes from a runtime's definition (a self-contained CNI config, a podman
-network) carry the label `netbay.runtime` and go when their last endpoint does, as netavark
-removes its bridge; networks made with netbay's own API are only ever used, never removed.
+The runtimes' own networks: engine/runtime_networks.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from ..clock import now_rfc3339
-from ..errors import ConfigError, ConflictError, InUseError, NotFoundError
+from ..drivers import capabilities
+from ..errors import ConfigError, ConflictError, NetbayError
 from ..ids import new_id, valid_name
-from ..kernel.links import Netlink
-from ..model import CREATING, READY, REMOVING, Container, Endpoint, Network, NetworkSpec
+from ..model import CREATING, REMOVING, Container, Endpoint, Network, NetworkSpec
 from ..plan import firewall as fw
 from ..plan import ports as plan_ports
-from .repair import GCReport, RepairOps
+from ..store.base import Store
+from .containers import Containers
+from .endpoints import Endpoints
+from .firewall import Firewall, can_publish
+from .kernel import Kernel
+from .records import container_endpoints
+from .runtime_networks import RuntimeNetworks
 
 SANDBOX = "external"  # the state of a sandbox record: the runtime runs its processes
-RUNTIME_LABEL = "netbay.runtime"  # on networks made from a runtime's definition
+log = logging.getLogger("netbay.sandboxes")
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,14 @@ class SandboxRequest:
     tag: str = ""  # the runtime's name for this attachment's network (the CNI network name)
 
 
-def can_publish(network: Network) -> bool:
-    return network.driver == "bridge" and not network.internal
+@dataclass(frozen=True)
+class RuntimeAttachment:
+    """One attachment of a runtime's setup: the network, as a ready network's name or the
+    runtime's definition of one (made if missing), and the request to make on it (raises to
+    refuse the network found)."""
+
+    network: str | NetworkSpec
+    request: Callable[[Network], SandboxRequest]
 
 
 def _hostname(name: str) -> str:
@@ -67,101 +78,27 @@ def _attachments(container: Container) -> dict[str, dict[str, Any]]:
     return {str(k): dict(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
-_DEVICE_OPTIONS = ("com.docker.network.bridge.name", "parent")
-_DEFAULTS = {
-    "com.docker.network.bridge.enable_ip_masquerade": "true",
-    "com.docker.network.bridge.enable_icc": "true",
-    "macvlan_mode": "bridge",
-}
-
-
-def network_differences(network: Network, spec: NetworkSpec) -> list[str]:
-    """How an existing network differs from a runtime's definition of it (empty: it fits).
-    What the definition leaves out (no subnet, no device name) is not compared."""
-    out = []
-    if network.driver != spec.driver:
-        out.append(f"driver {network.driver}, not {spec.driver}")
-    if spec.subnets:
-        have = [(s.subnet, s.gateway) for s in network.subnets]
-        want = [(s.subnet, s.gateway) for s in spec.subnets]
-        if any(gateway is None for _, gateway in want):  # a default gateway: compare subnets
-            have, want = [(s, None) for s, _ in have], [(s, None) for s, _ in want]
-        if have != want:
-            out.append(
-                "subnets " + ", ".join(str(s.subnet) for s in network.subnets)
-                + ", not " + ", ".join(str(s.subnet) for s in spec.subnets)
-            )
-    if spec.internal != network.internal:
-        out.append("internal" if network.internal else "not internal")
-    for key, value in spec.options.items():
-        if key in _DEVICE_OPTIONS:
-            current = network.device
-        else:
-            current = network.options.get(key, _DEFAULTS.get(key))
-        if current != value:
-            out.append(f"option {key}={current}, not {value}")
-    return out
-
-
-class SandboxOps(RepairOps):
-    # --- networks a runtime defines ------------------------------------------------------
-    def network_named(self, name: str) -> Network | None:
-        """Exact name only (a runtime's name is never an id prefix)."""
-        try:
-            found = self.store.find_network(name)
-        except ConflictError:  # an ambiguous id prefix: then it is no network's name
-            return None
-        if found is not None and found.name == name:
-            return found
-        return None
-
-    def ensure_runtime_network(self, spec: NetworkSpec, runtime: str) -> Network:
-        """The network SPEC defines: the existing one if it fits (ConflictError if it does
-        not), else made now, labelled as the runtime's."""
-        with self.kernel.lock:
-            existing = self.network_named(spec.name)
-            if existing is not None and existing.state != REMOVING:
-                if existing.state != READY:
-                    raise ConflictError(f"network {spec.name} is being {existing.state[:-3]}ed")
-                differences = network_differences(existing, spec)
-                if differences:
-                    raise ConflictError(
-                        f"network {spec.name} exists with other settings: "
-                        + "; ".join(differences)
-                    )
-                return existing
-            labels = {**spec.labels, RUNTIME_LABEL: runtime}
-            return self.create_network(dataclasses.replace(spec, labels=labels))
-
-    def release_runtime_network(self, network: Network) -> bool:
-        """Remove a network netbay made for a runtime once nothing is attached to it."""
-        if RUNTIME_LABEL not in network.labels:
-            return False
-        with self.kernel.lock:
-            if self.store.endpoint_count(network.id):
-                return False
-            try:
-                self.remove_network(network.id)
-            except (InUseError, NotFoundError):
-                return False
-        return True
+@dataclass(frozen=True, eq=False)
+class Sandboxes:
+    store: Store
+    kernel: Kernel
+    firewall: Firewall
+    endpoints: Endpoints
+    containers: Containers
+    runtime_networks: RuntimeNetworks
+    owner: str
 
     # --- sandboxes ---------------------------------------------------------------------
-    def loopback_up(self, netns: Path) -> None:
-        """`lo` up in a runtime's namespace (podman leaves that to its network backend)."""
-        with Netlink(netns) as inside:
-            inside.set_up(1)
-
-    def sandbox(self, external_id: str) -> Container | None:
+    def get(self, external_id: str) -> Container | None:
         return self.store.container_by_external_id(external_id)
 
-    def sandbox_attachment(
+    def attachment(
         self, external_id: str, ifname: str
     ) -> tuple[Container, Network, Endpoint] | None:
-        sandbox = self.sandbox(external_id)
+        sandbox = self.get(external_id)
         if sandbox is None:
             return None
-        for network, endpoint in self.container_endpoints(sandbox):
+        for network, endpoint in container_endpoints(self.store, sandbox):
             if endpoint.ifname == ifname:
                 return sandbox, network, endpoint
         return None
@@ -170,7 +107,7 @@ class SandboxOps(RepairOps):
         entry = _attachments(sandbox).get(ifname)
         return None if entry is None else str(entry.get("tag", ""))
 
-    def attach_sandbox(
+    def attach(
         self, network: Network, request: SandboxRequest
     ) -> tuple[Container, Endpoint]:
         """Attach the runtime's container to NETWORK: its sandbox record found or made, its
@@ -186,7 +123,7 @@ class SandboxOps(RepairOps):
             sandbox, before = self._claim_sandbox(request)
             try:
                 self._publish_added(sandbox, before)
-                endpoint = self.attach_endpoint(
+                endpoint = self.endpoints.attach(
                     sandbox, network, request.ip, request.aliases,
                     ifname=request.ifname, mac=request.mac,
                 )
@@ -201,7 +138,7 @@ class SandboxOps(RepairOps):
     def _drop_stale_sandbox(self, request: SandboxRequest) -> None:
         """A record for this id whose namespace is gone and is not the one asked for: the
         runtime made a new namespace (a restart) without DEL. Its attachments are dead."""
-        old = self.sandbox(request.external_id)
+        old = self.get(request.external_id)
         if old is None or old.netns is None or old.netns == str(request.netns):
             return
         if Path(old.netns).exists():
@@ -209,16 +146,16 @@ class SandboxOps(RepairOps):
                 f"container {request.external_id} is attached in network namespace "
                 f"{old.netns}, not {request.netns}"
             )
-        networks = [n for n, _ in self.container_endpoints(old)]
-        self._destroy_container(old)
+        networks = [n for n, _ in container_endpoints(self.store, old)]
+        self.containers.destroy(old)
         for network in networks:
-            self.release_runtime_network(network)
+            self.runtime_networks.release(network)
 
     def _claim_sandbox(self, request: SandboxRequest) -> tuple[Container, Container | None]:
         """(the sandbox with this attachment's ports and tag recorded, the record as it
         was before: None if made now)."""
         with self.store.transaction():
-            before = self.sandbox(request.external_id)
+            before = self.get(request.external_id)
             taken = [
                 m for c in (self.store.containers() if request.ports else [])
                 if before is None or c.id != before.id
@@ -275,24 +212,27 @@ class SandboxOps(RepairOps):
             },
         )
 
-    def _publish_added(self, sandbox: Container, before: Container | None) -> None:
-        """Ports this attachment adds to a sandbox that already has a target for them go to
-        the firewall now (the attach replaces only what it changes)."""
+    def _added_ports(self, sandbox: Container, before: Container | None) -> fw.Elements:
+        """The firewall elements of the ports this attachment adds to a sandbox that already
+        has a target for them (the attach replaces only what it changes)."""
         if before is None:
-            return
+            return {}
         have = plan_ports.container_ports(before)
         added = [m for m in plan_ports.container_ports(sandbox) if m not in have]
         if not added:
-            return
+            return {}
         networks = {n.id: n for n in self.store.networks()}
         only_added = dataclasses.replace(
             sandbox, config={**sandbox.config, "ports": plan_ports.record_ports(added)}
         )
-        rules = self.port_rules(
-            only_added, self.store.endpoints(container_id=sandbox.id), networks
-        )
-        if rules:
-            self.firewall_change(fw.merge(*map(fw.port_elements, rules)), {})
+        endpoints = self.store.endpoints(container_id=sandbox.id)
+        rules = self.firewall.port_rules(only_added, endpoints, networks)
+        return fw.merge(*map(fw.port_elements, rules))
+
+    def _publish_added(self, sandbox: Container, before: Container | None) -> None:
+        added = self._added_ports(sandbox, before)
+        if added:
+            self.firewall.change(added, {})
 
     def _unclaim_sandbox(self, sandbox: Container, before: Container | None) -> None:
         """Undo _claim_sandbox after a failed attach."""
@@ -300,48 +240,39 @@ class SandboxOps(RepairOps):
             if not self.store.endpoints(container_id=sandbox.id):
                 self.store.delete_container(sandbox.id)
             return
-        have = plan_ports.container_ports(before)
-        added = [m for m in plan_ports.container_ports(sandbox) if m not in have]
+        added = self._added_ports(sandbox, before)
         if added:
-            networks = {n.id: n for n in self.store.networks()}
-            only_added = dataclasses.replace(
-                sandbox, config={**sandbox.config, "ports": plan_ports.record_ports(added)}
-            )
-            rules = self.port_rules(
-                only_added, self.store.endpoints(container_id=sandbox.id), networks
-            )
-            if rules:
-                self.firewall_change({}, fw.merge(*map(fw.port_elements, rules)))
+            self.firewall.change({}, added)
         self.store.update_container(sandbox.id, config=dict(before.config))
 
-    def detach_sandbox(self, external_id: str, ifname: str, tag: str | None = None) -> bool:
+    def detach(self, external_id: str, ifname: str, tag: str | None = None) -> bool:
         """Detach the runtime's (EXTERNAL_ID, IFNAME) from the record, namespace or not; with
         TAG, only if the attachment was made for that network. True if there was one. The
         sandbox record goes with its last endpoint, a runtime's network with its last user."""
         with self.kernel.lock:
-            found = self.sandbox_attachment(external_id, ifname)
+            found = self.attachment(external_id, ifname)
             if found is None:
                 return False
             sandbox, network, endpoint = found
             recorded = self.attachment_tag(sandbox, ifname)
             if tag is not None and recorded is not None and recorded != tag:
                 return False
-            self.detach_endpoint(network, endpoint)
+            self.endpoints.detach(network, endpoint)
             self._forget_attachment(sandbox, ifname)
-            self.release_runtime_network(network)
+            self.runtime_networks.release(network)
         return True
 
     def _forget_attachment(self, sandbox: Container, ifname: str) -> None:
         if not self.store.endpoints(container_id=sandbox.id):
             self.store.update_container(sandbox.id, state=REMOVING, owner=self.owner)
-            self._destroy_container(sandbox)
+            self.containers.destroy(sandbox)
             return
         attachments = _attachments(sandbox)
         attachments.pop(ifname, None)
         config = {**sandbox.config, "attachments": attachments}
         self.store.update_container(sandbox.id, config=config)
 
-    def sandbox_attachments(self, runtime: str, tag: str) -> list[tuple[str, str]]:
+    def attachments(self, runtime: str, tag: str) -> list[tuple[str, str]]:
         """(runtime's id, interface name) of every attachment a runtime made for the
         network it calls TAG."""
         out = []
@@ -353,48 +284,86 @@ class SandboxOps(RepairOps):
                     out.append((str(container.config["external_id"]), ifname))
         return out
 
-    def collect_sandboxes(
+    def collect(
         self, runtime: str, tag: str, valid: Iterable[tuple[str, str]]
     ) -> tuple[list[tuple[str, str]], list[Exception]]:
         """GC: detach what the runtime made for TAG that is not among VALID; keeps going
         past failures and reports them together."""
         keep = set(valid)
         removed, errors = [], []
-        for attachment in self.sandbox_attachments(runtime, tag):
+        for attachment in self.attachments(runtime, tag):
             if attachment in keep:
                 continue
             try:
-                if self.detach_sandbox(*attachment, tag=tag):
+                if self.detach(*attachment, tag=tag):
                     removed.append(attachment)
             except Exception as exc:  # keep going; reported together
                 errors.append(exc)
         return removed, errors
 
-    # --- repair ------------------------------------------------------------------------
-    def gc(self) -> GCReport:
-        """As RepairOps, and: sandboxes left without endpoints (an attach interrupted by a
-        crash) or whose namespace the runtime removed without DEL (their leases and ports
-        would otherwise stay taken), runtime networks left without users."""
-        report = super().gc()
+    # --- a runtime's setup and teardown ------------------------------------------------
+    def setup(
+        self, runtime: str, wanted: Sequence[RuntimeAttachment]
+    ) -> list[tuple[Network, Endpoint]]:
+        """Every network found or made first, then each attachment, under one hold of the
+        lock (no other request releases a network in between). When one fails, what was
+        done is undone, as netavark does, and the error raised."""
+        networks: list[Network] = []
+        done: list[tuple[SandboxRequest, Network, Endpoint]] = []
         with self.kernel.lock:
-            for container in self.store.containers():
-                if "external_id" not in container.config or container.state != SANDBOX:
-                    continue
-                gone = container.netns is not None and not Path(container.netns).exists()
-                if gone or not self.store.endpoints(container_id=container.id):
-                    self._destroy_container(container)
-                    report.containers.append(container.name)
-            for network in self.store.networks():
-                if network.state == READY and self.release_runtime_network(network):
-                    report.networks.append(network.name)
-        return report
+            try:
+                for item in wanted:
+                    networks.append(self.runtime_networks.resolve(item.network, runtime))
+                for item, network in zip(wanted, networks, strict=True):
+                    request = item.request(network)
+                    done.append((request, network, self.attach(network, request)[1]))
+            except BaseException:
+                self._undo(done, networks)
+                raise
+        return [(network, endpoint) for _, network, endpoint in done]
+
+    def _undo(
+        self, done: list[tuple[SandboxRequest, Network, Endpoint]], networks: list[Network]
+    ) -> None:
+        for request, _, endpoint in reversed(done):
+            try:
+                self.detach(request.external_id, endpoint.ifname)
+            except NetbayError as exc:
+                log.error("undoing setup of %s: %s", request.external_id, exc)
+        for network in networks:
+            try:
+                self.runtime_networks.release(network)
+            except NetbayError as exc:
+                log.error("undoing setup of network %s: %s", network.name, exc)
+
+    def teardown(
+        self, external_id: str, attachments: Iterable[tuple[str, str]]
+    ) -> list[tuple[str, NetbayError]]:
+        """Detach each (interface name, tag) of the runtime's container, under one hold of
+        the lock, past failures: (tag, error) of each that failed."""
+        errors = []
+        with self.kernel.lock:
+            for ifname, tag in attachments:
+                try:
+                    self.detach(external_id, ifname, tag=tag)
+                except NetbayError as exc:
+                    errors.append((tag, exc))
+        return errors
+
+    def problems(self, network: Network, endpoint: Endpoint, netns: Path) -> list[str]:
+        """Where an attachment is not as recorded: its links, its firewall."""
+        problems = []
+        addresses = self.kernel.addresses_in(netns, endpoint.ifname)
+        if addresses is None:
+            problems.append(f"{endpoint.ifname} missing in {netns}")
+        elif endpoint.address is not None and endpoint.address not in addresses:
+            problems.append(f"{endpoint.address} missing on {endpoint.ifname}")
+        with self.kernel.lock:
+            if endpoint.host_ifname and not self.kernel.link_exists(endpoint.host_ifname):
+                problems.append(f"host interface {endpoint.host_ifname} missing")
+            if capabilities(network.driver).firewall and not self.firewall.intact():
+                problems.append("netbay's firewall tables are missing")
+        return problems
 
 
-__all__ = [
-    "RUNTIME_LABEL",
-    "SANDBOX",
-    "SandboxOps",
-    "SandboxRequest",
-    "can_publish",
-    "network_differences",
-]
+__all__ = ["RuntimeAttachment", "SANDBOX", "SandboxRequest", "Sandboxes"]

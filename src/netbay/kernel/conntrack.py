@@ -14,21 +14,23 @@ import queue
 import threading
 from ipaddress import IPv4Address
 
-from pyroute2 import Conntrack
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+from ..errors import KernelError
+from .netlink import PyRoute2, open_conntrack
 
 log = logging.getLogger("netbay.conntrack")
 
 
-def forget_address(ct: Conntrack, address: IPv4Address) -> int:
-    """Delete every entry whose reply comes from ADDRESS (flows DNATed to it, or from it)."""
+def forget_address(ct: PyRoute2, address: IPv4Address) -> int:
+    """Delete every entry whose reply comes from ADDRESS (flows DNATed to it, or from it);
+    CT: open_conntrack()'s."""
     removed = 0
-    entries = list(ct.dump_entries(tuple_reply=NFCTAttrTuple(saddr=str(address))))
-    for entry in entries:
+    for entry in ct.dump_entries(tuple_reply=NFCTAttrTuple(saddr=str(address))):
         try:
             ct.entry("del", tuple_orig=entry.tuple_orig)
             removed += 1
-        except OSError:
+        except KernelError:
             continue  # gone meanwhile
     return removed
 
@@ -39,7 +41,7 @@ class FlowJanitor:
 
     def __init__(self) -> None:
         self._queue: queue.Queue[IPv4Address | None] = queue.Queue()
-        self._ct = Conntrack()
+        self._ct = open_conntrack()
         self._thread = threading.Thread(target=self._run, name="flow-janitor", daemon=True)
         self._thread.start()
 

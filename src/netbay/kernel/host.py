@@ -1,4 +1,4 @@
-"""The host side of netbay's kernel work: one netlink socket for the host namespace, the
+"""The host side of netbay's kernel work: one rtnetlink socket for the host namespace, the
 bridge index cache, and the veth attach/detach steps of the hot path."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import KernelError
 from . import netns as netns_mod
 from . import sysctl
-from .links import Netlink, set_hairpin
+from .rtnetlink import Rtnetlink
 
 
 class HostKernel:
@@ -20,7 +20,7 @@ class HostKernel:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self._host = Netlink(None)
+        self._host = Rtnetlink()
         self._ipv6_conf = sysctl.ConfDir.open()
         self._bridge_index: dict[str, int] = {}
         # namespaces made here with IPv6 off by default, so an interface born in them needs
@@ -64,28 +64,27 @@ class HostKernel:
 
     def link_names(self) -> set[str]:
         with self.lock:
-            return {str(m.get("IFLA_IFNAME")) for m in self._host.links()}
+            return {link.name for link in self._host.links()}
 
     def bridge_ports(self, bridge: str) -> set[str]:
         with self.lock:
             links = self._host.links()
-        index = next((int(m["index"]) for m in links if m.get("IFLA_IFNAME") == bridge), None)
-        return {str(m.get("IFLA_IFNAME")) for m in links if index and m.get("IFLA_MASTER") == index}
+        index = next((link.index for link in links if link.name == bridge), None)
+        return {link.name for link in links if index and link.master == index}
 
     def taken_networks(self) -> list[IPv4Network]:
         """Subnets in use on the host: its addresses' networks and its routes' destinations."""
         with self.lock:
             nets = [a.network for a in self._host.addresses() if not a.ip.is_loopback]
-            nets.extend(self._host.routed_networks())
+            # the main table's destinations, the default route left out
+            nets.extend(r.destination for r in self._host.routes() if r.destination.prefixlen)
         return nets
 
     # --- endpoints (the hot path) -----------------------------------------------------
     def _bridge(self, key: str, name: str) -> int:
         index = self._bridge_index.get(key)
         if index is None:
-            index = self._host.index(name)
-            if index is None:
-                raise KernelError(f"bridge {name} does not exist", errno.ENODEV)
+            index = self._host.require_index(name, f"bridge {name} does not exist")
             self._bridge_index[key] = index
         return index
 
@@ -110,7 +109,7 @@ class HostKernel:
         bridge, no per-port IPv6 timers whose work grows with the ports): the host end
         through the held-open conf directory, the container end by its namespace's default
         when netbay made the namespace."""
-        with self.lock, Netlink(netns) as inside:
+        with self.lock, Rtnetlink(netns) as inside:
             try:
                 self._host.add_veth(
                     host_ifname, ifname, netns, master=self._bridge(bridge_key, bridge),
@@ -129,9 +128,7 @@ class HostKernel:
             if str(netns) not in self._ipv6_off:  # a runtime's namespace, or made before
                 with netns_mod.entered(netns):  # this daemon started
                     sysctl.disable_ipv6(ifname)
-            index = inside.index(ifname)
-            if index is None:
-                raise KernelError(f"{ifname} did not appear in {netns}", errno.ENODEV)
+            index = inside.require_index(ifname, f"{ifname} did not appear in {netns}")
             inside.set_up(index)
             if address is not None:
                 inside.ensure_address(index, address)
@@ -140,7 +137,7 @@ class HostKernel:
 
     def set_hairpin(self, port: str) -> None:
         with self.lock:
-            set_hairpin(self._host, port)
+            self._host.set_hairpin(port)
 
     # --- namespaces -------------------------------------------------------------------
     def create_netns(self, path: Path) -> None:
@@ -148,7 +145,7 @@ class HostKernel:
         later (lo keeps ::1). Its one /proc/sys lookup from inside the new namespace costs
         O(namespaces) (see sysctl.ConfDir), here rather than in every attach."""
         netns_mod.create(path)
-        with Netlink(path) as inside:
+        with Rtnetlink(path) as inside:
             inside.set_up(1)  # lo
         with netns_mod.entered(path):
             sysctl.disable_ipv6("default")

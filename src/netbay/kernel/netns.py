@@ -49,9 +49,16 @@ def ensure_shared_dir(directory: Path) -> None:
     """
     directory.mkdir(parents=True, exist_ok=True)
     target = str(directory)
-    if not _linux.is_mountpoint(directory):
+    # Try first, as `ip netns` does, instead of asking mountinfo whether DIRECTORY is a mount
+    # point: mountinfo still lists a mount that a later one (a tmpfs over /run) hides, and
+    # making the visible plain directory shared then fails with EINVAL.
+    try:
+        _linux.mount(None, target, None, _linux.MS_SHARED)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
         _linux.mount(target, target, None, _linux.MS_BIND)
-    _linux.mount(None, target, None, _linux.MS_SHARED)
+        _linux.mount(None, target, None, _linux.MS_SHARED)
 
 
 def create(path: Path) -> None:

@@ -46,7 +46,7 @@ def with_sysfs(netns: str | os.PathLike[str] | None, work: Callable[[Path], T]) 
             finally:
                 if fd != home:
                     os.close(fd)
-            _linux.mount("sysfs", str(SYS), "sysfs", 0)
+            mount_own_sysfs()
             results.append(work(SYS))
         except BaseException as exc:  # handed to the caller's thread
             errors.append(exc)
@@ -65,6 +65,18 @@ def with_sysfs(netns: str | os.PathLike[str] | None, work: Callable[[Path], T]) 
             raise KernelError(f"sysfs of {target or 'this namespace'}: {error}", error.errno or 0)
         raise error
     return results[0]
+
+
+def mount_own_sysfs(flags: int = 0) -> None:
+    """A sysfs of this thread's network namespace on /sys (in a mount namespace of its own).
+    EBUSY means the kernel refused to stack a namespace's sysfs on itself: /sys already shows
+    this namespace (a real host's daemon, or a container whose /sys was made for it), so it
+    is the right one as it is."""
+    try:
+        _linux.mount("sysfs", str(SYS), "sysfs", flags)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
 
 
 @dataclass(frozen=True)

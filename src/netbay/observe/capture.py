@@ -24,7 +24,9 @@ def target_for_network(network: Json) -> Json:
     if not device:
         raise ConfigError("capture", network["name"], f"the {network['driver']} network has no "
                           "interface of its own: capture on a host interface with tcpdump -i")
-    role = "bridge" if network["driver"] == "bridge" else "parent"
+    from ..drivers import capabilities  # the daemon's side: the CLI never loads the drivers
+
+    role = "bridge" if capabilities(network["driver"]).host_bridge else "parent"
     return {"interface": device, "netns": "",
             "what": f"{role} {device} of network {network['name']}"}
 

@@ -13,6 +13,7 @@ from typing import Any
 Json = dict[str, Any]
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MARKS = {OK: "ok  ", WARN: "WARN", FAIL: "FAIL", SKIP: "skip"}
+RECENT_EXIT = 600.0  # seconds: a DNS server that died this recently is still worth a warning
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,17 @@ class DoctorFacts:
     topology: Json
     audit: Sequence[str]
     daemon: Json
-    dns: Json | None  # a dns health answer, or None when there is no such endpoint
+    dns: Json | None  # DnsSupervisor.health(); None: the daemon runs no DNS server
     shims: Sequence[str] = field(default_factory=list)
 
 
 def _bridge_networks(topo: Json) -> list[Json]:
-    return [n for n in topo["networks"] if n["driver"] == "bridge" and n["device"]]
+    """Networks with a bridge of their own on the host (topology names their device's role)."""
+    return [n for n in topo["networks"] if _has_bridge(n)]
+
+
+def _has_bridge(net: Json) -> bool:
+    return bool(net["device"]) and net["device"].get("role") == "bridge"
 
 
 def check_forwarding(f: DoctorFacts) -> Finding:
@@ -167,7 +173,7 @@ def check_mtu(f: DoctorFacts) -> list[Finding]:
                     f"{member['ifname']} has MTU {member['mtu']} above its parent "
                     f"{device['name']}'s {device['mtu']}", "recreate the network with "
                     f"-o com.docker.network.driver.mtu={device['mtu']}"))
-        if (net["driver"] == "bridge" and not net["internal"] and f.uplink_mtu
+        if (_has_bridge(net) and not net["internal"] and f.uplink_mtu
                 and device.get("mtu", 0) > f.uplink_mtu[1]):
             out.append(Finding(
                 "mtu", WARN, f"network {net['name']}: bridge {device['name']} MTU "
@@ -245,14 +251,70 @@ def check_daemon(f: DoctorFacts) -> Finding:
                    f"{d.get('uptime', '?')}s; nftables tables in place")
 
 
+def _addresses(count: int) -> str:
+    return "1 address" if count == 1 else f"{count} addresses"
+
+
+def _last_exit(dns: Json) -> str:
+    last = dns.get("last_exit")
+    if not last:
+        return "it has not started yet"
+    who = f"pid {last['pid']}" if last["pid"] else "it"
+    return f"{who} {last['how']} {last['ago']:.1f} s ago"
+
+
+def _next_start(dns: Json) -> str:
+    if dns["phase"] == "backoff":
+        return (f"netbayd starts it again in {dns['retry_in']:.1f} s (restart "
+                f"{dns['restarts']}; the wait doubles while it keeps dying young)")
+    if dns["phase"] == "starting":
+        return "netbayd is starting it again"
+    if dns["phase"] == "closed":
+        return "netbayd is shutting down"
+    return "netbayd starts it with the next change"
+
+
+def _dns_answering(dns: Json) -> Finding:
+    wanted, listening = dns["wanted"], dns["listening"]
+    server = f"DNS server (pid {dns['pid']})"
+    missing = sorted(set(wanted) - set(listening))
+    if missing:
+        why = "; ".join(f"{a} (network {wanted[a]}): {dns['failed'].get(a, 'not bound yet')}"
+                        for a in missing)
+        return Finding(
+            "dns", FAIL, f"{server} does not answer on {why}: containers there cannot resolve "
+            "names", "a bridge missing: netbay system gc; port 53 held by another program: "
+            "ss -lunp 'sport = :53' names it (netbay-dns tries again every 0.5 s)")
+    text = f"DNS server running (pid {dns['pid']}), answering on {_addresses(len(listening))}"
+    if listening:
+        text += f" ({', '.join(listening)})"
+    last = dns.get("last_exit")
+    if last and last["ago"] < RECENT_EXIT:
+        return Finding("dns", WARN, f"{text}; restarted after {_last_exit(dns)}",
+                       f"why it died: {dns['log']} (and dmesg, if the OOM killer did it)")
+    return Finding("dns", OK, text)
+
+
 def check_dns(f: DoctorFacts) -> Finding:
-    if f.dns is None:
-        return Finding("dns", SKIP, "netbayd has no DNS health endpoint yet: DNS not checked")
-    healthy = f.dns.get("healthy", f.dns.get("ok", f.dns.get("Healthy")))
-    if healthy is False:
-        return Finding("dns", FAIL, f"netbay DNS reports a problem: {f.dns}",
-                       "see the daemon log; netbayd restarts its DNS server")
-    return Finding("dns", OK, f"netbay DNS: {f.dns}")
+    dns = f.dns
+    if dns is None:
+        return Finding("dns", SKIP, "this netbayd runs no DNS server: DNS not checked")
+    if dns["answered"]:
+        return _dns_answering(dns)
+    if dns["healthy"]:
+        return Finding("dns", OK, "DNS server not started: no network has containers to "
+                       "answer yet")
+    if dns["alive"]:
+        return Finding(
+            "dns", FAIL, f"DNS server (pid {dns['pid']}) runs but did not answer netbayd "
+            "within 1 s: containers' names do not resolve",
+            f"kill -KILL {dns['pid']} (netbayd starts a new one); if it hangs again, see "
+            f"{dns['log']}")
+    networks = sorted(set(dns["wanted"].values()))
+    return Finding(
+        "dns", FAIL, f"DNS server not running: {_last_exit(dns)}; {_next_start(dns)}; "
+        f"meanwhile names do not resolve on {', '.join(networks) or 'any network'}",
+        f"run netbay doctor again in a few seconds; if it keeps dying, see {dns['log']}")
 
 
 def check(f: DoctorFacts) -> list[Finding]:

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from ..errors import KernelError
+from ..kernel.netlink import open_iproute
 from ..kernel.netns import entered
 
 MACVLAN_MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
@@ -84,9 +85,6 @@ class Namespace:
 
     def link(self, name: str) -> Link | None:
         return next((lk for lk in self.links if lk.name == name), None)
-
-    def by_index(self, index: int | None) -> Link | None:
-        return next((lk for lk in self.links if lk.index == index), None)
 
     def addresses_of(self, name: str) -> list[IPv4Interface]:
         return [a for dev, a in self.addresses if dev == name]
@@ -180,14 +178,7 @@ def _neighbour(msg: Any, names: dict[int, str]) -> Neighbour | None:
 
 def read(netns: str | os.PathLike[str] | None = None, *, neighbours: bool = False) -> Namespace:
     """Links, IPv4 addresses, main-table routes (and neighbours) of NETNS (None: ours)."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    try:
-        with entered(netns):
-            ipr = IPRoute()
-    except OSError as exc:
-        raise KernelError(f"cannot open {netns}: {exc}", exc.errno or 0) from exc
+    ipr = open_iproute(netns)  # its failures are KernelError
     try:
         links = tuple(_link(m) for m in ipr.link("dump"))
         names = {lk.index: lk.name for lk in links}
@@ -207,8 +198,6 @@ def read(netns: str | os.PathLike[str] | None = None, *, neighbours: bool = Fals
                 n for n in (_neighbour(m, names) for m in ipr.neigh("dump", family=socket.AF_INET))
                 if n is not None
             )
-    except NetlinkError as exc:
-        raise KernelError(f"netlink dump in {netns or 'this namespace'}: {exc}", exc.code) from exc
     finally:
         ipr.close()
     return Namespace(links, addresses, routes, neigh)

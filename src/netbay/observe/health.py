@@ -107,7 +107,7 @@ def gather(host: Host, observer: Observer, dns: Json | None) -> DoctorFacts:
     devices = [n["device"]["name"] for n in topo["networks"] if n["device"]]
     shims = [n["shim"]["name"] for n in topo["networks"] if n["shim"]]
     try:
-        ruleset = host.nft.list("ruleset")
+        ruleset = host.firewall_listing("ruleset")
     except FirewallError:
         ruleset = []
     default = next((r for r in here.routes if r.destination is None), None)

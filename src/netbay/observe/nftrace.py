@@ -9,21 +9,21 @@ Joining the group before the trace rule exists means no event is missed (a subpr
 
 from __future__ import annotations
 
+import errno
 import re
-import socket
 import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-NETLINK_NETFILTER = 12
-SOL_NETLINK = 270
-NETLINK_ADD_MEMBERSHIP = 1
+from ..errors import KernelError
+from ..kernel import netlink
+
 NFNLGRP_NFTRACE = 9
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_TRACE = 17
-_HEADER = struct.Struct("=IHHII")
+_NFGENMSG_SIZE = 4  # family, version, resource id
 FAMILIES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
 TRACE_TYPES = {1: "policy", 2: "return", 3: "rule"}
 VERDICTS = {0: "drop", 1: "accept", 2: "stolen", 3: "queue", 4: "repeat", 5: "stop",
@@ -68,17 +68,6 @@ class Event:
     jump_target: str = ""
 
 
-def _attributes(data: bytes, offset: int = 0) -> dict[int, bytes]:
-    out = {}
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        out[kind & 0x3FFF] = data[offset + 4 : offset + length]
-        offset += (length + 3) & ~3
-    return out
-
-
 def decode_packet(network: bytes, transport: bytes) -> Packet | None:
     """IPv4 network header (+ transport header) as the trace carries them."""
     if len(network) < 20 or network[0] >> 4 != 4:
@@ -98,11 +87,11 @@ def decode_packet(network: bytes, transport: bytes) -> Packet | None:
 
 def decode(message: bytes) -> Event | None:
     """One netlink message (header included) into an Event; None if it is not a trace."""
-    _, kind, _, _, _ = _HEADER.unpack_from(message)
+    kind, _, _, payload = netlink.parse_message(message)
     if kind != (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_TRACE):
         return None
-    family = message[_HEADER.size]
-    a = _attributes(message, _HEADER.size + 4)
+    family = payload[0]
+    a = netlink.attribute_map(payload, _NFGENMSG_SIZE)
 
     def text(key: int) -> str:
         return a.get(key, b"").rstrip(b"\0").decode(errors="replace")
@@ -112,7 +101,7 @@ def decode(message: bytes) -> Event | None:
 
     verdict, target = "", ""
     if A_VERDICT in a:
-        nested = _attributes(a[A_VERDICT])
+        nested = netlink.attribute_map(a[A_VERDICT])
         code = struct.unpack("!i", nested[1][:4])[0] if 1 in nested else 0
         verdict = VERDICTS.get(code, str(code))
         target = nested.get(2, b"").rstrip(b"\0").decode(errors="replace")
@@ -130,51 +119,33 @@ def decode(message: bytes) -> Event | None:
 
 
 def messages(data: bytes) -> Iterator[bytes]:
-    offset = 0
-    while offset + _HEADER.size <= len(data):
-        length = _HEADER.unpack_from(data, offset)[0]
-        if length < _HEADER.size:
-            return
-        yield data[offset : offset + length]
-        offset += (length + 3) & ~3
+    return netlink.split_messages(data)
 
 
-class TraceListener:
+class TraceListener(netlink.Resource):
     """Subscribed on creation, in the calling thread's network namespace."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                  NETLINK_NETFILTER)
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            self.sock.bind((0, 0))
-            self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NFNLGRP_NFTRACE)
-        except OSError:
-            self.sock.close()
-            raise
+        self._socket = netlink.netfilter_socket(groups=(NFNLGRP_NFTRACE,),
+                                                receive_buffer=4 << 20)
 
     def collect(self, quiet: float, deadline: float) -> list[Event]:
         """Events until none came for QUIET seconds (or DEADLINE, a monotonic time)."""
         events: list[Event] = []
         while (now := time.monotonic()) < deadline:
-            self.sock.settimeout(max(0.001, min(quiet, deadline - now)))
             try:
-                data = self.sock.recv(1 << 16)
-            except TimeoutError:
+                data = self._socket.receive(max(0.001, min(quiet, deadline - now)))
+            except KernelError as exc:
+                if exc.errno == errno.ENOBUFS:  # events were lost; keep what came
+                    continue
+                raise
+            if data is None:
                 break
-            except OSError:  # ENOBUFS: events were lost; keep what came
-                continue
             events += [e for e in map(decode, messages(data)) if e is not None]
         return events
 
     def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> TraceListener:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._socket.close()
 
 
 # --- rule texts: `list ruleset` with handles, parsed -----------------------------------------

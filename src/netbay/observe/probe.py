@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
+from ..errors import KernelError
+from ..kernel.netlink import open_conntrack, open_iproute
 from ..kernel.netns import entered
 from .trace import Outcome
 
@@ -156,11 +158,7 @@ def route_get(
 ) -> tuple[dict[str, Any] | None, str]:
     """The kernel's routing decision in NETNS for DST (as arriving on IIF from SRC):
     ({dev, gateway, prefsrc, type}, "") or (None, why not)."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with entered(netns):
-        ipr = IPRoute()
+    ipr = open_iproute(netns)
     try:
         names = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in ipr.link("dump")}
         query: dict[str, Any] = {"dst": str(dst)}
@@ -173,8 +171,8 @@ def route_get(
             query["iif"] = index
         try:
             reply = ipr.route("get", **query)[0]
-        except NetlinkError as exc:
-            return None, f"no route: {os.strerror(exc.code)}"
+        except KernelError as exc:
+            return None, f"no route: {os.strerror(exc.errno)}"
         kinds = {1: "unicast", 2: "local", 3: "broadcast", 6: "blackhole", 7: "unreachable",
                  8: "prohibit"}
         return {
@@ -208,11 +206,10 @@ def flow(proto: str, sport: int, icmp_id: int, dst: IPv4Address) -> (
 ):
     """The probe's conntrack entry in this namespace: (original, reply) as (src, sport, dst,
     dport); for icmp the id stands in for both ports."""
-    from pyroute2 import Conntrack
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
     wanted = NFCTAttrTuple(proto=IPPROTO[proto], daddr=str(dst))
-    ct = Conntrack()
+    ct = open_conntrack()
     try:
         for entry in ct.dump_entries(tuple_orig=wanted):
             o, r = entry.tuple_orig, entry.tuple_reply
@@ -222,7 +219,7 @@ def flow(proto: str, sport: int, icmp_id: int, dst: IPv4Address) -> (
                 return ((o.saddr, icmp_id, o.daddr, icmp_id), (r.saddr, icmp_id, r.daddr, icmp_id))
             if o.sport == sport:
                 return ((o.saddr, o.sport, o.daddr, o.dport), (r.saddr, r.sport, r.daddr, r.dport))
-    except OSError:
+    except KernelError:
         return None
     finally:
         ct.close()

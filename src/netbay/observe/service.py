@@ -80,14 +80,14 @@ class Observer:
 
     # --- record ----------------------------------------------------------------------------
     def live_endpoints(self) -> list[Endpoint]:
-        return [e for e in self.host.store.endpoints() if e.state != REMOVING]
+        return [e for e in self.host.endpoints() if e.state != REMOVING]
 
     def expected_ports(self, networks: dict[str, Network]) -> dict[str, list[Published]]:
         by_container: dict[str, list[Endpoint]] = {}
         for endpoint in self.live_endpoints():
             by_container.setdefault(endpoint.container_id, []).append(endpoint)
         out = {}
-        for container in self.host.store.containers():
+        for container in self.host.containers():
             if container.state == REMOVING:
                 continue
             rules = self.host.port_rules(container, by_container.get(container.id, []), networks)
@@ -100,7 +100,7 @@ class Observer:
     # --- kernel ----------------------------------------------------------------------------
     def _nft(self, what: str) -> list[dict[str, Any]]:
         try:
-            return self.host.nft.list(what)
+            return self.host.firewall_listing(what)
         except FirewallError:
             return []
 
@@ -132,12 +132,12 @@ class Observer:
 
     # --- pictures --------------------------------------------------------------------------
     def topology(self) -> Json:
-        networks = self.host.store.networks()
-        containers = self.host.store.containers()
+        networks = self.host.networks()
+        containers = self.host.containers()
         inputs = Inputs(
             networks=networks,
             containers=containers,
-            endpoints=self.host.store.endpoints(),
+            endpoints=self.host.endpoints(),
             host=facts.read(None),
             inside={c.id: self.inside(c) for c in containers if c.netns},
             published=self.kernel_ports(),
@@ -170,7 +170,7 @@ class Observer:
 
     def find(self, ref: str) -> tuple[str, Network | Container]:
         """A network or a container by name or id (networks first, as `network` verbs)."""
-        kind, obj = resolve(self.host.store, ref)
+        kind, obj = resolve(self.host, ref)
         if obj is None:
             raise NotFoundError(f"no network or container {ref}")
         return kind, obj

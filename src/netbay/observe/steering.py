@@ -35,8 +35,8 @@ class Steering:
         self.host = host
 
     def _endpoint_targets(self, endpoint: Endpoint) -> list[Target]:
-        container = self.host.store.find_container(endpoint.container_id)
-        network = self.host.store.find_network(endpoint.network_id)
+        container = self.host.find_container(endpoint.container_id)
+        network = self.host.find_network(endpoint.network_id)
         if container is None or network is None or endpoint.state != READY:
             return []
         owner = f"{container.name} on {network.name}"
@@ -51,19 +51,19 @@ class Steering:
     def targets(self, ref: str | None) -> list[Target]:
         """A network or container's endpoint interfaces, or a host interface; None: every
         netbay interface (devices, veth ends on both sides)."""
-        store = self.host.store
+        host = self.host
         if ref is None:
             out = [Target("host", None, n.device, f"{n.driver} of network {n.name}")
-                   for n in store.networks() if n.device and n.state == READY]
-            for endpoint in store.endpoints():
+                   for n in host.networks() if n.device and n.state == READY]
+            for endpoint in host.endpoints():
                 out += self._endpoint_targets(endpoint)
             return out
-        kind, obj = resolve(store, ref)
+        kind, obj = resolve(host, ref)
         if isinstance(obj, Network):
-            return [t for e in store.endpoints(network_id=obj.id)
+            return [t for e in host.endpoints(network_id=obj.id)
                     for t in self._endpoint_targets(e)]
         if isinstance(obj, Container):
-            return [t for e in store.endpoints(container_id=obj.id)
+            return [t for e in host.endpoints(container_id=obj.id)
                     for t in self._endpoint_targets(e)]
         if facts.read(None).link(ref) is not None:
             return [Target("host", None, ref, "host interface")]

@@ -180,12 +180,13 @@ def _nat_problems(net: Json, network: Network, inp: Inputs) -> None:
 
 
 def _networks(inp: Inputs, names: dict[str, str]) -> list[Json]:
+    from ..drivers import capabilities  # not at the top: the CLI's render_text needs no pyroute2
     out = []
     for network in sorted(inp.networks, key=lambda n: (not n.builtin, n.name)):
         net = _network_head(network, inp.nat)
         if network.state != READY:
             net["problems"].append(f"network is {network.state} in the record")
-        if network.driver == "bridge":
+        if capabilities(network.driver).host_bridge:
             _bridge_network(net, network, inp, names)
         elif network.device:
             _parent_network(net, network, inp, names)

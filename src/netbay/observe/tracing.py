@@ -10,6 +10,7 @@ import time
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
+from ..drivers import capabilities
 from ..errors import ConfigError, FirewallError, NotFoundError
 from ..model import READY, Container, Endpoint, Network
 from . import facts, nftrace, probe
@@ -55,7 +56,7 @@ class Tracer:
             raise ConfigError("container", container.name, "has no network interface")
         chosen = endpoints[0]
         if peer is not None and peer.kind == "container":
-            other = self.host.store.find_container(peer.name)
+            other = self.host.find_container(peer.name)
             shared = {e.network_id for _, e in self._endpoints(other)} if other else set()
             chosen = next(((n, e) for n, e in endpoints if n.id in shared), chosen)
         network, endpoint = chosen
@@ -81,16 +82,16 @@ class Tracer:
         except ValueError:
             address = None
         if address is None:
-            container = self.host.store.find_container(ref)
+            container = self.host.find_container(ref)
             if container is None:
                 raise NotFoundError(f"no container {ref} (a {field} is a container, `host` or "
                                     "an IPv4 address)")
             return self._container_party(container, peer)
-        for endpoint in self.host.store.endpoints():
+        for endpoint in self.host.endpoints():
             if endpoint.address is not None and endpoint.address.ip == address:
-                container = self.host.store.find_container(endpoint.container_id)
+                container = self.host.find_container(endpoint.container_id)
                 if container is not None and container.state == "running" and container.netns:
-                    network = self.host.store.find_network(endpoint.network_id)
+                    network = self.host.find_network(endpoint.network_id)
                     return Party("container", container.name, address, container.netns,
                                  f"{endpoint.ifname} on network {network.name if network else '?'}")
         if any(a.ip == address for _, a in facts.read(None).addresses):
@@ -102,10 +103,10 @@ class Tracer:
 
     # --- the static path -------------------------------------------------------------------
     def _attachment(self, address: IPv4Address) -> tuple[Network, Endpoint, Container] | None:
-        for endpoint in self.host.store.endpoints():
+        for endpoint in self.host.endpoints():
             if endpoint.address is not None and endpoint.address.ip == address:
-                network = self.host.store.find_network(endpoint.network_id)
-                container = self.host.store.find_container(endpoint.container_id)
+                network = self.host.find_network(endpoint.network_id)
+                container = self.host.find_container(endpoint.container_id)
                 if network is not None and container is not None:
                     return network, endpoint, container
         return None
@@ -117,7 +118,7 @@ class Tracer:
         if found is None:
             return "", None, ""
         network, endpoint, container = found
-        if network.driver == "bridge" and endpoint.host_ifname:
+        if capabilities(network.driver).host_bridge and endpoint.host_ifname:
             pair = f"{container.name}:{endpoint.ifname} ⇄ {endpoint.host_ifname} (host end)"
             if leaving:
                 return (f"veth {pair}, a port of bridge {network.device} (network "
@@ -142,7 +143,7 @@ class Tracer:
     # --- the probe -------------------------------------------------------------------------
     def _remove(self, remove: str) -> None:
         try:
-            self.host.nft.apply(remove)
+            self.host.firewall_apply(remove)
         except FirewallError as exc:  # the table was rebuilt meanwhile: nothing left
             log.info("trace chains already gone: %s", exc)
 
@@ -154,7 +155,7 @@ class Tracer:
         add, remove = trace_chains(secrets.token_hex(3), request, reply)
         try:
             with nftrace.TraceListener() as listener:
-                self.host.nft.apply(add)
+                self.host.firewall_apply(add)
                 try:
                     outcome = sent.fire(spec.timeout)
                     events = listener.collect(quiet=0.2, deadline=time.monotonic() + 1.0)

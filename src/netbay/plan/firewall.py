@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from .naming import valid_ifname
+
 TABLE = "netbay"
 INET, BRIDGE = "inet", "bridge"
 
@@ -86,8 +88,7 @@ table bridge netbay {
 }
 """
 
-_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _PROTOS = ("tcp", "udp", "sctp")
 
 
@@ -123,13 +124,13 @@ Elements = dict[tuple[str, str], list[str]]
 
 
 def _ifname(name: str) -> str:
-    if not _IFNAME.match(name):
+    if not valid_ifname(name):
         raise ValueError(f"not an interface name: {name!r}")
     return f'"{name}"'
 
 
 def _mac(mac: str) -> str:
-    if not _MAC.match(mac.lower()):
+    if not _MAC.fullmatch(mac.lower()):
         raise ValueError(f"not a MAC address: {mac!r}")
     return mac.lower()
 

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from ipaddress import IPv4Address
 
 DEFAULT_BRIDGE_DEVICE = "netbay0"
+IFNAME_RULE = "1-15 characters of ASCII letters, digits, '_', '-' and '.'"
+# Stricter than the kernel (which takes anything but '/', ':', whitespace, '.' and '..'):
+# every name netbay handles may end up in an nftables set, where '+' or '*' would be a
+# wildcard and quotes would break the ruleset. The only interface-name rule in netbay.
+# cni/plugin.py runs without netbay and keeps a copy; tests/unit/test_ifname.py holds them equal.
+_IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+
+
+def valid_ifname(name: str) -> bool:
+    return _IFNAME.fullmatch(name) is not None and name not in (".", "..")
 
 
 def bridge_device(network_id: str) -> str:

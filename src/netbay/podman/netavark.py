@@ -85,17 +85,9 @@ def version_info() -> bytes:
     }) + "\n").encode()
 
 
-def run(argv: list[str], stdin: object) -> tuple[int, bytes]:
-    options, rest = parse_argv(argv)
-    if options.get("help"):
-        return 0, (USAGE + "\n").encode()
-    if options.get("version"):
-        return 0, f"netavark {NETAVARK_VERSION} (netbay {VERSION})\n".encode()
-    if not rest:
-        raise Failure(USAGE)
-    command = rest[0]
-    if command == "version":
-        return 0, version_info()
+def check_command(command: str, rest: list[str], options: dict[str, str]) -> str:
+    """The network namespace of setup or teardown, once the command line is one netbay
+    serves."""
     if command not in ("setup", "teardown"):
         raise Failure(f"unsupported command {command!r} (netbay serves setup, teardown, version)")
     if len(rest) != 2 or not rest[1]:
@@ -108,7 +100,11 @@ def run(argv: list[str], stdin: object) -> tuple[int, bytes]:
         raise Failure("netbay's netavark backend serves rootful podman only")
     if command == "setup" and not exists(netns):
         raise Failure(f"invalid namespace path: {netns} does not exist")
-    source = options.get("file")
+    return netns
+
+
+def read_options(source: str, stdin: object) -> str:
+    """The network options document (-f FILE, or stdin), once it is a JSON object."""
     try:
         if source and source != "-":
             with open(source, "rb") as handle:
@@ -123,6 +119,22 @@ def run(argv: list[str], stdin: object) -> tuple[int, bytes]:
         raise Failure(f"JSON Decoding error: {exc}") from None
     if not isinstance(document, dict):
         raise Failure("JSON Decoding error: expected the network options object")
+    return text
+
+
+def run(argv: list[str], stdin: object) -> tuple[int, bytes]:
+    options, rest = parse_argv(argv)
+    if options.get("help"):
+        return 0, (USAGE + "\n").encode()
+    if options.get("version"):
+        return 0, f"netavark {NETAVARK_VERSION} (netbay {VERSION})\n".encode()
+    if not rest:
+        raise Failure(USAGE)
+    command = rest[0]
+    if command == "version":
+        return 0, version_info()
+    netns = check_command(command, rest, options)
+    text = read_options(options.get("file", ""), stdin)
     body = json_obj({
         "netns": netns,
         "config": options.get("config", ""),

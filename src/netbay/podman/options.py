@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
+from ..drivers import runtime_options
 from ..model import NetworkSpec, SubnetConfig
 from ..plan import ports as plan_ports
+from ..plan.naming import IFNAME_RULE, valid_ifname
 
-OPT_BRIDGE = "com.docker.network.bridge.name"
-OPT_MTU = "com.docker.network.driver.mtu"
 ID_LABEL = "io.podman.network.id"
 
 
@@ -88,24 +88,7 @@ def network_spec(info: Mapping[str, Any], name: str) -> NetworkSpec:
             f"network {name}: ipam driver {ipam.get('driver')!r} is not supported by netbay "
             "(podman's host-local allocation passes static_ips)"
         )
-    net_options: dict[str, str] = {}
-    if driver == "bridge":
-        if device:
-            net_options[OPT_BRIDGE] = device
-        if options.get("mtu") not in (None, "", "0"):
-            net_options[OPT_MTU] = str(options["mtu"])
-        if options.get("vlan") not in (None, "", "0"):
-            raise OptionsError(f"network {name}: option vlan is not supported by netbay")
-    elif driver == "macvlan":
-        if device:
-            net_options["parent"] = device
-        if options.get("mode"):
-            net_options["macvlan_mode"] = str(options["mode"])
-        if options.get("mtu") not in (None, "", "0"):
-            raise OptionsError(f"network {name}: option mtu is not supported on netbay's "
-                               "macvlan networks")
-    else:
-        raise OptionsError(f"unsupported driver {driver}")
+    net_options = _driver_options(name, driver, device, options)
     labels = {ID_LABEL: str(info["id"])} if isinstance(info.get("id"), str) else {}
     return NetworkSpec(
         name=name,
@@ -117,14 +100,34 @@ def network_spec(info: Mapping[str, Any], name: str) -> NetworkSpec:
     )
 
 
+def _driver_options(
+    name: str, driver: str, device: str, options: Mapping[str, Any]
+) -> dict[str, str]:
+    """netavark's device and options as the driver's: each setting the driver has no option
+    for is refused (netbay would not honour it), never dropped."""
+    fields = runtime_options(driver)
+    if fields is None:
+        raise OptionsError(f"unsupported driver {driver}")
+    net_options = {fields.device: device} if device else {}
+    for setting, option in (("mode", fields.mode), ("mtu", fields.mtu), ("vlan", None)):
+        value = options.get(setting)
+        if value in (None, "", "0"):
+            continue
+        if option is None:
+            raise OptionsError(f"network {name}: option {setting} is not supported on "
+                               f"netbay's {driver} networks")
+        net_options[option] = str(value)
+    return net_options
+
+
 def _attachment(name: str, per: Any, info: Any) -> Attachment:
     if not isinstance(per, dict) or not isinstance(info, dict):
         raise OptionsError(f"JSON Decoding error: network {name}: expected objects")
     ifname = per.get("interface_name")
     if not isinstance(ifname, str) or not ifname:
         raise OptionsError("no container interface name given")
-    if len(ifname) > 15 or any(c in "/:" or c.isspace() for c in ifname):
-        raise OptionsError(f"invalid interface name {ifname!r}")
+    if not valid_ifname(ifname):
+        raise OptionsError(f"invalid interface name {ifname!r}: expected {IFNAME_RULE}")
     addresses = []
     for raw in _field(per, "static_ips", list, f"network {name}", required=False) or []:
         try:

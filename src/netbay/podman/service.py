@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..dns.records import serves
+from ..drivers import runtime_options
 from ..engine import Host
-from ..engine.sandboxes import SandboxRequest, can_publish
+from ..engine.firewall import can_publish
+from ..engine.sandboxes import RuntimeAttachment, SandboxRequest
 from ..errors import NetbayError
 from ..model import Endpoint, Network
 from .options import Attachment, Options, OptionsError, parse
@@ -93,69 +96,42 @@ class NetavarkService:
     def setup(self, netns: Path, options: Options) -> dict[str, Any]:
         if not netns.exists():
             raise SetupError(f"invalid namespace path: {netns} does not exist")
-        status: dict[str, Any] = {}
         self.host.loopback_up(netns)
-        with self.host.kernel.lock:
-            networks: list[Network] = []
-            done: list[Endpoint] = []
-            try:
-                for attachment in options.attachments:  # all of them before any attach
-                    networks.append(self.host.ensure_runtime_network(attachment.spec, RUNTIME))
-                for attachment, network in zip(options.attachments, networks, strict=True):
-                    endpoint = self._attach(netns, options, attachment, network)
-                    done.append(endpoint)
-                    status[attachment.name] = status_block(
-                        attachment, network, endpoint, options.dns_servers
-                    )
-            except BaseException:
-                self._undo(options, done, networks)
-                raise
-        return status
-
-    def _attach(
-        self, netns: Path, options: Options, attachment: Attachment, network: Network
-    ) -> Endpoint:
-        if network.driver not in ("bridge", "macvlan"):
-            raise SetupError(f"network {network.name}: unsupported driver {network.driver}")
-        request = SandboxRequest(
-            external_id=options.container_id,
-            runtime=RUNTIME,
-            netns=netns,
-            ifname=attachment.ifname,
-            ip=attachment.ip,
-            mac=attachment.mac,
-            aliases=attachment.aliases,
-            hostname=options.container_name if attachment.dns_enabled else "",
-            # ports go to the bridge networks (netavark's macvlan ignores them too)
-            ports=options.ports if can_publish(network) else (),
-            dns=options.dns_servers,
-            tag=attachment.name,
-        )
-        _, endpoint = self.host.attach_sandbox(network, request)
-        return endpoint
-
-    def _undo(self, options: Options, done: list[Endpoint], networks: list[Network]) -> None:
-        for endpoint in reversed(done):
-            try:
-                self.host.detach_sandbox(options.container_id, endpoint.ifname)
-            except NetbayError as exc:
-                log.error("undoing setup of %s: %s", options.container_id, exc)
-        for network in networks:
-            try:
-                self.host.release_runtime_network(network)
-            except NetbayError as exc:
-                log.error("undoing setup of %s: %s", options.container_id, exc)
+        wanted = [
+            RuntimeAttachment(attachment.spec, partial(_request, netns, options, attachment))
+            for attachment in options.attachments
+        ]
+        done = self.host.setup_sandbox(RUNTIME, wanted)
+        return {
+            attachment.name: status_block(attachment, network, endpoint, options.dns_servers)
+            for attachment, (network, endpoint) in zip(options.attachments, done, strict=True)
+        }
 
     def teardown(self, options: Options) -> None:
         """Best effort over every network; errors reported together."""
-        errors = []
-        with self.host.kernel.lock:
-            for attachment in options.attachments:
-                try:
-                    self.host.detach_sandbox(
-                        options.container_id, attachment.ifname, tag=attachment.name
-                    )
-                except NetbayError as exc:
-                    errors.append(f"network {attachment.name}: {exc}")
+        errors = self.host.teardown_sandbox(
+            options.container_id, [(a.ifname, a.name) for a in options.attachments]
+        )
         if errors:
-            raise SetupError(_errors(errors))
+            raise SetupError(_errors([f"network {tag}: {exc}" for tag, exc in errors]))
+
+
+def _request(
+    netns: Path, options: Options, attachment: Attachment, network: Network
+) -> SandboxRequest:
+    if runtime_options(network.driver) is None:  # not a kind runtimes make
+        raise SetupError(f"network {network.name}: unsupported driver {network.driver}")
+    return SandboxRequest(
+        external_id=options.container_id,
+        runtime=RUNTIME,
+        netns=netns,
+        ifname=attachment.ifname,
+        ip=attachment.ip,
+        mac=attachment.mac,
+        aliases=attachment.aliases,
+        hostname=options.container_name if attachment.dns_enabled else "",
+        # ports go to the bridge networks (netavark's macvlan ignores them too)
+        ports=options.ports if can_publish(network) else (),
+        dns=options.dns_servers,
+        tag=attachment.name,
+    )

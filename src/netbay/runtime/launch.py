@@ -7,6 +7,7 @@ network namespace, makes its own UTS and mount namespaces, bind-mounts the conta
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ def enter(spec: dict[str, object]) -> None:
             _linux.setns(fd, _linux.CLONE_NEWNET)
         finally:
             os.close(fd)
+        mount_sysfs()
     files = spec.get("files") or {}
     assert isinstance(files, dict)
     for target, source in files.items():
@@ -34,6 +36,25 @@ def enter(spec: dict[str, object]) -> None:
     hostname = spec.get("hostname")
     if isinstance(hostname, str) and hostname:
         _linux.sethostname(hostname)
+
+
+def mount_sysfs() -> None:
+    """The container's own /sys, read-only, as Docker and podman give it: sysfs shows the
+    network namespace of whoever mounts it, so the host's one would list the host's links.
+    EBUSY: /sys already shows this namespace (the kernel does not stack it on itself).
+
+    Read-only is set on this mount alone (a bind remount), never at mount time: the kernel
+    keeps one sysfs superblock per network namespace, and MS_RDONLY on the first mount would
+    make that superblock read-only for everyone, so `netbay rps set` on the container's
+    devices would fail."""
+    flags = _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC
+    try:
+        _linux.mount("sysfs", "/sys", "sysfs", flags)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+    remount = _linux.MS_REMOUNT | _linux.MS_BIND | _linux.MS_RDONLY
+    _linux.mount(None, "/sys", None, remount | flags)
 
 
 def main(argv: list[str]) -> int:

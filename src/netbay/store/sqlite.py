@@ -1,7 +1,8 @@
 """SQLite store: one file under the state root, WAL, exclusive write transactions.
 
 BEGIN IMMEDIATE takes the database's write lock at the start of a transaction, so IPAM's
-read-pick-insert is atomic across threads and processes alike.
+read-pick-insert is atomic across threads and processes alike. A read-only store (the DNS
+server's) never blocks the daemon's writes: WAL readers see the last commit.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, fields
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from contextlib import AbstractContextManager, contextmanager
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConflictError
-from ..model import Container, Endpoint, Network, SubnetConfig
+from ..model import Container, Endpoint, Network
+from . import rows as codec
+from .base import ContainerRow, DnsRecords, EndpointRow
+from .transactions import FlatTransactions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -51,155 +54,88 @@ CREATE INDEX IF NOT EXISTS containers_by_external_id
 """
 
 
-def _subnets_to_json(subnets: tuple[SubnetConfig, ...]) -> str:
-    return json.dumps(
-        [
-            {
-                "subnet": str(s.subnet),
-                "gateway": str(s.gateway) if s.gateway else None,
-                "ip_range": str(s.ip_range) if s.ip_range else None,
-                "aux": {k: str(v) for k, v in s.aux_addresses.items()},
-            }
-            for s in subnets
-        ]
-    )
-
-
-def _subnets_from_json(raw: str) -> tuple[SubnetConfig, ...]:
-    return tuple(
-        SubnetConfig(
-            IPv4Network(s["subnet"]),
-            IPv4Address(s["gateway"]) if s["gateway"] else None,
-            IPv4Network(s["ip_range"]) if s["ip_range"] else None,
-            {k: IPv4Address(v) for k, v in s["aux"].items()},
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    if read_only:
+        # WAL readers do not wait for writers; a short timeout keeps a rare busy moment (WAL
+        # recovery) from stalling every query behind it
+        db = sqlite3.connect(
+            path.absolute().as_uri() + "?mode=ro", uri=True, timeout=1.0,
+            isolation_level=None, check_same_thread=False,
         )
-        for s in json.loads(raw)
-    )
-
-
-def _network_row(n: Network) -> dict[str, Any]:
-    row = {f.name: getattr(n, f.name) for f in fields(n)}
-    row["subnets"] = _subnets_to_json(n.subnets)
-    row["options"] = json.dumps(dict(n.options))
-    row["labels"] = json.dumps(dict(n.labels))
-    return row
-
-
-def _network(row: sqlite3.Row) -> Network:
-    d = dict(row)
-    d["subnets"] = _subnets_from_json(d["subnets"])
-    d["options"] = json.loads(d["options"])
-    d["labels"] = json.loads(d["labels"])
-    for flag in ("internal", "attachable", "builtin", "device_created"):
-        d[flag] = bool(d[flag])
-    return Network(**d)
-
-
-def _container_row(c: Container) -> dict[str, Any]:
-    row = asdict(c)
-    row["command"] = json.dumps(list(c.command))
-    row["config"] = json.dumps(dict(c.config))
-    return row
-
-
-def _container(row: sqlite3.Row) -> Container:
-    d = dict(row)
-    d["command"] = tuple(json.loads(d["command"]))
-    d["config"] = json.loads(d["config"])
-    return Container(**d)
-
-
-def _endpoint_row(e: Endpoint) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "network_id": e.network_id,
-        "container_id": e.container_id,
-        "ifname": e.ifname,
-        "host_ifname": e.host_ifname,
-        "mac": e.mac,
-        "address": int(e.address.ip) if e.address else None,
-        "prefixlen": e.address.network.prefixlen if e.address else None,
-        "gateway": str(e.gateway) if e.gateway else None,
-        "aliases": json.dumps(list(e.aliases)),
-        "state": e.state,
-        "owner": e.owner,
-    }
-
-
-def _endpoint(row: sqlite3.Row) -> Endpoint:
-    address = None
-    if row["address"] is not None:
-        address = IPv4Interface((IPv4Address(row["address"]), row["prefixlen"]))
-    return Endpoint(
-        id=row["id"],
-        network_id=row["network_id"],
-        container_id=row["container_id"],
-        ifname=row["ifname"],
-        host_ifname=row["host_ifname"],
-        mac=row["mac"],
-        address=address,
-        gateway=IPv4Address(row["gateway"]) if row["gateway"] else None,
-        aliases=tuple(json.loads(row["aliases"])),
-        state=row["state"],
-        owner=row["owner"],
-    )
-
-
-class SQLiteStore:
-    def __init__(self, path: Path) -> None:
+        db.execute("PRAGMA query_only=ON")
+    else:
         path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash (what SIGKILL tests); only power loss
+        # could drop the last commits, and gc repairs the kernel side from what remains.
+        db.execute("PRAGMA synchronous=NORMAL")
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class SQLiteStore(codec.RowStore):
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self._lock = threading.RLock()
-        self._depth = 0
+        self._tx = FlatTransactions(self._lock, self._begin, self._commit, self._rollback)
         # Network id -> the addresses its endpoints hold. IPAM reads them on every attach and
         # fetching 1,000 rows costs ~0.8 ms, so they are kept here while PRAGMA data_version
         # (it moves when another connection commits) stays at _used_version. This
         # connection's own writes keep them current; a rollback or failed commit drops them.
         self._used: dict[str, set[int]] = {}
         self._used_version: int | None = None
-        self._db = sqlite3.connect(
-            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash (what SIGKILL tests); only power loss
-        # could drop the last commits, and gc repairs the kernel side from what remains.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self.transaction():
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
+        self._commits = 0  # ours: data_version counts only other connections' commits
+        self._db = _connect(path, read_only)
+        if not read_only:
+            with self.transaction():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    def transaction(self) -> AbstractContextManager[None]:
+        return self._tx.join()
+
+    def _begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._used.clear()
+            raise
+        self._commits += 1
+
+    def _rollback(self) -> None:
+        self._used.clear()
+        self._db.execute("ROLLBACK")
+
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction, so several queries see one commit (a write transaction of
+        ours already is one)."""
         with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
+            if self._tx.active:
+                yield
                 return
-            self._db.execute("BEGIN IMMEDIATE")
-            self._depth = 1
+            self._db.execute("BEGIN")
             try:
                 yield
-            except BaseException:
-                self._used.clear()
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                try:
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._used.clear()
-                    raise
             finally:
-                self._depth = 0
+                self._db.execute("COMMIT")
+
+    def version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0]) + self._commits
 
     def _query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         with self._lock:
@@ -217,14 +153,19 @@ class SQLiteStore:
         marks = ", ".join("?" for _ in row)
         self._write(f"INSERT INTO {table} ({cols}) VALUES ({marks})", *row.values())
 
-    def _update(self, table: str, key: str, values: dict[str, Any]) -> None:
+    def _update(self, table: str, record_id: str, values: dict[str, Any]) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
-        self._write(f"UPDATE {table} SET {sets} WHERE id = ?", *values.values(), key)
+        with self.transaction():
+            self._write(f"UPDATE {table} SET {sets} WHERE id = ?", *values.values(), record_id)
+            if table == "endpoints" and "network_id" in values:
+                self._used.clear()  # a lease moved between networks
 
     def _find(self, table: str, ref: str) -> sqlite3.Row | None:
         rows = self._query(f"SELECT * FROM {table} WHERE id = ? OR name = ?", ref, ref)
         if not rows and ref:
-            rows = self._query(f"SELECT * FROM {table} WHERE id LIKE ? || '%'", ref.lower())
+            rows = self._query(
+                f"SELECT * FROM {table} WHERE id LIKE ? || '%' ESCAPE '\\'", _escape_like(ref)
+            )
             if len(rows) > 1:
                 raise ConflictError(f"{ref!r} matches more than one {table[:-1]}")
         if len(rows) > 1:  # a name equal to another object's id: the id wins, as in Docker
@@ -233,17 +174,9 @@ class SQLiteStore:
 
     # networks
     def networks(self) -> list[Network]:
-        return [_network(r) for r in self._query("SELECT * FROM networks ORDER BY created, name")]
-
-    def find_network(self, ref: str) -> Network | None:
-        row = self._find("networks", ref)
-        return None if row is None else _network(row)
-
-    def put_network(self, network: Network) -> None:
-        self._insert("networks", _network_row(network))
-
-    def update_network(self, network_id: str, **values: Any) -> None:
-        self._update("networks", network_id, values)
+        return [
+            codec.network(r) for r in self._query("SELECT * FROM networks ORDER BY created, name")
+        ]
 
     def delete_network(self, network_id: str) -> None:
         self._write("DELETE FROM networks WHERE id = ?", network_id)
@@ -251,31 +184,19 @@ class SQLiteStore:
 
     # containers
     def containers(self) -> list[Container]:
-        return [_container(r) for r in self._query("SELECT * FROM containers ORDER BY created")]
-
-    def find_container(self, ref: str) -> Container | None:
-        row = self._find("containers", ref)
-        return None if row is None else _container(row)
+        rows = self._query("SELECT * FROM containers ORDER BY created, rowid")
+        return [codec.container(r) for r in rows]
 
     def container_named(self, name: str) -> Container | None:
-        """Exact name only (never an id prefix): for uniqueness checks."""
         rows = self._query("SELECT * FROM containers WHERE name = ?", name)
-        return _container(rows[0]) if rows else None
+        return codec.container(rows[0]) if rows else None
 
     def container_by_external_id(self, external_id: str) -> Container | None:
         rows = self._query(
             "SELECT * FROM containers WHERE json_extract(config, '$.external_id') = ?",
             external_id,
         )
-        return _container(rows[0]) if rows else None
-
-    def put_container(self, container: Container) -> None:
-        self._insert("containers", _container_row(container))
-
-    def update_container(self, container_id: str, **values: Any) -> None:
-        if "config" in values:
-            values["config"] = json.dumps(dict(values["config"]))
-        self._update("containers", container_id, values)
+        return codec.container(rows[0]) if rows else None
 
     def delete_container(self, container_id: str) -> None:
         self._write("DELETE FROM containers WHERE id = ?", container_id)
@@ -289,19 +210,13 @@ class SQLiteStore:
             sql, args = sql + " AND network_id = ?", [*args, network_id]
         if container_id is not None:
             sql, args = sql + " AND container_id = ?", [*args, container_id]
-        return [_endpoint(r) for r in self._query(sql + " ORDER BY rowid", *args)]
+        return [codec.endpoint(r) for r in self._query(sql + " ORDER BY rowid", *args)]
 
     def put_endpoint(self, endpoint: Endpoint) -> None:
         with self.transaction():
-            self._insert("endpoints", _endpoint_row(endpoint))
+            self._insert("endpoints", codec.endpoint_row(endpoint))
             if endpoint.address is not None and endpoint.network_id in self._used:
                 self._used[endpoint.network_id].add(int(endpoint.address.ip))
-
-    def update_endpoint(self, endpoint_id: str, **values: Any) -> None:
-        with self.transaction():
-            self._update("endpoints", endpoint_id, values)
-            if values.keys() & {"network_id", "address"}:
-                self._used.clear()
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         with self.transaction():
@@ -347,7 +262,32 @@ class SQLiteStore:
         )
         return [r[0] for r in rows]
 
-    def dump(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
-        for table in ("networks", "containers", "endpoints"):
+    def dns_records(self) -> DnsRecords:
+        with self._snapshot():
+            networks = [codec.network(r) for r in self._db.execute("SELECT * FROM networks")]
+            # plain tuples: ~1,000 rows each, read whenever anything changed
+            cursor = self._db.cursor()
+            cursor.row_factory = None
+            containers = [
+                ContainerRow(cid, name, hostname, state, tuple(json.loads(dns)) if dns else ())
+                for cid, name, hostname, state, dns in cursor.execute(
+                    "SELECT id, name, hostname, state, json_extract(config, '$.dns')"
+                    " FROM containers"
+                )
+            ]
+            endpoints = [
+                EndpointRow(
+                    nid, cid, IPv4Address(address) if address is not None else None,
+                    tuple(json.loads(aliases)), state,
+                )
+                for nid, cid, address, aliases, state in cursor.execute(
+                    "SELECT network_id, container_id, address, aliases, state FROM endpoints"
+                    " ORDER BY rowid"
+                )
+            ]
+        return DnsRecords(networks, containers, endpoints)
+
+    def dump(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for table in codec.TABLES:
             for row in self._query(f"SELECT * FROM {table} ORDER BY id"):
-                yield table, tuple(row)
+                yield table, dict(row)

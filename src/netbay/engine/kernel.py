@@ -1,0 +1,72 @@
+"""What the engine needs from the kernel, the nftables context and the conntrack janitor: the
+protocols its parts (and the drivers) are written against, so a fake (netbay.testing) can
+stand in for each without root, and the Linux implementation of the kernel one."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..drivers.base import DriverKernel
+from ..kernel import netns
+from ..kernel.host import HostKernel
+from ..kernel.rtnetlink import Rtnetlink
+
+
+class Kernel(DriverKernel, Protocol):
+    """The host's links and the containers' namespaces: what the drivers ask (LOCK, the
+    reentrant lock that serialises the changes, bridges, veths), and the engine's own
+    steps. Every change the engine and the drivers make goes through one of these."""
+
+    def close(self) -> None: ...
+    def link_names(self) -> set[str]: ...
+    def taken_networks(self) -> list[IPv4Network]:
+        """Subnets the host uses already (its addresses' networks, its routes)."""
+
+    def set_hairpin(self, port: str) -> None: ...
+
+    # namespaces
+    def ensure_netns_dir(self, directory: Path) -> None:
+        """The directory the containers' namespaces are pinned in, as a shared mount."""
+
+    def create_netns(self, path: Path) -> None: ...
+    def delete_netns(self, path: Path) -> None: ...
+    def loopback_up(self, path: Path) -> None:
+        """`lo` up in a runtime's namespace."""
+
+    def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
+        """The addresses in the namespace at PATH; None if it has no interface IFNAME."""
+
+
+class Nftables(Protocol):
+    """One nftables context: each apply is one transaction (kernel/nft.py)."""
+
+    def apply(self, commands: str) -> None: ...
+    def list(self, what: str) -> list[dict[str, Any]]: ...
+    def has_chain(self, family: str, table: str, chain: str) -> bool: ...
+
+
+class Flows(Protocol):
+    """Ends the tracked flows of addresses that lost their port mappings (asynchronously)."""
+
+    def forget(self, address: IPv4Address) -> None: ...
+    def close(self) -> None: ...
+
+
+class LinuxKernel(HostKernel):
+    """HostKernel, and the namespace steps off the hot path that kernel/ keeps as module
+    functions."""
+
+    def ensure_netns_dir(self, directory: Path) -> None:
+        netns.ensure_shared_dir(directory)
+
+    def loopback_up(self, path: Path) -> None:
+        with Rtnetlink(path) as inside:
+            inside.set_up(1)
+
+    def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
+        with Rtnetlink(path) as inside:
+            if inside.index(ifname) is None:
+                return None
+            return set(inside.addresses())

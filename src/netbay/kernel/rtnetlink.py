@@ -1,0 +1,292 @@
+"""An rtnetlink client: links, addresses, routes, neighbours and bridge FDB entries of one
+network namespace (the objects `man 7 rtnetlink` covers), each request hand-encoded.
+
+Everything is an `ensure`/`remove` verb where it can be: "already exists" is checked and
+accepted, "already gone" is success (False), so setup can be retried and teardown is
+idempotent. Failures are KernelError with the errno.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+
+from ..errors import KernelError
+from . import netlink, unlink
+from .netlink import (
+    GONE,
+    NLM_F_APPEND,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    Netns,
+    Resource,
+)
+from .rtnl_wire import (
+    AF_BRIDGE,
+    BRIDGE,
+    DEFAULT,
+    IFADDRMSG,
+    RT_SCOPE_NOWHERE,
+    RT_TABLE_MAIN,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELNEIGH,
+    RTM_DELROUTE,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETNEIGH,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+    FdbEntry,
+    Link,
+    LinkKind,
+    Neighbour,
+    Route,
+    address_body,
+    decode_address,
+    decode_fdb,
+    decode_link,
+    decode_neighbour,
+    decode_route,
+    fdb_body,
+    hairpin_body,
+    ifinfomsg,
+    link_by_name,
+    link_dump_body,
+    link_index,
+    mac_text,
+    neighbour_body,
+    neighbour_dump_body,
+    newlink_body,
+    route_body,
+    route_dump_body,
+    veth,
+    vxlan,
+)
+
+_ENSURE = NLM_F_CREATE | NLM_F_REPLACE
+_CREATE = NLM_F_CREATE | NLM_F_EXCL
+_ZERO_MAC = "00:00:00:00:00:00"
+
+
+class Rtnetlink(Resource):
+    """The rtnetlink client of one network namespace, NETNS (None: the caller's own): one
+    socket, bound to that namespace when opened; one request at a time."""
+
+    def __init__(self, netns: Netns = None) -> None:
+        self._netns = netns
+        self._socket = netlink.route_socket(netns)
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def _removed(self, what: str, kind: int, body: bytes) -> bool:
+        try:
+            self._socket.request(what, kind, 0, body)
+            return True
+        except KernelError as exc:
+            if exc.errno in GONE:
+                return False
+            raise
+
+    # --- links -------------------------------------------------------------------------
+    def _get_link(self, name: str) -> bytes | None:
+        try:
+            replies = self._socket.request(f"get link {name}", RTM_GETLINK, 0, link_by_name(name))
+        except KernelError as exc:
+            if exc.errno in GONE:
+                return None
+            raise
+        return replies[0]
+
+    def link(self, name: str) -> Link | None:
+        found = self._get_link(name)
+        return None if found is None else decode_link(found)
+
+    def index(self, name: str) -> int | None:
+        """The ifindex of NAME, None if there is no such link (one targeted request, its
+        answer not decoded further)."""
+        found = self._get_link(name)
+        return None if found is None else link_index(found)
+
+    def require_index(self, name: str, missing: str) -> int:
+        """The ifindex of NAME; KernelError ENODEV saying MISSING if there is no such link."""
+        index = self.index(name)
+        if index is None:
+            raise KernelError(missing, errno.ENODEV)
+        return index
+
+    def link_of_kind(self, name: str, kind: str) -> Link | None:
+        """The link NAME, None if there is none; EEXIST if it is not a KIND link."""
+        existing = self.link(name)
+        if existing is not None and existing.kind != kind:
+            raise KernelError(f"{name} exists and is not a {kind} link", errno.EEXIST)
+        return existing
+
+    def links(self) -> list[Link]:
+        return [decode_link(p) for p in self._socket.dump("dump links", RTM_GETLINK,
+                                                          link_dump_body())]
+
+    def add_link(
+        self, name: str, kind: LinkKind, *, parent: int | None = None,
+        netns_fd: int | None = None, mac: str | None = None, mtu: int | None = None,
+        master: int | None = None, up: bool = False,
+    ) -> None:
+        """A new link (EEXIST if NAME is taken); see rtnl_wire.newlink_body."""
+        body = newlink_body(name, kind, parent=parent, netns_fd=netns_fd, mac=mac, mtu=mtu,
+                            master=master, up=up)
+        self._socket.request(f"create link {name}", RTM_NEWLINK, _CREATE, body)
+
+    def ensure_bridge(self, name: str, mtu: int | None) -> tuple[int, bool]:
+        """Return (index, created); a new bridge is up. An existing link of another kind is
+        an error."""
+        existing = self.link_of_kind(name, BRIDGE.kind)
+        if existing is not None:
+            return existing.index, False
+        # A fixed MAC of its own: left random, the kernel gives the bridge the lowest MAC of
+        # its ports, so adding or removing a container changes the gateway's MAC and the
+        # other containers lose the gateway (DNS, egress) until their ARP entry times out.
+        self.add_link(name, BRIDGE, mac=random_mac(), mtu=mtu)
+        index = self.require_index(name, f"{name} vanished right after creation")
+        self.set_up(index)
+        return index, True
+
+    def add_vxlan(
+        self, name: str, *, vni: int, local: IPv4Address, underlay: str, port: int = 4789,
+        mtu: int | None = None, mac: str | None = None, master: int | None = None,
+    ) -> int:
+        """A VXLAN device, up (learning off: see rtnl_wire.vxlan), on the UNDERLAY link;
+        its index. ENODEV if UNDERLAY does not exist, EEXIST if NAME is taken."""
+        lower = self.require_index(underlay, f"cannot create {name}: {underlay} does not exist")
+        kind = vxlan(vni, local=local, underlay=lower, port=port)
+        self.add_link(name, kind, mac=mac, mtu=mtu, master=master, up=True)
+        return self.require_index(name, f"{name} vanished right after creation")
+
+    def add_veth(
+        self, host_name: str, peer_name: str, peer_netns: Path | str, *, master: int,
+        peer_mac: str | None, mtu: int | None,
+    ) -> None:
+        """One request: the veth pair, its host end enslaved and up, the peer born inside the
+        container's namespace (no move), with its MAC. The peer cannot be brought up here
+        (the kernel refuses to open a veth end before its pair is complete)."""
+        fd = os.open(peer_netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            peer = veth(peer_name, netns_fd=fd, mac=peer_mac, mtu=mtu)
+            self.add_link(host_name, peer, mtu=mtu, master=master, up=True)
+        finally:
+            os.close(fd)
+
+    def set_up(self, index: int) -> None:
+        self._socket.request(f"set link {index} up", RTM_NEWLINK, 0, ifinfomsg(index, up=True))
+
+    def set_hairpin(self, name: str) -> None:
+        """Let the bridge send a frame back out of the port it came in by: a container
+        reaching its own published port (br_netfilter bridges the DNATed packet back)."""
+        self._socket.request(f"hairpin on {name}", RTM_NEWLINK, 0, hairpin_body(name))
+
+    def remove_link(self, name: str) -> bool:
+        """Delete a link by name; True if it was there. Returns as soon as the kernel has
+        unlisted it, not after the kernel's RCU wait (see unlink.py)."""
+        return unlink.remove_link(self._netns, name, fallback=self.delete_link)
+
+    def delete_link(self, name: str) -> bool:
+        """Delete a link by name and wait for the kernel's ack; True if it was there."""
+        return self._removed(f"delete link {name}", RTM_DELLINK, link_by_name(name))
+
+    # --- addresses ---------------------------------------------------------------------
+    def ensure_address(self, index: int, address: IPv4Interface) -> None:
+        try:
+            self._socket.request(f"add address {address}", RTM_NEWADDR, _CREATE,
+                                 address_body(index, address))
+        except KernelError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+
+    def remove_address(self, index: int, address: IPv4Interface) -> bool:
+        return self._removed(f"delete address {address}", RTM_DELADDR,
+                                   address_body(index, address))
+
+    def addresses(self, index: int | None = None) -> list[IPv4Interface]:
+        """The namespace's IPv4 addresses (only device INDEX's if given)."""
+        body = IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+        found = (decode_address(p) for p in self._socket.dump("dump addresses", RTM_GETADDR,
+                                                              body))
+        return [a for i, a in filter(None, found) if index is None or i == index]
+
+    # --- routes ------------------------------------------------------------------------
+    def ensure_default_route(self, gateway: IPv4Address) -> None:
+        try:
+            self.add_route(Route(DEFAULT, gateway=gateway))
+        except KernelError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+
+    def add_route(self, route: Route, *, replace: bool = False) -> None:
+        """Add ROUTE; EEXIST if its destination is routed already, unless REPLACE."""
+        self._socket.request(f"add route to {route.destination}", RTM_NEWROUTE,
+                             _ENSURE if replace else _CREATE, route_body(route))
+
+    def remove_route(self, route: Route) -> bool:
+        """Delete the route to ROUTE's destination that has its protocol, gateway and
+        device (someone else's route to the same place stays)."""
+        return self._removed(f"delete route to {route.destination}", RTM_DELROUTE,
+                                   route_body(route, scope=RT_SCOPE_NOWHERE))
+
+    def routes(self, *, protocol: int | None = None, table: int = RT_TABLE_MAIN) -> list[Route]:
+        """IPv4 routes of TABLE (of PROTOCOL only, if given: RTPROT_NETBAY for netbay's)."""
+        found = (decode_route(p) for p in self._socket.dump("dump routes", RTM_GETROUTE,
+                                                            route_dump_body()))
+        return [r for r in filter(None, found)
+                if r.table == table and (protocol is None or r.protocol == protocol)]
+
+    # --- neighbours and FDB ------------------------------------------------------------
+    def ensure_neighbour(self, index: int, address: IPv4Address, lladdr: str) -> None:
+        """A permanent neighbour entry: ADDRESS on device INDEX is at LLADDR (replaced if
+        there was another)."""
+        self._socket.request(f"add neighbour {address}", RTM_NEWNEIGH, _ENSURE,
+                             neighbour_body(index, address, lladdr))
+
+    def remove_neighbour(self, index: int, address: IPv4Address) -> bool:
+        return self._removed(f"delete neighbour {address}", RTM_DELNEIGH,
+                                   neighbour_body(index, address))
+
+    def neighbours(self, index: int | None = None) -> list[Neighbour]:
+        found = (decode_neighbour(p) for p in self._socket.dump(
+            "dump neighbours", RTM_GETNEIGH, neighbour_dump_body(socket.AF_INET)))
+        return [n for n in filter(None, found) if index is None or n.index == index]
+
+    def ensure_fdb(self, index: int, lladdr: str, destination: IPv4Address) -> None:
+        """Device INDEX (a vxlan) sends frames for LLADDR to DESTINATION. The all-zero MAC
+        (broadcast, multicast, unknown unicast) floods to every destination added for it,
+        as `bridge fdb append` does; any other MAC has one destination, replaced."""
+        flags = NLM_F_CREATE | (NLM_F_APPEND if lladdr == _ZERO_MAC else NLM_F_REPLACE)
+        self._socket.request(f"add fdb {lladdr} dst {destination}", RTM_NEWNEIGH, flags,
+                             fdb_body(index, lladdr, destination))
+
+    def remove_fdb(self, index: int, lladdr: str, destination: IPv4Address) -> bool:
+        """True if there was such an entry. Looked up first: a vxlan acks the delete of a
+        destination it does not have for a MAC it has."""
+        if not any(e.lladdr == lladdr and e.destination == destination for e in self.fdb(index)):
+            return False
+        return self._removed(f"delete fdb {lladdr} dst {destination}", RTM_DELNEIGH,
+                             fdb_body(index, lladdr, destination))
+
+    def fdb(self, index: int | None = None) -> list[FdbEntry]:
+        """Bridge FDB entries (device INDEX's only, if given)."""
+        found = (decode_fdb(p) for p in self._socket.dump(
+            "dump fdb", RTM_GETNEIGH, neighbour_dump_body(AF_BRIDGE)))
+        return [e for e in filter(None, found) if index is None or e.index == index]
+
+
+def random_mac() -> str:
+    """A random unicast, locally administered MAC."""
+    mac = bytearray(os.urandom(6))
+    mac[0] = (mac[0] & 0xFE) | 0x02
+    return mac_text(bytes(mac))

@@ -1,0 +1,182 @@
+"""Records as stored rows: one column per scalar field, JSON for lists and mappings, an
+endpoint's address as an integer and a prefix length. SQLite keeps these rows in its tables
+and MemoryStore in dicts, so both read back, dump and compare exactly alike.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import fields
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any, Protocol
+
+from ..model import Container, Endpoint, Network, SubnetConfig
+
+TABLES = ("networks", "containers", "endpoints")
+
+
+class Row(Protocol):
+    """A stored row by column name: a dict, or an sqlite3.Row."""
+
+    def keys(self) -> Iterable[str]: ...
+    def __getitem__(self, column: str) -> Any: ...
+
+
+# Fields kept as JSON or split into columns: update_* cannot set them (a runtime's config
+# excepted, which update_container encodes).
+_ENCODED = frozenset({"subnets", "options", "labels", "command", "address", "gateway", "aliases"})
+UPDATABLE = {
+    table: frozenset(f.name for f in fields(record)) - _ENCODED
+    for table, record in zip(TABLES, (Network, Container, Endpoint), strict=True)
+}
+
+
+def update_values(table: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The columns an update_* call sets: scalar fields as they are, a container's config as
+    JSON. A field stored otherwise, or none at all, is refused before anything changes."""
+    refused = values.keys() - UPDATABLE[table]
+    if refused or not values:
+        raise TypeError(f"cannot update {table[:-1]} fields {sorted(refused)}")
+    if "config" in values:
+        values = {**values, "config": json.dumps(dict(values["config"]))}
+    return values
+
+
+def _subnets_to_json(subnets: tuple[SubnetConfig, ...]) -> str:
+    return json.dumps(
+        [
+            {
+                "subnet": str(s.subnet),
+                "gateway": str(s.gateway) if s.gateway else None,
+                "ip_range": str(s.ip_range) if s.ip_range else None,
+                "aux": {k: str(v) for k, v in s.aux_addresses.items()},
+            }
+            for s in subnets
+        ]
+    )
+
+
+def _subnets_from_json(raw: str) -> tuple[SubnetConfig, ...]:
+    return tuple(
+        SubnetConfig(
+            IPv4Network(s["subnet"]),
+            IPv4Address(s["gateway"]) if s["gateway"] else None,
+            IPv4Network(s["ip_range"]) if s["ip_range"] else None,
+            {k: IPv4Address(v) for k, v in s["aux"].items()},
+        )
+        for s in json.loads(raw)
+    )
+
+
+def _fields(record: Network | Container) -> dict[str, Any]:
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+def network_row(n: Network) -> dict[str, Any]:
+    row = _fields(n)
+    row["subnets"] = _subnets_to_json(n.subnets)
+    row["options"] = json.dumps(dict(n.options))
+    row["labels"] = json.dumps(dict(n.labels))
+    return row
+
+
+def network(row: Row) -> Network:
+    d = dict(row)
+    d["subnets"] = _subnets_from_json(d["subnets"])
+    d["options"] = json.loads(d["options"])
+    d["labels"] = json.loads(d["labels"])
+    for flag in ("internal", "attachable", "builtin", "device_created"):
+        d[flag] = bool(d[flag])
+    return Network(**d)
+
+
+def container_row(c: Container) -> dict[str, Any]:
+    row = _fields(c)  # not asdict, which deep-copies: a MappingProxyType config cannot be
+    row["command"] = json.dumps(list(c.command))
+    row["config"] = json.dumps(dict(c.config))
+    return row
+
+
+def container(row: Row) -> Container:
+    d = dict(row)
+    d["command"] = tuple(json.loads(d["command"]))
+    d["config"] = json.loads(d["config"])
+    return Container(**d)
+
+
+def endpoint_row(e: Endpoint) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "network_id": e.network_id,
+        "container_id": e.container_id,
+        "ifname": e.ifname,
+        "host_ifname": e.host_ifname,
+        "mac": e.mac,
+        "address": int(e.address.ip) if e.address else None,
+        "prefixlen": e.address.network.prefixlen if e.address else None,
+        "gateway": str(e.gateway) if e.gateway else None,
+        "aliases": json.dumps(list(e.aliases)),
+        "state": e.state,
+        "owner": e.owner,
+    }
+
+
+def endpoint(row: Row) -> Endpoint:
+    address = None
+    if row["address"] is not None:
+        address = IPv4Interface((IPv4Address(row["address"]), row["prefixlen"]))
+    return Endpoint(
+        id=row["id"],
+        network_id=row["network_id"],
+        container_id=row["container_id"],
+        ifname=row["ifname"],
+        host_ifname=row["host_ifname"],
+        mac=row["mac"],
+        address=address,
+        gateway=IPv4Address(row["gateway"]) if row["gateway"] else None,
+        aliases=tuple(json.loads(row["aliases"])),
+        state=row["state"],
+        owner=row["owner"],
+    )
+
+
+
+class RowStore(ABC):
+    """The Store methods that only turn records into rows and back, the same for every store
+    that keeps these rows; each store finds, inserts and updates rows its own way."""
+
+    @abstractmethod
+    def _find(self, table: str, ref: str) -> Row | None:
+        """By exact id, exact name (the id wins), then unique id prefix."""
+
+    @abstractmethod
+    def _insert(self, table: str, row: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def _update(self, table: str, record_id: str, values: dict[str, Any]) -> None:
+        """Set VALUES (columns, from update_values) on the row with that id, if any."""
+
+    def find_network(self, ref: str) -> Network | None:
+        row = self._find("networks", ref)
+        return None if row is None else network(row)
+
+    def put_network(self, network: Network) -> None:
+        self._insert("networks", network_row(network))
+
+    def update_network(self, network_id: str, **fields: Any) -> None:
+        self._update("networks", network_id, update_values("networks", fields))
+
+    def find_container(self, ref: str) -> Container | None:
+        row = self._find("containers", ref)
+        return None if row is None else container(row)
+
+    def put_container(self, container: Container) -> None:
+        self._insert("containers", container_row(container))
+
+    def update_container(self, container_id: str, **fields: Any) -> None:
+        self._update("containers", container_id, update_values("containers", fields))
+
+    def update_endpoint(self, endpoint_id: str, **fields: Any) -> None:
+        self._update("endpoints", endpoint_id, update_values("endpoints", fields))

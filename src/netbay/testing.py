@@ -1,0 +1,371 @@
+"""Fakes of the engine's outside world, so its logic runs without root, a kernel or nftables:
+
+    from netbay.testing import fake_host
+    fake = fake_host(tmp_path)            # a Host on MemoryStore, FakeKernel, FakeNft, FakeFlows
+    fake.host.create_network(NetworkSpec(name="asgard"))
+    fake.kernel.links["nb-..."].kind      # "bridge"
+    fake.nft.elements("inet", "bridges")  # {'"nb-..."'}
+
+FakeKernel keeps the host's links and the namespaces in dicts, and fails a named step on
+request (`fail("attach_veth", errno.EEXIST)`); FakeNft applies netbay's nft text to sets of
+elements, all or nothing like nftables; FakeFlows records the addresses whose flows would
+be ended. Namespace files are real (empty) files, so the engine's checks of a namespace's
+path see them.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from .engine import Host
+from .errors import FirewallError, KernelError
+from .paths import Paths
+from .store.memory import MemoryStore
+
+MAX_BRIDGE_PORTS = 1023  # as the kernel numbers bridge ports
+
+
+@dataclass
+class FakeLink:
+    name: str
+    kind: str  # "bridge", "veth", "loopback"
+    up: bool = True
+    master: str | None = None  # the bridge a port is plugged into
+    peer: tuple[str, str] | None = None  # a veth's other end: (namespace path, name)
+    mac: str | None = None
+    mtu: int | None = None
+    addresses: list[IPv4Interface] = field(default_factory=list)
+    gateway: IPv4Address | None = None  # a default route through this link
+    hairpin: bool = False
+    route_localnet: bool = False
+
+
+@dataclass
+class FakeNamespace:
+    links: dict[str, FakeLink] = field(
+        default_factory=lambda: {"lo": FakeLink("lo", "loopback", up=False)}
+    )
+
+    @property
+    def gateway(self) -> IPv4Address | None:
+        """The default route's (it goes with its link)."""
+        return next((link.gateway for link in self.links.values() if link.gateway), None)
+
+
+class FakeKernel:
+    """The engine's Kernel (and the drivers'), in memory. `calls` lists every change asked
+    for, in order; `fail(step)` makes the next call of that step raise KernelError. Steps
+    are the method names, and `attach_veth:configure` (after the pair exists, so a failed
+    attach leaves the pair to the engine to remove, as the kernel would)."""
+
+    def __init__(
+        self, *, taken: Iterable[IPv4Network] = (), max_ports: int = MAX_BRIDGE_PORTS
+    ) -> None:
+        self.lock = threading.RLock()
+        self.links: dict[str, FakeLink] = {}
+        self.namespaces: dict[str, FakeNamespace] = {}
+        self.taken = list(taken)  # subnets the host uses outside netbay
+        self.max_ports = max_ports
+        self.forwarding = False
+        self.closed = False
+        self.calls: list[str] = []
+        self._failures: dict[str, int] = {}
+
+    def fail(self, step: str, error: int = errno.EIO) -> None:
+        """The next STEP raises KernelError with errno ERROR."""
+        self._failures[step] = error
+
+    def _step(self, step: str) -> None:
+        self.calls.append(step)
+        error = self._failures.pop(step, None)
+        if error is not None:
+            raise KernelError(f"injected failure at {step}", error)
+
+    def close(self) -> None:
+        self.closed = True
+
+    # --- networks --------------------------------------------------------------------
+    def ensure_bridge(
+        self, key: str, name: str, mtu: int | None, addresses: Iterable[IPv4Interface]
+    ) -> bool:
+        self._step("ensure_bridge")
+        link = self.links.get(name)
+        if link is not None and link.kind != "bridge":
+            raise KernelError(f"{name} exists and is not a bridge", errno.EEXIST)
+        created = link is None
+        if link is None:
+            link = self.links[name] = FakeLink(name, "bridge", mtu=mtu)
+        link.addresses += [a for a in addresses if a not in link.addresses]
+        return created
+
+    def forget_bridge(self, key: str) -> None:
+        """Nothing cached here."""
+
+    def enable_forwarding(self) -> None:
+        self.forwarding = True
+
+    def allow_localnet(self, device: str) -> None:
+        self.links[device].route_localnet = True
+
+    def remove_link(self, name: str) -> bool:
+        self._step("remove_link")
+        link = self.links.pop(name, None)
+        if link is None:
+            return False
+        if link.peer is not None:  # a veth pair goes as one
+            namespace = self.namespaces.get(link.peer[0])
+            if namespace is not None:
+                namespace.links.pop(link.peer[1], None)
+        for port in self.links.values():
+            if port.master == name:
+                port.master = None
+        return True
+
+    def link_exists(self, name: str) -> bool:
+        return name in self.links
+
+    def link_names(self) -> set[str]:
+        return set(self.links)
+
+    def bridge_ports(self, bridge: str) -> set[str]:
+        return {link.name for link in self.links.values() if link.master == bridge}
+
+    def taken_networks(self) -> list[IPv4Network]:
+        own = [a.network for link in self.links.values() for a in link.addresses]
+        return [*self.taken, *own]
+
+    # --- endpoints -------------------------------------------------------------------
+    def attach_veth(
+        self,
+        *,
+        bridge: str,
+        bridge_key: str,
+        host_ifname: str,
+        ifname: str,
+        netns: Path,
+        mac: str | None,
+        mtu: int | None,
+        address: IPv4Interface | None,
+        gateway: IPv4Address | None,
+    ) -> None:
+        self._step("attach_veth")
+        namespace = self._namespace(netns)
+        if bridge not in self.links:
+            raise KernelError(f"bridge {bridge} does not exist", errno.ENODEV)
+        if len(self.bridge_ports(bridge)) >= self.max_ports:
+            raise KernelError("Exchange full", errno.EXFULL)
+        if host_ifname in self.links or ifname in namespace.links:
+            raise KernelError("File exists", errno.EEXIST)
+        self.links[host_ifname] = FakeLink(
+            host_ifname, "veth", master=bridge, peer=(str(netns), ifname), mtu=mtu
+        )
+        inside = namespace.links[ifname] = FakeLink(
+            ifname, "veth", peer=("", host_ifname), mac=mac, mtu=mtu
+        )
+        self._step("attach_veth:configure")
+        inside.addresses = [address] if address is not None else []
+        inside.gateway = gateway
+
+    def set_hairpin(self, port: str) -> None:
+        self.links[port].hairpin = True
+
+    # --- namespaces ------------------------------------------------------------------
+    def runtime_netns(self, path: Path) -> Path:
+        """A namespace a runtime made (CNI, podman), pinned at PATH."""
+        path.touch()
+        self.namespaces[str(path)] = FakeNamespace()
+        return path
+
+    def _namespace(self, path: Path) -> FakeNamespace:
+        namespace = self.namespaces.get(str(path))
+        if namespace is None:
+            raise KernelError(f"network namespace {path} does not exist", errno.ENOENT)
+        return namespace
+
+    def ensure_netns_dir(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def create_netns(self, path: Path) -> None:
+        self._step("create_netns")
+        if path.exists():
+            raise KernelError(f"cannot create network namespace {path}: exists", errno.EEXIST)
+        path.touch()
+        self.namespaces[str(path)] = FakeNamespace()
+        self.namespaces[str(path)].links["lo"].up = True
+
+    def delete_netns(self, path: Path) -> None:
+        """As the kernel does: the namespace's veth ends go, and so their host ends."""
+        self._step("delete_netns")
+        namespace = self.namespaces.pop(str(path), None)
+        path.unlink(missing_ok=True)
+        for link in namespace.links.values() if namespace else ():
+            if link.peer is not None:
+                self.links.pop(link.peer[1], None)
+
+    def loopback_up(self, path: Path) -> None:
+        self._namespace(path).links["lo"].up = True
+
+    def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
+        namespace = self.namespaces.get(str(path))
+        if namespace is None or ifname not in namespace.links:
+            return None
+        return {a for link in namespace.links.values() for a in link.addresses}
+
+
+_ELEMENT = re.compile(r"^(add|delete) element (\w+) (\w+) (\w+) \{ (.*) \}$")
+_TABLE = re.compile(r"^(add|delete) table (\w+) (\w+)$")
+_BLOCK = re.compile(r"^table (\w+) (\w+) \{$")
+_MEMBER = re.compile(r"^\s+(set|map|chain) (\w+) \{")
+
+
+@dataclass
+class FakeTable:
+    sets: dict[str, set[str]] = field(default_factory=dict)
+    chains: set[str] = field(default_factory=set)
+
+
+class FakeNft:
+    """netbay's nft tables as sets of element texts, changed by the commands netbay sends
+    (plan/firewall.py's text), each apply all or nothing. `flush()` is `nft flush ruleset`;
+    `fail_next()` makes the next apply fail as nftables refusing it would."""
+
+    def __init__(self) -> None:
+        self.tables: dict[tuple[str, str], FakeTable] = {}  # (family, name) ->
+        self.applied: list[str] = []  # every transaction that went through
+        self._fail: str | None = None
+
+    def elements(self, family: str, name: str, table: str = "netbay") -> set[str]:
+        found = self.tables.get((family, table))
+        return set(found.sets.get(name, ())) if found else set()
+
+    def flush(self) -> None:
+        self.tables.clear()
+
+    def fail_next(self, message: str = "injected failure") -> None:
+        self._fail = message
+
+    def apply(self, commands: str) -> None:
+        if not commands.strip():
+            return
+        if self._fail is not None:
+            message, self._fail = self._fail, None
+            raise FirewallError(f"nftables refused the change: {message}")
+        tables = copy.deepcopy(self.tables)
+        block: FakeTable | None = None
+        for line in commands.splitlines():
+            block = self._line(tables, block, line)
+        self.tables = tables
+        self.applied.append(commands)
+
+    def _line(
+        self, tables: dict[tuple[str, str], FakeTable], block: FakeTable | None, line: str
+    ) -> FakeTable | None:
+        """Apply one line to TABLES; the table block the line is in, after it."""
+        if block is not None:
+            member = _MEMBER.match(line)
+            if member and member[1] == "chain":
+                block.chains.add(member[2])
+            elif member:
+                block.sets[member[2]] = set()
+            return None if line == "}" else block
+        if not line.strip() or line.lstrip().startswith("#"):
+            return None
+        if found := _BLOCK.match(line):
+            return tables.setdefault((found[1], found[2]), FakeTable())
+        if found := _TABLE.match(line):
+            key = (found[2], found[3])
+            if found[1] == "add":
+                tables.setdefault(key, FakeTable())
+            elif tables.pop(key, None) is None:
+                raise FirewallError(f"nftables refused the change: no table {key}")
+            return None
+        if found := _ELEMENT.match(line):
+            self._elements(tables, *found.groups())
+            return None
+        raise FirewallError(f"FakeNft cannot parse: {line!r}")
+
+    @staticmethod
+    def _elements(
+        tables: dict[tuple[str, str], FakeTable],
+        verb: str, family: str, table: str, name: str, elements: str,
+    ) -> None:
+        found = tables.get((family, table))
+        if found is None or name not in found.sets:
+            raise FirewallError(f"nftables refused the change: no set {family} {table} {name}")
+        items = elements.split(", ")
+        if verb == "add":
+            found.sets[name].update(items)
+            return
+        if not set(items) <= found.sets[name]:
+            raise FirewallError("nftables refused the change: No such file or directory")
+        found.sets[name].difference_update(items)
+
+    def list(self, what: str) -> list[dict[str, Any]]:
+        """`list ruleset`: the tables with their sets' elements, in libnftables' JSON shape."""
+        out: list[dict[str, Any]] = []
+        for (family, table), found in sorted(self.tables.items()):
+            out.append({"table": {"family": family, "name": table}})
+            out += [
+                {"set": {"family": family, "table": table, "name": name, "elem": sorted(elems)}}
+                for name, elems in sorted(found.sets.items())
+            ]
+        return out
+
+    def has_chain(self, family: str, table: str, chain: str) -> bool:
+        found = self.tables.get((family, table))
+        return found is not None and chain in found.chains
+
+
+class FakeFlows:
+    """Records the addresses whose tracked flows the engine asks to end."""
+
+    def __init__(self) -> None:
+        self.forgotten: list[IPv4Address] = []
+        self.closed = False
+
+    def forget(self, address: IPv4Address) -> None:
+        self.forgotten.append(address)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeHost:
+    host: Host
+    store: MemoryStore
+    kernel: FakeKernel
+    nft: FakeNft
+    flows: FakeFlows
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """What a refused or failed request must leave as it was: the record, the host's
+        links and namespaces, the nft tables."""
+        return (
+            list(self.store.dump()),
+            copy.deepcopy(self.kernel.links),
+            copy.deepcopy(self.kernel.namespaces),
+            copy.deepcopy(self.nft.tables),
+        )
+
+
+def fake_paths(root: Path) -> Paths:
+    return Paths(root=root / "state", socket=root / "netbay.sock", netns_dir=root / "netns")
+
+
+def fake_host(
+    root: Path, *, kernel: FakeKernel | None = None, owner: str | None = None
+) -> FakeHost:
+    """A Host with its state under ROOT, on a MemoryStore and the fakes."""
+    store, nft, flows = MemoryStore(), FakeNft(), FakeFlows()
+    kernel = kernel or FakeKernel()
+    host = Host(fake_paths(root), store=store, kernel=kernel, nft=nft, flows=flows, owner=owner)
+    return FakeHost(host, store, kernel, nft, flows)
