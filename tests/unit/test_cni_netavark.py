@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from netbay.model import Endpoint, Network, SubnetConfig
 from netbay.plan.ports import Mapping
 from netbay.podman import netavark
+from netbay.podman.daemon_side import status_block
 from netbay.podman.options import OptionsError, parse
-from netbay.podman.service import status_block
 
 # what podman 4.3.1 sent to netavark for `podman run --network nbtry -p 127.0.0.1:8080:80`
 PODMAN = json.loads(

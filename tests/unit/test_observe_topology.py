@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from netbay.model import Container, Endpoint, Network, SubnetConfig
 from netbay.observe import draw
 from netbay.observe.facts import Link, Namespace, Route
-from netbay.observe.service import expected_nat, parse_nat, parse_published
+from netbay.observe.observer import expected_nat, parse_nat, parse_published
 from netbay.observe.topology import Inputs, Nat, Published, build, render_text
 from topoparse import dot_objects, text_objects
 

@@ -8,9 +8,8 @@ from ipaddress import IPv4Address
 import pytest
 
 from netbay.errors import ConfigError
-from netbay.observe import nftrace
-from netbay.observe.nftrace import Chain, Event, Packet
-from netbay.observe.trace import (
+from netbay.observe import nft_events
+from netbay.observe.hops import (
     Facts,
     Outcome,
     Party,
@@ -21,6 +20,7 @@ from netbay.observe.trace import (
     render,
     trace_chains,
 )
+from netbay.observe.nft_events import Chain, Event, Packet
 
 # Two messages a 6.18 kernel sent to NFNLGRP_NFTRACE: an ICMP echo request marked by the
 # `meta nftrace set 1` rule (handle 2) of `bridge tr tpre`, then dropped by rule handle 2 of
@@ -39,17 +39,17 @@ DROPPED = bytes.fromhex(
 
 
 def test_kernel_trace_messages_decode() -> None:
-    marked = nftrace.decode(MARKED)
+    marked = nft_events.decode(MARKED)
     assert marked is not None
     assert (marked.family, marked.table, marked.chain, marked.kind, marked.handle,
             marked.verdict, marked.iif) == ("bridge", "tr", "tpre", "rule", 2, "continue", 4)
     assert marked.packet == Packet("icmp", IPv4Address("10.1.0.2"), IPv4Address("10.2.0.2"),
                                    icmp_type=8, icmp_id=0x09EA)
-    dropped = nftrace.decode(DROPPED)
+    dropped = nft_events.decode(DROPPED)
     assert dropped is not None
     assert (dropped.family, dropped.table, dropped.chain, dropped.verdict, dropped.iif,
             dropped.oif) == ("inet", "filt", "forw", "drop", 2, 3)
-    assert [m for m in nftrace.messages(MARKED + DROPPED)] == [MARKED, DROPPED]
+    assert [m for m in nft_events.messages(MARKED + DROPPED)] == [MARKED, DROPPED]
 
 
 RULESET = """table inet netbay { # handle 5
@@ -77,7 +77,7 @@ table ip filter { # handle 9
 
 
 def test_ruleset_with_handles_parses() -> None:
-    rules, chains = nftrace.parse_ruleset(RULESET)
+    rules, chains = nft_events.parse_ruleset(RULESET)
     assert rules == {
         ("inet", "netbay", 20): "iifname . oifname @same_bridge accept",
         ("inet", "netbay", 25): "oifname @bridges drop",
@@ -127,8 +127,8 @@ def pkt(src: str, sport: int, dst: str, dport: int) -> Packet:
 
 
 def facts(events: list[Event], outcome: Outcome, **kw: object) -> Facts:
-    _, chains = nftrace.parse_ruleset(RULESET)
-    rules, _ = nftrace.parse_ruleset(RULESET)
+    _, chains = nft_events.parse_ruleset(RULESET)
+    rules, _ = nft_events.parse_ruleset(RULESET)
     base: dict[str, object] = dict(
         src=Party("container", "a1", IPv4Address("10.91.0.2"), "/ns/a1"),
         dst=Party("container", "b1", IPv4Address("10.92.0.2"), "/ns/b1"),

@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import pytest
 
-from netbay.daemon.wire import upstream_routes_json
+from netbay.daemon.docker_json import upstream_routes_json
 from netbay.drivers import get_driver
 from netbay.drivers.parent import ParentDriver, host_link_addresses, vlan_parent
 from netbay.errors import ConfigError, ConflictError

@@ -132,7 +132,7 @@ def topology(client: Client, args: argparse.Namespace) -> int:
 
 
 def trace(client: Client, args: argparse.Namespace) -> int:
-    from ..observe.trace import render as render_trace
+    from ..observe.hops import render as render_trace
 
     result = client.post("/netbay/trace", {
         "Source": args.source, "Destination": args.destination, "Port": args.port,

@@ -4,7 +4,7 @@
 A thin client of netbayd: it checks the environment and the configuration's syntax and
 version here (so bad input never starts or reaches the daemon), answers VERSION itself, and
 hands ADD, DEL, CHECK, GC and STATUS to the daemon (POST /cni/<command>), which does the
-work (netbay.cni.service). Results and errors are printed on stdout exactly as the daemon
+work (netbay.cni.daemon_side). Results and errors are printed on stdout exactly as the daemon
 returns them; errors exit 1.
 
 Two kinds, one file: `netbay` (an interface plugin: makes the container's interface) and

@@ -13,7 +13,7 @@ from .. import __version__
 from ..engine import Host
 from ..errors import InUseError, NotFoundError
 from ..model import READY, Container, Network
-from . import wire
+from . import docker_json
 from .filters import PRUNE_FILTER_KEYS, network_matches, parse_filters
 from .observe_api import DnsHealth, ObserveRoutes
 from .reaper import Reaper
@@ -30,12 +30,12 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 def version_error(requested: str) -> str | None:
     """moby's version middleware: a /vX.Y/ prefix outside [MIN, current] is refused."""
-    if _version_tuple(requested) < _version_tuple(wire.MIN_API_VERSION):
+    if _version_tuple(requested) < _version_tuple(docker_json.MIN_API_VERSION):
         return (f"client version {requested} is too old. Minimum supported API version is "
-                f"{wire.MIN_API_VERSION}, please upgrade your client to a newer version")
-    if _version_tuple(requested) > _version_tuple(wire.API_VERSION):
+                f"{docker_json.MIN_API_VERSION}, please upgrade your client to a newer version")
+    if _version_tuple(requested) > _version_tuple(docker_json.API_VERSION):
         return (f"client version {requested} is too new. Maximum supported API version is "
-                f"{wire.API_VERSION}")
+                f"{docker_json.API_VERSION}")
     return None
 
 
@@ -113,8 +113,8 @@ class Api:
         return 200, {
             "Platform": {"Name": "netbay"},
             "Version": __version__,
-            "ApiVersion": wire.API_VERSION,
-            "MinAPIVersion": wire.MIN_API_VERSION,
+            "ApiVersion": docker_json.API_VERSION,
+            "MinAPIVersion": docker_json.MIN_API_VERSION,
             "Os": "linux",
             "Arch": _GO_ARCH.get(platform.machine(), platform.machine()),
             "KernelVersion": platform.release(),
@@ -139,18 +139,18 @@ class Api:
         filters = parse_filters(params.get("filters"))
         nets = [n for n in self.host.networks() if n.state == "ready"]
         chosen = [n for n in nets if network_matches(n, filters, self._in_use)]
-        return 200, [wire.network_json(n, []) for n in chosen]
+        return 200, [docker_json.network_json(n, []) for n in chosen]
 
     def inspect_network(self, ref: str, **_: Any) -> Response:
         network = self.host.network(ref)
-        body = wire.network_json(network, self.host.members(network))
+        body = docker_json.network_json(network, self.host.members(network))
         routes = self.host.upstream_routes(network)
         if routes and network.device:
-            body["UpstreamRoutes"] = wire.upstream_routes_json(network.device, routes)
+            body["UpstreamRoutes"] = docker_json.upstream_routes_json(network.device, routes)
         return 200, body
 
     def create_network(self, body: dict[str, Any], **_: Any) -> Response:
-        network = self.host.create_network(wire.network_spec(body))
+        network = self.host.create_network(docker_json.network_spec(body))
         return 201, {"Id": network.id, "Warning": ""}
 
     def remove_network(self, ref: str, **_: Any) -> Response:
@@ -177,7 +177,7 @@ class Api:
         return 200, {"NetworksDeleted": removed}
 
     def connect(self, ref: str, body: dict[str, Any], **_: Any) -> Response:
-        container, ip, aliases = wire.attach_request(body)
+        container, ip, aliases = docker_json.attach_request(body)
         self.host.connect(ref, container, ip, aliases)
         return 200, None
 
@@ -189,7 +189,7 @@ class Api:
 
     # --- containers --------------------------------------------------------------------
     def _container_json(self, container: Container) -> dict[str, Any]:
-        return wire.container_json(container, self.host.container_endpoints(container))
+        return docker_json.container_json(container, self.host.container_endpoints(container))
 
     def list_containers(self, params: dict[str, str], **_: Any) -> Response:
         show_all = params.get("all") in ("1", "true")
@@ -200,7 +200,7 @@ class Api:
         return 200, [self._container_json(c) for c in chosen]
 
     def create_container(self, body: dict[str, Any], **_: Any) -> Response:
-        container = self.host.create_container(wire.container_spec(body))
+        container = self.host.create_container(docker_json.container_spec(body))
         return 201, {"Id": container.id, "Warnings": []}
 
     def inspect_container(self, ref: str, **_: Any) -> Response:

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine import Host
-from ..observe.service import Observer
+from ..observe.observer import Observer
 from ..observe.steering import Steering
-from ..observe.tracing import Tracer
+from ..observe.tracer import Tracer
 
 Response = tuple[int, Any]
 DnsHealth = Callable[[], dict[str, Any]]  # DnsSupervisor.health

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..cni.service import CniService
+from ..cni.daemon_side import CniService
 from ..engine import Host
-from ..podman.service import NetavarkService
+from ..podman.daemon_side import NetavarkService
 
 Response = tuple[int, Any]
 

@@ -14,7 +14,7 @@ from typing import Any
 from .. import __version__
 from ..errors import NetbayError
 from .api import Api
-from .wire import API_VERSION
+from .docker_json import API_VERSION
 
 log = logging.getLogger("netbayd")
 

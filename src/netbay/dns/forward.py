@@ -15,7 +15,7 @@ import struct
 from collections.abc import Sequence
 from ipaddress import ip_address
 
-from .wire import SERVFAIL, Query, question_of, response
+from .message import SERVFAIL, Query, question_of, response
 
 PORT = 53
 TIMEOUT = 2.0

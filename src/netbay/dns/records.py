@@ -19,7 +19,7 @@ from ..drivers import capabilities
 from ..model import CREATING, READY, REMOVING, Network
 from ..store.base import ContainerRow, EndpointRow, Store
 from ..store.sqlite import SQLiteStore
-from .wire import reverse_name
+from .message import reverse_name
 
 __all__ = [
     "Asker", "ContainerRow", "EndpointRow", "ListenPoint", "View", "Zone", "build_zone",

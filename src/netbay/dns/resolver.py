@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .records import Asker, Zone
-from .wire import (
+from .message import (
     ANY,
     IN,
     NOERROR,
@@ -37,6 +36,7 @@ from .wire import (
     response,
     reverse_address,
 )
+from .records import Asker, Zone
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from ..errors import ConfigError
 from .base import Capabilities, Driver, Route, RuntimeOptions
-from .bridge import BridgeDriver
-from .external import ExternalDriver
-from .host import HostDriver
-from .ipvlan import IpvlanDriver
-from .macvlan import MacvlanDriver
-from .null import NullDriver
 
-_DRIVERS: dict[str, Driver] = {
-    d.name: d
-    for d in (
-        BridgeDriver(), HostDriver(), NullDriver(), MacvlanDriver(), IpvlanDriver(),
-        ExternalDriver(),
-    )
-}
+
+def _registry() -> dict[str, Driver]:
+    """Every module of this package that lists DRIVERS: adding a driver is adding a module."""
+    found: dict[str, Driver] = {}
+    for module in pkgutil.iter_modules(__path__):
+        for driver in getattr(importlib.import_module(f"{__name__}.{module.name}"), "DRIVERS", ()):
+            found[driver.name] = driver
+    return found
+
+
+_DRIVERS = _registry()
 
 
 def get_driver(name: str) -> Driver:

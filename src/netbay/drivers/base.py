@@ -21,7 +21,7 @@ DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
 
 
 class DriverKernel(Protocol):
-    """What the drivers ask of the host's kernel (kernel.host.HostKernel is one; tests fake it).
+    """What the drivers ask of the host's kernel (kernel.linux.LinuxKernel is one; tests fake it).
     LOCK (reentrant) serialises the changes."""
 
     @property

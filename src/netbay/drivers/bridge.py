@@ -200,3 +200,6 @@ def _check_rps_syntax(options: Mapping[str, str]) -> None:
     else:
         as_if_online = parse_cpu_list(f"opt {OPT_RPS}", named)
     network_setting(dict(options), as_if_online)
+
+
+DRIVERS = (BridgeDriver(),)

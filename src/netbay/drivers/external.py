@@ -51,3 +51,6 @@ class ExternalDriver(NoKernelObjects):
         default_route: bool,
     ) -> None:
         return None
+
+
+DRIVERS = (ExternalDriver(),)

@@ -70,3 +70,6 @@ class IpvlanDriver(ParentDriver):
             addresses = sublinks.ipv4_addresses(network.device)
         via = addresses[0].ip if addresses else None
         return [(config.subnet, via) for config in network.subnets]
+
+
+DRIVERS = (IpvlanDriver(),)

@@ -43,3 +43,6 @@ class MacvlanDriver(ParentDriver):
     def endpoint_mac(self, network: Network, endpoint: Endpoint) -> str | None:
         """Docker's MAC from the address; passthru keeps the parent's own."""
         return None if self.exclusive(network) else endpoint.mac
+
+
+DRIVERS = (MacvlanDriver(),)

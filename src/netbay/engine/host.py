@@ -26,6 +26,7 @@ from typing import Any
 from .. import _linux
 from ..errors import NetbayError
 from ..kernel.conntrack import FlowJanitor
+from ..kernel.linux import LinuxKernel
 from ..kernel.nft import Nft
 from ..model import Container, ContainerSpec, Endpoint, Network, NetworkSpec
 from ..paths import Paths
@@ -36,7 +37,7 @@ from .containers import Containers
 from .endpoints import Endpoints
 from .etc_files import EtcFiles
 from .firewall import Firewall
-from .kernel import Flows, Kernel, LinuxKernel, Nftables
+from .kernel import Flows, Kernel, Nftables
 from .networks import Networks
 from .records import container_endpoints
 from .repair import Collector, GCReport

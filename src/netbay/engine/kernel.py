@@ -1,6 +1,6 @@
 """What the engine needs from the kernel, the nftables context and the conntrack janitor: the
 protocols its parts (and the drivers) are written against, so a fake (netbay.testing) can
-stand in for each without root, and the Linux implementation of the kernel one."""
+stand in for each without root. kernel.linux.LinuxKernel is the real kernel."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..drivers.base import DriverKernel
-from ..kernel import netns
-from ..kernel.host import HostKernel
-from ..kernel.rtnetlink import Rtnetlink
 
 
 class Kernel(DriverKernel, Protocol):
@@ -52,21 +49,3 @@ class Flows(Protocol):
 
     def forget(self, address: IPv4Address) -> None: ...
     def close(self) -> None: ...
-
-
-class LinuxKernel(HostKernel):
-    """HostKernel, and the namespace steps off the hot path that kernel/ keeps as module
-    functions."""
-
-    def ensure_netns_dir(self, directory: Path) -> None:
-        netns.ensure_shared_dir(directory)
-
-    def loopback_up(self, path: Path) -> None:
-        with Rtnetlink(path) as inside:
-            inside.set_up(1)
-
-    def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
-        with Rtnetlink(path) as inside:
-            if inside.index(ifname) is None:
-                return None
-            return set(inside.addresses())

@@ -18,7 +18,7 @@ from .doctor import DoctorFacts, ForwardChain, check
 
 if TYPE_CHECKING:
     from ..engine import Host
-    from .service import Observer
+    from .observer import Observer
 
 BRIDGE_NF = ("bridge-nf-call-iptables", "bridge-nf-call-arptables")
 Json = dict[str, Any]

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import KernelError
 from ..kernel.netlink import open_conntrack, open_iproute
 from ..kernel.netns import entered
-from .trace import Outcome
+from .hops import Outcome
 
 IPPROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "icmp": socket.IPPROTO_ICMP}
 

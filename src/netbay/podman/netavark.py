@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A netavark-compatible network backend for podman: netavark's command line and JSON
-contract, with netbayd doing the work (POST /netavark/setup|teardown, netbay.podman.service).
+contract, with netbayd doing the work (POST /netavark/setup|teardown, netbay.podman.daemon_side).
 
     netavark [--config DIR] [--rootless BOOL] [--aardvark-binary PATH] [-f FILE]
              setup|teardown NETNS | version

@@ -16,7 +16,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from ..errors import ConfigError
-from .nftrace import Chain, Event, Packet
+from .nft_events import Chain, Event, Packet
 
 PROTOS = ("tcp", "udp", "icmp")
 TRACE_PREFIX = "trace_"

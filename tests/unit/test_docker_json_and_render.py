@@ -7,7 +7,7 @@ import pytest
 
 from netbay.cli import render
 from netbay.cli.network import ipam_config
-from netbay.daemon import wire
+from netbay.daemon import docker_json
 from netbay.daemon.filters import network_matches, parse_filters
 from netbay.errors import ConfigError
 from netbay.model import Network
@@ -15,7 +15,7 @@ from netbay.plan.naming import host_veth, mac_for, next_ifname
 
 
 def test_network_spec_from_docker_body() -> None:
-    spec = wire.network_spec(
+    spec = docker_json.network_spec(
         {
             "Name": "asgard",
             "Driver": "bridge",
@@ -59,7 +59,7 @@ def test_network_spec_from_docker_body() -> None:
 )
 def test_bad_network_bodies_name_the_field(body: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError) as err:
-        wire.network_spec(body)
+        docker_json.network_spec(body)
     assert err.value.field == field
     assert str(err.value).startswith(f"invalid {field} ")
 

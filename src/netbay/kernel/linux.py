@@ -1,5 +1,6 @@
-"""The host side of netbay's kernel work: one rtnetlink socket for the host namespace, the
-bridge index cache, and the veth attach/detach steps of the hot path."""
+"""LinuxKernel: netbay's kernel work on a Linux host (the engine's Kernel protocol; tests use
+netbay.testing.FakeKernel). One rtnetlink socket for the host namespace, the bridge index
+cache, the veth attach/detach steps of the hot path, and the containers' namespaces."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from . import sysctl
 from .rtnetlink import Rtnetlink
 
 
-class HostKernel:
+class LinuxKernel:
     """All kernel changes the engine makes go through here; safe to share between threads."""
 
     def __init__(self) -> None:
@@ -154,3 +155,17 @@ class HostKernel:
     def delete_netns(self, path: Path) -> None:
         self._ipv6_off.discard(str(path))
         netns_mod.delete(path)
+
+    def ensure_netns_dir(self, directory: Path) -> None:
+        netns_mod.ensure_shared_dir(directory)
+
+    def loopback_up(self, path: Path) -> None:
+        with Rtnetlink(path) as inside:
+            inside.set_up(1)
+
+    def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
+        """The addresses of IFNAME inside the namespace at PATH (None: no such link)."""
+        with Rtnetlink(path) as inside:
+            if inside.index(ifname) is None:
+                return None
+            return set(inside.addresses())

@@ -1,4 +1,5 @@
-"""The host driver: containers share the host's network namespace; nothing to make."""
+"""Network modes rather than networks: `host` (containers share the host's network
+namespace) and `none` (the null driver: a namespace with only `lo`). Nothing to make."""
 
 from __future__ import annotations
 
@@ -37,3 +38,11 @@ class _ModeDriver(NoKernelObjects):
 class HostDriver(_ModeDriver):
     name = "host"
     mode = "host"
+
+
+class NullDriver(_ModeDriver):
+    name = "null"
+    mode = "none"
+
+
+DRIVERS = (HostDriver(), NullDriver())

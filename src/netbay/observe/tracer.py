@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from ..drivers import capabilities
 from ..errors import ConfigError, FirewallError, NotFoundError
 from ..model import READY, Container, Endpoint, Network
-from . import facts, nftrace, probe
-from .trace import Facts, Outcome, Party, Spec, assemble, matches, parse_spec, trace_chains
+from . import facts, nft_events, probe
+from .hops import Facts, Outcome, Party, Spec, assemble, matches, parse_spec, trace_chains
 
 if TYPE_CHECKING:
     from ..engine import Host
@@ -148,13 +148,13 @@ class Tracer:
             log.info("trace chains already gone: %s", exc)
 
     def _send(self, src: Party, dst: IPv4Address, spec: Spec) -> tuple[
-        probe.Probe, Outcome, list[nftrace.Event]
+        probe.Probe, Outcome, list[nft_events.Event]
     ]:
         sent = probe.Probe.open(src.netns, spec.proto, dst, spec.port)
         request, reply = matches(spec, dst, sent.sport, sent.icmp_id)
         add, remove = trace_chains(secrets.token_hex(3), request, reply)
         try:
-            with nftrace.TraceListener() as listener:
+            with nft_events.TraceListener() as listener:
                 self.host.firewall_apply(add)
                 try:
                     outcome = sent.fire(spec.timeout)
@@ -184,7 +184,7 @@ class Tracer:
         dst_hop, egress, final_name = self._hop_text(final, leaving=False)
         if src.address is None and outcome.source is not None:
             src = Party(src.kind, src.name, outcome.source, src.netns, src.detail)
-        rules, chains = nftrace.parse_ruleset(ruleset_text())
+        rules, chains = nft_events.parse_ruleset(ruleset_text())
         host = facts.read(None)
         found = Facts(
             src=src, dst=dst, spec=spec, outcome=outcome, sport=sent.sport,
