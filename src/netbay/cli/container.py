@@ -277,9 +277,5 @@ def inspect(client: Client, args: argparse.Namespace) -> int:
         else:
             print(f"Error: no such object: {ref}", file=sys.stderr)
             failed = 1
-    if args.format:
-        for item in found:
-            print(render.template(args.format, item))
-    else:
-        render.dump_json(found)
+    render.inspected(found, args.format)
     return failed

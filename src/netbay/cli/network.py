@@ -189,11 +189,7 @@ def inspect(client: Client, args: argparse.Namespace) -> int:
         except Exception as exc:
             print(f"Error: {exc}", file=sys.stderr)
             failed = 1
-    if args.format:
-        for item in found:
-            print(render.template(args.format, item))
-    else:
-        render.dump_json(found)
+    render.inspected(found, args.format)
     return failed
 
 

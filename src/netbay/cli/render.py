@@ -59,6 +59,15 @@ def emit(
         print(table(headers, [row(i) for i in items]))
 
 
+def inspected(found: Sequence[Mapping[str, Any]], fmt: str | None) -> None:
+    """What `inspect` found: each through a --format template, else one JSON array."""
+    if fmt:
+        for item in found:
+            print(template(fmt, item))
+    else:
+        dump_json(found)
+
+
 def dump_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=4)
     sys.stdout.write("\n")

@@ -160,6 +160,17 @@ def gateway_route(endpoint: Endpoint) -> list[Route]:
     return [] if endpoint.gateway is None else [(DEFAULT_ROUTE, endpoint.gateway)]
 
 
+def network_record(spec: NetworkSpec, network_id: str, driver: str, **fields: Any) -> Network:
+    """The record `validate` returns: the spec's own fields, and FIELDS the driver decided
+    (options, device, mtu, internal...)."""
+    base: dict[str, Any] = {
+        "subnets": spec.subnets, "internal": spec.internal, "attachable": spec.attachable,
+        "options": dict(spec.options), "labels": dict(spec.labels),
+    }
+    base.update(fields)
+    return Network(id=network_id, name=spec.name, driver=driver, created="", **base)
+
+
 def parse_bool(field: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):

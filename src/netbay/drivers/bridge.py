@@ -21,6 +21,7 @@ from .base import (
     RuntimeOptions,
     check_known_options,
     gateway_route,
+    network_record,
     parse_bool,
     parse_int,
 )
@@ -78,19 +79,7 @@ class BridgeDriver:
         mtu = None
         if OPT_MTU in spec.options:
             mtu = parse_int(f"opt {OPT_MTU}", spec.options[OPT_MTU], 68, 65535)
-        return Network(
-            id=network_id,
-            name=spec.name,
-            driver=self.name,
-            created="",
-            subnets=spec.subnets,
-            internal=spec.internal,
-            attachable=spec.attachable,
-            options=dict(spec.options),
-            labels=dict(spec.labels),
-            device=device,
-            mtu=mtu,
-        )
+        return network_record(spec, network_id, self.name, device=device, mtu=mtu)
 
     def claim(self, kernel: DriverKernel, network: Network) -> Network:
         assert network.device is not None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..model import Endpoint, Network, NetworkSpec
-from .base import Capabilities, NoKernelObjects, check_known_options
+from .base import Capabilities, NoKernelObjects, check_known_options, network_record
 
 if TYPE_CHECKING:
     from .base import DriverKernel
@@ -26,17 +26,7 @@ class ExternalDriver(NoKernelObjects):
 
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
         check_known_options(spec.options, frozenset(), self.name)
-        return Network(
-            id=network_id,
-            name=spec.name,
-            driver=self.name,
-            created="",
-            subnets=spec.subnets,
-            internal=spec.internal,
-            attachable=spec.attachable,
-            options={},
-            labels=dict(spec.labels),
-        )
+        return network_record(spec, network_id, self.name, options={})
 
     def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
         """A lease: no host-side link and no MAC of netbay's choosing."""

@@ -31,6 +31,7 @@ from .base import (
     Route,
     RuntimeOptions,
     check_known_options,
+    network_record,
     parse_bool,
 )
 
@@ -151,18 +152,8 @@ class ParentDriver:
         if host_link and not parent:
             raise ConfigError(f"opt {OPT_HOST_LINK}", options[OPT_HOST_LINK],
                               "needs a parent (an internal network has no one to reach)")
-        return Network(
-            id=network_id,
-            name=spec.name,
-            driver=self.name,
-            created="",
-            subnets=spec.subnets,
-            internal=spec.internal or not parent,
-            attachable=spec.attachable,
-            options=options,
-            labels=dict(spec.labels),
-            device=device,
-        )
+        return network_record(spec, network_id, self.name, internal=spec.internal or not parent,
+                              options=options, device=device)
 
     def is_dummy(self, network: Network) -> bool:
         return network.device == f"{self.dummy_prefix}{network.id[:12]}"
