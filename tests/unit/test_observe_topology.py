@@ -81,6 +81,7 @@ def test_agreeing_record_and_kernel_draw_exactly_their_objects() -> None:
     }
     assert "network neta  bridge  10.91.0.0/24  gw 10.91.0.1  nat masquerade" in text
     assert "⇄ container c1 eth0  10.91.0.2/24" in text
+    assert "network host  host  (a network mode: no kernel objects of its own)" in text
     nodes, edges = dot_objects(draw.to_dot(topo))
     assert nodes == {
         "host": {"host"}, "network": {"host", "neta", "lan"},
@@ -90,6 +91,8 @@ def test_agreeing_record_and_kernel_draw_exactly_their_objects() -> None:
     assert ("veth:nbve1e1e1e1e1e1", "container:c1") in edges
     assert ("parent:ext0", "container:c2") in edges
     assert ("port:tcp:0.0.0.0:8080", "container:c1") in edges
+    # the host network is drawn as the mode it is, from its driver's mode, not its name
+    assert '"mode:host" [label="the host\'s own stack"' in draw.to_dot(topo)
 
 
 def test_disagreements_are_marked_where_they_are() -> None:

@@ -40,7 +40,8 @@ def test_no_function_is_over_50_lines() -> None:
 
 
 _DRIVER_NAME_TEST = re.compile(
-    r"""driver\s*(==|!=)\s*["']|["']\s*(==|!=)\s*\w*driver\b|driver\s+(not\s+)?in\s*[(\[{]"""
+    r"""driver["']?\]?\s*(==|!=)\s*["']|["']\s*(==|!=)\s*\w*driver\b"""
+    r"""|driver["']?\]?\s+(not\s+)?in\s*[(\[{]"""
 )
 
 

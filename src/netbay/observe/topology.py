@@ -180,10 +180,11 @@ def _nat_problems(net: Json, network: Network, inp: Inputs) -> None:
 
 
 def _networks(inp: Inputs, names: dict[str, str]) -> list[Json]:
-    from ..drivers import capabilities  # not at the top: the CLI's render_text needs no pyroute2
+    from ..drivers import capabilities, find_driver  # not at the top: the CLI needs neither
     out = []
     for network in sorted(inp.networks, key=lambda n: (not n.builtin, n.name)):
         net = _network_head(network, inp.nat)
+        net["netns_mode"] = getattr(find_driver(network.driver), "mode", "private")
         if network.state != READY:
             net["problems"].append(f"network is {network.state} in the record")
         if capabilities(network.driver).host_bridge:
@@ -328,7 +329,7 @@ def _network_line(net: Json) -> str:
         parts.append("internal")
     if net["nat"]:
         parts.append("nat " + ", ".join(net["nat"]))
-    if net["driver"] in ("host", "null"):
+    if net.get("netns_mode", "private") != "private":
         parts.append("(a network mode: no kernel objects of its own)")
     return "  ".join(parts) + _mark(net["problems"])
 
