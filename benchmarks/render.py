@@ -366,6 +366,18 @@ def plot_dataplane(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def render_soak(page: Page, data: dict[str, Any], images: Path) -> None:
+    import soak_page  # imported here: it imports this module
+
+    soak_page.render(page, data, images)
+
+
+def plot_soak(data: dict[str, Any], path: Path) -> None:
+    import soak_page
+
+    soak_page.plot(data, path)
+
+
 # --- the page ----------------------------------------------------------------------------------
 TITLES = {
     "scale": "Attach and detach against containers on the network",
@@ -373,10 +385,12 @@ TITLES = {
     "runtimes": "CNI plugin and netavark backend start-up",
     "dns": "Embedded DNS",
     "dataplane": "Data plane and RPS",
+    "soak": "Soak: what the daemon holds comes back",
 }
-PLOTS = {"scale": plot_scale, "publish": plot_publish, "dataplane": plot_dataplane}
+PLOTS = {"scale": plot_scale, "publish": plot_publish, "dataplane": plot_dataplane,
+         "soak": plot_soak}
 RENDERERS = {"scale": render_scale, "publish": render_publish, "runtimes": render_runtimes,
-             "dns": render_dns, "dataplane": render_dataplane}
+             "dns": render_dns, "dataplane": render_dataplane, "soak": render_soak}
 
 
 def write(result: dict[str, Any], out: Path) -> Path:

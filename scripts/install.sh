@@ -6,15 +6,20 @@
 #            and everything --bench installs (the suite runs the report once, tiny).
 #   --bench  also the peers the benchmarks compare with (netavark, the CNI reference plugins,
 #            aardvark-dns) and their load tools (dnsperf, iperf3); no service is started.
+#   --cluster  also what the multi-host harness (tests/cluster.py, scripts/cluster-demo.sh)
+#            runs: etcd server and client (the harness starts members of its own, in its
+#            namespaces; it never uses the etcd service Debian may enable), tini.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
 want_bench=0
+want_cluster=0
 for arg in "$@"; do
   case "$arg" in
-    --test) want_test=1; want_bench=1 ;;
+    --test) want_test=1; want_bench=1; want_cluster=1 ;;
     --bench) want_bench=1 ;;
-    *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
+    --cluster) want_cluster=1 ;;
+    *) echo "usage: $0 [--test] [--bench] [--cluster]" >&2; exit 2 ;;
   esac
 done
 
@@ -25,6 +30,9 @@ if [ "$want_test" = 1 ]; then
   # real runtimes drive netbay in the tests: podman (CNI and netavark backends, a busybox
   # image made locally), the CNI reference plugins chained after netbay (they use iptables)
   packages+=(podman runc busybox-static containernetworking-plugins iptables)
+fi
+if [ "$want_cluster" = 1 ]; then
+  packages+=(etcd-server etcd-client tini)
 fi
 if [ "$want_bench" = 1 ]; then
   packages+=(netavark containernetworking-plugins iptables aardvark-dns dnsperf iperf3)

@@ -17,10 +17,20 @@ from pathlib import Path
 import pytest
 
 from helpers import Env, Lan, kill_recorded_processes, link_names, sh
+from realhost import RealHost
+
+STATE = "state"  # the state root under the test's directory (a tmpfs on the real host)
 
 
 def _root() -> bool:
     return os.geteuid() == 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "shared_sys: runs `env` in a throwaway network namespace only, under the "
+        "test runner's /sys, /run and PID namespace (not on the real host)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,8 +43,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def host_ns(tmp_path: Path) -> Iterator[Path]:
-    """This thread (and every process it starts) lives in a fresh namespace for the test."""
+def realhost(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RealHost | None]:
+    """The host of a test that uses `env`: a sandbox with its own network, mount and PID
+    namespaces, /sys, /run and state root (tests/realhost.py), which this thread joins; the
+    CLI, the daemon and the runtimes' plugins run inside it (Env.enter). None for the other
+    tests and for those marked shared_sys."""
+    if "env" not in request.fixturenames or request.node.get_closest_marker("shared_sys"):
+        yield None
+        return
+    sandbox = RealHost(tmp_path / STATE)
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def host_ns(tmp_path: Path, realhost: RealHost | None) -> Iterator[Path]:
+    """This thread (and every process it starts) lives in a fresh namespace for the test:
+    the real host's when there is one."""
+    if realhost is not None:
+        yield realhost.netns
+        return
     from netbay import _linux
     from netbay.kernel import netns
     from netbay.kernel.rtnetlink import Rtnetlink
@@ -71,7 +102,7 @@ def _cleanup_mounts(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def paths(tmp_path: Path, host_ns: Path):  # type: ignore[no-untyped-def]
+def paths(tmp_path: Path, host_ns: Path, realhost: RealHost | None):  # type: ignore[no-untyped-def]
     from netbay.paths import Paths
 
     resolv = tmp_path / "resolv.conf"
@@ -79,12 +110,13 @@ def paths(tmp_path: Path, host_ns: Path):  # type: ignore[no-untyped-def]
     resolv.write_text("nameserver 127.0.0.53\nnameserver 10.99.99.53\n")
     os.environ["NETBAY_RESOLV_CONF"] = str(resolv)
     p = Paths(
-        root=tmp_path / "state", socket=tmp_path / "netbay.sock", netns_dir=tmp_path / "netns"
+        root=tmp_path / STATE, socket=tmp_path / "netbay.sock", netns_dir=tmp_path / "netns"
     )
     try:
         yield p
     finally:
-        kill_recorded_processes(p.db)
+        if realhost is None:  # the real host's end stops every process in it
+            kill_recorded_processes(p.db)
         os.environ.pop("NETBAY_RESOLV_CONF", None)
 
 
@@ -101,19 +133,22 @@ def host(paths):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def env(paths, tmp_path: Path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
-    e = Env(paths, tmp_path)
+def env(paths, tmp_path: Path, realhost: RealHost | None) -> Iterator[Env]:  # type: ignore[no-untyped-def]
+    e = Env(paths, tmp_path, realhost)
     try:
         yield e
     finally:
         e.close()
-        kill_recorded_processes(paths.db)
+        if realhost is None:
+            kill_recorded_processes(paths.db)
 
 
 @pytest.fixture
-def namespaces(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+def namespaces(
+    tmp_path: Path, realhost: RealHost | None
+) -> Iterator[Callable[[str], Path]]:
     """Network namespaces the test makes as a container runtime would (`namespaces("web")`:
-    TMP/ns-web), each removed afterwards."""
+    TMP/ns-web), each removed afterwards; on the real host, pinned there (it comes first)."""
     from netbay.kernel import netns
 
     made: list[Path] = []

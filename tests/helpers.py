@@ -16,10 +16,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from netbay import _linux
 from netbay.paths import Paths
+
+if TYPE_CHECKING:
+    from realhost import RealHost
 
 T = TypeVar("T")
 
@@ -69,11 +72,15 @@ def link_names(netns: Path | None = None) -> set[str]:
 
 
 class Env:
-    """The CLI and daemon of one test, all inside the test's host namespace."""
+    """The CLI and daemon of one test, all inside the test's host: the real host's sandbox
+    (HOST) when there is one, else a throwaway network namespace."""
 
-    def __init__(self, paths: Paths, tmp: Path) -> None:
+    def __init__(self, paths: Paths, tmp: Path, host: RealHost | None = None) -> None:
         self.paths = paths
         self.tmp = tmp
+        self.host = host
+        # what runs a command where the daemon runs (runtimes' plugins take it too)
+        self.enter: tuple[str, ...] = host.enter if host is not None else ()
         self.environ = dict(os.environ)
         self.environ.update(
             NETBAY_ROOT=str(paths.root),
@@ -86,7 +93,7 @@ class Env:
         self, *args: str, check: bool = True, timeout: float = 120, **kw: Any
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "netbay", *args],
+            [*self.enter, sys.executable, "-m", "netbay", *args],
             env=self.environ,
             capture_output=True,
             text=True,
@@ -102,24 +109,42 @@ class Env:
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args).stdout)
 
-    def daemon_pid(self) -> int | None:
-        pid_file = self.paths.root / "netbayd.pid"
+    def host_pid(self, pid: int) -> int:
+        """PID as netbay records it (the daemon's view) turned into this test's view; a
+        LookupError if no such process runs on the real host (never a pid to signal)."""
+        if self.host is None:
+            return pid
+        found = self.host.host_pid(pid)
+        if found is None:
+            raise LookupError(f"no process {pid} on the test's real host")
+        return found
+
+    def _pid_file(self) -> int | None:
         try:
-            return int(pid_file.read_text())
+            return int((self.paths.root / "netbayd.pid").read_text())
         except (FileNotFoundError, ValueError):
             return None
+
+    def daemon_pid(self) -> int | None:
+        """The daemon's pid as this test sees it (None: no pid file, or no such process on
+        the real host)."""
+        pid = self._pid_file()
+        if pid is None or self.host is None:
+            return pid
+        return self.host.host_pid(pid)
 
     def close(self) -> None:
         for cleanup in reversed(self.cleanups):
             with contextlib.suppress(Exception):
                 cleanup()
-        self.stop_daemon()
+        if self.host is None:  # the real host's end stops everything in it at once
+            self.stop_daemon()
 
     def stop_daemon(self, sig: int = signal.SIGTERM) -> None:
-        pid = self.daemon_pid()
-        if pid is None and self.paths.daemon_log.exists():
+        if self._pid_file() is None and self.paths.daemon_log.exists():
             # a daemon may be starting: it writes its pid file right after taking its lock
-            pid = poll(self.daemon_pid, 3)
+            poll(self._pid_file, 3)
+        pid = self.daemon_pid()
         if pid is None:
             return
         start = _linux.process_start_time(pid)

@@ -28,10 +28,13 @@ class Invoked:
 class Cni:
     """netbay's CNI plugins installed in BIN, exec'd with CNI_PATH = BIN:/usr/lib/cni."""
 
-    def __init__(self, bin_dir: Path, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, bin_dir: Path, environ: Mapping[str, str], enter: Sequence[str] = ()
+    ) -> None:
         self.bin = bin_dir
         install_cni(bin_dir)
         self.environ = dict(environ)
+        self.enter = tuple(enter)  # where the runtime runs: the real host (Env.enter)
         self.path = f"{bin_dir}:{CNI_PATH}"
 
     def exe(self, plugin: str) -> str:
@@ -63,7 +66,8 @@ class Cni:
     def run(self, plugin: str, env: Mapping[str, str], stdin: str | bytes) -> Invoked:
         data = stdin if isinstance(stdin, bytes) else stdin.encode()
         result = subprocess.run(
-            [self.exe(plugin)], input=data, env=dict(env), capture_output=True, timeout=120
+            [*self.enter, self.exe(plugin)], input=data, env=dict(env), capture_output=True,
+            timeout=120,
         )
         return Invoked(
             subprocess.CompletedProcess(
@@ -134,14 +138,17 @@ def plugin_conf(
 class NetavarkCli:
     """netbay's netavark-compatible executable, exec'd as podman does."""
 
-    def __init__(self, bin_dir: Path, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, bin_dir: Path, environ: Mapping[str, str], enter: Sequence[str] = ()
+    ) -> None:
         self.exe = install_netavark(bin_dir)
         self.environ = dict(environ)
+        self.enter = tuple(enter)  # where the runtime runs: the real host (Env.enter)
         self.config = bin_dir.parent / "netavark-config"
 
     def run(self, *args: str, stdin: str | bytes = b"") -> Invoked:
         data = stdin if isinstance(stdin, bytes) else stdin.encode()
-        argv = [str(self.exe), "--config", str(self.config), "--rootless=false",
+        argv = [*self.enter, str(self.exe), "--config", str(self.config), "--rootless=false",
                 "--aardvark-binary=/usr/lib/podman/aardvark-dns", *args]
         result = subprocess.run(argv, input=data, env=self.environ, capture_output=True,
                                 timeout=120)

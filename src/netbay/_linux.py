@@ -65,8 +65,12 @@ def is_mountpoint(path: str | os.PathLike[str]) -> bool:
 
 def process_start_time(pid: int) -> int:
     """Start time of PID in clock ticks since boot, or 0 if there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+    try:  # os.read: a third of read_text's cost (runtime sandboxes are checked every second)
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            stat = os.read(fd, 4096).decode(errors="replace")
+        finally:
+            os.close(fd)
     except (FileNotFoundError, ProcessLookupError):
         return 0
     # The command name may hold spaces and parentheses: split after the last ')'.

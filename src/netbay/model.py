@@ -18,6 +18,7 @@ EMPTY: Mapping[str, str] = MappingProxyType({})
 CREATING = "creating"
 READY = "ready"
 REMOVING = "removing"
+SANDBOX = "external"  # a runtime's container (CNI, podman), ready: the runtime runs it
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,9 @@ class Container:
     state: str = CREATING
     owner: str = ""
     config: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    # A runtime's namespace as it was when attached, so that a path naming another namespace
+    # now (a reused /proc/PID, a pin made again) is not taken for it: os.stat of the path
+    # (st_dev, st_ino), and for a /proc/PID path that process's start time. 0: not noted
+    netns_dev: int = 0
+    netns_ino: int = 0
+    netns_pid_start: int = 0

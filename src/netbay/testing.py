@@ -28,6 +28,8 @@ from typing import Any
 from .engine import Host
 from .errors import FirewallError, KernelError
 from .paths import Paths
+from .reconcile.fake import FakeReconcilingKernel
+from .reconcile.state import RouteState
 from .store.memory import MemoryStore
 
 MAX_BRIDGE_PORTS = 1023  # as the kernel numbers bridge ports
@@ -60,7 +62,7 @@ class FakeNamespace:
         return next((link.gateway for link in self.links.values() if link.gateway), None)
 
 
-class FakeKernel:
+class FakeKernel(FakeReconcilingKernel):
     """The engine's Kernel (and the drivers'), in memory. `calls` lists every change asked
     for, in order; `fail(step)` makes the next call of that step raise KernelError. Steps
     are the method names, and `attach_veth:configure` (after the pair exists, so a failed
@@ -75,6 +77,8 @@ class FakeKernel:
         self.taken = list(taken)  # subnets the host uses outside netbay
         self.max_ports = max_ports
         self.forwarding = False
+        self.routes: set[RouteState] = set()  # made by add_route
+        self.unrouted: set[RouteState] = set()  # an address's subnet route, removed
         self.closed = False
         self.calls: list[str] = []
         self._failures: dict[str, int] = {}
@@ -217,7 +221,7 @@ class FakeKernel:
         namespace = self.namespaces.get(str(path))
         if namespace is None or ifname not in namespace.links:
             return None
-        return {a for link in namespace.links.values() for a in link.addresses}
+        return set(namespace.links[ifname].addresses)
 
 
 _ELEMENT = re.compile(r"^(add|delete) element (\w+) (\w+) (\w+) \{ (.*) \}$")

@@ -1,14 +1,18 @@
 """The performance report (benchmarks/report.py) runs once, tiny, to keep the benchmark code
 working: every section measured against its real peer, the page and plots written, nothing
-left behind. Its figures are never asserted on (benchmarks are not tests)."""
+left behind. Its timings are never asserted on (benchmarks are not tests); the soak's counts
+are: every resource it used is back at its start value."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,9 +25,9 @@ REPORT = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
 TOOLS = {"iperf3", "aardvark-dns", "dnsperf", "netavark"}
 
 
-def processes() -> set[tuple[int, str]]:
+def processes(sandboxes: Path) -> set[tuple[int, str]]:
     """(pid, command line) of every process that could be a benchmark's leftover: the load
-    tools and peers, and anything started with a sandbox's temp directory (netbayd)."""
+    tools and peers, and anything started with a path under SANDBOXES (netbayd)."""
     out = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -34,28 +38,57 @@ def processes() -> set[tuple[int, str]]:
             continue
         argv = [a.decode(errors="replace") for a in raw.split(b"\0")]
         line = " ".join(argv)
-        if Path(argv[0]).name in TOOLS or "netbay-bench" in line or "netbay-dnsbench" in line:
+        if Path(argv[0]).name in TOOLS or str(sandboxes) in line:
             out.add((int(proc.name), line))
     return out
 
 
-def bench_mounts() -> list[str]:
+def bench_mounts(sandboxes: Path) -> list[str]:
     return [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
-            if "netbay-bench" in line]
+            if str(sandboxes) in line]
+
+
+def soak_came_back(soak: dict[str, Any]) -> None:
+    """Every cycle ran, concurrently, and left nothing: each count back at its start value
+    after both rounds (netbayd's threads too: idle API workers retire)."""
+    assert soak["errors"] == []
+    cycles = soak["cycles"] * len(soak["rounds"])
+    latency = soak["latency_ms"]
+    assert latency["create"]["count"] == latency["remove"]["count"] == cycles
+    assert latency["network create"]["count"] == latency["network remove"]["count"] == cycles // 10
+    assert latency["connect"]["count"] == latency["disconnect"]["count"] > cycles // 10
+    start, peak = soak["start"], soak["peak"]
+    counted = {"daemon_fds", "daemon_threads", "daemon_children", "dns_fds", "leases",
+               "containers", "networks", "nft_elements", "links", "veths", "netns_pins",
+               "netns_mounts", "container_dirs"}
+    assert counted <= set(soak["returned"])
+    for key in ("daemon_children", "leases", "containers", "veths", "netns_pins"):
+        assert peak[key] > start[key] == 0, key
+    assert peak["nft_elements"] > start["nft_elements"] > 0
+    for end in (r["end"] for r in soak["rounds"]):
+        for key in set(soak["returned"]) - {"daemon_threads"}:
+            assert end[key] == start[key], (key, start[key], end[key])
+        # an API worker busy at the start sample may have retired since
+        assert end["daemon_threads"] <= start["daemon_threads"]
+    assert all(soak["returned"].values()), soak["returned"]
 
 
 def test_tiny_report_measures_every_section_against_its_peer(
     tmp_path: Path, host_ns: Path
 ) -> None:
-    links, procs = link_names(), processes()
+    # the sandboxes' temp directories, apart from other benchmarks running on the machine;
+    # short, as unix socket paths live under it
+    sandboxes = Path(tempfile.mkdtemp(prefix="nbt-"))
+    links, procs = link_names(), processes(sandboxes)
     out = tmp_path / "docs"
     run = subprocess.run([sys.executable, str(REPORT), "--tiny", "--out", str(out)],
+                         env={**os.environ, "TMPDIR": str(sandboxes)},
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     result = json.loads((out / "benchmarks.json").read_text())
     sections = result["sections"]
-    assert set(sections) == {"scale", "publish", "runtimes", "dns", "dataplane"}
+    assert set(sections) == {"scale", "publish", "runtimes", "dns", "dataplane", "soak"}
     assert all(s["error"] is None for s in sections.values()), sections
     # every system grew its network to 3 containers and shrank it again, the peers included
     for key, system in sections["scale"]["systems"].items():
@@ -71,21 +104,26 @@ def test_tiny_report_measures_every_section_against_its_peer(
         assert path["error"] is None and path["gbps"] and min(path["gbps"]) > 0, path
     rps = sections["dataplane"]["rps"]
     assert rps["error"] is None and min(rps["on"]["gbps"]) > 0
+    soak_came_back(sections["soak"])
 
     page = (out / "benchmarks.md").read_text()
     for title in ("## The machine", "## Versions", "## Targets", "## Attach and detach",
-                  "## Publishing ports", "## CNI plugin", "## Embedded DNS", "## Data plane"):
+                  "## Publishing ports", "## CNI plugin", "## Embedded DNS", "## Data plane",
+                  "## Soak"):
         assert title in page, title
     assert "not installed" not in page and "Not measured" not in page
     for label in ("netbay library", "netbay CLI", "netbay CNI", "netbay netavark", "CNI chain",
                   "netavark"):
         assert re.search(rf"^\| {label} \| [\d,.]+ \|", page, re.M), label
-    for image in ("scale", "publish", "dataplane"):
+    assert re.search(r"^\| leases \(endpoint records\) \| 0 \| [1-9]\d* \| 0 \| 0 \| returned \|$",
+                     page, re.M)
+    for image in ("scale", "publish", "dataplane", "soak"):
         assert f"](benchmarks/{image}.png)" in page
         width, height, colours, ink = png_stats(out / "benchmarks" / f"{image}.png")
         assert width > 300 and height > 150 and colours > 3 and ink > 0.01, image
 
     # nothing left: links of the namespace it ran in, mounts, processes
     assert link_names() == links
-    assert bench_mounts() == []
-    assert processes() == procs
+    assert bench_mounts(sandboxes) == []
+    assert processes(sandboxes) == procs
+    sandboxes.rmdir()  # every sandbox removed its directory

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
 
 @pytest.fixture
 def cni(env: Env, tmp_path: Path) -> Cni:
-    return Cni(tmp_path / "bin", env.environ)
+    return Cni(tmp_path / "bin", env.environ, env.enter)
 
 
 @pytest.fixture

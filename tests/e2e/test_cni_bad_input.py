@@ -30,7 +30,7 @@ def world(env: Env, tmp_path: Path) -> Iterator[tuple[Cni, Path]]:
     ns = tmp_path / "ns-c1"
     netns.create(ns)
     try:
-        yield Cni(tmp_path / "bin", env.environ), ns
+        yield Cni(tmp_path / "bin", env.environ, env.enter), ns
     finally:
         netns.delete(ns)
 
@@ -150,7 +150,7 @@ def test_the_address_in_use_and_the_port_in_use(env: Env, world: tuple[Cni, Path
 
 def test_refused_before_the_daemon_is_started(env: Env, tmp_path: Path) -> None:
     """Syntax, environment and version errors never start (or reach) the daemon."""
-    cni = Cni(tmp_path / "bin", env.environ)
+    cni = Cni(tmp_path / "bin", env.environ, env.enter)
     for stdin, environ in (
         ("{", cni.env("ADD", "c1", tmp_path)),
         (json.dumps(asgard("0.2.0")), cni.env("ADD", "c1", tmp_path)),
@@ -212,7 +212,7 @@ def test_fuzzed_stdin(env: Env, world: tuple[Cni, Path], stdin: str, command: st
 
 def test_netavark_bad_input(env: Env, world: tuple[Cni, Path], tmp_path: Path) -> None:
     _, ns = world
-    nv = NetavarkCli(tmp_path / "nvbin", env.environ)
+    nv = NetavarkCli(tmp_path / "nvbin", env.environ, env.enter)
     good = netavark_options("a" * 64, "web", [("asgard", {"subnet": "10.50.0.0/24",
                                                           "gateway": "10.50.0.1",
                                                           "ip": "10.50.0.5"})])

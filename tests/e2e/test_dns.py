@@ -40,7 +40,7 @@ class World:
 
     def pid(self, name: str) -> int:
         if name not in self._pids:
-            self._pids[name] = int(self.info(name)["State"]["Pid"])
+            self._pids[name] = self.env.host_pid(int(self.info(name)["State"]["Pid"]))
         return self._pids[name]
 
     def resolv_conf(self, name: str) -> str:
@@ -273,7 +273,7 @@ def test_server_killed_is_restarted_and_serves_current_names(world: World) -> No
     world.run("a2", "--network", "asgard")
     assert world.addresses("a1", "a2") == [world.ip("a2", "asgard")]
     old = dns_pid(env)
-    os.kill(old, signal.SIGKILL)
+    os.kill(env.host_pid(old), signal.SIGKILL)
     env.run("rm", "-f", "a2")  # changes while it is down
     world.run("a3", "--network", "asgard")
     wait_until(lambda: world.ask("a1", "a3", timeout=0.5).get("rcode") == "NOERROR", 10,
@@ -298,7 +298,7 @@ def test_the_server_lives_from_the_first_user_defined_bridge_to_the_daemons_end(
     env.run("network", "create", "--subnet", "10.95.0.0/24", "asgard")
     wait_until(pid_file.exists, 10, "netbay-dns to start with the network")
     world.run("b1", "--network", "asgard")
-    pid = dns_pid(world.env)
+    pid = world.env.host_pid(dns_pid(world.env))
     assert _state(pid) != "Z"
     world.env.stop_daemon(signal.SIGKILL)
     wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in _state(pid), 5,

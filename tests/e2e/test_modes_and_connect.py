@@ -20,7 +20,7 @@ def links_inside(env: Env, name: str) -> set[str]:
 def test_host_mode_sees_the_hosts_interfaces(env: Env) -> None:
     env.run("run", "-d", "--name", "h", "--network", "host", "--", "sleep", "infinity")
     assert links_inside(env, "h") == link_names()
-    pid = env.json("inspect", "h")[0]["State"]["Pid"]
+    pid = env.host_pid(env.json("inspect", "h")[0]["State"]["Pid"])
     assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/thread-self/ns/net")
     members = env.json("network", "inspect", "host")[0]["Containers"]
     assert [m["Name"] for m in members.values()] == ["h"]

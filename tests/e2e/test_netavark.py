@@ -22,7 +22,7 @@ NET = {"subnet": "10.88.7.0/24", "gateway": "10.88.7.1", "device": "podman7"}
 
 @pytest.fixture
 def nv(env: Env, tmp_path: Path) -> NetavarkCli:
-    return NetavarkCli(tmp_path / "bin", env.environ)
+    return NetavarkCli(tmp_path / "bin", env.environ, env.enter)
 
 
 def in_ns(path: Path, *cmd: str) -> subprocess.CompletedProcess[str]:

@@ -43,7 +43,7 @@ def ip_of(env: Env, name: str, network: str) -> str:
 
 
 def pid_of(env: Env, name: str) -> int:
-    return int(inspect(env, name)["State"]["Pid"])
+    return env.host_pid(int(inspect(env, name)["State"]["Pid"]))
 
 
 def wait_tcp(argv: list[str]) -> None:
@@ -90,7 +90,7 @@ def test_topology_of_a_known_setup_contains_exactly_its_objects(
     assert objects == {
         "interface": {"ext0"},
         "network": {"bridge", "host", "none", "neta", "netb"},
-        "bridge": {"netbay0", "nbta", "nbtb"},
+        "bridge": {"nbta", "nbtb"},  # not netbay0: no container uses the default bridge
         "veth": set(ends),
         "port": {"tcp 0.0.0.0:8080"},
         "container": {"a1", "a2", "ab", "b1"},
@@ -106,8 +106,8 @@ def test_topology_of_a_known_setup_contains_exactly_its_objects(
     nodes, edges = dot_objects(env.run("topology", "--format", "dot").stdout)
     assert nodes == {
         "host": {"host"}, "interface": {"ext0"},
-        "network": {"bridge", "host", "none", "neta", "netb"}, "mode": {"host", "none"},
-        "bridge": {"netbay0", "nbta", "nbtb"}, "veth": set(ends),
+        "network": {"bridge", "host", "none", "neta", "netb"},
+        "mode": {"host", "none", "bridge"}, "bridge": {"nbta", "nbtb"}, "veth": set(ends),
         "container": {"a1", "a2", "ab", "b1"}, "port": {"tcp:0.0.0.0:8080"},
     }
     assert {(a, b) for a, b in edges if a.startswith("veth:")} == {
@@ -300,7 +300,8 @@ def ping_from(env: Env, who: str, address: str) -> None:
 
 def start_capture(env: Env, *args: str) -> subprocess.Popen[bytes]:
     """`netbay capture ARGS` in the background, once tcpdump says it is listening."""
-    proc = subprocess.Popen([sys.executable, "-m", "netbay", "capture", *args], env=env.environ,
+    proc = subprocess.Popen([*env.enter, sys.executable, "-m", "netbay", "capture", *args],
+                            env=env.environ,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     env.cleanups.append(lambda: (proc.poll() is None and proc.kill(), proc.wait()))
     assert proc.stderr is not None
@@ -356,9 +357,9 @@ def doctor(env: Env) -> tuple[int, dict[str, str], list[dict[str, str]]]:
     return result.returncode, worst, findings
 
 
+# ip_forward=0 is not here: netbayd's reconciler turns it back on within a second, before
+# doctor could see it (tests/e2e/test_drift.py); doctor's check of it is unit-tested.
 FAULTS = {
-    "ip_forward": ("sysctl -qw net.ipv4.ip_forward=0", "sysctl -qw net.ipv4.ip_forward=1",
-                   "net.ipv4.ip_forward is 0"),
     "forward policy": (
         "nft add table inet other && nft add chain inet other gate "
         "'{ type filter hook forward priority 0; policy drop; }'",
@@ -475,7 +476,7 @@ def kill_dns_until_its_restart_waits(env: Env, seconds: float) -> int:
     what doctor sees next is a server that is down. The pid killed last."""
     for _ in range(10):
         pid = wait_until(partial(answering_dns_pid, env), 10, "the DNS server to answer")
-        os.kill(pid, signal.SIGKILL)
+        os.kill(env.host_pid(pid), signal.SIGKILL)
         report = wait_until(partial(dns_after_death, env, pid), 10,
                             f"netbayd to see that DNS server {pid} died", interval=0.01)
         if report["phase"] == "backoff" and report["retry_in"] >= seconds:
@@ -508,10 +509,12 @@ def test_doctor_dns_fails_while_the_killed_server_is_down(env: Env) -> None:
 
 # --- rps -----------------------------------------------------------------------------------
 def sysfs_read(path: str, pid: int | None = None) -> str:
-    """PATH under a sysfs mounted afresh in this namespace (or PID's): what the kernel says."""
-    argv = ["unshare", "-m", "sh", "-c", f"mount -t sysfs sysfs /sys && cat /sys/{path}"]
-    if pid is not None:
-        argv = ["nsenter", "-t", str(pid), "-n", *argv]
+    """PATH under the host's /sys (the real host's shows its own namespace) or under a sysfs
+    mounted afresh in PID's namespace: what the kernel says."""
+    if pid is None:
+        return Path("/sys", path).read_text().strip()
+    argv = ["nsenter", "-t", str(pid), "-n", "unshare", "-m", "sh", "-c",
+            f"mount -t sysfs sysfs /sys && cat /sys/{path}"]
     return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -550,11 +553,11 @@ def test_rps_set_writes_the_masks_the_kernel_then_reports(env: Env, world: dict[
     text = env.run("rps", "show", "a1").stdout
     assert "container end: a1 on neta" in text and "CPU" in text and "PROCESSED" in text
 
-    # `lo` exists here and in the root namespace: only this namespace's lo changes
-    root_lo = Path("/sys/class/net/lo/queues/rx-0/rps_cpus").read_text().strip()
+    # `lo` exists here and in every container: only the host's lo changes
+    a1_lo = sysfs_read("class/net/lo/queues/rx-0/rps_cpus", pid_of(env, "a1"))
     env.run("rps", "set", "lo", "--cpus", "0")
     assert sysfs_read("class/net/lo/queues/rx-0/rps_cpus") == "1"
-    assert Path("/sys/class/net/lo/queues/rx-0/rps_cpus").read_text().strip() == root_lo
+    assert sysfs_read("class/net/lo/queues/rx-0/rps_cpus", pid_of(env, "a1")) == a1_lo
     env.run("rps", "set", "lo", "--cpus", "none")
     assert sysfs_read("class/net/lo/queues/rx-0/rps_cpus") == "0"
     result = env.run("rps", "set", "eth0", "--cpus", "0", check=False)  # root's, not ours

@@ -21,7 +21,9 @@ import podman_env
 from helpers import Env, link_names, sh, wait_until
 from runtimes import Cni, NetavarkCli
 
-pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
+# podman, conmon and runc run from the test, outside the real host (they need its cgroups
+# mounted and podman_env to run them through Env.enter)
+pytestmark = [pytest.mark.kernel, pytest.mark.e2e, pytest.mark.shared_sys]
 HTTPD = ("httpd", "-f", "-p", "80", "-h", "/www")
 PAGE = "hello from podman via netbay\n"
 

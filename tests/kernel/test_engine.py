@@ -29,7 +29,8 @@ def test_default_bridge_and_new_networks_skip_subnets_the_host_uses(paths: Paths
         nl.ensure_address(index, IPv4Interface("172.18.5.1/24"))
     with Host(paths) as host:
         bridge = host.network("bridge")
-        assert bridge.device == "netbay0"
+        assert bridge.options["com.docker.network.bridge.name"] == "netbay0"
+        assert bridge.device is None and "netbay0" not in link_names()  # made when first used
         assert bridge.subnets[0].subnet == IPv4Network("172.19.0.0/16")
         created = host.create_network(NetworkSpec(name="asgard"))
         assert created.subnets[0].subnet == IPv4Network("172.20.0.0/16")
@@ -39,6 +40,7 @@ def test_default_bridge_and_new_networks_skip_subnets_the_host_uses(paths: Paths
 def test_bridges_are_remade_on_start_up(paths: Paths) -> None:
     with Host(paths) as host:
         net = host.create_network(NetworkSpec(name="asgard"))
+        host.create_container(sleeper("env1", "bridge"))  # the default bridge is in use
         host.kernel.remove_link("netbay0")
         assert net.device is not None
         host.kernel.remove_link(net.device)

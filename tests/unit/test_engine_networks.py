@@ -59,9 +59,10 @@ def test_remove_takes_the_bridge_firewall_elements_and_record_away(fake: FakeHos
         (NetworkSpec(name="n", options={"x": "1"}), ConfigError, "unknown option for driver"),
         (NetworkSpec(name="bridge"), ConflictError, "network with name bridge already exists"),
         (
-            NetworkSpec(name="n", subnets=(SubnetConfig(IPv4Network("172.17.5.0/24")),)),
+            NetworkSpec(name="n", subnets=(SubnetConfig(IPv4Network("10.1.0.0/24")),
+                                           SubnetConfig(IPv4Network("10.1.0.0/16")))),
             ConflictError,
-            "overlaps",
+            "overlaps 10.1.0.0/24 of the same network",
         ),
     ],
 )
@@ -101,10 +102,9 @@ def test_start_up_remakes_missing_bridges_and_rebuilds_the_firewall(fake: FakeHo
     network = fake.host.create_network(NetworkSpec(name="asgard"))
     assert network.device is not None
     fake.kernel.remove_link(network.device)
-    fake.kernel.remove_link("netbay0")
     nft = FakeNft()  # a reboot: no tables
     again = Host(fake_paths(fake.host.paths.root.parent), store=fake.store, kernel=fake.kernel,
                  nft=nft, flows=FakeFlows())
-    assert {network.device, "netbay0"} <= set(fake.kernel.links)
-    assert nft.elements("inet", "bridges") == {'"netbay0"', f'"{network.device}"'}
+    assert set(fake.kernel.links) == {network.device}  # not the default bridge: it is unused
+    assert nft.elements("inet", "bridges") == {f'"{network.device}"'}
     assert again.audit() == []

@@ -34,8 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     container.add_parsers(sub)
     observe.add_parsers(sub)
 
-    d = sub.add_parser("daemon", help="control netbayd")
-    d.add_argument("action", choices=("start", "stop", "status"))
+    d = sub.add_parser("daemon", help="control netbayd, or install its systemd units")
+    d.add_argument("action", choices=("start", "stop", "status", "install"))
+    d.add_argument("--socket-activation", action="store_true",
+                   help="install: also netbayd.socket, which holds the API socket for netbayd")
+    d.add_argument("--prefix", help="install: the directory for the units "
+                   "(default /etc/systemd/system)")
     d.set_defaults(func=daemon)
 
     s = sub.add_parser("system", help="maintenance")
@@ -88,7 +92,22 @@ def install_executables(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def install_units(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..daemon.listener import socket_group
+    from .daemon_units import SYSTEMD_DIR, enable_command, install
+
+    socket_group(os.environ)  # a group that does not exist fails here, not at boot
+    for path in install(Path(args.prefix or SYSTEMD_DIR), args.socket_activation, os.environ):
+        print(path)
+    print(enable_command(args.socket_activation))
+    return 0
+
+
 def daemon(client: Client, args: argparse.Namespace) -> int:
+    if args.action == "install":
+        return install_units(args)
     if args.action == "start":
         if not client.ping():
             client.start_daemon()
@@ -123,10 +142,15 @@ def system(client: Client, args: argparse.Namespace) -> int:
         client.post("/system/reload")
         print("firewall rebuilt from the record")
         return 0
-    problems = client.get("/system/audit")["Problems"]
-    for problem in problems:
+    found = client.get("/system/audit")
+    for problem in found["Problems"]:
         print(problem)
-    return 1 if problems else 0
+    repairs = found.get("Reconciler", {}).get("Repairs", {})
+    if repairs:  # what was put back: not a problem now, so not on stdout
+        kinds = ", ".join(f"{kind} {count}" for kind, count in repairs.items())
+        print(f"netbayd repaired {sum(repairs.values())} drift(s) since it started ({kinds}); "
+              "its log has each", file=sys.stderr)
+    return 1 if found["Problems"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:

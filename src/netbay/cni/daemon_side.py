@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import faults
 from ..dns.records import serves
 from ..drivers import capabilities, get_driver
 from ..engine import Host
@@ -179,6 +180,7 @@ class CniService:
             return self._request(inv, network, want, ports=True)
 
         network, endpoint = self._setup(choice, request)
+        faults.point("sandbox:cni-added")  # done, the runtime not yet told
         result = results.interface_result(
             inv.version, network, endpoint, inv.netns, self._dns(network, endpoint, want)
         )

@@ -14,9 +14,10 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
+from collections.abc import Callable
 
 from .. import __version__
+from ..errors import ConfigError
 from ..paths import Paths
 
 
@@ -45,42 +46,62 @@ def main(argv: list[str] | None = None) -> int:
     return serve(paths, lock)
 
 
+def _each(*calls: Callable[[], None]) -> Callable[[], None]:
+    """After a request that may have changed the record: the DNS server's listen points
+    follow it, and the reconciler compares again (what it wants, and watches, changed)."""
+
+    def call() -> None:
+        for each in calls:
+            each()
+
+    return call
+
+
 def serve(paths: Paths, lock: object) -> int:
     from ..dns.supervisor import DnsSupervisor
     from ..engine import Host
+    from ..reconcile.loop import Reconciler
     from .api import Api
-    from .guard import FirewallGuard
+    from .listener import ApiSocket
     from .reaper import Reaper
-    from .server import UnixHTTPServer
+    from .server import ApiServer
 
+    try:  # first: a bad NETBAY_SOCKET_GROUP or LISTEN_FDS stops netbayd before it does anything
+        api_socket = ApiSocket(paths.socket, os.environ)
+    except ConfigError as exc:
+        logging.error("netbayd: %s", exc)
+        return 1
     host = Host(paths)
     report = host.gc()
     if any(report.as_dict().values()):
         logging.info("repaired at start-up: %s", report.as_dict())
     reaper = Reaper(lambda cid, code: host.mark_exited(cid, code))
-    guard = FirewallGuard(host)
     dns = DnsSupervisor(paths, host.store)
     dns.sync()  # the containers the record already holds resolve as before the restart
-    api = Api(host, reaper, after_change=dns.sync, dns_health=dns.health)
-    server = UnixHTTPServer(paths.socket, api)
+    # kernel state put back as recorded, then kept so (the first pass runs before serving)
+    reconciler = Reconciler(host, on_repair=dns.sync)
+    reconciler.start()
+    api = Api(host, reaper, after_change=_each(dns.sync, reconciler.poke), dns_health=dns.health)
+    server = ApiServer(api_socket.sock, api)
 
     def stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    logging.info("netbayd %s serving %s (state %s)", __version__, paths.socket, paths.root)
+    logging.info("netbayd %s serving %s%s (state %s)", __version__, api_socket.path,
+                 " (socket activation)" if api_socket.activated else "", paths.root)
+    api_socket.ready()
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever()
     finally:
-        server.server_close()
+        api_socket.close()
         reaper.close()
-        guard.close()
+        reconciler.close()
         dns.close()
         host.close()
-        for leftover in (paths.socket, paths.root / "netbayd.pid"):
-            with contextlib.suppress(FileNotFoundError):
-                Path(leftover).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (paths.root / "netbayd.pid").unlink()
     return 0
 
 

@@ -129,7 +129,7 @@ class Api:
         return 204, None
 
     def audit(self, **_: Any) -> Response:
-        return 200, {"Problems": self.host.audit()}
+        return 200, {"Problems": self.host.audit(), "Reconciler": self.host.reconcile_status()}
 
     # --- networks ----------------------------------------------------------------------
     def _in_use(self, network: Network) -> bool:
@@ -182,9 +182,8 @@ class Api:
         return 200, None
 
     def disconnect(self, ref: str, body: dict[str, Any], **_: Any) -> Response:
-        if not body.get("Container"):
-            raise NotFoundError("a container is required")
-        self.host.disconnect(ref, str(body["Container"]), bool(body.get("Force")))
+        container, force = docker_json.detach_request(body)
+        self.host.disconnect(ref, container, force)
         return 200, None
 
     # --- containers --------------------------------------------------------------------
@@ -216,16 +215,15 @@ class Api:
 
     def container_started(self, ref: str, body: dict[str, Any], **_: Any) -> Response:
         """A foreground `netbay run`: the client started the process itself."""
-        self.host.mark_started(ref, int(body.get("Pid") or 0))
+        self.host.mark_started(ref, docker_json.started_pid(body))
         return 204, None
 
     def container_exited(self, ref: str, body: dict[str, Any], **_: Any) -> Response:
-        code = body.get("ExitCode")
-        self.host.mark_exited(ref, int(code) if code is not None else None)
+        self.host.mark_exited(ref, docker_json.exit_code(body))
         return 204, None
 
     def stop_container(self, ref: str, params: dict[str, str], **_: Any) -> Response:
-        self.host.stop_container(ref, float(params.get("t", "10")))
+        self.host.stop_container(ref, docker_json.stop_seconds(params.get("t")))
         return 204, None
 
     def remove_container(self, ref: str, params: dict[str, str], **_: Any) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NotFoundError
 from ..model import (
     AttachRequest,
     Container,
@@ -16,6 +16,7 @@ from ..model import (
     SubnetConfig,
 )
 from ..plan.ports import container_ports
+from .json_shape import MapOf, Shape, check
 
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
@@ -158,6 +159,39 @@ def ports_json(container: Container) -> dict[str, list[dict[str, str]]]:
 
 
 # --- requests ----------------------------------------------------------------------------
+# The shapes of the request bodies (the Docker Engine API's types where the route is
+# Docker's), checked before anything reads a body: see json_shape.
+_IPAM_CONFIG: Shape = {
+    "Subnet": str, "IPRange": str, "Gateway": str, "AuxiliaryAddresses": MapOf(str),
+}
+NETWORK_CREATE: Shape = {
+    "Name": str, "CheckDuplicate": bool, "Driver": str, "Scope": str, "EnableIPv4": bool,
+    "EnableIPv6": bool, "Internal": bool, "Attachable": bool, "Ingress": bool,
+    "ConfigOnly": bool, "ConfigFrom": {"Network": str}, "Options": MapOf(str),
+    "Labels": MapOf(str),
+    "IPAM": {"Driver": str, "Options": MapOf(str), "Config": [_IPAM_CONFIG]},
+}
+NETWORK_CONNECT: Shape = {
+    "Container": str,
+    "EndpointConfig": {
+        "IPAMConfig": {"IPv4Address": str, "IPv6Address": str, "LinkLocalIPs": [str]},
+        "Links": [str], "Aliases": [str], "DNSNames": [str], "DriverOpts": MapOf(str),
+        "MacAddress": str, "NetworkID": str, "EndpointID": str, "Gateway": str,
+        "IPAddress": str, "IPPrefixLen": int, "IPv6Gateway": str, "GlobalIPv6Address": str,
+        "GlobalIPv6PrefixLen": int, "GwPriority": int,
+    },
+}
+NETWORK_DISCONNECT: Shape = {"Container": str, "Force": bool}
+CONTAINER_CREATE: Shape = {  # netbay's own route: what `netbay run` sends
+    "Cmd": [str], "Name": str, "Hostname": str, "WorkingDir": str, "Env": [str],
+    "Networks": [{"Network": str, "IPv4Address": str, "Aliases": [str]}],
+    "Dns": [str], "DnsSearch": [str], "DnsOptions": [str], "ExtraHosts": [str],
+    "Publish": [str],
+}
+CONTAINER_STARTED: Shape = {"Pid": int}
+CONTAINER_EXITED: Shape = {"ExitCode": int}
+
+
 def _net(field: str, value: Any) -> IPv4Network:
     try:
         return IPv4Network(str(value), strict=True)
@@ -172,14 +206,6 @@ def _addr(field: str, value: Any) -> IPv4Address:
         raise ConfigError(field, value, "not an IPv4 address") from None
 
 
-def _str_map(field: str, value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(field, value, "expected an object of strings")
-    return {str(k): str(v) for k, v in value.items()}
-
-
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     """Create-request fields netbay cannot honour are refused, never silently dropped."""
     if body.get("EnableIPv6"):
@@ -191,8 +217,8 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
     for field, flag in (("Ingress", "ingress"), ("ConfigOnly", "config-only")):
         if body.get(field):
             raise ConfigError(flag, True, "swarm and config-only networks are not supported")
-    config_from = body.get("ConfigFrom")
-    if isinstance(config_from, dict) and config_from.get("Network"):
+    config_from = body.get("ConfigFrom") or {}
+    if config_from.get("Network"):
         raise ConfigError(
             "config-from", config_from["Network"], "config-only networks are not supported"
         )
@@ -200,8 +226,9 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
 
 def network_spec(body: dict[str, Any]) -> NetworkSpec:
     """POST /networks/create's body (what the docker client sends) into a NetworkSpec."""
+    check(body, NETWORK_CREATE)
     name = body.get("Name")
-    if not isinstance(name, str) or not name:
+    if not name:
         raise ConfigError("name", name, "a network name is required")
     _refuse_unsupported(body)
     ipam = body.get("IPAM") or {}
@@ -230,58 +257,95 @@ def network_spec(body: dict[str, Any]) -> NetworkSpec:
         subnets=tuple(subnets),
         internal=bool(body.get("Internal")),
         attachable=bool(body.get("Attachable")),
-        options=_str_map("opt", body.get("Options")),
-        labels=_str_map("label", body.get("Labels")),
+        options=dict(body.get("Options") or {}),
+        labels=dict(body.get("Labels") or {}),
     )
 
 
 def container_spec(body: dict[str, Any]) -> ContainerSpec:
+    check(body, CONTAINER_CREATE)
     command = body.get("Cmd") or []
-    if not isinstance(command, list) or not command:
+    if not command:
         raise ConfigError("command", command, "a command to run is required")
     networks = []
     for entry in body.get("Networks") or [{"Network": "bridge"}]:
         ip = entry.get("IPv4Address")
         networks.append(
             AttachRequest(
-                network=str(entry.get("Network") or "bridge"),
+                network=entry.get("Network") or "bridge",
                 ip=_addr("ip", ip) if ip else None,
-                aliases=tuple(str(a) for a in entry.get("Aliases") or ()),
+                aliases=tuple(entry.get("Aliases") or ()),
             )
         )
     extra_hosts = []
     for item in body.get("ExtraHosts") or []:
-        host, sep, address = str(item).rpartition(":")
+        host, sep, address = item.rpartition(":")
         if not sep or not host:
             raise ConfigError("add-host", item, "expected HOST:IP")
         extra_hosts.append((host, _addr("add-host", address)))
     env = {}
     for item in body.get("Env") or []:
-        key, sep, value = str(item).partition("=")
+        key, sep, value = item.partition("=")
         if not key:
             raise ConfigError("env", item, "expected KEY=VALUE")
         env[key] = value
     return ContainerSpec(
-        command=tuple(str(c) for c in command),
+        command=tuple(command),
         name=body.get("Name") or None,
         hostname=body.get("Hostname") or None,
         networks=tuple(networks),
         dns=tuple(_addr("dns", d) for d in body.get("Dns") or ()),
-        dns_search=tuple(str(s) for s in body.get("DnsSearch") or ()),
-        dns_options=tuple(str(s) for s in body.get("DnsOptions") or ()),
+        dns_search=tuple(body.get("DnsSearch") or ()),
+        dns_options=tuple(body.get("DnsOptions") or ()),
         extra_hosts=tuple(extra_hosts),
         workdir=body.get("WorkingDir") or None,
         env=env,
-        publish=tuple(str(p) for p in body.get("Publish") or ()),
+        publish=tuple(body.get("Publish") or ()),
     )
 
 
 def attach_request(body: dict[str, Any]) -> tuple[str, IPv4Address | None, tuple[str, ...]]:
     """POST /networks/{id}/connect: {"Container", "EndpointConfig": {"IPAMConfig", "Aliases"}}."""
+    check(body, NETWORK_CONNECT)
     container = body.get("Container")
     if not container:
         raise ConfigError("container", container, "a container is required")
     config = body.get("EndpointConfig") or {}
     ip = (config.get("IPAMConfig") or {}).get("IPv4Address")
-    aliases = tuple(str(a) for a in config.get("Aliases") or ())
-    return str(container), _addr("ip", ip) if ip else None, aliases
+    aliases = tuple(config.get("Aliases") or ())
+    return container, _addr("ip", ip) if ip else None, aliases
+
+
+def detach_request(body: dict[str, Any]) -> tuple[str, bool]:
+    """POST /networks/{id}/disconnect: {"Container", "Force"}."""
+    check(body, NETWORK_DISCONNECT)
+    container = body.get("Container")
+    if not container:  # dockerd: "No such container: "
+        raise NotFoundError("a container is required")
+    return container, bool(body.get("Force"))
+
+
+def started_pid(body: dict[str, Any]) -> int:
+    """POST /containers/{id}/started: {"Pid"} of the process `netbay run` started itself."""
+    check(body, CONTAINER_STARTED)
+    return body.get("Pid") or 0
+
+
+def exit_code(body: dict[str, Any]) -> int | None:
+    """POST /containers/{id}/exited: {"ExitCode"}, null when it is not known."""
+    check(body, CONTAINER_EXITED)
+    code: int | None = body.get("ExitCode")
+    return code
+
+
+def stop_seconds(value: str | None) -> float:
+    """POST /containers/{id}/stop?t=SECONDS (10 when absent)."""
+    if value is None:
+        return 10.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError("t", value, "not a number of seconds")
+    return seconds

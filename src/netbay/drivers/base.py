@@ -1,7 +1,8 @@
 """The driver verbs: what a network of each kind needs from netbay (capabilities, the options
 runtimes may set), its life (validate, claim, fit, setup, restore, teardown), its repair
-(audit, orphan_ports) and its endpoints (plan_endpoint, container_routes, attach, detach).
-The engine asks these; it never compares driver names."""
+(audit, orphan_ports, and desired: what the reconciler keeps in place) and its endpoints
+(plan_endpoint, container_routes, attach, detach). The engine asks these; it never compares
+driver names."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 
 from ..errors import ConfigError
 from ..model import Endpoint, Network, NetworkSpec
+from ..reconcile.state import Desired
 
 # (destination, next hop); None: straight out of the link, no gateway to go via
 Route = tuple[IPv4Network, IPv4Address | None]
@@ -128,6 +130,11 @@ class Driver(Protocol):
         """Host links plugged into the network's device that no endpoint record names
         (RECORDED: the host links the records name); reads the kernel."""
 
+    def desired(self, network: Network, endpoints: Sequence[Endpoint]) -> Desired:
+        """What of the ready network and its ready ENDPOINTS lives in the host's namespace
+        as netbay made it (links and their state, routes, sysctls): the reconciler puts it
+        back when it drifts; pure."""
+
     def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
         """Routes a router upstream of the host needs to reach the network's containers
         (ipvlan L3: each subnet via the host's address on the parent); usually none."""
@@ -222,6 +229,9 @@ class NoKernelObjects:
 
     def orphan_ports(self, kernel: DriverKernel, network: Network, recorded: set[str]) -> list[str]:
         return []
+
+    def desired(self, network: Network, endpoints: Sequence[Endpoint]) -> Desired:
+        return Desired()
 
     def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
         return []

@@ -15,6 +15,7 @@ from ..kernel import netsysfs
 from ..model import Endpoint, Network, NetworkSpec
 from ..plan.naming import IFNAME_RULE, bridge_device, valid_ifname
 from ..plan.rps import OPT_RPS, OPT_RPS_FLOWS, network_setting, parse_cpu_list
+from ..reconcile.state import RTPROT_KERNEL, Desired, WantedLink, WantedRoute, WantedSysctl
 from .base import (
     Capabilities,
     Route,
@@ -97,10 +98,8 @@ class BridgeDriver:
 
     def setup(self, kernel: DriverKernel, network: Network) -> Network:
         assert network.device is not None
-        gateways = [
-            IPv4Interface((s.gateway, s.subnet.prefixlen)) for s in network.subnets if s.gateway
-        ]
-        created = kernel.ensure_bridge(network.id, network.device, network.mtu, gateways)
+        created = kernel.ensure_bridge(network.id, network.device, network.mtu,
+                                       _gateways(network))
         kernel.enable_forwarding()
         kernel.allow_localnet(network.device)
         return dataclasses.replace(network, device_created=network.device_created or created)
@@ -123,6 +122,33 @@ class BridgeDriver:
         if not network.device:
             return []
         return sorted(kernel.bridge_ports(network.device) - recorded)
+
+    def desired(self, network: Network, endpoints: Sequence[Endpoint]) -> Desired:
+        """The bridge up with its gateways (their subnets' routes come with them), MTU if
+        asked for, re-made if netbay made it; each endpoint's veth on it, up; forwarding,
+        and route_localnet on the bridge (what setup and attach set)."""
+        if not network.device:
+            return Desired()
+        owner = f"network {network.name}"
+        gateways = _gateways(network)
+        bridge = WantedLink(
+            network.device, owner, role="bridge", kind="bridge", mtu=network.mtu,
+            addresses=frozenset(gateways), remake=network.id if network.device_created else None,
+        )
+        ports = tuple(
+            WantedLink(e.host_ifname, f"endpoint {e.id[:12]}", kind="veth",
+                       master=network.device, mtu=network.mtu)
+            for e in endpoints if e.host_ifname
+        )
+        routes = tuple(
+            WantedRoute(g.network, network.device, owner, source=g.ip, protocol=RTPROT_KERNEL)
+            for g in gateways
+        )
+        sysctls = (
+            WantedSysctl("net.ipv4.ip_forward", "1", owner),
+            WantedSysctl("route_localnet", "1", owner, device=network.device),
+        )
+        return Desired((bridge, *ports), routes, sysctls)
 
     def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
         return []
@@ -178,6 +204,11 @@ class BridgeDriver:
     ) -> None:
         if endpoint.host_ifname:
             kernel.remove_link(endpoint.host_ifname)
+
+
+def _gateways(network: Network) -> list[IPv4Interface]:
+    """The bridge's addresses: each subnet's gateway."""
+    return [IPv4Interface((s.gateway, s.subnet.prefixlen)) for s in network.subnets if s.gateway]
 
 
 def _check_rps_syntax(options: Mapping[str, str]) -> None:

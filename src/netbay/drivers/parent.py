@@ -25,6 +25,7 @@ from ..ipam.allocator import reserved
 from ..kernel import sublinks
 from ..model import READY, Endpoint, Network, NetworkSpec, SubnetConfig
 from ..plan.naming import IFNAME_RULE, valid_ifname
+from ..reconcile.state import Desired, WantedLink, WantedRoute
 from .base import (
     DEFAULT_ROUTE,
     Capabilities,
@@ -196,12 +197,7 @@ class ParentDriver:
         assert parent is not None
         with kernel.lock:
             if network.device_created:
-                if self.is_dummy(network):
-                    sublinks.ensure_parent(parent, sublinks.DUMMY, None)
-                else:
-                    sub = vlan_parent(parent)
-                    assert sub is not None
-                    sublinks.ensure_parent(parent, sublinks.vlan(sub[1]), sub[0])
+                sublinks.ensure_parent(parent, *self._made_parent(network))
                 faults.point("network:parent")
             routes = host_link_addresses(network)
             if routes:
@@ -210,6 +206,15 @@ class ParentDriver:
                     routes=routes,
                 )
         return network
+
+    def _made_parent(self, network: Network) -> tuple[sublinks.LinkKind, str | None]:
+        """The kind of parent netbay makes for NETWORK, and the link it hangs off: a dummy
+        (internal networks) or an 802.1q sub-interface NAME.VID of NAME."""
+        if self.is_dummy(network):
+            return sublinks.DUMMY, None
+        sub = vlan_parent(network.device or "")
+        assert sub is not None
+        return sublinks.vlan(sub[1]), sub[0]
 
     def restore(self, kernel: DriverKernel, network: Network) -> Network:
         """The VLAN or dummy parent netbay made, and the host shim. A parent that is not
@@ -240,6 +245,31 @@ class ParentDriver:
 
     def orphan_ports(self, kernel: DriverKernel, network: Network, recorded: set[str]) -> list[str]:
         return []  # the containers' links live in their namespaces, none on the host
+
+    def desired(self, network: Network, endpoints: Sequence[Endpoint]) -> Desired:
+        """The parent (up and re-made if netbay made it; a user's is only checked to be
+        there) and the host shim with its addresses and routes. The containers' links live
+        in their namespaces: nothing of them is on the host."""
+        if network.device is None:
+            return Desired()
+        owner = f"network {network.name}"
+        made = network.device_created
+        parent = WantedLink(
+            network.device, owner, role="parent", up=made,
+            kind=self._made_parent(network)[0].kind if made else None,
+            remake=network.id if made else None,
+        )
+        routes = host_link_addresses(network)
+        if not routes:
+            return Desired((parent,))
+        shim = WantedLink(
+            shim_name(network.id), owner, role="host link",
+            kind=self.link_kind(network.options).kind,
+            addresses=frozenset(IPv4Interface((s.ip, 32)) for _, s in routes),
+            remake=network.id, lower=network.device,
+        )
+        wanted = tuple(WantedRoute(d, shim.name, owner, source=s.ip) for d, s in routes)
+        return Desired((parent, shim), wanted)
 
     def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
         """No host side: the container's link hangs off the parent itself."""

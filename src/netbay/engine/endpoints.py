@@ -1,5 +1,6 @@
 """Attach and detach: the hot path. Record first (the lease), then the kernel, then mark ready,
-so a crash at any point leaves a record that gc can finish or undo."""
+so a crash at any point leaves a record that gc can finish or undo. The default bridge's
+device comes with its first endpoint and goes with its last (engine/networks.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..plan.ports import container_ports
 from ..store.base import Store
 from .firewall import Firewall, endpoint_rules
 from .kernel import Kernel
+from .networks import Networks
 
 _DNS_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
@@ -45,6 +47,7 @@ class Endpoints:
     kernel: Kernel
     firewall: Firewall
     owner: str
+    networks: Networks
 
     def check_dns_names(self, name: str, network: Network, aliases: Iterable[str]) -> None:
         """On one network a name leads to one container: an alias may not be another
@@ -85,7 +88,12 @@ class Endpoints:
             raise ConfigError("network", network.name, "cannot be attached to (a network mode)")
         check_aliases(aliases)
         with self.kernel.lock:
-            endpoint = self._record_endpoint(container, network, ip, aliases, ifname, mac)
+            network = self.networks.ensure_device(network)
+            try:
+                endpoint = self._record_endpoint(container, network, ip, aliases, ifname, mac)
+            except BaseException:
+                self.networks.release_unused_device(network)
+                raise
             faults.point("attach:recorded")
             try:
                 driver.attach(
@@ -161,6 +169,7 @@ class Endpoints:
             faults.point("detach:kernel")
         finally:
             self.store.delete_endpoint(endpoint.id)
+        self.networks.release_unused_device(network)
 
     def _firewall_endpoint(
         self, container: Container | None, network: Network, endpoint: Endpoint, attach: bool

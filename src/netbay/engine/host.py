@@ -4,12 +4,16 @@ A thin facade over the engine's parts, each a class with its dependencies passed
 
     Firewall(store, nft, flows)                       netbay's nft tables from the record
     Networks(store, kernel, firewall, owner)          network lifecycle, start-up restore
-    Endpoints(store, kernel, firewall, owner)         attach/detach (the hot path)
+    Endpoints(store, kernel, firewall, owner, networks)
+                                                      attach/detach (the hot path)
     EtcFiles(paths, store)                            a container's /etc files
     Containers(paths, store, kernel, networks, endpoints, files, owner)
     RuntimeNetworks(store, kernel, networks)          networks a runtime defines
     Sandboxes(store, kernel, firewall, endpoints, containers, runtime_networks, owner)
     Collector(paths, store, kernel, networks, endpoints, containers, runtime_networks)
+    Reconcile(store, kernel, firewall, networks)     the record's desired state vs the kernel
+    VanishedSandboxes(store, kernel, containers, runtime_networks, owner, grace)
+                                                      sandboxes whose namespace is gone
 
 Every method that changes the kernel takes the kernel's (reentrant) lock itself: callers
 never do.
@@ -18,7 +22,8 @@ never do.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,8 @@ from ..kernel.nft import Nft
 from ..model import Container, ContainerSpec, Endpoint, Network, NetworkSpec
 from ..paths import Paths
 from ..plan import firewall as fw
+from ..reconcile.session import PassResult
+from ..reconcile.state import Watched
 from ..store.base import Store
 from ..store.sqlite import SQLiteStore
 from .containers import Containers
@@ -39,10 +46,12 @@ from .etc_files import EtcFiles
 from .firewall import Firewall
 from .kernel import Flows, Kernel, Nftables
 from .networks import Networks
+from .reconcile import Reconcile
 from .records import container_endpoints
 from .repair import Collector, GCReport
 from .runtime_networks import RuntimeNetworks
 from .sandboxes import RuntimeAttachment, Sandboxes, SandboxRequest
+from .vanished import VanishedSandboxes, vanished_grace_from_env
 
 
 class Host:
@@ -63,6 +72,8 @@ class Host:
         nft: Nftables | None = None,
         flows: Flows | None = None,
         owner: str | None = None,
+        vanished_grace: float | None = None,
+        clock: Callable[[], float] = time.monotonic,  # the reconciler's (its backoff)
     ) -> None:
         self.paths = paths or Paths.from_env()
         self.paths.root.mkdir(parents=True, exist_ok=True)
@@ -77,7 +88,9 @@ class Host:
             flows if flows is not None else FlowJanitor(),
         )
         self._networks = Networks(self.store, self.kernel, self._firewall, self.owner)
-        self._endpoints = Endpoints(self.store, self.kernel, self._firewall, self.owner)
+        self._endpoints = Endpoints(
+            self.store, self.kernel, self._firewall, self.owner, self._networks
+        )
         self._containers = Containers(
             self.paths, self.store, self.kernel, self._networks, self._endpoints,
             EtcFiles(self.paths, self.store), self.owner,
@@ -91,6 +104,12 @@ class Host:
             self.paths, self.store, self.kernel, self._networks, self._endpoints,
             self._containers, self._runtime_networks,
         )
+        self._vanished = VanishedSandboxes(
+            self.store, self.kernel, self._containers, self._runtime_networks, self.owner,
+            vanished_grace_from_env() if vanished_grace is None else vanished_grace,
+        )
+        self._reconcile = Reconcile(self.store, self.kernel, self._firewall, self._networks,
+                                    clock)
         self._networks.restore()
         self.firewall_rebuild()
 
@@ -150,6 +169,11 @@ class Host:
 
     def has_free_address(self, network: Network) -> bool:
         return self._networks.has_free_address(network)
+
+    def device_wanted(self, network: Network) -> bool:
+        """Whether the network's device should exist now, as recorded (the default bridge's
+        only while containers use it): a repair re-makes only such devices."""
+        return self._networks.device_wanted(network)
 
     def ensure_runtime_network(self, spec: NetworkSpec, runtime: str) -> Network:
         return self._runtime_networks.ensure(spec, runtime)
@@ -249,6 +273,11 @@ class Host:
     def sandbox_problems(self, network: Network, endpoint: Endpoint, netns: Path) -> list[str]:
         return self._sandboxes.problems(network, endpoint, netns)
 
+    def release_vanished_sandboxes(self) -> list[str]:
+        """Release the sandboxes whose namespace has been gone for the grace period (a
+        runtime that never sends DEL); their names. Cheap: call it every second."""
+        return self._vanished.release()
+
     def collect_sandboxes(
         self, runtime: str, tag: str, valid: Iterable[tuple[str, str]]
     ) -> tuple[list[tuple[str, str]], list[Exception]]:
@@ -259,7 +288,21 @@ class Host:
         return self._collector.gc()
 
     def audit(self) -> list[str]:
-        return self._collector.audit()
+        """Where the record and the kernel disagree, and what keeps drifting (empty: they
+        agree)."""
+        problems = self._collector.audit()
+        return problems + [f for f in self._reconcile.findings() if f not in problems]
+
+    def reconcile(self, *, full: bool = False) -> PassResult:
+        """Compare the kernel with the record and put back what drifted (reconcile/)."""
+        return self._reconcile.run(full=full)
+
+    def reconcile_status(self) -> dict[str, object]:
+        """The reconciler's counters: repairs and failures per kind, what is flapping."""
+        return self._reconcile.status()
+
+    def reconcile_watched(self) -> Watched:
+        return self._reconcile.watched()
 
     # --- firewall ----------------------------------------------------------------------
     def firewall_rebuild(self) -> None:

@@ -4,11 +4,13 @@ stand in for each without root. kernel.linux.LinuxKernel is the real kernel."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..drivers.base import DriverKernel
+from ..reconcile.state import Observed, WantedRoute, WantedSysctl
 
 
 class Kernel(DriverKernel, Protocol):
@@ -23,6 +25,18 @@ class Kernel(DriverKernel, Protocol):
 
     def set_hairpin(self, port: str) -> None: ...
 
+    # the reconciler (reconcile/): a snapshot read without the lock, and its repairs
+    def observe(self, sysctls: Iterable[tuple[str, str | None]]) -> Observed:
+        """The host namespace as it is, with the values of SYSCTLS ((key, device) pairs)."""
+
+    def set_link(
+        self, name: str, *, master: str | None = None, up: bool = False,
+        mtu: int | None = None, mac: str | None = None,
+    ) -> None: ...
+    def add_address(self, name: str, address: IPv4Interface) -> None: ...
+    def add_route(self, route: WantedRoute) -> None: ...
+    def write_sysctl(self, wanted: WantedSysctl) -> None: ...
+
     # namespaces
     def ensure_netns_dir(self, directory: Path) -> None:
         """The directory the containers' namespaces are pinned in, as a shared mount."""
@@ -33,7 +47,7 @@ class Kernel(DriverKernel, Protocol):
         """`lo` up in a runtime's namespace."""
 
     def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
-        """The addresses in the namespace at PATH; None if it has no interface IFNAME."""
+        """The addresses of IFNAME in the namespace at PATH; None if it has no IFNAME."""
 
 
 class Nftables(Protocol):

@@ -1,5 +1,13 @@
 """Network lifecycle: create (validate all, record, make, mark ready), remove, prune, and
-the built-in networks and every network's kernel objects restored at start-up."""
+the built-in networks and every network's kernel objects restored at start-up.
+
+The default bridge (`bridge`, device netbay0) is recorded at start-up but has a device only
+while containers use it: made with its first endpoint, removed with its last. A host where
+netbay only serves podman, CNI or Docker as their backend then holds no 172.17.0.0/16 route
+that would make podman refuse that range or a Docker engine move docker0 away. Until it is
+used, its subnet is provisional: an explicit subnet of a new network may take it, and the
+first use moves it off whatever the host or another network took meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,14 @@ from .. import faults
 from ..clock import now_rfc3339
 from ..drivers import get_driver
 from ..drivers.base import Route
-from ..errors import ConfigError, ConflictError, InUseError, IPAMExhaustedError, NotFoundError
+from ..errors import (
+    ConfigError,
+    ConflictError,
+    InUseError,
+    IPAMExhaustedError,
+    NetbayError,
+    NotFoundError,
+)
 from ..ids import new_id, valid_name
 from ..ipam.allocator import check_no_overlap, complete, pick_address
 from ..ipam.pools import DEFAULT_BRIDGE_POOL, choose_subnet, overlaps_any
@@ -25,6 +40,28 @@ from .kernel import Kernel
 
 log = logging.getLogger("netbay.networks")
 _MODE_NETWORKS = {"host": "host", "none": "null"}  # Docker's built-in modes: name -> driver
+OPT_DEFAULT_BRIDGE = "com.docker.network.bridge.default_bridge"
+
+
+def is_default_bridge(network: Network) -> bool:
+    return network.builtin and network.options.get(OPT_DEFAULT_BRIDGE) == "true"
+
+
+def device_wanted(network: Network) -> bool:
+    """Whether the network's device should exist now, by this record: a ready network's
+    recorded device (the default bridge records one only while it has endpoints)."""
+    return network.state == READY and network.device is not None
+
+
+def _provisional(network: Network) -> bool:
+    """The default bridge before its first use: its subnet is not held yet."""
+    return is_default_bridge(network) and network.device is None
+
+
+def _default_bridge_subnet(taken: list[IPv4Network]) -> IPv4Network:
+    if overlaps_any(DEFAULT_BRIDGE_POOL, taken):
+        return choose_subnet(taken)
+    return DEFAULT_BRIDGE_POOL
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,10 +104,7 @@ class Networks:
                 self.store.put_network(network)
             faults.point("network:recorded")
             try:
-                network = driver.setup(self.kernel, network)
-                rules = network_rules(network)
-                if rules is not None:
-                    self.firewall.change(fw.network_elements(rules), {})
+                network = self._make_objects(network)
             except BaseException:
                 self.drop(network)
                 raise
@@ -90,11 +124,17 @@ class Networks:
             taken += self.kernel.taken_networks()
             subnets = (SubnetConfig(choose_subnet(taken)),)
         completed = tuple(complete(s) for s in subnets)
+        # the default bridge's device name is held even while it has no device
+        as_used = [
+            dataclasses.replace(n, device=DEFAULT_BRIDGE_DEVICE) if _provisional(n) else n
+            for n in existing
+        ]
         network = get_driver(network.driver).fit(
-            dataclasses.replace(network, subnets=completed), existing
+            dataclasses.replace(network, subnets=completed), as_used
         )
         check_no_overlap(
-            network.subnets, {n.name: [s.subnet for s in n.subnets] for n in existing}
+            network.subnets,
+            {n.name: [s.subnet for s in n.subnets] for n in existing if not _provisional(n)},
         )
         return dataclasses.replace(
             network, created=now_rfc3339(), state=CREATING, owner=self.owner
@@ -103,13 +143,23 @@ class Networks:
     def drop(self, network: Network) -> None:
         """Undo a network: firewall and kernel objects first, then the record."""
         try:
-            rules = network_rules(network)
-            if rules is not None:
-                self.firewall.change({}, fw.network_elements(rules))
-            network = self._hand_over_device(network)
-            get_driver(network.driver).teardown(self.kernel, network)
+            self._unmake_objects(self._hand_over_device(network))
         finally:
             self.store.delete_network(network.id)
+
+    def _make_objects(self, network: Network) -> Network:
+        """The network's kernel objects and firewall elements; the record with what was made."""
+        network = get_driver(network.driver).setup(self.kernel, network)
+        rules = network_rules(network)
+        if rules is not None:
+            self.firewall.change(fw.network_elements(rules), {})
+        return network
+
+    def _unmake_objects(self, network: Network) -> None:
+        rules = network_rules(network)
+        if rules is not None:
+            self.firewall.change({}, fw.network_elements(rules))
+        get_driver(network.driver).teardown(self.kernel, network)
 
     def _hand_over_device(self, network: Network) -> Network:
         """A device netbay made for this network that another network also uses (a VLAN
@@ -176,8 +226,9 @@ class Networks:
 
     # --- built-ins and start-up ------------------------------------------------------
     def restore(self) -> None:
-        """At start-up: Docker's three (`bridge` with device netbay0, `host`, `none`) recorded,
-        and every network's kernel objects re-made after a reboot or manual deletion."""
+        """At start-up: Docker's three (`bridge`, `host`, `none`) recorded, every network's
+        kernel objects re-made after a reboot or manual deletion, and the default bridge's
+        device there only if it has endpoints."""
         with self.kernel.lock:
             with self.store.transaction():
                 names = {n.name for n in self.store.networks()}
@@ -198,7 +249,14 @@ class Networks:
             for network in self.store.networks():
                 if network.state == READY:
                     self._restore(network)
+
     def _restore(self, network: Network) -> None:
+        if is_default_bridge(network):
+            if not self.store.endpoint_count(network.id):
+                # a crash between its last endpoint and its removal, or an older netbay's
+                self.release_unused_device(network)
+                return
+            network = self.ensure_device(network)
         made = get_driver(network.driver).restore(self.kernel, network)
         if made.device_created and not network.device_created:
             self.store.update_network(network.id, device_created=True)
@@ -206,19 +264,92 @@ class Networks:
     def _default_bridge_record(self) -> Network:
         taken = [s.subnet for n in self.store.networks() for s in n.subnets]
         taken += self.kernel.taken_networks()
-        subnet: IPv4Network = DEFAULT_BRIDGE_POOL
-        if overlaps_any(subnet, taken):
-            subnet = choose_subnet(taken)
         return Network(
             id=new_id(),
             name="bridge",
             driver="bridge",
             created=now_rfc3339(),
-            subnets=(complete(SubnetConfig(subnet)),),
+            subnets=(complete(SubnetConfig(_default_bridge_subnet(taken))),),
             builtin=True,
             options={
-                "com.docker.network.bridge.default_bridge": "true",
+                OPT_DEFAULT_BRIDGE: "true",
                 "com.docker.network.bridge.name": DEFAULT_BRIDGE_DEVICE,
             },
-            device=DEFAULT_BRIDGE_DEVICE,
         )
+
+    # --- the default bridge's device -------------------------------------------------
+    def device_wanted(self, network: Network) -> bool:
+        """Whether NETWORK's device should exist now, as the record says at this moment (the
+        default bridge's only while it has endpoints): what a repair may re-make."""
+        current = self.store.find_network(network.id)
+        return current is not None and device_wanted(current)
+
+    def ensure_device(self, network: Network) -> Network:
+        """NETWORK as recorded, with its device: the default bridge's is made at its first
+        use (every other network has had its own since it was created)."""
+        if not is_default_bridge(network):
+            return network
+        with self.kernel.lock:
+            current = self.store.find_network(network.id)
+            if current is None or current.device is not None:
+                return current or network
+            with self.store.transaction():
+                claimed = self._claim_default_bridge(current)
+            try:
+                made = self._make_objects(claimed)
+            except BaseException:
+                self._release_device(claimed)
+                raise
+            if made.device_created and not claimed.device_created:
+                self.store.update_network(made.id, device_created=True)
+        log.info("default bridge %s (%s) made for its first container", made.device,
+                 ", ".join(str(s.subnet) for s in made.subnets))
+        return made
+
+    def _claim_default_bridge(self, network: Network) -> Network:
+        """The record with its device, noted before the device is made (a crash in between
+        still knows what to remove), and its subnet moved off what the host or another
+        network took since it was recorded, while no endpoint holds an address in it."""
+        taken = [s.subnet for n in self.store.networks() if n.id != network.id
+                 for s in n.subnets]
+        taken += self.kernel.taken_networks()
+        subnets = network.subnets
+        if not self.store.endpoint_count(network.id) and any(
+            overlaps_any(s.subnet, taken) for s in subnets
+        ):
+            subnets = (complete(SubnetConfig(_default_bridge_subnet(taken))),)
+        claimed = get_driver(network.driver).claim(
+            self.kernel,
+            dataclasses.replace(network, device=DEFAULT_BRIDGE_DEVICE, subnets=subnets),
+        )
+        if subnets == network.subnets:
+            self.store.update_network(
+                network.id, device=claimed.device, device_created=claimed.device_created
+            )
+        else:  # subnets are no updatable field: put again (no endpoint refers to it yet)
+            self.store.delete_network(network.id)
+            self.store.put_network(claimed)
+        return claimed
+
+    def release_unused_device(self, network: Network) -> None:
+        """The default bridge's device goes with its last endpoint. A failure to remove it
+        is logged, not raised (the detach that led here is done); the device stays
+        recorded, so the next start-up removes it."""
+        if not is_default_bridge(network):
+            return
+        with self.kernel.lock:
+            current = self.store.find_network(network.id)
+            if current is None or current.device is None or self.store.endpoint_count(
+                current.id
+            ):
+                return
+            try:
+                self._release_device(current)
+            except NetbayError as exc:
+                log.error("default bridge %s kept: %s", current.device, exc)
+                return
+        log.info("default bridge %s removed: no container uses it", current.device)
+
+    def _release_device(self, network: Network) -> None:
+        self._unmake_objects(network)
+        self.store.update_network(network.id, device=None, device_created=False)

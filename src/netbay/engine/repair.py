@@ -19,8 +19,9 @@ from ..store.base import Store
 from .containers import Containers
 from .endpoints import Endpoints
 from .kernel import Kernel
-from .networks import Networks
+from .networks import Networks, device_wanted
 from .runtime_networks import RuntimeNetworks
+from .sandbox_ports import forget_unmade
 from .sandboxes import SANDBOX
 
 
@@ -89,7 +90,8 @@ class Collector:
     def _collect_sandboxes(self, report: GCReport) -> None:
         """Sandboxes left without endpoints (an attach interrupted by a crash) or whose
         namespace the runtime removed without DEL (their leases and ports would otherwise
-        stay taken), runtime networks left without users."""
+        stay taken), attachments recorded but never made (engine/sandbox_ports.py), runtime
+        networks left without users."""
         for container in self.store.containers():
             if "external_id" not in container.config or container.state != SANDBOX:
                 continue
@@ -97,6 +99,10 @@ class Collector:
             if gone or not self.store.endpoints(container_id=container.id):
                 self.containers.destroy(container)
                 report.containers.append(container.name)
+                continue
+            firewall = self.endpoints.firewall
+            for ifname in forget_unmade(self.store, firewall, container, self.alive):
+                report.endpoints.append(f"{container.name} {ifname}")
         for network in self.store.networks():
             if network.state == READY and self.runtime_networks.release(network):
                 report.networks.append(network.name)
@@ -135,6 +141,8 @@ class Collector:
                 problems.append(f"container {container.name}: netns {container.netns} missing")
         networks = self.store.networks()
         for network in networks:
+            if network.state == READY and not device_wanted(network):
+                continue  # no device of its own now (the default bridge before it is used)
             problems += get_driver(network.driver).audit(network, links)
         recorded = {e.host_ifname for e in self.store.endpoints() if e.host_ifname}
         for network in networks:

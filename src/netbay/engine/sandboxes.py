@@ -21,11 +21,12 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from .. import faults
 from ..clock import now_rfc3339
 from ..drivers import capabilities
 from ..errors import ConfigError, ConflictError, NetbayError
 from ..ids import new_id, valid_name
-from ..model import CREATING, REMOVING, Container, Endpoint, Network, NetworkSpec
+from ..model import CREATING, REMOVING, SANDBOX, Container, Endpoint, Network, NetworkSpec
 from ..plan import firewall as fw
 from ..plan import ports as plan_ports
 from ..store.base import Store
@@ -35,8 +36,10 @@ from .firewall import Firewall, can_publish
 from .kernel import Kernel
 from .records import container_endpoints
 from .runtime_networks import RuntimeNetworks
+from .sandbox_ports import added_ports, forget
+from .sandbox_ports import attachments as _attachments
+from .vanished import namespace_vanished, netns_identity, release_sandbox
 
-SANDBOX = "external"  # the state of a sandbox record: the runtime runs its processes
 log = logging.getLogger("netbay.sandboxes")
 
 
@@ -71,11 +74,6 @@ def _hostname(name: str) -> str:
     """The runtime's container name when it can be a DNS label, else none."""
     ok = name and len(name) <= 63 and valid_name(name) and name[-1] not in ".-"
     return name if ok else ""
-
-
-def _attachments(container: Container) -> dict[str, dict[str, Any]]:
-    raw = container.config.get("attachments")
-    return {str(k): dict(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,8 +119,10 @@ class Sandboxes:
         with self.kernel.lock:
             self._drop_stale_sandbox(request)
             sandbox, before = self._claim_sandbox(request)
+            faults.point("sandbox:claimed")
             try:
                 self._publish_added(sandbox, before)
+                faults.point("sandbox:published")
                 endpoint = self.endpoints.attach(
                     sandbox, network, request.ip, request.aliases,
                     ifname=request.ifname, mac=request.mac,
@@ -130,26 +130,35 @@ class Sandboxes:
             except BaseException:
                 self._unclaim_sandbox(sandbox, before)
                 raise
-            if before is None:
-                self.store.update_container(sandbox.id, state=SANDBOX, owner="")
-                sandbox = dataclasses.replace(sandbox, state=SANDBOX, owner="")
+            faults.point("sandbox:attached")
+            sandbox = self._settle(sandbox, request.ifname)
         return sandbox, endpoint
 
+    def _settle(self, sandbox: Container, ifname: str) -> Container:
+        """The attachment is made: no longer pending; a new sandbox is the runtime's now."""
+        entries = _attachments(sandbox)
+        entries[ifname].pop("owner", None)
+        changes: dict[str, Any] = {"config": {**sandbox.config, "attachments": entries}}
+        if sandbox.state != SANDBOX:
+            changes.update(state=SANDBOX, owner="")
+        self.store.update_container(sandbox.id, **changes)
+        return dataclasses.replace(sandbox, **changes)
+
     def _drop_stale_sandbox(self, request: SandboxRequest) -> None:
-        """A record for this id whose namespace is gone and is not the one asked for: the
-        runtime made a new namespace (a restart) without DEL. Its attachments are dead."""
+        """A record for this id whose namespace is gone (its path names nothing, or another
+        namespace: a reused /proc/PID): the runtime made a new namespace (a restart) without
+        DEL. Its attachments are dead."""
         old = self.get(request.external_id)
-        if old is None or old.netns is None or old.netns == str(request.netns):
+        if old is None or old.netns is None:
             return
-        if Path(old.netns).exists():
-            raise ConflictError(
-                f"container {request.external_id} is attached in network namespace "
-                f"{old.netns}, not {request.netns}"
-            )
-        networks = [n for n, _ in container_endpoints(self.store, old)]
-        self.containers.destroy(old)
-        for network in networks:
-            self.runtime_networks.release(network)
+        if namespace_vanished(old) is None:
+            if old.netns != str(request.netns):
+                raise ConflictError(
+                    f"container {request.external_id} is attached in network namespace "
+                    f"{old.netns}, not {request.netns}"
+                )
+            return
+        release_sandbox(self.store, self.containers, self.runtime_networks, old, self.owner)
 
     def _claim_sandbox(self, request: SandboxRequest) -> tuple[Container, Container | None]:
         """(the sandbox with this attachment's ports and tag recorded, the record as it
@@ -180,10 +189,16 @@ class Sandboxes:
                 [*have, *(m for m in request.ports if m not in have)]
             )
             attachments = _attachments(before)
-            attachments[request.ifname] = {"tag": request.tag}
+            attachments[request.ifname] = self._attachment_entry(request)
             config["attachments"] = attachments
             self.store.update_container(before.id, config=config)
             return dataclasses.replace(before, config=config), before
+
+    def _attachment_entry(self, request: SandboxRequest) -> dict[str, Any]:
+        """The record of one attachment: its network's tag, the ports it publishes (they go
+        with it), and while it is being made, its owner (gc undoes it if that one died)."""
+        ports = plan_ports.record_ports(request.ports)
+        return {"tag": request.tag, "ports": ports, "owner": self.owner}
 
     def _new_sandbox(self, request: SandboxRequest) -> Container:
         name = f"{request.runtime}-{request.external_id}"[:63]
@@ -191,6 +206,7 @@ class Sandboxes:
             raise ConfigError("container id", request.external_id, "not a valid container id")
         if self.store.container_named(name) is not None:
             raise ConflictError(f"the container name {name!r} is already in use")
+        netns_dev, netns_ino, netns_pid_start = netns_identity(request.netns)
         return Container(
             id=new_id(),
             name=name,
@@ -206,28 +222,17 @@ class Sandboxes:
                 "runtime": request.runtime,
                 "netns_owned": False,
                 "ports": plan_ports.record_ports(request.ports),
-                "attachments": {request.ifname: {"tag": request.tag}},
+                "attachments": {request.ifname: self._attachment_entry(request)},
                 "dns": list(request.dns),
                 "network": request.tag,
             },
+            netns_dev=netns_dev,
+            netns_ino=netns_ino,
+            netns_pid_start=netns_pid_start,
         )
 
     def _added_ports(self, sandbox: Container, before: Container | None) -> fw.Elements:
-        """The firewall elements of the ports this attachment adds to a sandbox that already
-        has a target for them (the attach replaces only what it changes)."""
-        if before is None:
-            return {}
-        have = plan_ports.container_ports(before)
-        added = [m for m in plan_ports.container_ports(sandbox) if m not in have]
-        if not added:
-            return {}
-        networks = {n.id: n for n in self.store.networks()}
-        only_added = dataclasses.replace(
-            sandbox, config={**sandbox.config, "ports": plan_ports.record_ports(added)}
-        )
-        endpoints = self.store.endpoints(container_id=sandbox.id)
-        rules = self.firewall.port_rules(only_added, endpoints, networks)
-        return fw.merge(*map(fw.port_elements, rules))
+        return added_ports(self.store, self.firewall, sandbox, before)
 
     def _publish_added(self, sandbox: Container, before: Container | None) -> None:
         added = self._added_ports(sandbox, before)
@@ -258,6 +263,7 @@ class Sandboxes:
             if tag is not None and recorded is not None and recorded != tag:
                 return False
             self.endpoints.detach(network, endpoint)
+            faults.point("sandbox:detached")
             self._forget_attachment(sandbox, ifname)
             self.runtime_networks.release(network)
         return True
@@ -265,12 +271,10 @@ class Sandboxes:
     def _forget_attachment(self, sandbox: Container, ifname: str) -> None:
         if not self.store.endpoints(container_id=sandbox.id):
             self.store.update_container(sandbox.id, state=REMOVING, owner=self.owner)
+            faults.point("sandbox:removing")
             self.containers.destroy(sandbox)
             return
-        attachments = _attachments(sandbox)
-        attachments.pop(ifname, None)
-        config = {**sandbox.config, "attachments": attachments}
-        self.store.update_container(sandbox.id, config=config)
+        forget(self.store, self.firewall, sandbox, [ifname])
 
     def attachments(self, runtime: str, tag: str) -> list[tuple[str, str]]:
         """(runtime's id, interface name) of every attachment a runtime made for the
@@ -320,7 +324,11 @@ class Sandboxes:
             except BaseException:
                 self._undo(done, networks)
                 raise
-        return [(network, endpoint) for _, network, endpoint in done]
+        # as recorded after the attach (the default bridge has its device only since then)
+        return [
+            (self.store.find_network(network.id) or network, endpoint)
+            for _, network, endpoint in done
+        ]
 
     def _undo(
         self, done: list[tuple[SandboxRequest, Network, Endpoint]], networks: list[Network]

@@ -11,9 +11,12 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 from ..errors import KernelError
+from ..plan.overlay import OverlayState
+from ..reconcile.state import LinkState, Observed, RouteState, WantedRoute, WantedSysctl
 from . import netns as netns_mod
-from . import sysctl
+from . import overlay, sysctl
 from .rtnetlink import Rtnetlink
+from .rtnl_wire import Route
 
 
 class LinuxKernel:
@@ -22,6 +25,10 @@ class LinuxKernel:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._host = Rtnetlink()
+        # the reconciler's reads: a socket and a lock of their own, so that comparing the
+        # kernel with the record never waits for, or holds up, an attach
+        self._observer = Rtnetlink()
+        self._observing = threading.Lock()
         self._ipv6_conf = sysctl.ConfDir.open()
         self._bridge_index: dict[str, int] = {}
         # namespaces made here with IPv6 off by default, so an interface born in them needs
@@ -30,6 +37,7 @@ class LinuxKernel:
 
     def close(self) -> None:
         self._host.close()
+        self._observer.close()
         self._ipv6_conf.close()
 
     # --- networks --------------------------------------------------------------------
@@ -80,6 +88,17 @@ class LinuxKernel:
             # the main table's destinations, the default route left out
             nets.extend(r.destination for r in self._host.routes() if r.destination.prefixlen)
         return nets
+
+    # --- overlay networks ------------------------------------------------------------
+    def sync_overlay(self, desired: OverlayState) -> overlay.OverlaySync:
+        """This host's objects of one overlay network made to match DESIRED, by diff
+        (kernel/overlay.py); no writes when they match."""
+        with self.lock:
+            return overlay.sync_overlay(self._host, desired)
+
+    def remove_overlay(self, desired: OverlayState) -> overlay.OverlaySync:
+        with self.lock:
+            return overlay.remove_overlay(self._host, desired)
 
     # --- endpoints (the hot path) -----------------------------------------------------
     def _bridge(self, key: str, name: str) -> int:
@@ -140,6 +159,66 @@ class LinuxKernel:
         with self.lock:
             self._host.set_hairpin(port)
 
+    # --- the reconciler --------------------------------------------------------------
+    def observe(self, sysctls: Iterable[tuple[str, str | None]]) -> Observed:
+        """The host namespace's links, addresses and main routes, and the values of SYSCTLS
+        ((key, device) pairs): three dumps, without the kernel lock."""
+        with self._observing:
+            links = self._observer.links()
+            addresses = self._observer.indexed_addresses()
+            routes = self._observer.routes()
+        names = {link.index: link.name for link in links}
+        by_name: dict[str, set[IPv4Interface]] = {}
+        for index, address in addresses:
+            by_name.setdefault(names.get(index, ""), set()).add(address)
+        return Observed(
+            links={
+                link.name: LinkState(
+                    link.name, link.index, link.kind, names.get(link.master or 0), link.up,
+                    link.mtu, link.mac, link.hairpin,
+                )
+                for link in links
+            },
+            addresses={name: frozenset(found) for name, found in by_name.items()},
+            routes=frozenset(
+                RouteState(r.destination, names.get(r.index or 0), r.gateway) for r in routes
+            ),
+            sysctls={(key, device): sysctl.current(key, device) for key, device in sysctls},
+        )
+
+    def set_link(
+        self, name: str, *, master: str | None = None, up: bool = False,
+        mtu: int | None = None, mac: str | None = None,
+    ) -> None:
+        """Change the existing link NAME: plug it into the bridge MASTER, set it up, its MTU,
+        its MAC."""
+        with self.lock:
+            index = self._host.require_index(name, f"{name} does not exist")
+            bridge = None
+            if master is not None:
+                bridge = self._host.require_index(master, f"bridge {master} does not exist")
+            if bridge is not None or mtu is not None or mac is not None:
+                self._host.set_link(index, master=bridge, mtu=mtu, mac=mac)
+            if up:
+                self._host.set_up(index)
+
+    def add_address(self, name: str, address: IPv4Interface) -> None:
+        with self.lock:
+            self._host.ensure_address(self._host.require_index(name, f"{name} does not exist"),
+                                      address)
+
+    def add_route(self, route: WantedRoute) -> None:
+        with self.lock:
+            index = self._host.require_index(route.device, f"{route.device} does not exist")
+            self._host.add_route(Route(route.destination, gateway=route.gateway, index=index,
+                                       source=route.source, protocol=route.protocol))
+
+    def write_sysctl(self, wanted: WantedSysctl) -> None:
+        if wanted.device:
+            sysctl.ensure_interface(wanted.device, wanted.key, wanted.value)
+        else:
+            sysctl.ensure(wanted.key, wanted.value)
+
     # --- namespaces -------------------------------------------------------------------
     def create_netns(self, path: Path) -> None:
         """A container's namespace: lo up, and IPv6 off for every interface born in it
@@ -166,6 +245,7 @@ class LinuxKernel:
     def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
         """The addresses of IFNAME inside the namespace at PATH (None: no such link)."""
         with Rtnetlink(path) as inside:
-            if inside.index(ifname) is None:
+            index = inside.index(ifname)
+            if index is None:
                 return None
-            return set(inside.addresses())
+            return set(inside.addresses(index))

@@ -49,12 +49,16 @@ from .rtnl_wire import (
     LinkKind,
     Neighbour,
     Route,
+    VxlanInfo,
     address_body,
     decode_address,
     decode_fdb,
     decode_link,
     decode_neighbour,
     decode_route,
+    decode_vxlan,
+    device_fdb_dump_body,
+    device_neighbour_dump_body,
     fdb_body,
     hairpin_body,
     ifinfomsg,
@@ -67,6 +71,7 @@ from .rtnl_wire import (
     newlink_body,
     route_body,
     route_dump_body,
+    setlink_body,
     veth,
     vxlan,
 )
@@ -169,6 +174,17 @@ class Rtnetlink(Resource):
         self.add_link(name, kind, mac=mac, mtu=mtu, master=master, up=True)
         return self.require_index(name, f"{name} vanished right after creation")
 
+    def vxlan(self, name: str) -> tuple[Link, VxlanInfo] | None:
+        """The VXLAN device NAME and its settings (one request); None if there is no such
+        link, EEXIST if it is not a vxlan."""
+        found = self._get_link(name)
+        if found is None:
+            return None
+        info = decode_vxlan(found)
+        if info is None:
+            raise KernelError(f"{name} exists and is not a vxlan link", errno.EEXIST)
+        return decode_link(found), info
+
     def add_veth(
         self, host_name: str, peer_name: str, peer_netns: Path | str, *, master: int,
         peer_mac: str | None, mtu: int | None,
@@ -185,6 +201,14 @@ class Rtnetlink(Resource):
 
     def set_up(self, index: int) -> None:
         self._socket.request(f"set link {index} up", RTM_NEWLINK, 0, ifinfomsg(index, up=True))
+
+    def set_link(
+        self, index: int, *, master: int | None = None, mtu: int | None = None,
+        mac: str | None = None,
+    ) -> None:
+        """Change the existing link INDEX: enslave it to MASTER, set its MTU or its MAC."""
+        self._socket.request(f"set link {index}", RTM_NEWLINK, 0,
+                             setlink_body(index, master=master, mtu=mtu, mac=mac))
 
     def set_hairpin(self, name: str) -> None:
         """Let the bridge send a frame back out of the port it came in by: a container
@@ -215,10 +239,14 @@ class Rtnetlink(Resource):
 
     def addresses(self, index: int | None = None) -> list[IPv4Interface]:
         """The namespace's IPv4 addresses (only device INDEX's if given)."""
+        return [a for i, a in self.indexed_addresses() if index is None or i == index]
+
+    def indexed_addresses(self) -> list[tuple[int, IPv4Interface]]:
+        """The namespace's IPv4 addresses, each with its device's index."""
         body = IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
         found = (decode_address(p) for p in self._socket.dump("dump addresses", RTM_GETADDR,
                                                               body))
-        return [a for i, a in filter(None, found) if index is None or i == index]
+        return list(filter(None, found))
 
     # --- routes ------------------------------------------------------------------------
     def ensure_default_route(self, gateway: IPv4Address) -> None:
@@ -258,8 +286,11 @@ class Rtnetlink(Resource):
                                    neighbour_body(index, address))
 
     def neighbours(self, index: int | None = None) -> list[Neighbour]:
+        """IPv4 neighbours (device INDEX's only, if given: the kernel leaves out the rest)."""
+        body = (neighbour_dump_body(socket.AF_INET) if index is None
+                else device_neighbour_dump_body(index))
         found = (decode_neighbour(p) for p in self._socket.dump(
-            "dump neighbours", RTM_GETNEIGH, neighbour_dump_body(socket.AF_INET)))
+            "dump neighbours", RTM_GETNEIGH, body))
         return [n for n in filter(None, found) if index is None or n.index == index]
 
     def ensure_fdb(self, index: int, lladdr: str, destination: IPv4Address) -> None:
@@ -275,13 +306,17 @@ class Rtnetlink(Resource):
         destination it does not have for a MAC it has."""
         if not any(e.lladdr == lladdr and e.destination == destination for e in self.fdb(index)):
             return False
+        return self.delete_fdb(index, lladdr, destination)
+
+    def delete_fdb(self, index: int, lladdr: str, destination: IPv4Address) -> bool:
+        """remove_fdb without the lookup, for a caller that has just dumped the entry."""
         return self._removed(f"delete fdb {lladdr} dst {destination}", RTM_DELNEIGH,
                              fdb_body(index, lladdr, destination))
 
     def fdb(self, index: int | None = None) -> list[FdbEntry]:
-        """Bridge FDB entries (device INDEX's only, if given)."""
-        found = (decode_fdb(p) for p in self._socket.dump(
-            "dump fdb", RTM_GETNEIGH, neighbour_dump_body(AF_BRIDGE)))
+        """Bridge FDB entries (device INDEX's only, if given: the kernel leaves out the rest)."""
+        body = neighbour_dump_body(AF_BRIDGE) if index is None else device_fdb_dump_body(index)
+        found = (decode_fdb(p) for p in self._socket.dump("dump fdb", RTM_GETNEIGH, body))
         return [e for e in filter(None, found) if index is None or e.index == index]
 
 

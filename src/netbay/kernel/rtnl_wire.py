@@ -46,7 +46,7 @@ RTPROT_STATIC = 4
 # 199 is its next), nor Calico's (80), OVN's (84) or BIRD's (12).
 RTPROT_NETBAY = 57
 
-NDA_DST, NDA_LLADDR = 1, 2
+NDA_DST, NDA_LLADDR, NDA_IFINDEX = 1, 2, 8
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02  # an FDB entry of the device itself (a vxlan's remotes), not of its bridge
 AF_BRIDGE = 7
@@ -90,6 +90,34 @@ def vxlan(vni: int, *, local: IPv4Address, underlay: int, port: int = 4789) -> L
     return LinkKind("vxlan", attr(IFLA_VXLAN_ID, u32(vni)) + attr(IFLA_VXLAN_LINK, u32(underlay))
                     + attr(IFLA_VXLAN_LOCAL, local.packed) + attr(IFLA_VXLAN_LEARNING, b"\0")
                     + attr(IFLA_VXLAN_PORT, be16(port)))
+
+
+@dataclass(frozen=True)
+class VxlanInfo:
+    """A VXLAN device's settings, as its link's IFLA_INFO_DATA has them."""
+
+    vni: int | None
+    local: IPv4Address | None
+    underlay: int | None  # the ifindex of the link it sends from
+    port: int | None
+    learning: bool
+
+
+def decode_vxlan(payload: bytes) -> VxlanInfo | None:
+    """The settings of the link in an RTM_NEWLINK message; None if it is not a vxlan."""
+    info = attribute_map(attribute_map(payload, IFINFOMSG.size).get(IFLA_LINKINFO, b""))
+    if read_string(info.get(IFLA_INFO_KIND, b"")) != "vxlan":
+        return None
+    data = attribute_map(info.get(IFLA_INFO_DATA, b""))
+    local = data.get(IFLA_VXLAN_LOCAL)
+    port = data.get(IFLA_VXLAN_PORT)
+    return VxlanInfo(
+        vni=read_u32(data[IFLA_VXLAN_ID]) if IFLA_VXLAN_ID in data else None,
+        local=IPv4Address(local) if local is not None and len(local) == 4 else None,
+        underlay=read_u32(data[IFLA_VXLAN_LINK]) if IFLA_VXLAN_LINK in data else None,
+        port=int.from_bytes(port, "big") if port is not None else None,
+        learning=data.get(IFLA_VXLAN_LEARNING, b"\1")[:1] != b"\0",
+    )
 
 
 def ifinfomsg(index: int = 0, up: bool = False) -> bytes:
@@ -147,6 +175,20 @@ def link_by_name(name: str) -> bytes:
     return link_dump_body() + attr(IFLA_IFNAME, string(name))
 
 
+def setlink_body(
+    index: int, *, master: int | None = None, mtu: int | None = None, mac: str | None = None
+) -> bytes:
+    """RTM_NEWLINK changing the existing link INDEX: enslaved to MASTER, its MTU, its MAC."""
+    body = ifinfomsg(index)
+    if master is not None:
+        body += attr(IFLA_MASTER, u32(master))
+    if mtu is not None:
+        body += attr(IFLA_MTU, u32(mtu))
+    if mac is not None:
+        body += attr(IFLA_ADDRESS, mac_bytes(mac))
+    return body
+
+
 def hairpin_body(name: str) -> bytes:
     """RTM_NEWLINK as `ip link set NAME type bridge_slave hairpin on` sends it."""
     slave = nested(IFLA_LINKINFO, attr(IFLA_INFO_SLAVE_KIND, string("bridge")),
@@ -165,6 +207,7 @@ class Link:
     mtu: int | None = None
     up: bool = False  # administratively (IFF_UP)
     operstate: str = "unknown"  # RFC 2863: "up", "down", "lowerlayerdown"...
+    hairpin: bool = False  # a bridge port that may send a frame back out where it came in
 
 
 def link_index(payload: bytes) -> int:
@@ -181,6 +224,7 @@ def decode_link(payload: bytes) -> Link:
         return read_u32(found[key]) if key in found else None
 
     operstate = found.get(IFLA_OPERSTATE, b"\0")[0]
+    port = attribute_map(info.get(IFLA_INFO_SLAVE_DATA, b""))
     return Link(
         index=index,
         name=read_string(found.get(IFLA_IFNAME, b"")),
@@ -191,6 +235,7 @@ def decode_link(payload: bytes) -> Link:
         mtu=number(IFLA_MTU),
         up=bool(flags & IFF_UP),
         operstate=OPERSTATES[operstate] if operstate < len(OPERSTATES) else str(operstate),
+        hairpin=port.get(IFLA_BRPORT_MODE, b"\0")[:1] == b"\1",
     )
 
 
@@ -321,6 +366,17 @@ def fdb_body(index: int, lladdr: str, destination: IPv4Address) -> bytes:
 
 def neighbour_dump_body(family: int) -> bytes:
     return NDMSG.pack(family, 0, 0, 0, 0)
+
+
+def device_neighbour_dump_body(index: int) -> bytes:
+    """An IPv4 neighbour dump the kernel filters to device INDEX (NDA_IFINDEX)."""
+    return neighbour_dump_body(socket.AF_INET) + attr(NDA_IFINDEX, u32(index))
+
+
+def device_fdb_dump_body(index: int) -> bytes:
+    """An FDB dump the kernel filters to device INDEX: the request's header read as an
+    ifinfomsg, as iproute2's `bridge fdb show dev` sends it (without strict checking)."""
+    return IFINFOMSG.pack(AF_BRIDGE, 0, index, 0, 0)
 
 
 def decode_neighbour(payload: bytes) -> Neighbour | None:

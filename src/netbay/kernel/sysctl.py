@@ -28,6 +28,19 @@ def ensure_interface(device: str, key: str, value: str) -> None:
         raise KernelError(f"cannot set {path}={value}: {exc}", exc.errno or 0) from exc
 
 
+def current(key: str, device: str | None = None) -> str | None:
+    """The value of the dotted KEY, or of net.ipv4.conf.DEVICE.KEY when DEVICE is given;
+    None if there is no such sysctl (the device is gone)."""
+    base = Path("/proc/sys")
+    path = base / "net/ipv4/conf" / device / key if device else base / key.replace(".", "/")
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise KernelError(f"cannot read {path}: {exc}", exc.errno or 0) from exc
+
+
 def disable_ipv6(ifname: str) -> None:
     """No IPv6 on IFNAME, in the calling thread's namespace (netbay's networks are IPv4):
     its autoconfiguration traffic and timers would serve nothing. A kernel without IPv6 is

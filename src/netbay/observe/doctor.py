@@ -53,6 +53,7 @@ class DoctorFacts:
     daemon: Json
     dns: Json | None  # DnsSupervisor.health(); None: the daemon runs no DNS server
     shims: Sequence[str] = field(default_factory=list)
+    reconciler: Json | None = None  # Host.reconcile_status(); None: not known
 
 
 def _bridge_networks(topo: Json) -> list[Json]:
@@ -251,6 +252,34 @@ def check_daemon(f: DoctorFacts) -> Finding:
                    f"{d.get('uptime', '?')}s; nftables tables in place")
 
 
+def check_reconciler(f: DoctorFacts) -> list[Finding]:
+    """What netbayd's reconciler put back, and what keeps drifting (nothing when the facts
+    have no counters)."""
+    return [] if f.reconciler is None else [_reconciler(f.reconciler)]
+
+
+def _reconciler(status: Json) -> Finding:
+    repairs, failures, flapping = status["Repairs"], status["Failures"], status["Flapping"]
+    if flapping:
+        what = "; ".join(f"{d['Drift']} (repaired {d['Repairs']} times in a row, next try in "
+                         f"{d['NextTry']} s)" for d in flapping)
+        return Finding(
+            "reconciler", WARN, f"keeps drifting, so netbayd backs off: {what}",
+            "something on this host keeps undoing it: find what (`ip monitor link address "
+            "route`, `nft monitor`) and stop it; netbayd puts it back once it stays")
+    if failures:
+        return Finding("reconciler", WARN, f"netbayd could not repair: {_kinds(failures)}",
+                       "netbayd's log says why, one line each")
+    if repairs:
+        return Finding("reconciler", OK, f"netbayd repaired {sum(repairs.values())} drift(s) "
+                       f"since it started ({_kinds(repairs)}); each is in its log")
+    return Finding("reconciler", OK, "no drift since netbayd started")
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {count}" for kind, count in counts.items())
+
+
 def _addresses(count: int) -> str:
     return "1 address" if count == 1 else f"{count} addresses"
 
@@ -321,7 +350,7 @@ def check(f: DoctorFacts) -> list[Finding]:
     return [
         check_daemon(f), check_forwarding(f), check_br_netfilter(f), check_rp_filter(f),
         *check_forward_policies(f), *check_mtu(f), *check_overlaps(f), check_orphans(f),
-        check_dns(f),
+        *check_reconciler(f), check_dns(f),
     ]
 
 

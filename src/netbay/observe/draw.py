@@ -51,7 +51,8 @@ def _network_cluster(net: Json, edges: list[str]) -> list[str]:
         lines.append(f"    color={_q(RED)}; fontcolor={_q(RED)};")
     device = net["device"]
     if device is None:
-        mode = "the host's own stack" if net.get("netns_mode") == "host" else "no networking"
+        mode = {"host": "the host's own stack", "private": "no device of its own"}.get(
+            net.get("netns_mode", ""), "no networking")
         lines.append(_node(f"mode:{net['name']}", mode, shape="plaintext"))
         lines.append("  }")
         return lines

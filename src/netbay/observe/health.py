@@ -126,6 +126,7 @@ def gather(host: Host, observer: Observer, dns: Json | None) -> DoctorFacts:
                 "firewall": host.firewall_intact(), "checked": time.time()},
         dns=dns,
         shims=shims,
+        reconciler=host.reconcile_status(),
     )
 
 

@@ -187,7 +187,7 @@ def _networks(inp: Inputs, names: dict[str, str]) -> list[Json]:
         net["netns_mode"] = getattr(find_driver(network.driver), "mode", "private")
         if network.state != READY:
             net["problems"].append(f"network is {network.state} in the record")
-        if capabilities(network.driver).host_bridge:
+        if capabilities(network.driver).host_bridge and network.device:  # none: not used yet
             _bridge_network(net, network, inp, names)
         elif network.device:
             _parent_network(net, network, inp, names)

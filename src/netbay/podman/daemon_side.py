@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from .. import faults
 from ..dns.records import serves
 from ..drivers import runtime_options
 from ..engine import Host
@@ -102,6 +103,7 @@ class NetavarkService:
             for attachment in options.attachments
         ]
         done = self.host.setup_sandbox(RUNTIME, wanted)
+        faults.point("sandbox:netavark-set-up")  # done, podman not yet told
         return {
             attachment.name: status_block(attachment, network, endpoint, options.dns_servers)
             for attachment, (network, endpoint) in zip(options.attachments, done, strict=True)

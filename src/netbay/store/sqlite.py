@@ -52,6 +52,13 @@ CREATE INDEX IF NOT EXISTS containers_by_external_id
     ON containers(json_extract(config, '$.external_id'))
     WHERE json_extract(config, '$.external_id') IS NOT NULL;
 """
+# Columns added since the first schema: (table, column, definition), added on opening to a
+# database that lacks them (a new one, or one an older netbay made: its rows get the default)
+ADDED_COLUMNS = (
+    ("containers", "netns_dev", "INTEGER NOT NULL DEFAULT 0"),
+    ("containers", "netns_ino", "INTEGER NOT NULL DEFAULT 0"),
+    ("containers", "netns_pid_start", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -96,6 +103,13 @@ class SQLiteStore(codec.RowStore):
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+                self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        for table, column, definition in ADDED_COLUMNS:
+            have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         with self._lock:

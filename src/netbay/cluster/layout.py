@@ -1,0 +1,185 @@
+"""The cluster record in etcd: its key layout and the JSON of each value.
+
+Under one root (default /netbay/v1/, so several clusters or versions can share an etcd):
+
+    nodes/<node id>                   NodeRecord: name, address, VTEP MACs, leases, version
+                                      (bound to the node's grace lease)
+    alive/<node id>                   {"lease": id}, bound to the node's liveness lease (TTL):
+                                      present = ready, absent = lost
+    networks/<name>                   GlobalNetwork (no lease: it lives until removed)
+    subnets/<network>/<a.b.c.d-len>   {"node": id}: who holds the block (grace lease)
+    holders/<network>/<node id>       {"subnet": "a.b.c.d/len"}: the block a node holds, so a
+                                      node finds its own by id and never holds two
+
+A node's subnet keys are bound to its grace lease, kept alive with its liveness lease: a node
+that stops is lost after the TTL, and etcd itself frees its subnets when the grace period
+(the grace lease's TTL) ends after that; `leave` revokes both leases at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import ConfigError
+
+DEFAULT_ROOT = "/netbay/v1/"
+NODES, ALIVE, NETWORKS, SUBNETS, HOLDERS = "nodes", "alive", "networks", "subnets", "holders"
+EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    id: str
+    name: str
+    address: IPv4Address
+    version: str
+    grace_lease: int  # the lease this node's record and subnets are bound to
+    ttl: int  # of the liveness lease
+    grace: int  # of the grace lease
+    vteps: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # network -> VTEP MAC
+
+
+@dataclass(frozen=True)
+class GlobalNetworkSpec:
+    """A request to create a cluster-wide network; a None subnet or VNI is chosen."""
+
+    name: str
+    subnet: IPv4Network | None = None
+    subnet_size: int = 24
+    vni: int | None = None
+    internal: bool = False
+    options: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    labels: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True)
+class GlobalNetwork:
+    name: str
+    id: str  # the same on every node
+    subnet: IPv4Network
+    subnet_size: int  # each node's block is a /subnet_size of subnet
+    vni: int
+    created: str
+    internal: bool = False
+    options: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # the driver's (backend..)
+    labels: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True)
+class ParsedKey:
+    kind: str  # NODES, ALIVE, NETWORKS, SUBNETS or HOLDERS
+    name: str  # node id or network name
+    item: str = ""  # the block (SUBNETS) or the node id (HOLDERS)
+
+
+class Layout:
+    """Key names under ROOT; the only place that spells them."""
+
+    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+        if not root.startswith("/") or not root.endswith("/"):
+            raise ConfigError("etcd prefix", root, "must start and end with '/'")
+        self.root = root
+
+    def prefix(self, kind: str, name: str | None = None) -> str:
+        return f"{self.root}{kind}/" + (f"{name}/" if name is not None else "")
+
+    def node(self, node_id: str) -> str:
+        return self.prefix(NODES) + node_id
+
+    def alive(self, node_id: str) -> str:
+        return self.prefix(ALIVE) + node_id
+
+    def network(self, name: str) -> str:
+        return self.prefix(NETWORKS) + name
+
+    def subnet(self, network: str, block: IPv4Network) -> str:
+        return self.prefix(SUBNETS, network) + block_name(block)
+
+    def holder(self, network: str, node_id: str) -> str:
+        return self.prefix(HOLDERS, network) + node_id
+
+    def parse(self, key: str) -> ParsedKey | None:
+        """What KEY is, or None for a key of no kind this version knows."""
+        if not key.startswith(self.root):
+            return None
+        parts = key[len(self.root):].split("/")
+        if len(parts) == 2 and parts[0] in (NODES, ALIVE, NETWORKS) and parts[1]:
+            return ParsedKey(parts[0], parts[1])
+        if len(parts) == 3 and parts[0] in (SUBNETS, HOLDERS) and parts[1] and parts[2]:
+            return ParsedKey(parts[0], parts[1], parts[2])
+        return None
+
+
+def block_name(block: IPv4Network) -> str:
+    """10.5.52.0/24 as a key segment: 10.5.52.0-24 (flannel's spelling)."""
+    return f"{block.network_address}-{block.prefixlen}"
+
+
+def parse_block_name(name: str) -> IPv4Network:
+    return IPv4Network(name.replace("-", "/", 1))
+
+
+def _dump(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def encode_node(node: NodeRecord) -> bytes:
+    return _dump({
+        "id": node.id, "name": node.name, "address": str(node.address),
+        "version": node.version, "grace_lease": node.grace_lease, "ttl": node.ttl,
+        "grace": node.grace, "vteps": dict(node.vteps),
+    })
+
+
+def decode_node(data: bytes) -> NodeRecord:
+    raw = json.loads(data)
+    return NodeRecord(
+        id=raw["id"], name=raw["name"], address=IPv4Address(raw["address"]),
+        version=raw["version"], grace_lease=int(raw["grace_lease"]), ttl=int(raw["ttl"]),
+        grace=int(raw["grace"]), vteps=MappingProxyType(dict(raw.get("vteps", {}))),
+    )
+
+
+def encode_network(network: GlobalNetwork) -> bytes:
+    return _dump({
+        "name": network.name, "id": network.id, "subnet": str(network.subnet),
+        "subnet_size": network.subnet_size, "vni": network.vni, "created": network.created,
+        "internal": network.internal, "options": dict(network.options),
+        "labels": dict(network.labels),
+    })
+
+
+def decode_network(data: bytes) -> GlobalNetwork:
+    raw = json.loads(data)
+    return GlobalNetwork(
+        name=raw["name"], id=raw["id"], subnet=IPv4Network(raw["subnet"]),
+        subnet_size=int(raw["subnet_size"]), vni=int(raw["vni"]), created=raw["created"],
+        internal=bool(raw.get("internal", False)),
+        options=MappingProxyType(dict(raw.get("options", {}))),
+        labels=MappingProxyType(dict(raw.get("labels", {}))),
+    )
+
+
+def encode_subnet_holder(node_id: str) -> bytes:
+    return _dump({"node": node_id})
+
+
+def decode_subnet_holder(data: bytes) -> str:
+    return str(json.loads(data)["node"])
+
+
+def encode_held_subnet(block: IPv4Network) -> bytes:
+    return _dump({"subnet": str(block)})
+
+
+def decode_held_subnet(data: bytes) -> IPv4Network:
+    return IPv4Network(json.loads(data)["subnet"])
+
+
+def encode_alive(lease: int) -> bytes:
+    return _dump({"lease": lease})

@@ -1,0 +1,137 @@
+"""Global networks: one record per network in etcd, the same on every node. Creation reads
+every network at one revision, checks the request against them (the name, the VNI, the
+subnet's overlap and its room for every node) and writes only if no network was written
+since that revision, so two nodes creating at once cannot both pass the checks. A refusal
+is one line and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import MappingProxyType
+
+from ..clock import now_rfc3339
+from ..errors import ConfigError, ConflictError, InUseError, IPAMExhaustedError, NotFoundError
+from ..ids import new_id, valid_name
+from .carving import (
+    DEFAULT_GLOBAL_POOL,
+    block_count,
+    check_block_size,
+    check_vni,
+    default_subnet,
+    free_vni,
+    overlapping,
+)
+from .etcd import EtcdClient
+from .kv import Compare, Delete, ModRevision, Put, UnchangedSince
+from .layout import (
+    HOLDERS,
+    NETWORKS,
+    NODES,
+    SUBNETS,
+    GlobalNetwork,
+    GlobalNetworkSpec,
+    Layout,
+    decode_network,
+    decode_node,
+    encode_network,
+)
+
+# each retry means another network was written since the listing
+WRITE_ATTEMPTS = 16
+
+
+class GlobalNetworks:
+    def __init__(self, client: EtcdClient, layout: Layout) -> None:
+        self._client = client
+        self._layout = layout
+
+    def all(self) -> list[GlobalNetwork]:
+        """By creation time, then name."""
+        return self._listing()[1]
+
+    def get(self, name: str) -> GlobalNetwork | None:
+        found = self._client.get(self._layout.network(name))
+        return None if found is None else decode_network(found.value)
+
+    def create(self, spec: GlobalNetworkSpec) -> GlobalNetwork:
+        if not valid_name(spec.name):
+            raise ConfigError("network name", spec.name,
+                              "must start with a letter or digit; letters, digits, _ . - only")
+        if spec.vni is not None:
+            check_vni(spec.vni)
+        network_id, created = new_id(), now_rfc3339()
+        for _ in range(WRITE_ATTEMPTS):
+            revision, existing = self._listing()
+            same = next((n for n in existing if n.name == spec.name), None)
+            if same is not None and same.id == network_id:
+                return same  # our own write, whose reply was lost and the call retried
+            if same is not None:
+                raise ConflictError(f"global network {spec.name} already exists")
+            network = self._plan(spec, existing, network_id, created)
+            key = self._layout.network(spec.name)
+            if self._client.txn([UnchangedSince(self._layout.prefix(NETWORKS), revision)],
+                                [Put(key, encode_network(network))]):
+                return network
+        raise ConflictError(f"global network {spec.name}: networks kept changing; try again")
+
+    def remove(self, name: str, force: bool = False) -> None:
+        """Remove NAME's record; refused while nodes hold subnets of it, unless FORCE (their
+        subnets go too)."""
+        for _ in range(WRITE_ATTEMPTS):
+            found = self._client.get(self._layout.network(name))
+            if found is None:
+                raise NotFoundError(f"global network {name} not found")
+            holders_prefix = self._layout.prefix(HOLDERS, name)
+            holders = self._client.get_prefix(holders_prefix, keys_only=True)
+            if holders.items and not force:
+                nodes = self._node_names(kv.key.rsplit("/", 1)[1] for kv in holders.items)
+                raise InUseError(f"global network {name} has subnets held by nodes "
+                                 f"{', '.join(nodes)}")
+            compares: list[Compare] = [ModRevision(found.key, found.mod_revision)]
+            if not force:
+                compares.append(UnchangedSince(holders_prefix, holders.revision))
+            if self._client.txn(compares, [
+                Delete(found.key), Delete(self._layout.prefix(SUBNETS, name), prefix=True),
+                Delete(holders_prefix, prefix=True),
+            ]):
+                return
+        raise ConflictError(f"global network {name} kept changing; try again")
+
+    def _listing(self) -> tuple[int, list[GlobalNetwork]]:
+        listing = self._client.get_prefix(self._layout.prefix(NETWORKS))
+        networks = [decode_network(kv.value) for kv in listing.items]
+        return listing.revision, sorted(networks, key=lambda n: (n.created, n.name))
+
+    def _node_names(self, ids: Iterable[str]) -> list[str]:
+        listing = self._client.get_prefix(self._layout.prefix(NODES))
+        names = {n.id: n.name for n in (decode_node(kv.value) for kv in listing.items)}
+        return sorted(names.get(i, i) for i in ids)
+
+    def _plan(
+        self, spec: GlobalNetworkSpec, existing: list[GlobalNetwork], network_id: str,
+        created: str,
+    ) -> GlobalNetwork:
+        """The network SPEC makes among EXISTING, or the one-line refusal."""
+        subnet = spec.subnet or default_subnet(n.subnet for n in existing)
+        if subnet is None:
+            raise IPAMExhaustedError(
+                f"no free /16 left in {DEFAULT_GLOBAL_POOL} for global network {spec.name}")
+        other = overlapping(subnet, ((n.name, n.subnet) for n in existing))
+        if other is not None:
+            raise ConflictError(f"subnet {subnet} overlaps global network {other}")
+        check_block_size(subnet, spec.subnet_size)
+        used_vnis = {n.vni: n.name for n in existing}
+        if spec.vni is not None and spec.vni in used_vnis:
+            raise ConflictError(f"VNI {spec.vni} is used by global network {used_vnis[spec.vni]}")
+        nodes = len(self._client.get_prefix(self._layout.prefix(NODES), keys_only=True).items)
+        blocks = block_count(subnet, spec.subnet_size)
+        if blocks < nodes:
+            raise ConfigError("subnet", str(subnet),
+                              f"has room for {blocks} /{spec.subnet_size} subnets; the cluster "
+                              f"has {nodes} nodes")
+        return GlobalNetwork(
+            name=spec.name, id=network_id, subnet=subnet, subnet_size=spec.subnet_size,
+            vni=spec.vni if spec.vni is not None else free_vni(used_vnis), created=created,
+            internal=spec.internal, options=MappingProxyType(dict(spec.options)),
+            labels=MappingProxyType(dict(spec.labels)),
+        )

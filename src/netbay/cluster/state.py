@@ -1,0 +1,156 @@
+"""The cluster record as one node sees it, rebuilt from a listing and kept current by watch
+events, and what a node's data plane wants from it: per global network, the peers now
+(every other ready node holding a block there, with its address, block and VTEP MAC).
+Pure: no etcd, no threads."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from types import MappingProxyType
+
+from .kv import PUT, KeyValue, WatchEvent
+from .layout import (
+    ALIVE,
+    NETWORKS,
+    NODES,
+    SUBNETS,
+    GlobalNetwork,
+    Layout,
+    NodeRecord,
+    ParsedKey,
+    decode_network,
+    decode_node,
+    decode_subnet_holder,
+    parse_block_name,
+)
+
+log = logging.getLogger("netbay.cluster")
+READY, LOST = "ready", "lost"
+
+
+@dataclass(frozen=True)
+class Peer:
+    node: str
+    name: str
+    address: IPv4Address
+    subnet: IPv4Network
+    vtep_mac: str | None  # None: the node published none on this network (host-gw only)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    id: str
+    name: str
+    address: IPv4Address
+    state: str  # READY or LOST
+    version: str
+    subnets: Mapping[str, IPv4Network] = field(default_factory=dict)  # network -> block
+    vteps: Mapping[str, str] = field(default_factory=dict)  # network -> VTEP MAC
+    last_seen: float | None = None  # time.time(); None: not known
+
+
+PeerLists = Mapping[str, tuple[Peer, ...]]
+
+
+class ClusterState:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.nodes: dict[str, NodeRecord] = {}
+        self.alive: set[str] = set()
+        self.networks: dict[str, GlobalNetwork] = {}
+        self.subnets: dict[str, dict[IPv4Network, str]] = {}  # network -> block -> node id
+
+    @classmethod
+    def from_listing(cls, layout: Layout, items: Iterable[KeyValue]) -> ClusterState:
+        state = cls(layout)
+        for kv in items:
+            state.put(kv)
+        return state
+
+    def apply(self, event: WatchEvent) -> None:
+        if event.kind == PUT:
+            self.put(event.kv)
+        else:
+            self.delete(event.kv.key)
+
+    def put(self, kv: KeyValue) -> None:
+        parsed = self.layout.parse(kv.key)
+        if parsed is None:
+            return
+        try:
+            self._put(parsed, kv.value)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("cluster record %s is not readable, ignored: %s", kv.key, exc)
+
+    def _put(self, parsed: ParsedKey, value: bytes) -> None:
+        if parsed.kind == NODES:
+            self.nodes[parsed.name] = decode_node(value)
+        elif parsed.kind == ALIVE:
+            self.alive.add(parsed.name)
+        elif parsed.kind == NETWORKS:
+            self.networks[parsed.name] = decode_network(value)
+        elif parsed.kind == SUBNETS:
+            blocks = self.subnets.setdefault(parsed.name, {})
+            blocks[parse_block_name(parsed.item)] = decode_subnet_holder(value)
+
+    def delete(self, key: str) -> None:
+        parsed = self.layout.parse(key)
+        if parsed is None:
+            return
+        if parsed.kind == NODES:
+            self.nodes.pop(parsed.name, None)
+        elif parsed.kind == ALIVE:
+            self.alive.discard(parsed.name)
+        elif parsed.kind == NETWORKS:
+            self.networks.pop(parsed.name, None)
+        elif parsed.kind == SUBNETS:
+            with contextlib.suppress(ValueError):  # a key put() ignored as unreadable
+                self.subnets.get(parsed.name, {}).pop(parse_block_name(parsed.item), None)
+
+    def subnets_of(self, node: str) -> dict[str, IPv4Network]:
+        return {network: block for network, blocks in self.subnets.items()
+                if network in self.networks for block, holder in blocks.items()
+                if holder == node}
+
+    def peers(self, exclude: str | None = None) -> dict[str, tuple[Peer, ...]]:
+        """Every global network's peers (sorted by node id): the ready nodes but EXCLUDE
+        that hold a block of it."""
+        lists: dict[str, tuple[Peer, ...]] = {}
+        for network in self.networks:
+            peers = []
+            for block, holder in self.subnets.get(network, {}).items():
+                node = self.nodes.get(holder)
+                if node is None or holder == exclude or holder not in self.alive:
+                    continue
+                peers.append(Peer(holder, node.name, node.address, block,
+                                  node.vteps.get(network)))
+            lists[network] = tuple(sorted(peers, key=lambda p: (p.node, p.subnet)))
+        return lists
+
+    def lost(self) -> set[str]:
+        return set(self.nodes) - self.alive
+
+    def statuses(self, last_seen: Mapping[str, float], now: float) -> list[NodeStatus]:
+        """Every node (ready, or lost within its grace period), by name; a ready node was
+        last seen NOW, a lost one when LAST_SEEN says."""
+        return sorted((
+            NodeStatus(
+                id=node.id, name=node.name, address=node.address,
+                state=READY if node.id in self.alive else LOST, version=node.version,
+                subnets=MappingProxyType(self.subnets_of(node.id)), vteps=node.vteps,
+                last_seen=now if node.id in self.alive else last_seen.get(node.id),
+            ) for node in self.nodes.values()
+        ), key=lambda s: (s.name, s.id))
+
+
+def changed(before: PeerLists, after: PeerLists) -> dict[str, tuple[Peer, ...]]:
+    """The networks whose peer list is not what was last delivered (BEFORE), with their
+    list now; a network gone has none. A network never delivered counts as changed."""
+    lists = {name: peers for name, peers in after.items()
+             if name not in before or before[name] != peers}
+    lists.update({name: () for name in before if name not in after})
+    return lists

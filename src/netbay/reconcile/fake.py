@@ -1,0 +1,91 @@
+"""The reconciler's kernel verbs on netbay.testing's FakeKernel (its base class, kept here so
+that module stays small): the snapshot as the kernel would show the fake's links, and the
+repairs. Steps are recorded and fail on request like the FakeKernel's own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Interface
+from typing import Protocol
+
+from .state import LinkState, Observed, RouteState, WantedRoute, WantedSysctl
+
+
+class _Link(Protocol):
+    name: str
+    kind: str
+    up: bool
+    master: str | None
+    mtu: int | None
+    mac: str | None
+    addresses: list[IPv4Interface]
+    hairpin: bool
+    route_localnet: bool
+
+
+class FakeReconcilingKernel:
+    links: Mapping[str, _Link]
+    forwarding: bool
+    routes: set[RouteState]  # made by add_route
+    unrouted: set[RouteState]  # an address's subnet route, removed
+
+    def _step(self, step: str) -> None:
+        raise NotImplementedError  # FakeKernel records the step, and fails it on request
+
+    def observe(self, sysctls: Iterable[tuple[str, str | None]]) -> Observed:
+        """Each up link's addresses route their subnet (unless remove_route took it), as
+        the kernel's do, besides the routes add_route made."""
+        connected = {
+            RouteState(a.network, link.name)
+            for link in self.links.values() if link.up for a in link.addresses
+        }
+        return Observed(
+            links={
+                name: LinkState(name, index, link.kind, link.master, link.up, link.mtu,
+                                link.mac, link.hairpin)
+                for index, (name, link) in enumerate(self.links.items(), start=2)
+            },
+            addresses={name: frozenset(link.addresses) for name, link in self.links.items()},
+            routes=frozenset((connected - self.unrouted) | self.routes),
+            sysctls={where: self._sysctl(*where) for where in sysctls},
+        )
+
+    def _sysctl(self, key: str, device: str | None) -> str | None:
+        """ip_forward, and route_localnet of a device: the ones the fakes keep."""
+        if device is None:
+            return ("1" if self.forwarding else "0") if key == "net.ipv4.ip_forward" else None
+        link = self.links.get(device)
+        return None if link is None else ("1" if link.route_localnet else "0")
+
+    def remove_route(self, route: RouteState) -> None:
+        """As `ip route del` would."""
+        self.routes.discard(route)
+        self.unrouted.add(route)
+
+    def set_link(
+        self, name: str, *, master: str | None = None, up: bool = False,
+        mtu: int | None = None, mac: str | None = None,
+    ) -> None:
+        self._step("set_link")
+        link = self.links[name]
+        link.master = master or link.master
+        link.up = up or link.up
+        link.mtu = mtu or link.mtu
+        link.mac = mac or link.mac
+
+    def add_address(self, name: str, address: IPv4Interface) -> None:
+        self._step("add_address")
+        self.links[name].addresses.append(address)
+
+    def add_route(self, route: WantedRoute) -> None:
+        self._step("add_route")
+        found = RouteState(route.destination, route.device, route.gateway)
+        self.unrouted.discard(found)
+        self.routes.add(found)
+
+    def write_sysctl(self, wanted: WantedSysctl) -> None:
+        self._step("write_sysctl")
+        if wanted.device is not None:
+            self.links[wanted.device].route_localnet = wanted.value == "1"
+        else:
+            self.forwarding = wanted.value == "1"

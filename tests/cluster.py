@@ -1,0 +1,363 @@
+"""A cluster of hosts on a routed underlay with a 3-member etcd, for the multi-host tests.
+
+    fabric   a namespace with one bridge per segment (seg-a, seg-b) and a port per machine
+    router   eth-a 198.18.1.1/24, eth-b 198.18.2.1/24, forwarding on
+    hosts    h1 198.18.1.11 and h2 198.18.1.12 on segment a, h3 198.18.2.13 on b: each a
+             HostSandbox (network, mount, UTS and PID namespaces) running its own netbayd
+    etcd     etcd0 198.18.1.101 (a), etcd1 198.18.2.102 (b), etcd2 198.18.1.103 (a): one
+             member per network namespace (tests/etcd.py), ports 2379 (clients), 2380 (peers)
+
+Every machine's default route goes via the router's address on its segment: hosts on one
+segment reach each other directly (host-gw), hosts on different segments through one routed
+hop (VXLAN). 198.18.0.0/15 is the benchmarking range: no overlay pool uses it.
+
+`with Cluster() as cluster:` builds everything; leaving the block removes it in reverse order
+(processes by PID, namespaces by their pins, mounts, the work directory), also when the body
+failed, and then fails if anything of the harness is left. In a test module,
+`cluster = cluster_fixture()` gives its tests one shared cluster. `python tests/cluster.py
+demo` shows one (scripts/cluster-demo.sh).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from etcd import EtcdCluster, MemberAddress, start_etcd_cluster
+from helpers import poll
+from hostsandbox import HostSandbox, namespace_id, processes_in
+from lans import Machine
+from netbay.kernel import netns
+
+UNDERLAY = "198.18.{}.0/24"
+ETCD_MEMBERS = 3
+
+
+class ClusterHost(HostSandbox):
+    """A host of the cluster: its underlay address on one segment and its own netbayd, with
+    the state root at DIRECTORY/state, the socket and netns directory in its own /run."""
+
+    def __init__(self, name: str, directory: Path, segment: str, address: str) -> None:
+        super().__init__(name, directory)
+        self.segment = segment
+        self.address = address
+        self.port = name  # its port on the segment's bridge, in the fabric
+        self.state = directory / "state"
+        self.environ.update(
+            NETBAY_ROOT=str(self.state),
+            NETBAY_SOCKET="/run/netbay/netbay.sock",
+            NETBAY_NETNS_DIR="/run/netns",
+        )
+
+    def netbay(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """`netbay ARGS` on this host."""
+        return self.run([sys.executable, "-m", "netbay", *args], check=check, timeout=timeout)
+
+    def start_daemon(self) -> None:
+        started = self.netbay("daemon", "start", check=False)
+        if started.returncode != 0:
+            log = self.state / "netbayd.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+            raise AssertionError(f"{self.name}: netbayd did not start: {started.stderr}{tail}")
+
+    def daemon_pid(self) -> int | None:
+        """The running netbayd's PID as the harness sees it (None: not running)."""
+        try:
+            inner = int((self.state / "netbayd.pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return self.outer_pid(inner)
+
+    def kill_daemon(self, sig: int = signal.SIGKILL) -> int:
+        """Send SIG to netbayd and wait until it is gone; its PID. The next `netbay` command
+        starts a new one."""
+        pid = self.daemon_pid()
+        if pid is None:
+            raise AssertionError(f"{self.name}: netbayd is not running")
+        os.kill(pid, sig)
+        if not poll(lambda: self.daemon_pid() != pid, 15):
+            raise AssertionError(f"{self.name}: netbayd {pid} survived signal {sig}")
+        return pid
+
+
+class Etcd(EtcdCluster):
+    """The cluster's etcd: members etcd0..2 (kill(index), start_member(index), leader(),
+    endpoints: tests/etcd.py), and the control plane stopped and started as a whole."""
+
+    def stop_all(self) -> None:
+        for index in range(len(self.members)):
+            self.stop_member(index)
+
+    def start_all(self, timeout: float = 20.0) -> None:
+        """Start every member that is not running; return once they have a leader."""
+        for index, member in enumerate(self.members):
+            if not member.running:
+                self.start_member(index)
+        self.wait_healthy(timeout)
+
+
+def default_segments(hosts: int) -> list[str]:
+    """Two hosts on segment a for each one on b: a, a, b, a, a, b, ..."""
+    return ["b" if index % 3 == 2 else "a" for index in range(hosts)]
+
+
+class Cluster:
+    """Fabric, router, etcd and HOSTS hosts (host i on segment SEGMENTS[i]); a context
+    manager. MTU is the underlay's (every veth on the segments)."""
+
+    def __init__(
+        self, hosts: int = 3, segments: Sequence[str] | None = None, *, mtu: int = 1500
+    ) -> None:
+        placed = list(segments) if segments is not None else default_segments(hosts)
+        if len(placed) != hosts:
+            raise ValueError(f"{hosts} hosts, but segments for {len(placed)}: {placed}")
+        self.mtu = mtu
+        self.work = Path(tempfile.gettempdir()) / f"netbay-cluster-{secrets.token_hex(4)}"
+        names = sorted(set(placed))
+        self.subnets = {name: IPv4Network(UNDERLAY.format(index + 1))
+                        for index, name in enumerate(names)}
+        self.fabric = Machine(self.work / "fabric")
+        self.router = Machine(self.work / "router")
+        self.hosts = [
+            ClusterHost(f"h{index}", self.work / f"h{index}", segment,
+                        self._address(segment, 10 + index))
+            for index, segment in enumerate(placed, 1)
+        ]
+        self._etcd: Etcd | None = None
+        self.setup_seconds = self.teardown_seconds = 0.0
+        self._pins: list[Path] = []  # network namespaces outside the hosts, in creation order
+        self._namespaces: set[str] = set()  # 'net:[inode]' ... of everything the harness made
+
+    def _address(self, segment: str, index: int) -> str:
+        return str(self.subnets[segment][index])
+
+    def gateway(self, segment: str) -> str:
+        """The router's address on SEGMENT."""
+        return self._address(segment, 1)
+
+    def pins(self) -> list[Path]:
+        """Where every network namespace of the cluster is pinned."""
+        return [*self._pins, *(host.netns for host in self.hosts)]
+
+    def __enter__(self) -> Cluster:
+        started = time.monotonic()
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        self.setup_seconds = time.monotonic() - started
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- building -----------------------------------------------------------------------
+    def _build(self) -> None:
+        self.work.mkdir(mode=0o700)
+        self._build_underlay()
+        for host in self.hosts:
+            host.start()
+            self._namespaces |= host.namespaces
+            self._plug(host.netns, host.port, host.segment, host.address)
+        with ThreadPoolExecutor(len(self.hosts)) as pool:
+            daemons = [pool.submit(host.start_daemon) for host in self.hosts]
+            self._start_etcd()  # here: its members die with the thread that started them
+            for started in daemons:
+                started.result()
+
+    def _build_underlay(self) -> None:
+        for machine in (self.fabric, self.router):
+            self._pin(machine.path)
+        self.fabric.ip(*[f"link add seg-{name} mtu {self.mtu} type bridge"
+                         for name in self.subnets],
+                       *[f"link set seg-{name} up" for name in self.subnets])
+        for name, subnet in self.subnets.items():
+            self._cable(self.router.path, f"r-{name}", f"eth-{name}", name)
+            self.router.ip(f"addr add {self.gateway(name)}/{subnet.prefixlen} dev eth-{name}",
+                           f"link set eth-{name} up")
+        self.router.sh("sysctl -qw net.ipv4.ip_forward=1")
+
+    def _start_etcd(self) -> None:
+        """One member per namespace, on the segments in turn (.101, .102, ...)."""
+        names = list(self.subnets)
+        segments = [names[index % len(names)] for index in range(ETCD_MEMBERS)]
+        addresses = [self._address(segment, 101 + index) for index, segment in
+                     enumerate(segments)]
+        dirs = [self.work / f"etcd{index}" for index in range(ETCD_MEMBERS)]
+        for directory, segment, address in zip(dirs, segments, addresses, strict=True):
+            directory.mkdir()
+            self._pin(directory / "net")
+            self._plug(directory / "net", directory.name, segment, address)
+        etcd = start_etcd_cluster(
+            dirs, [MemberAddress(address) for address in addresses],
+            prefixes=[["nsenter", f"--net={directory / 'net'}"] for directory in dirs],
+        )
+        self._etcd = Etcd(etcd.members, etcd.token)
+
+    @property
+    def etcd(self) -> Etcd:
+        if self._etcd is None:
+            raise AssertionError("the cluster's etcd has not started")
+        return self._etcd
+
+    def _pin(self, path: Path) -> None:
+        netns.create(path)
+        self._pins.append(path)
+        self._namespaces.add(namespace_id(path))
+
+    def _cable(self, path: Path, port: str, ifname: str, segment: str) -> None:
+        """A veth from the bridge of SEGMENT (PORT, in the fabric) to IFNAME in PATH."""
+        self.fabric.ip(
+            f"link add {port} mtu {self.mtu} type veth peer name {ifname} mtu {self.mtu} "
+            f"netns {path}",
+            f"link set {port} master seg-{segment} up",
+        )
+
+    def _plug(self, path: Path, port: str, segment: str, address: str) -> None:
+        """The machine at PATH on SEGMENT: eth0 with ADDRESS, the default route via the
+        router."""
+        self._cable(path, port, "eth0", segment)
+        Machine(path).ip(
+            "link set lo up",
+            f"addr add {address}/{self.subnets[segment].prefixlen} dev eth0",
+            "link set eth0 up",
+            f"route add default via {self.gateway(segment)}",
+        )
+
+    # --- faults ---------------------------------------------------------------------------
+    def partition(self, node: ClusterHost) -> None:
+        """Cut NODE off the underlay: its port on the bridge goes down, so its own link loses
+        carrier as when a cable is pulled (its addresses and routes stay)."""
+        self.fabric.ip(f"link set {node.port} down")
+
+    def heal(self, node: ClusterHost) -> None:
+        self.fabric.ip(f"link set {node.port} up")
+
+    # --- teardown -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Remove everything in reverse order, whatever failed; then fail if anything of the
+        harness is left (a process in its namespaces, a mount under its directory)."""
+        started = time.monotonic()
+        errors: list[str] = []
+        steps: list[Callable[[], object]] = [host.stop for host in reversed(self.hosts)]
+        steps += [self._etcd.stop] if self._etcd else []
+        steps += [functools.partial(netns.delete, path) for path in reversed(self._pins)]
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # go on removing the rest; reported below
+                errors.append(repr(exc))
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.teardown_seconds = time.monotonic() - started
+        left = errors + self.leftovers()
+        if left:
+            raise AssertionError(f"the cluster's teardown left: {left}")
+
+    def leftovers(self) -> list[str]:
+        """What of the harness still exists: processes in its namespaces (given a moment to
+        die), mounts under its directory, the directory."""
+        poll(lambda: not processes_in(self._namespaces), 5)
+        left = [f"process {pid}" for pid in processes_in(self._namespaces)]
+        left += [f"mount {target}" for target in _mounts_under(self.work)]
+        return left + ([f"directory {self.work}"] if self.work.exists() else [])
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    prefix = f"{directory}/"
+    with open("/proc/self/mountinfo", encoding="utf-8") as info:
+        return [line.split()[4] for line in info if line.split()[4].startswith(prefix)]
+
+
+def cluster_fixture(
+    scope: Literal["function", "module", "session"] = "module", **options: Any
+) -> Any:
+    """A pytest fixture giving one Cluster(**OPTIONS) to the tests of SCOPE. In a test
+    module: `cluster = cluster_fixture()` (a module's tests share it, each leaving it as it
+    found it) or `cluster = cluster_fixture("function", hosts=2)`."""
+
+    @pytest.fixture(scope=scope)
+    def fixture() -> Iterator[Cluster]:
+        with Cluster(**options) as built:
+            yield built
+
+    return fixture
+
+
+# --- the demo (scripts/cluster-demo.sh) ----------------------------------------------------
+# CLUSTER COMMANDS, PENDING: they join the demo here when they land (issue 14), in this order.
+PENDING = [
+    ("every host", "netbay cluster join --etcd {endpoints}"),
+    ("h1", "netbay network create -d overlay podnet"),
+    ("every host", "netbay run -d --name c-HOST --network podnet -- sleep infinity"),
+    ("h1", "netbay exec c-h1 -- ping -c 2 c-h2   # same segment: host-gw"),
+    ("h1", "netbay exec c-h1 -- ping -c 2 c-h3   # across the router: VXLAN"),
+]
+
+
+def _show(host: ClusterHost, command: str, result: subprocess.CompletedProcess[str]) -> None:
+    print(f"\n\033[1m[{host.name}]$ {command}\033[0m")
+    print((result.stdout + result.stderr).rstrip())
+
+
+def _demo_steps(cluster: Cluster) -> None:
+    endpoints = ",".join(cluster.etcd.endpoints)
+    print("\n\033[1mevery host pings every other across the underlay (ttl 63: via the router)"
+          "\033[0m")
+    for host in cluster.hosts:
+        for peer in cluster.hosts:
+            if peer is not host:
+                reply = host.run(["ping", "-c", "1", "-W", "2", peer.address]).stdout
+                print(f"  {host.name} -> {peer.name}: {reply.splitlines()[1]}")
+    health = ["etcdctl", f"--endpoints={endpoints}", "endpoint", "health"]
+    for host in cluster.hosts:
+        _show(host, " ".join(health), host.run(health))
+        for args in (["daemon", "status"], ["network", "ls"]):
+            _show(host, " ".join(["netbay", *args]), host.netbay(*args))
+    print("\n\033[1mpending until the cluster commands land:\033[0m")
+    for where, command in PENDING:
+        print(f"  [{where}]$ {command.format(endpoints=endpoints)}")
+
+
+def demo() -> None:
+    """Three hosts and etcd, what runs on them today, then everything removed (also on
+    Ctrl-C, SIGTERM or a failed step)."""
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # through the teardown too
+    print("building 3 hosts on two underlay segments joined by a router, and a 3-member etcd")
+    with Cluster() as cluster:
+        try:
+            print(f"up in {cluster.setup_seconds:.1f} s:")
+            for host in cluster.hosts:
+                print(f"  {host.name}  {host.address}  segment {host.segment}")
+            print(f"  etcd {' '.join(cluster.etcd.endpoints)}")
+            _demo_steps(cluster)
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the teardown that follows finishes
+            print("\nremoving hosts, etcd, router and fabric")
+    print(f"removed in {cluster.teardown_seconds:.1f} s; nothing left")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["demo"]:
+        sys.exit(f"usage: {sys.argv[0]} demo")
+    try:
+        demo()
+    except KeyboardInterrupt:
+        sys.exit("interrupted: everything the demo built is removed")
