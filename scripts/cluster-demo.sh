@@ -2,9 +2,9 @@
 # netbay on several hosts: three hosts (network namespaces, each with its own mount and PID
 # namespaces, /run, /sys, state root and netbayd) on an underlay of two segments joined by a
 # router, and a 3-member etcd, all built by the multi-host test harness (tests/cluster.py).
-# It shows what works across the hosts today; the cluster steps still pending (join, an
-# overlay network, containers on every host, a ping by name) are listed at the end and join
-# the demo when they land. Everything is removed at the end, also on Ctrl-C or a failed step;
+# Every host joins the cluster, one creates an overlay network, each runs a container on it,
+# and the containers ping each other across hosts (host-gw on one segment, VXLAN through
+# the router). Everything is removed at the end, also on Ctrl-C or a failed step;
 # no traffic leaves the namespaces the demo makes. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."

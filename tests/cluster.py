@@ -21,8 +21,10 @@ demo` shows one (scripts/cluster-demo.sh).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -67,7 +69,15 @@ class ClusterHost(HostSandbox):
         self, *args: str, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """`netbay ARGS` on this host."""
-        return self.run([sys.executable, "-m", "netbay", *args], check=check, timeout=timeout)
+        return self.run(self.netbay_argv(*args), check=check, timeout=timeout)
+
+    def netbay_argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "netbay", *args]
+
+    def popen(self, argv: Sequence[str]) -> subprocess.Popen[str]:
+        """ARGV started inside (its output piped), for what must run while the test acts."""
+        return subprocess.Popen(self.argv(argv), env=self.environ, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
 
     def start_daemon(self) -> None:
         started = self.netbay("daemon", "start", check=False)
@@ -301,43 +311,40 @@ def cluster_fixture(
 
 
 # --- the demo (scripts/cluster-demo.sh) ----------------------------------------------------
-# CLUSTER COMMANDS, PENDING: they join the demo here when they land (issue 14), in this order.
-PENDING = [
-    ("every host", "netbay cluster join --etcd {endpoints}"),
-    ("h1", "netbay network create -d overlay podnet"),
-    ("every host", "netbay run -d --name c-HOST --network podnet -- sleep infinity"),
-    ("h1", "netbay exec c-h1 -- ping -c 2 c-h2   # same segment: host-gw"),
-    ("h1", "netbay exec c-h1 -- ping -c 2 c-h3   # across the router: VXLAN"),
-]
-
-
-def _show(host: ClusterHost, command: str, result: subprocess.CompletedProcess[str]) -> None:
-    print(f"\n\033[1m[{host.name}]$ {command}\033[0m")
+def _show(host: ClusterHost, command: str) -> subprocess.CompletedProcess[str]:
+    """Run `netbay COMMAND` on HOST as a user would type it, and show it with its output."""
+    print(f"\n\033[1m[{host.name}]$ netbay {command}\033[0m")
+    result = host.netbay(*shlex.split(command), check=False)
     print((result.stdout + result.stderr).rstrip())
+    if result.returncode != 0:
+        raise AssertionError(f"{host.name}: netbay {command} failed ({result.returncode})")
+    return result
 
 
 def _demo_steps(cluster: Cluster) -> None:
     endpoints = ",".join(cluster.etcd.endpoints)
-    print("\n\033[1mevery host pings every other across the underlay (ttl 63: via the router)"
-          "\033[0m")
+    h1, h2, h3 = cluster.hosts[:3]
     for host in cluster.hosts:
-        for peer in cluster.hosts:
-            if peer is not host:
-                reply = host.run(["ping", "-c", "1", "-W", "2", peer.address]).stdout
-                print(f"  {host.name} -> {peer.name}: {reply.splitlines()[1]}")
-    health = ["etcdctl", f"--endpoints={endpoints}", "endpoint", "health"]
+        _show(host, f"cluster join --etcd {endpoints}")
+    _show(h1, "network create -d overlay --subnet 10.244.0.0/16 podnet")
     for host in cluster.hosts:
-        _show(host, " ".join(health), host.run(health))
-        for args in (["daemon", "status"], ["network", "ls"]):
-            _show(host, " ".join(["netbay", *args]), host.netbay(*args))
-    print("\n\033[1mpending until the cluster commands land:\033[0m")
-    for where, command in PENDING:
-        print(f"  [{where}]$ {command.format(endpoints=endpoints)}")
+        _show(host, f"run -d --name c-{host.name} --network podnet -- sleep infinity")
+    _show(h2, "network ls")
+    _show(h1, "cluster nodes")
+    print("\n\033[1mc-h1 reaches c-h2 over a plain route (one segment: host-gw) and c-h3 "
+          "through a VXLAN tunnel (behind the router)\033[0m")
+    for target in (h2, h3):
+        address = json.loads(target.netbay("inspect", f"c-{target.name}").stdout)[0][
+            "NetworkSettings"]["Networks"]["podnet"]["IPAddress"]
+        _show(h1, f"exec c-h1 -- ping -c 2 -W 2 {address}")
+    print("\n\033[1mh1's routes to the other nodes' subnets (netbay's protocol, 57)\033[0m")
+    print(h1.run(["ip", "route", "show", "proto", "57"]).stdout.rstrip())
+    _show(h1, "cluster status")
 
 
 def demo() -> None:
-    """Three hosts and etcd, what runs on them today, then everything removed (also on
-    Ctrl-C, SIGTERM or a failed step)."""
+    """Three hosts and etcd, an overlay network across them with a container on each, then
+    everything removed (also on Ctrl-C, SIGTERM or a failed step)."""
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # through the teardown too
     print("building 3 hosts on two underlay segments joined by a router, and a 3-member etcd")

@@ -12,6 +12,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from types import MappingProxyType
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
+CLUSTER_POOL = "netbay.cluster.pool"  # option of a global network's local record: its pool
 
 # Record states. An object whose state is not READY was caught mid-operation by a crash
 # if its owner process is gone; gc repairs it from the record.
@@ -64,7 +65,9 @@ class Network:
 
     @property
     def scope(self) -> str:
-        return "local"
+        """Docker's: "global" for a cluster-wide network (this node's share holds the pool
+        every node's block comes from), else "local"."""
+        return "global" if CLUSTER_POOL in self.options else "local"
 
 
 @dataclass(frozen=True)

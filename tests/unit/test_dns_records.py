@@ -15,7 +15,9 @@ from netbay.dns.resolver import Forward, Reply, resolve
 from netbay.engine.endpoints import check_aliases
 from netbay.errors import ConfigError
 from netbay.model import CREATING, READY, REMOVING, Container, Endpoint, Network, SubnetConfig
+from netbay.name_entry import NameEntry
 from netbay.runtime import files
+from netbay.store.base import DnsRecords, RemoteName
 from netbay.store.sqlite import SQLiteStore
 
 A = IPv4Address
@@ -151,19 +153,25 @@ def test_garbage_and_responses(zone: records.Zone) -> None:
     assert isinstance(bad, Reply) and parse_answer(bad.packet)["rcode"] == "FORMERR"
 
 
-def test_the_store_read_back_as_the_server_reads_it(tmp_path: Path) -> None:
+def stored(tmp_path: Path) -> SQLiteStore:
+    """A record with env1 (hostname odin, alias db) on front."""
     store = SQLiteStore(tmp_path / "netbay.db")
-    front = NETS[0]
-    store.put_network(front)
+    store.put_network(NETS[0])
     store.put_container(Container(
         id="c1", name="env1", hostname="odin", command=("true",), created="", netns=None,
         network_mode="private", state="running", config={"dns": ["192.0.2.53"]},
     ))
     store.put_endpoint(Endpoint(
-        id="e1", network_id=front.id, container_id="c1", ifname="eth0", host_ifname="nbv1",
+        id="e1", network_id=NETS[0].id, container_id="c1", ifname="eth0", host_ifname="nbv1",
         mac=None, address=IPv4Interface("10.60.1.2/24"), gateway=A("10.60.1.1"),
         aliases=("db",), state=READY,
     ))
+    return store
+
+
+def test_the_store_read_back_as_the_server_reads_it(tmp_path: Path) -> None:
+    store = stored(tmp_path)
+    front = NETS[0]
     conn = records.connect(str(tmp_path / "netbay.db"))
     version = records.data_version(conn)
     zone = records.load(conn)
@@ -177,6 +185,73 @@ def test_the_store_read_back_as_the_server_reads_it(tmp_path: Path) -> None:
     store.delete_endpoint("e1")
     assert records.data_version(conn) != version
     assert records.load(conn).askers == {}
+    conn.close()
+    store.close()
+
+
+# --- names other nodes publish on a global network (front stands for one here) ------------
+REMOTE = [
+    RemoteName("n-front", NameEntry("Cache", ("redis",), A("10.60.9.2"), "c-cache", "node-b")),
+    RemoteName("n-front", NameEntry("web", ("shared", "webhost"), A("10.60.9.3"), "c-w2", "b")),
+    RemoteName("n-front", NameEntry("worker", ("shared",), A("10.60.8.2"), "c-worker", "c")),
+    RemoteName("n-gone", NameEntry("ghost", (), A("10.60.7.2"), "c-ghost", "node-c")),
+]
+
+
+@pytest.fixture
+def cluster_zone() -> records.Zone:
+    return build_zone(NETS, CONTAINERS, ENDPOINTS, REMOTE)
+
+
+def test_remote_names_resolve_on_their_network_with_aliases_and_qualified(
+    cluster_zone: records.Zone,
+) -> None:
+    for name in ("cache", "CACHE", "redis", "cache.front", "redis.front"):
+        assert answer(cluster_zone, "n-front", "10.60.1.2", name)["answers"] == ["10.60.9.2"]
+    # an alias two remote containers share: both, as a shared local alias
+    assert answer(cluster_zone, "n-front", "10.60.1.2", "shared")["answers"] == [
+        "10.60.9.3", "10.60.8.2"]
+    ptr = answer(cluster_zone, "n-front", "10.60.1.2", "2.9.60.10.in-addr.arpa", "PTR")
+    assert ptr["answers"] == ["Cache.front"]
+    assert "ghost" not in cluster_zone.known  # its network is not one this host serves
+
+
+def test_a_local_container_wins_over_a_remote_one_of_the_same_name(
+    cluster_zone: records.Zone,
+) -> None:
+    for name in ("web", "web.front", "webhost"):
+        assert answer(cluster_zone, "n-front", "10.60.1.2", name)["answers"] == ["10.60.1.3"]
+
+
+def test_remote_names_stay_on_their_network(cluster_zone: records.Zone) -> None:
+    for name in ("cache", "cache.front", "shared", "worker"):
+        assert answer(cluster_zone, "n-back", "10.60.2.3", name)["rcode"] == "NXDOMAIN", name
+
+
+def test_published_names_are_what_this_host_answers_on_the_network() -> None:
+    local = DnsRecords(NETS, CONTAINERS, ENDPOINTS)
+    assert records.published_names(local, "n-front") == [
+        NameEntry("app", ("apphost",), A("10.60.1.2"), "c-app"),
+        NameEntry("web", ("webhost", "www", "www2"), A("10.60.1.3"), "c-web"),
+    ]
+    assert records.published_names(local, "n-back") == [
+        NameEntry("app", ("apphost", "api"), A("10.60.2.2"), "c-app"),
+        NameEntry("db", ("dbhost",), A("10.60.2.3"), "c-db"),
+    ]
+    assert records.published_names(local, "n-empty") == []
+
+
+def test_remote_names_read_back_as_the_server_reads_them(tmp_path: Path) -> None:
+    store = stored(tmp_path)
+    front = NETS[0]
+    conn = records.connect(str(tmp_path / "netbay.db"))
+    version = records.data_version(conn)
+    store.replace_remote_names(front.id, [REMOTE[0].entry])
+    assert records.data_version(conn) != version
+    view = records.load(conn).askers[front.id]["10.60.1.2"].view
+    assert set(view.names) == {"env1", "odin", "db", "cache", "redis", "env1.front",
+                               "odin.front", "db.front", "cache.front", "redis.front"}
+    assert view.names["redis"] == [A("10.60.9.2").packed]
     conn.close()
     store.close()
 

@@ -15,8 +15,9 @@ import pytest
 
 from netbay.errors import ConflictError
 from netbay.model import CREATING, READY, Container, Endpoint, Network, SubnetConfig
+from netbay.name_entry import NameEntry
 from netbay.store import MemoryStore, Store
-from netbay.store.base import ContainerRow, EndpointRow
+from netbay.store.base import ContainerRow, EndpointRow, RemoteName
 from netbay.store.sqlite import SQLiteStore
 
 A = IPv4Address
@@ -388,6 +389,63 @@ def test_both_stores_keep_the_same_rows(tmp_path: Path) -> None:
         dumps.append(list(store.dump()))
         store.close()
     assert dumps[0] == dumps[1]
+
+
+# --- remote names (other nodes' names on global networks) ---------------------------------
+WEB = NameEntry("web", ("webhost", "www"), A("10.5.2.2"), "c-web", "node-b")
+DB = NameEntry("db", (), A("10.5.2.3"), "c-db", "node-b")
+API = NameEntry("api", ("gateway",), A("10.5.3.2"), "c-api", "node-c")
+
+
+def test_remote_names_are_replaced_whole_per_network_and_move_the_version(
+    attached: Store,
+) -> None:
+    version = attached.version()
+    attached.replace_remote_names(NET_B, [API])
+    attached.replace_remote_names(NET_A, [WEB, DB])  # not known locally yet: kept all the same
+    assert attached.version() != version
+    assert attached.remote_names() == [
+        RemoteName(NET_A, WEB), RemoteName(NET_A, DB), RemoteName(NET_B, API)]
+    version = attached.version()
+    attached.replace_remote_names(NET_A, [DB])
+    assert attached.version() != version
+    assert attached.remote_names() == [RemoteName(NET_A, DB), RemoteName(NET_B, API)]
+    attached.replace_remote_names(NET_B, [])
+    assert attached.remote_names() == [RemoteName(NET_A, DB)]
+    assert attached.dns_records().remote_names == [RemoteName(NET_A, DB)]
+    attached.replace_remote_names("nowhere", [WEB])  # no local network: no reference
+    attached.replace_remote_names("nowhere", [])
+    assert attached.remote_names() == [RemoteName(NET_A, DB)]
+
+
+def test_remote_names_are_dumped_and_undone_with_their_transaction(attached: Store) -> None:
+    attached.replace_remote_names(NET_B, [WEB])
+    rows = list(attached.dump())
+    assert rows[-1] == ("remote_names", {
+        "network_id": NET_B, "node": "node-b", "container": "c-web", "name": "web",
+        "aliases": '["webhost", "www"]', "address": int(A("10.5.2.2")),
+    })
+    version = attached.version()
+    with pytest.raises(RuntimeError), attached.transaction():
+        attached.replace_remote_names(NET_B, [DB, API])
+        attached.replace_remote_names(NET_A, [API])
+        raise RuntimeError("undo")
+    assert list(attached.dump()) == rows
+    assert attached.version() == version
+
+
+def test_both_stores_keep_the_same_remote_names(tmp_path: Path) -> None:
+    dumps = []
+    for make in (open_sqlite, open_memory):
+        store = make(tmp_path)
+        store.replace_remote_names(NET_B, [WEB, API])
+        store.replace_remote_names(NET_A, [DB])
+        store.replace_remote_names(NET_B, [API, WEB])
+        dumps.append(list(store.dump()))
+        store.close()
+    assert dumps[0] == dumps[1]
+    assert [(row["network_id"], row["name"]) for _, row in dumps[0]] == [
+        (NET_A, "db"), (NET_B, "api"), (NET_B, "web")]
 
 
 def test_a_read_only_sqlite_store_follows_the_writer(tmp_path: Path) -> None:

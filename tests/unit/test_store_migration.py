@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from ipaddress import IPv4Address
 from pathlib import Path
 
+from netbay.name_entry import NameEntry
+from netbay.store.base import RemoteName
 from netbay.store.sqlite import SQLiteStore
 
 # the containers table as netbay made it before the namespace identity columns
@@ -41,4 +44,19 @@ def test_an_older_record_gets_the_new_columns_and_reads_back(tmp_path: Path) -> 
     found = again.find_container("c1")
     assert found is not None
     assert (found.netns_dev, found.netns_ino, found.netns_pid_start) == (4, 4026532182, 99)
+    again.close()
+
+
+def test_an_older_record_gets_the_remote_names_table(tmp_path: Path) -> None:
+    db = tmp_path / "netbay.db"
+    with contextlib.closing(sqlite3.connect(db)) as old:
+        old.execute(OLD_CONTAINERS)
+        old.commit()
+    store = SQLiteStore(db)
+    assert store.remote_names() == []
+    entry = NameEntry("web", ("www",), IPv4Address("10.5.2.2"), "c-web", "node-b")
+    store.replace_remote_names("n1", [entry])
+    store.close()
+    again = SQLiteStore(db)
+    assert again.remote_names() == [RemoteName("n1", entry)]
     again.close()

@@ -46,11 +46,12 @@ from .kv import (
 )
 from .layout import DEFAULT_ROOT, GlobalNetwork, GlobalNetworkSpec, Layout, NodeRecord
 from .membership import Membership, MembershipHealth
+from .names import ClusterNames
 from .networks import GlobalNetworks
 from .node import ClusterNode, ClusterStatus
 from .state import LOST, READY, ClusterState, NodeStatus, Peer
 from .subnets import SubnetLeases
-from .view import ClusterView, OnPeers
+from .view import ClusterView, OnNames, OnPeers
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -59,6 +60,7 @@ __all__ = [
     "LOST",
     "READY",
     "Absent",
+    "ClusterNames",
     "ClusterNode",
     "ClusterState",
     "ClusterStatus",
@@ -83,6 +85,7 @@ __all__ = [
     "ModRevision",
     "NodeRecord",
     "NodeStatus",
+    "OnNames",
     "OnPeers",
     "Peer",
     "Present",

@@ -10,25 +10,30 @@ Under one root (default /netbay/v1/, so several clusters or versions can share a
     subnets/<network>/<a.b.c.d-len>   {"node": id}: who holds the block (grace lease)
     holders/<network>/<node id>       {"subnet": "a.b.c.d/len"}: the block a node holds, so a
                                       node finds its own by id and never holds two
+    names/<network>/<node id>         [{"name", "aliases", "address", "container"}]: the DNS
+                                      names of the node's ready endpoints there (grace lease)
 
 A node's subnet keys are bound to its grace lease, kept alive with its liveness lease: a node
 that stops is lost after the TTL, and etcd itself frees its subnets when the grace period
-(the grace lease's TTL) ends after that; `leave` revokes both leases at once.
+(the grace lease's TTL) ends after that; `leave` revokes both leases at once. Its names are
+bound to the grace lease too: a lost node's containers may still run, so they stay resolvable.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
+from ..name_entry import NameEntry
 
 DEFAULT_ROOT = "/netbay/v1/"
 NODES, ALIVE, NETWORKS, SUBNETS, HOLDERS = "nodes", "alive", "networks", "subnets", "holders"
+NAMES = "names"
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
@@ -72,9 +77,9 @@ class GlobalNetwork:
 
 @dataclass(frozen=True)
 class ParsedKey:
-    kind: str  # NODES, ALIVE, NETWORKS, SUBNETS or HOLDERS
+    kind: str  # NODES, ALIVE, NETWORKS, SUBNETS, HOLDERS or NAMES
     name: str  # node id or network name
-    item: str = ""  # the block (SUBNETS) or the node id (HOLDERS)
+    item: str = ""  # the block (SUBNETS) or the node id (HOLDERS, NAMES)
 
 
 class Layout:
@@ -103,6 +108,9 @@ class Layout:
     def holder(self, network: str, node_id: str) -> str:
         return self.prefix(HOLDERS, network) + node_id
 
+    def names(self, network: str, node_id: str) -> str:
+        return self.prefix(NAMES, network) + node_id
+
     def parse(self, key: str) -> ParsedKey | None:
         """What KEY is, or None for a key of no kind this version knows."""
         if not key.startswith(self.root):
@@ -110,7 +118,7 @@ class Layout:
         parts = key[len(self.root):].split("/")
         if len(parts) == 2 and parts[0] in (NODES, ALIVE, NETWORKS) and parts[1]:
             return ParsedKey(parts[0], parts[1])
-        if len(parts) == 3 and parts[0] in (SUBNETS, HOLDERS) and parts[1] and parts[2]:
+        if len(parts) == 3 and parts[0] in (SUBNETS, HOLDERS, NAMES) and parts[1] and parts[2]:
             return ParsedKey(parts[0], parts[1], parts[2])
         return None
 
@@ -124,7 +132,7 @@ def parse_block_name(name: str) -> IPv4Network:
     return IPv4Network(name.replace("-", "/", 1))
 
 
-def _dump(value: dict[str, Any]) -> bytes:
+def _dump(value: dict[str, Any] | list[dict[str, Any]]) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -183,3 +191,20 @@ def decode_held_subnet(data: bytes) -> IPv4Network:
 
 def encode_alive(lease: int) -> bytes:
     return _dump({"lease": lease})
+
+
+def encode_names(entries: Sequence[NameEntry]) -> bytes:
+    return _dump([
+        {"name": e.name, "aliases": list(e.aliases), "address": str(e.address),
+         "container": e.container} for e in entries
+    ])
+
+
+def decode_names(data: bytes, node_id: str) -> tuple[NameEntry, ...]:
+    """NODE_ID's entries (the key names the node, the value does not)."""
+    return tuple(
+        NameEntry(name=str(raw["name"]), aliases=tuple(str(a) for a in raw["aliases"]),
+                  address=IPv4Address(raw["address"]), container=str(raw["container"]),
+                  node=node_id)
+        for raw in json.loads(data)
+    )

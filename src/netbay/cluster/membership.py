@@ -102,6 +102,10 @@ class Membership:
             self._client.revoke(lease)
         self._record = None
 
+    @property
+    def address(self) -> IPv4Address:
+        return self._address
+
     def set_address(self, address: IPv4Address) -> None:
         """Peers replace this node's routes, FDB and neighbour entries from the new record."""
         with self._lock:

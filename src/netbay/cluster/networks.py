@@ -25,6 +25,7 @@ from .etcd import EtcdClient
 from .kv import Compare, Delete, ModRevision, Put, UnchangedSince
 from .layout import (
     HOLDERS,
+    NAMES,
     NETWORKS,
     NODES,
     SUBNETS,
@@ -93,6 +94,7 @@ class GlobalNetworks:
             if self._client.txn(compares, [
                 Delete(found.key), Delete(self._layout.prefix(SUBNETS, name), prefix=True),
                 Delete(holders_prefix, prefix=True),
+                Delete(self._layout.prefix(NAMES, name), prefix=True),
             ]):
                 return
         raise ConflictError(f"global network {name} kept changing; try again")

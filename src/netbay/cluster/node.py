@@ -19,9 +19,10 @@ from .identity import JoinSettings, forget_join, load_join, node_id, save_join, 
 from .kv import MemberStatus
 from .layout import GlobalNetwork, Layout
 from .membership import Membership, MembershipHealth
+from .names import ClusterNames
 from .networks import GlobalNetworks
 from .subnets import SubnetLeases
-from .view import ClusterView, OnPeers
+from .view import ClusterView, OnNames, OnPeers
 
 JOIN_TIMEOUT = 4.5  # the first contact; `cluster join` answers within 5 s either way
 
@@ -40,7 +41,8 @@ class ClusterStatus:
 
 
 class ClusterNode:
-    def __init__(self, root: Path, settings: JoinSettings, on_peers: OnPeers | None = None):
+    def __init__(self, root: Path, settings: JoinSettings, on_peers: OnPeers | None = None,
+                 on_names: OnNames | None = None):
         self.root = root
         self.settings = settings
         self.client = EtcdClient(EtcdConfig(
@@ -62,13 +64,18 @@ class ClusterNode:
                                     lambda: self.membership.grace_lease)
         self.membership.on_new_grace_lease.append(
             lambda: self.subnets.reclaim(self.networks.get))
-        self.view = ClusterView(self.client, self.layout, on_peers, self.node)
+        self.names = ClusterNames(self.client, self.layout, self.node,
+                                  lambda: self.membership.grace_lease)
+        # keys bound to an expired grace lease went with it: written again on the new one
+        self.membership.on_new_grace_lease.append(self.names.republish)
+        self.view = ClusterView(self.client, self.layout, on_peers, self.node,
+                                on_names=on_names)
 
     @classmethod
-    def join(cls, root: Path, settings: JoinSettings,
-             on_peers: OnPeers | None = None) -> ClusterNode:
+    def join(cls, root: Path, settings: JoinSettings, on_peers: OnPeers | None = None,
+             on_names: OnNames | None = None) -> ClusterNode:
         """Join now: registered, the view started, the settings kept in ROOT."""
-        node = cls(root, settings, on_peers)
+        node = cls(root, settings, on_peers, on_names)
         try:
             node.client.revision(retry_for=JOIN_TIMEOUT)
             node.membership.join()
@@ -80,13 +87,14 @@ class ClusterNode:
         return node
 
     @classmethod
-    def resume(cls, root: Path, on_peers: OnPeers | None = None) -> ClusterNode | None:
+    def resume(cls, root: Path, on_peers: OnPeers | None = None,
+               on_names: OnNames | None = None) -> ClusterNode | None:
         """The node ROOT joined before, registering in the background; None if it has not
         joined."""
         settings = load_join(root)
         if settings is None:
             return None
-        node = cls(root, settings, on_peers)
+        node = cls(root, settings, on_peers, on_names)
         node.membership.start()
         node.view.start()
         return node

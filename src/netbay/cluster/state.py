@@ -1,7 +1,7 @@
 """The cluster record as one node sees it, rebuilt from a listing and kept current by watch
 events, and what a node's data plane wants from it: per global network, the peers now
-(every other ready node holding a block there, with its address, block and VTEP MAC).
-Pure: no etcd, no threads."""
+(every other ready node holding a block there, with its address, block and VTEP MAC), and
+what its DNS wants: the names the other nodes publish there. Pure: no etcd, no threads."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from types import MappingProxyType
+from typing import TypeVar
 
+from ..name_entry import NameEntry
 from .kv import PUT, KeyValue, WatchEvent
 from .layout import (
     ALIVE,
+    NAMES,
     NETWORKS,
     NODES,
     SUBNETS,
@@ -22,6 +25,7 @@ from .layout import (
     Layout,
     NodeRecord,
     ParsedKey,
+    decode_names,
     decode_network,
     decode_node,
     decode_subnet_holder,
@@ -30,6 +34,7 @@ from .layout import (
 
 log = logging.getLogger("netbay.cluster")
 READY, LOST = "ready", "lost"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class NodeStatus:
 
 
 PeerLists = Mapping[str, tuple[Peer, ...]]
+NameLists = Mapping[str, tuple[NameEntry, ...]]
 
 
 class ClusterState:
@@ -63,6 +69,7 @@ class ClusterState:
         self.alive: set[str] = set()
         self.networks: dict[str, GlobalNetwork] = {}
         self.subnets: dict[str, dict[IPv4Network, str]] = {}  # network -> block -> node id
+        self.names: dict[str, dict[str, tuple[NameEntry, ...]]] = {}  # network -> node -> ...
 
     @classmethod
     def from_listing(cls, layout: Layout, items: Iterable[KeyValue]) -> ClusterState:
@@ -96,6 +103,9 @@ class ClusterState:
         elif parsed.kind == SUBNETS:
             blocks = self.subnets.setdefault(parsed.name, {})
             blocks[parse_block_name(parsed.item)] = decode_subnet_holder(value)
+        elif parsed.kind == NAMES:
+            self.names.setdefault(parsed.name, {})[parsed.item] = decode_names(
+                value, parsed.item)
 
     def delete(self, key: str) -> None:
         parsed = self.layout.parse(key)
@@ -110,6 +120,8 @@ class ClusterState:
         elif parsed.kind == SUBNETS:
             with contextlib.suppress(ValueError):  # a key put() ignored as unreadable
                 self.subnets.get(parsed.name, {}).pop(parse_block_name(parsed.item), None)
+        elif parsed.kind == NAMES:
+            self.names.get(parsed.name, {}).pop(parsed.item, None)
 
     def subnets_of(self, node: str) -> dict[str, IPv4Network]:
         return {network: block for network, blocks in self.subnets.items()
@@ -131,6 +143,17 @@ class ClusterState:
             lists[network] = tuple(sorted(peers, key=lambda p: (p.node, p.subnet)))
         return lists
 
+    def names_of(self, exclude: str | None = None) -> dict[str, tuple[NameEntry, ...]]:
+        """Every global network's names (sorted) that nodes but EXCLUDE publish there. A
+        lost node's stay (its containers may still run) until its record goes with its
+        grace lease."""
+        return {
+            network: tuple(sorted(
+                entry for node, entries in self.names.get(network, {}).items()
+                if node != exclude and node in self.nodes for entry in entries
+            )) for network in self.networks
+        }
+
     def lost(self) -> set[str]:
         return set(self.nodes) - self.alive
 
@@ -147,9 +170,12 @@ class ClusterState:
         ), key=lambda s: (s.name, s.id))
 
 
-def changed(before: PeerLists, after: PeerLists) -> dict[str, tuple[Peer, ...]]:
-    """The networks whose peer list is not what was last delivered (BEFORE), with their
-    list now; a network gone has none. A network never delivered counts as changed."""
+def changed(
+    before: Mapping[str, tuple[T, ...]], after: Mapping[str, tuple[T, ...]],
+) -> dict[str, tuple[T, ...]]:
+    """The networks whose list (of peers, of names) is not what was last delivered (BEFORE),
+    with their list now; a network gone has none. A network never delivered counts as
+    changed."""
     lists = {name: peers for name, peers in after.items()
              if name not in before or before[name] != peers}
     lists.update({name: () for name in before if name not in after})

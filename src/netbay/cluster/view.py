@@ -4,6 +4,7 @@ that revision + 1, and after a compaction lists again and compares everything (a
 block, VTEP MAC; flannel compares subnets only and keeps a stale MAC). Level-triggered: for
 each network whose peers differ from what it last delivered, ON_PEERS gets the full list
 now, never a delta; a list the consumer failed on is delivered again with the next change.
+ON_NAMES gets the other nodes' names of each network the same way (for this node's DNS).
 
 Control plane down: the watch looks for a member to resume on and the view keeps its last
 state (nothing is torn down for want of news); when etcd answers again the watch resumes
@@ -17,17 +18,21 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import NetbayError
+from ..name_entry import NameEntry
 from .etcd import EtcdClient, WatchHandle
 from .kv import WatchEvent
 from .layout import GlobalNetwork, Layout
-from .state import ClusterState, NodeStatus, Peer, PeerLists, changed
+from .state import ClusterState, NameLists, NodeStatus, Peer, PeerLists, changed
 
 log = logging.getLogger("netbay.cluster")
+T = TypeVar("T")
 OnPeers = Callable[[str, tuple[Peer, ...]], None]
+OnNames = Callable[[str, tuple[NameEntry, ...]], None]
 RELIST_PAUSE = 0.5  # between listings that failed
 
 
@@ -42,17 +47,19 @@ _STOP = object()
 class ClusterView:
     def __init__(
         self, client: EtcdClient, layout: Layout, on_peers: OnPeers | None = None,
-        node: str | None = None,
+        node: str | None = None, *, on_names: OnNames | None = None,
     ) -> None:
-        """NODE: this node's id, left out of every peer list."""
+        """NODE: this node's id, left out of every peer list and of the names."""
         self._client = client
         self._layout = layout
         self._on_peers = on_peers
+        self._on_names = on_names
         self._node = node
         self._queue: queue.Queue[tuple[int, object]] = queue.Queue()
         self._lock = threading.Lock()
         self._state = ClusterState(layout)
         self._delivered: PeerLists = {}
+        self._delivered_names: NameLists = {}
         self._last_seen: dict[str, float] = {}
         self._synced = threading.Event()
         self._stopping = threading.Event()
@@ -88,6 +95,11 @@ class ClusterView:
     def peers(self, network: str) -> tuple[Peer, ...]:
         with self._lock:
             return self._state.peers(self._node).get(network, ())
+
+    def names(self, network: str) -> tuple[NameEntry, ...]:
+        """The names the other nodes publish on NETWORK."""
+        with self._lock:
+            return self._state.names_of(self._node).get(network, ())
 
     def network(self, name: str) -> GlobalNetwork | None:
         with self._lock:
@@ -165,17 +177,10 @@ class ClusterView:
     def _publish(self) -> None:
         self._note_lost()
         with self._lock:
-            lists = self._state.peers(self._node)
-        delivered = dict(lists)
-        for network, peers in changed(self._delivered, lists).items():
-            if self._on_peers is None:
-                continue
-            try:
-                self._on_peers(network, peers)
-            except Exception:
-                log.exception("cluster view: the consumer of %s's peers failed", network)
-                delivered.pop(network, None)  # so the next change delivers it again
-        self._delivered = delivered
+            peers = self._state.peers(self._node)
+            names = self._state.names_of(self._node)
+        self._delivered = _deliver(self._on_peers, "peers", self._delivered, peers)
+        self._delivered_names = _deliver(self._on_names, "names", self._delivered_names, names)
 
     def _note_lost(self) -> None:
         """When each newly lost node was last seen: its grace lease is renewed with its
@@ -193,3 +198,21 @@ class ClusterView:
             if ttl.remaining >= 0:
                 with self._lock:
                     self._last_seen[node] = time.time() - (ttl.granted - ttl.remaining)
+
+
+def _deliver(
+    consumer: Callable[[str, tuple[T, ...]], None] | None, what: str,
+    delivered: Mapping[str, tuple[T, ...]], lists: Mapping[str, tuple[T, ...]],
+) -> Mapping[str, tuple[T, ...]]:
+    """Give CONSUMER each of LISTS that differs from what it was last DELIVERED; what it has
+    been delivered now."""
+    now = dict(lists)
+    for network, items in changed(delivered, lists).items():
+        if consumer is None:
+            continue
+        try:
+            consumer(network, items)
+        except Exception:
+            log.exception("cluster view: the consumer of %s's %s failed", network, what)
+            now.pop(network, None)  # so the next change delivers it again
+    return now

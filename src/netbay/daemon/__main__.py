@@ -58,12 +58,7 @@ def _each(*calls: Callable[[], None]) -> Callable[[], None]:
 
 
 def serve(paths: Paths, lock: object) -> int:
-    from ..dns.supervisor import DnsSupervisor
-    from ..engine import Host
-    from ..reconcile.loop import Reconciler
-    from .api import Api
     from .listener import ApiSocket
-    from .reaper import Reaper
     from .server import ApiServer
 
     try:  # first: a bad NETBAY_SOCKET_GROUP or LISTEN_FDS stops netbayd before it does anything
@@ -71,18 +66,8 @@ def serve(paths: Paths, lock: object) -> int:
     except ConfigError as exc:
         logging.error("netbayd: %s", exc)
         return 1
-    host = Host(paths)
-    report = host.gc()
-    if any(report.as_dict().values()):
-        logging.info("repaired at start-up: %s", report.as_dict())
-    reaper = Reaper(lambda cid, code: host.mark_exited(cid, code))
-    dns = DnsSupervisor(paths, host.store)
-    dns.sync()  # the containers the record already holds resolve as before the restart
-    # kernel state put back as recorded, then kept so (the first pass runs before serving)
-    reconciler = Reconciler(host, on_repair=dns.sync)
-    reconciler.start()
-    api = Api(host, reaper, after_change=_each(dns.sync, reconciler.poke), dns_health=dns.health)
-    server = ApiServer(api_socket.sock, api)
+    services = Services(paths)
+    server = ApiServer(api_socket.sock, services.api)
 
     def stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -96,13 +81,50 @@ def serve(paths: Paths, lock: object) -> int:
         server.serve_forever()
     finally:
         api_socket.close()
-        reaper.close()
-        reconciler.close()
-        dns.close()
-        host.close()
+        services.close()
         with contextlib.suppress(FileNotFoundError):
             (paths.root / "netbayd.pid").unlink()
     return 0
+
+
+class Services:
+    """What netbayd runs behind its socket: the engine (crash repairs done first), the
+    reaper, the DNS server, the reconciler, the cluster agent, and the API over them."""
+
+    def __init__(self, paths: Paths) -> None:
+        from ..dns.supervisor import DnsSupervisor
+        from ..engine import Host
+        from ..engine.cluster import ClusterAgent
+        from ..kernel.linux import LinuxKernel
+        from ..reconcile.loop import Reconciler
+        from .api import Api
+        from .cluster_api import ClusterRoutes
+        from .reaper import Reaper
+
+        kernel = LinuxKernel()
+        self.host = host = Host(paths, kernel=kernel)
+        report = host.gc()
+        if any(report.as_dict().values()):
+            logging.info("repaired at start-up: %s", report.as_dict())
+        self.reaper = Reaper(lambda cid, code: host.mark_exited(cid, code))
+        self.dns = DnsSupervisor(paths, host.store)
+        self.dns.sync()  # the containers the record already holds resolve as before
+        # kernel state put back as recorded, then kept so (the first pass runs before serving)
+        self.reconciler = Reconciler(host, on_repair=self.dns.sync)
+        self.reconciler.start()
+        self.agent = ClusterAgent(host, kernel, on_change=_each(self.dns.sync,
+                                                                self.reconciler.poke))
+        self.agent.start()  # a node that joined before: back in the cluster, in the background
+        self.api = Api(host, self.reaper, dns_health=self.dns.health,
+                       after_change=_each(self.dns.sync, self.reconciler.poke, self.agent.poke),
+                       cluster=ClusterRoutes(self.agent))
+
+    def close(self) -> None:
+        self.reaper.close()
+        self.agent.close()
+        self.reconciler.close()
+        self.dns.close()
+        self.host.close()
 
 
 if __name__ == "__main__":

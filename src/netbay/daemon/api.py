@@ -10,10 +10,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .. import __version__
+from ..drivers import capabilities
 from ..engine import Host
-from ..errors import InUseError, NotFoundError
+from ..errors import ConfigError, InUseError, NotFoundError
 from ..model import READY, Container, Network
 from . import docker_json
+from .cluster_api import ClusterRoutes, as_network
 from .filters import PRUNE_FILTER_KEYS, network_matches, parse_filters
 from .observe_api import DnsHealth, ObserveRoutes
 from .reaper import Reaper
@@ -42,9 +44,10 @@ def version_error(requested: str) -> str | None:
 class Api:
     def __init__(
         self, host: Host, reaper: Reaper, after_change: Callable[[], None] | None = None,
-        dns_health: DnsHealth | None = None,
+        dns_health: DnsHealth | None = None, cluster: ClusterRoutes | None = None,
     ) -> None:
         self.host = host
+        self.cluster = cluster  # None: this daemon takes no part in a cluster
         self.reaper = reaper
         # called after every request that may have changed something (the DNS server's
         # listen points follow the record), before the response goes out
@@ -79,6 +82,8 @@ class Api:
             self._routes.append((method, re.compile(pattern + "$"), handler))
         self.runtimes = RuntimeRoutes(host)  # the CNI plugins, the netavark backend
         for method, pattern, handler in self.runtimes.routes():
+            self._routes.append((method, re.compile(pattern + "$"), handler))
+        for method, pattern, handler in cluster.routes() if cluster else ():
             self._routes.append((method, re.compile(pattern + "$"), handler))
 
     def dispatch(self, method: str, target: str, body: Any) -> Response:
@@ -135,26 +140,59 @@ class Api:
     def _in_use(self, network: Network) -> bool:
         return bool(self.host.members(network))
 
+    def _global_networks(self, local: list[Network]) -> list[Network]:
+        """The cluster's networks this node holds no share of (a share is listed as itself)."""
+        if self.cluster is None:
+            return []
+        names = {n.name for n in local}
+        return [as_network(g) for g in self.cluster.agent.global_networks() if g.name not in names]
+
     def list_networks(self, params: dict[str, str], **_: Any) -> Response:
         filters = parse_filters(params.get("filters"))
         nets = [n for n in self.host.networks() if n.state == "ready"]
+        nets += self._global_networks(nets)
         chosen = [n for n in nets if network_matches(n, filters, self._in_use)]
         return 200, [docker_json.network_json(n, []) for n in chosen]
 
+    def _network(self, ref: str) -> Network:
+        """A local network, or a global one this node holds no share of."""
+        try:
+            return self.host.network(ref)
+        except NotFoundError:
+            found = self.cluster.agent.global_network(ref) if self.cluster else None
+            if found is None:
+                raise
+            return as_network(found)
+
     def inspect_network(self, ref: str, **_: Any) -> Response:
-        network = self.host.network(ref)
+        network = self._network(ref)
         body = docker_json.network_json(network, self.host.members(network))
+        if self.cluster is not None and network.scope == "global":
+            body["Cluster"] = self.cluster.cluster_details(network)
+            pool = body["Cluster"].get("Subnet")
+            if pool:  # Docker shows an overlay's whole subnet; the node's block is in Cluster
+                body["IPAM"]["Config"] = [{"Subnet": pool}]
         routes = self.host.upstream_routes(network)
         if routes and network.device:
             body["UpstreamRoutes"] = docker_json.upstream_routes_json(network.device, routes)
         return 200, body
 
     def create_network(self, body: dict[str, Any], **_: Any) -> Response:
-        network = self.host.create_network(docker_json.network_spec(body))
+        spec = docker_json.network_spec(body)
+        if capabilities(spec.driver).cluster:
+            if self.cluster is None:
+                raise ConfigError("driver", spec.driver, "this netbayd takes no part in a cluster")
+            created = self.cluster.agent.create_network(spec)
+            return 201, {"Id": created.id, "Warning": ""}
+        network = self.host.create_network(spec)
         return 201, {"Id": network.id, "Warning": ""}
 
     def remove_network(self, ref: str, **_: Any) -> Response:
-        self.host.remove_network(ref)
+        network = self._network(ref)
+        if self.cluster is not None and network.scope == "global":
+            self.cluster.agent.remove_network(network.name)
+        else:
+            self.host.remove_network(ref)
         return 204, None
 
     def prune_networks(self, params: dict[str, str], **_: Any) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from typing import Any
 
+from ..drivers import capabilities
 from ..errors import ConfigError, NotFoundError
 from ..model import (
     AttachRequest,
@@ -212,8 +213,11 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
         raise ConfigError("ipv6", True, "IPv6 networks are not supported yet")
     if body.get("EnableIPv4") is False:  # API 1.48+; absent or null means IPv4 on
         raise ConfigError("ipv4", False, "IPv6-only networks are not supported")
-    if (body.get("Scope") or "local") != "local":
-        raise ConfigError("scope", body["Scope"], "only local networks exist (no swarm)")
+    scope = body.get("Scope") or "local"
+    if scope not in ("local", "global"):
+        raise ConfigError("scope", scope, "local or global (no swarm)")
+    if scope == "global" and not capabilities(body.get("Driver") or "bridge").cluster:
+        raise ConfigError("scope", scope, "only overlay networks are cluster-wide")
     for field, flag in (("Ingress", "ingress"), ("ConfigOnly", "config-only")):
         if body.get(field):
             raise ConfigError(flag, True, "swarm and config-only networks are not supported")

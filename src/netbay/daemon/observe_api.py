@@ -9,6 +9,7 @@ from typing import Any
 
 from ..engine import Host
 from ..observe.observer import Observer
+from ..observe.peers import ClusterNodes
 from ..observe.steering import Steering
 from ..observe.tracer import Tracer
 
@@ -17,11 +18,14 @@ DnsHealth = Callable[[], dict[str, Any]]  # DnsSupervisor.health
 
 
 class ObserveRoutes:
-    def __init__(self, host: Host, dns_health: DnsHealth | None = None) -> None:
+    def __init__(self, host: Host, dns_health: DnsHealth | None = None,
+                 cluster_nodes: ClusterNodes | None = None) -> None:
+        """CLUSTER_NODES: the cluster agent's node list (ClusterAgent.nodes), which names the
+        other nodes of overlay networks in topology and trace."""
         self.host = host
         self.dns_health = dns_health  # None: this daemon runs no DNS server
-        self.observer = Observer(host)
-        self.tracer = Tracer(host)
+        self.observer = Observer(host, cluster_nodes)
+        self.tracer = Tracer(host, cluster_nodes)
         self.steering = Steering(host)
 
     def routes(self) -> list[tuple[str, str, Callable[..., Response]]]:

@@ -5,7 +5,8 @@ and which names each asker may resolve. Pure except for `load`, which reads the 
 Scoping: an asker is a container endpoint; it resolves the names of the containers on the
 networks its container is attached to (container name, hostname, the endpoint's aliases on
 that network, and `NAME.NETWORK` for each), nothing else. Askers whose containers share the
-same networks share one View (and its answer cache).
+same networks share one View (and its answer cache). On a global network the names other
+nodes publish there (the store's remote names) resolve too.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from pathlib import Path
 
 from ..drivers import capabilities
 from ..model import CREATING, READY, REMOVING, Network
-from ..store.base import ContainerRow, EndpointRow, Store
+from ..name_entry import NameEntry
+from ..store.base import ContainerRow, DnsRecords, EndpointRow, RemoteName, Store
 from ..store.sqlite import SQLiteStore
 from .message import reverse_name
 
 __all__ = [
-    "Asker", "ContainerRow", "EndpointRow", "ListenPoint", "View", "Zone", "build_zone",
-    "connect", "data_version", "listen_points", "load", "serves",
+    "Asker", "ContainerRow", "EndpointRow", "ListenPoint", "RemoteName", "View", "Zone",
+    "build_zone", "connect", "data_version", "listen_points", "load", "published_names",
+    "serves",
 ]
 
 
@@ -84,13 +87,23 @@ class Zone:
         return any(address in subnet for subnet in self.subnets)
 
 
-def _names(container: ContainerRow, endpoint: EndpointRow) -> list[str]:
+def _names(name: str, aliases: Iterable[str]) -> list[str]:
     out: list[str] = []
-    for name in (container.name, container.hostname, *endpoint.aliases):
-        low = name.lower().rstrip(".")
+    for each in (name, *aliases):
+        low = each.lower().rstrip(".")
         if low and low not in out:
             out.append(low)
     return out
+
+
+def _live(containers: Iterable[ContainerRow]) -> dict[str, ContainerRow]:
+    return {c.id: c for c in containers if c.state not in (CREATING, REMOVING)}
+
+
+def _answering(endpoint: EndpointRow, live: dict[str, ContainerRow]) -> bool:
+    """An endpoint whose names DNS answers: ready, with an address, of a live container."""
+    return (endpoint.state == READY and endpoint.address is not None
+            and endpoint.container_id in live)
 
 
 class _Members:
@@ -103,11 +116,9 @@ class _Members:
         endpoints: Iterable[EndpointRow],
     ) -> None:
         self.nets = nets
-        self.live = {c.id: c for c in containers if c.state not in (CREATING, REMOVING)}
+        self.live = _live(containers)
         self.endpoints = [
-            e for e in endpoints
-            if e.state == READY and e.address is not None and e.network_id in nets
-            and e.container_id in self.live
+            e for e in endpoints if e.network_id in nets and _answering(e, self.live)
         ]
         # per network: name -> addresses, reverse name -> target
         self.names: dict[str, dict[str, list[bytes]]] = {n: {} for n in nets}
@@ -118,12 +129,30 @@ class _Members:
             container, network = self.live[e.container_id], nets[e.network_id]
             names, packed = self.names[network.id], e.address.packed
             suffix = "." + network.name.lower()
-            for name in _names(container, e):
+            for name in _names(container.name, (container.hostname, *e.aliases)):
                 for key in (name, name + suffix):
                     names.setdefault(key, []).append(packed)
             target = container.name + "." + network.name
             self.reverse[network.id][reverse_name(e.address)] = target
             self.joined.setdefault(e.container_id, []).append(e.network_id)
+
+    def add_remote(self, remote: Iterable[RemoteName]) -> None:
+        """Other nodes' names on the served networks. A name a container of this host holds
+        on the network stays its own (Docker, too, answers from its own containers first);
+        names only other nodes hold get all their addresses, as a shared alias does here."""
+        local = {n: set(names) for n, names in self.names.items()}
+        for item in remote:
+            network = self.nets.get(item.network_id)
+            if network is None:
+                continue
+            entry, names = item.entry, self.names[network.id]
+            suffix = "." + network.name.lower()
+            for name in _names(entry.name, entry.aliases):
+                for key in (name, name + suffix):
+                    if key not in local[network.id]:
+                        names.setdefault(key, []).append(entry.address.packed)
+            self.reverse[network.id].setdefault(
+                reverse_name(entry.address), entry.name + "." + network.name)
 
     def view(self, net_ids: tuple[str, ...]) -> View:
         """The names a container on NET_IDS sees."""
@@ -140,10 +169,12 @@ def build_zone(
     networks: Iterable[Network],
     containers: Iterable[ContainerRow],
     endpoints: Iterable[EndpointRow],
+    remote: Iterable[RemoteName] = (),
 ) -> Zone:
     nets = {n.id: n for n in networks if serves(n)}
     endpoints = list(endpoints)
     members = _Members(nets, containers, endpoints)
+    members.add_remote(remote)
     in_use = {e.network_id for e in endpoints}  # any state: an attach under way too
     zone = Zone(
         listen=listen_points(nets.values(), in_use.__contains__),
@@ -176,4 +207,20 @@ def data_version(store: Store) -> int:
 def load(store: Store) -> Zone:
     """The zone as the record has it now: one consistent read."""
     records = store.dns_records()
-    return build_zone(records.networks, records.containers, records.endpoints)
+    return build_zone(records.networks, records.containers, records.endpoints,
+                      records.remote_names)
+
+
+def published_names(records: DnsRecords, network_id: str) -> list[NameEntry]:
+    """What this host publishes for the cluster on a global network: the names its DNS
+    answers for each endpoint there (the container's name; its hostname and the endpoint's
+    aliases as aliases), in attach order."""
+    live = _live(records.containers)
+    entries = []
+    for e in records.endpoints:
+        if e.network_id == network_id and _answering(e, live):
+            assert e.address is not None
+            container = live[e.container_id]
+            aliases = _names(container.name, (container.hostname, *e.aliases))[1:]
+            entries.append(NameEntry(container.name, tuple(aliases), e.address, container.id))
+    return entries

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError
-from ..model import Endpoint, Network, NetworkSpec
+from ..model import CLUSTER_POOL, Endpoint, Network, NetworkSpec
 from ..reconcile.state import Desired
 
 # (destination, next hop); None: straight out of the link, no gateway to go via
 Route = tuple[IPv4Network, IPv4Address | None]
 DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
+OPT_POOL = CLUSTER_POOL  # a cluster-wide network's whole subnet (every node's blocks)
 
 
 class DriverKernel(Protocol):
@@ -76,6 +77,9 @@ class Capabilities:
     publish: bool = False
     # the embedded DNS server listens on the network's gateway and answers its containers
     dns: bool = False
+    # cluster-wide: the network's subnet here is this node's block of a pool (OPT_POOL) that
+    # every node of the cluster shares; its containers reach the others' without NAT
+    cluster: bool = False
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ class Containers:
         resolved = []
         seen = set()
         for request in spec.networks:
-            network = self.networks.get(request.network)
+            network = self.networks.usable(request.network)
             if network.id in seen:
                 raise ConfigError("network", request.network, "given twice")
             seen.add(network.id)
@@ -262,7 +262,8 @@ class Containers:
         aliases: tuple[str, ...] = (),
     ) -> Endpoint:
         container = self.get(container_ref)
-        endpoint = self.endpoints.attach(container, self.networks.get(network_ref), ip, aliases)
+        endpoint = self.endpoints.attach(container, self.networks.usable(network_ref), ip,
+                                         aliases)
         self.files.refresh(container)
         return endpoint
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from ..drivers import capabilities
-from ..drivers.base import parse_bool
+from ..drivers.base import OPT_POOL, parse_bool
 from ..errors import FirewallError
 from ..model import REMOVING, Container, Endpoint, Network
 from ..plan import firewall as fw
@@ -34,6 +34,7 @@ def network_rules(network: Network) -> fw.NetworkRules | None:
         return None
     options = network.options
     snat = options.get(OPT_HOST_IPV4)
+    pool = options.get(OPT_POOL) if capabilities(network.driver).cluster else None
     return fw.NetworkRules(
         device=network.device,
         subnets=tuple(s.subnet for s in network.subnets),
@@ -41,6 +42,7 @@ def network_rules(network: Network) -> fw.NetworkRules | None:
         icc=parse_bool(OPT_ICC, options.get(OPT_ICC, "true")),
         masquerade=parse_bool(OPT_MASQ, options.get(OPT_MASQ, "true")),
         snat_to=IPv4Address(snat) if snat else None,
+        pool=IPv4Network(pool) if pool else None,
     )
 
 

@@ -45,7 +45,7 @@ from .endpoints import Endpoints
 from .etc_files import EtcFiles
 from .firewall import Firewall
 from .kernel import Flows, Kernel, Nftables
-from .networks import Networks
+from .networks import ClusterNetworks, Networks
 from .reconcile import Reconcile
 from .records import container_endpoints
 from .repair import Collector, GCReport
@@ -154,6 +154,10 @@ class Host:
 
     def members(self, network: Network) -> list[tuple[Container, Endpoint | None]]:
         return self._containers.members(network)
+
+    def add_cluster_networks(self, source: ClusterNetworks) -> None:
+        """Networks not in the record that containers may join (the cluster agent's)."""
+        self._networks.cluster.append(source)
 
     def create_network(self, spec: NetworkSpec) -> Network:
         return self._networks.create(spec)

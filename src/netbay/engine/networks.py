@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network
+from typing import Protocol
 
 from .. import faults
 from ..clock import now_rfc3339
@@ -64,6 +65,12 @@ def _default_bridge_subnet(taken: list[IPv4Network]) -> IPv4Network:
     return DEFAULT_BRIDGE_POOL
 
 
+class ClusterNetworks(Protocol):
+    def local_share(self, name: str) -> tuple[NetworkSpec, str] | None:
+        """The local network (spec, id) this node needs for the cluster-wide network NAME,
+        with this node's block leased for it; None if the cluster has no such network."""
+
+
 @dataclass(frozen=True, eq=False)
 class Networks:
     """Network lifecycle on the record, the kernel (through the drivers) and the firewall."""
@@ -72,6 +79,8 @@ class Networks:
     kernel: Kernel
     firewall: Firewall
     owner: str
+    # where networks not in the record may come from (the cluster agent, once joined)
+    cluster: list[ClusterNetworks] = field(default_factory=list)
 
     def all(self) -> list[Network]:
         return self.store.networks()
@@ -92,12 +101,26 @@ class Networks:
             return found
         return None
 
-    def create(self, spec: NetworkSpec) -> Network:
-        """Validate everything, record the network, make its kernel objects, mark it ready."""
+    def usable(self, ref: str) -> Network:
+        """The network REF for a container to join: a local one, else this node's share of
+        a cluster-wide network of that name, made now (its block leased) if it has none."""
+        try:
+            return self.get(ref)
+        except NotFoundError:
+            for source in self.cluster:
+                wanted = source.local_share(ref)
+                if wanted is not None:
+                    with self.kernel.lock:
+                        return self.named(ref) or self.create(*wanted)
+            raise
+
+    def create(self, spec: NetworkSpec, network_id: str | None = None) -> Network:
+        """Validate everything, record the network, make its kernel objects, mark it ready.
+        NETWORK_ID: the id a cluster-wide network has on every node (default: a new one)."""
         if not valid_name(spec.name):
             raise ConfigError("name", spec.name, "use letters, digits, '_', '.', '-' (max 63)")
         driver = get_driver(spec.driver)
-        network = driver.validate(spec, new_id())
+        network = driver.validate(spec, network_id or new_id())
         with self.kernel.lock:
             with self.store.transaction():
                 network = driver.claim(self.kernel, self._complete_new_network(network))

@@ -90,7 +90,13 @@ class RuntimeNetworks:
         UnusableNetwork if there is none or it cannot be made."""
         if isinstance(wanted, str):
             network = self.networks.named(wanted)
-            if network is None or network.state != READY:
+            if network is None:
+                try:
+                    network = self.networks.usable(wanted)  # a cluster-wide network's share
+                except NetbayError as exc:
+                    raise UnusableNetwork(str(exc) if not isinstance(exc, NotFoundError)
+                                          else f"network {wanted} not found") from exc
+            if network.state != READY:
                 raise UnusableNetwork(f"network {wanted} not found")
             return network
         try:

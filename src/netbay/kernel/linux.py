@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
@@ -17,6 +18,16 @@ from . import netns as netns_mod
 from . import overlay, sysctl
 from .rtnetlink import Rtnetlink
 from .rtnl_wire import Route
+
+
+@dataclass(frozen=True)
+class Underlay:
+    device: str
+    mtu: int
+    segments: tuple[IPv4Network, ...]
+
+    def same_segment(self, address: IPv4Address) -> bool:
+        return any(address in segment for segment in self.segments)
 
 
 class LinuxKernel:
@@ -99,6 +110,18 @@ class LinuxKernel:
     def remove_overlay(self, desired: OverlayState) -> overlay.OverlaySync:
         with self.lock:
             return overlay.remove_overlay(self._host, desired)
+
+    def underlay(self, address: IPv4Address) -> Underlay:
+        """The link holding ADDRESS (this node's underlay address), its MTU and the subnets
+        on it: a peer in one of those is on this node's L2 segment."""
+        with self.lock:
+            held = self._host.indexed_addresses()
+            index = next((i for i, a in held if a.ip == address), None)
+            link = next((k for k in self._host.links() if k.index == index), None)
+        if link is None:
+            raise KernelError(f"no link holds the node address {address}", errno.EADDRNOTAVAIL)
+        segments = tuple(a.network for i, a in held if i == index)
+        return Underlay(link.name, link.mtu or 1500, segments)
 
     # --- endpoints (the hot path) -----------------------------------------------------
     def _bridge(self, key: str, name: str) -> int:

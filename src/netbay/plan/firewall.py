@@ -29,6 +29,8 @@ table inet netbay {
   set subnets { type ipv4_addr; flags interval; }
   set masq_nets { type ipv4_addr; flags interval; }
   map snat_nets { type ipv4_addr : ipv4_addr; flags interval; }
+  set overlay_pools { type ipv4_addr; flags interval; }
+  set overlay_own { type ifname . ipv4_addr; flags interval; }
   map pub_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
   map pub_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
 
@@ -54,12 +56,19 @@ table inet netbay {
     ct status dnat ip saddr @subnets oifname @bridges masquerade
     # the host's own 127.0.0.1 reaching a published port
     ip saddr 127.0.0.0/8 oifname @bridges masquerade
+    # a cluster-wide network's containers reach its containers on other nodes as themselves
+    ip saddr @overlay_pools ip daddr @overlay_pools accept
     oifname != @bridges snat ip to ip saddr map @snat_nets
     oifname != @bridges ip saddr @masq_nets masquerade
   }
   chain forward {
     type filter hook forward priority filter; policy accept;
     iifname . oifname @same_bridge accept
+    # a cluster-wide network: its own pool's traffic between this node's bridge and the
+    # other nodes (tunnel or underlay), and no other network's
+    oifname . ip saddr @overlay_own accept
+    iifname . ip daddr @overlay_own accept
+    iifname @bridges ip daddr @overlay_pools drop
     iifname @internal drop
     oifname @internal drop
     ct status dnat oifname @bridges accept
@@ -100,6 +109,7 @@ class NetworkRules:
     icc: bool = True
     masquerade: bool = True
     snat_to: IPv4Address | None = None
+    pool: IPv4Network | None = None  # a cluster-wide network's: every node's blocks
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,10 @@ def network_elements(n: NetworkRules) -> Elements:
     }
     if n.icc:
         out[(INET, "same_bridge")] = [f"{dev} . {dev}"]
+    if n.pool is not None:
+        pool = str(IPv4Network(n.pool))
+        out[(INET, "overlay_pools")] = [pool]
+        out[(INET, "overlay_own")] = [f"{dev} . {pool}"]
     if n.internal:
         out[(INET, "internal")] = [dev]
     elif n.snat_to is not None:

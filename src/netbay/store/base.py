@@ -10,13 +10,14 @@ current by a watch (docs/design.md, "The record: host-local and cluster-wide").
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Protocol
 
 from ..model import READY, Container, Endpoint, Network
+from ..name_entry import NameEntry
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,22 @@ class EndpointRow:
 
 
 @dataclass(frozen=True)
+class RemoteName:
+    """A name another node publishes on a global network (netbay.cluster), by the id of the
+    network (the same on every node)."""
+
+    network_id: str
+    entry: NameEntry
+
+
+@dataclass(frozen=True)
 class DnsRecords:
     """Everything DNS builds its zone from, as of one commit; endpoints in attach order."""
 
     networks: list[Network]
     containers: list[ContainerRow]
     endpoints: list[EndpointRow]
+    remote_names: list[RemoteName] = field(default_factory=list)
 
 
 class Store(Protocol):
@@ -113,9 +124,19 @@ class Store(Protocol):
         """Names of the containers whose endpoint on a network has NAME (in any ASCII case)
         among its aliases, once per such alias."""
 
+    # the names other nodes publish on global networks: a copy of the cluster's record, kept
+    # for the DNS server (which reads only this store); no reference to the networks table,
+    # since the cluster may know a network before this host has a record of it
+    def replace_remote_names(self, network_id: str, entries: Sequence[NameEntry]) -> None:
+        """NETWORK_ID's remote names are ENTRIES now, in that order (none: it has none)."""
+
+    def remote_names(self) -> list[RemoteName]:
+        """By network id, then in the order they were given."""
+
     def dns_records(self) -> DnsRecords:
         """What the DNS server builds its zone from, in one consistent read."""
 
     def dump(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every stored row of every table (networks, containers, endpoints; each by id), by
-        column name: for before/after comparisons and tests that read the record."""
+        """Every stored row of every table (networks, containers, endpoints, each by id;
+        remote names as remote_names() orders them), by column name: for before/after
+        comparisons and tests that read the record."""

@@ -51,8 +51,9 @@ class MemoryStore(codec.RowStore):
         self._lock = threading.RLock()
         self._tx = FlatTransactions(self._lock, self._begin, self._commit, self._rollback)
         self._tables: dict[str, Table] = {table: {} for table in codec.TABLES}
+        self._remote: list[dict[str, Any]] = []  # remote name rows, in the order put
         self._version = 0
-        self._saved: tuple[dict[str, Table], int] | None = None
+        self._saved: tuple[dict[str, Table], list[dict[str, Any]], int] | None = None
 
     def close(self) -> None:
         """Nothing to release: the record lives as long as the object."""
@@ -62,14 +63,16 @@ class MemoryStore(codec.RowStore):
 
     def _begin(self) -> None:
         # rows are replaced, never changed in place: a copy of each table's index will do
-        self._saved = {t: dict(rows) for t, rows in self._tables.items()}, self._version
+        self._saved = (
+            {t: dict(rows) for t, rows in self._tables.items()}, list(self._remote), self._version
+        )
 
     def _commit(self) -> None:
         self._saved = None
 
     def _rollback(self) -> None:
         assert self._saved is not None
-        (self._tables, self._version), self._saved = self._saved, None
+        (self._tables, self._remote, self._version), self._saved = self._saved, None
 
     def version(self) -> int:
         with self._lock:
@@ -215,6 +218,16 @@ class MemoryStore(codec.RowStore):
             for alias in json.loads(e["aliases"]) if _fold(alias) == _fold(name)
         ]
 
+    # remote names
+    def _replace_remote_rows(self, network_id: str, rows: list[dict[str, Any]]) -> None:
+        with self.transaction():
+            self._remote = [r for r in self._remote if r["network_id"] != network_id] + rows
+            self._version += 1
+
+    def _remote_rows(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return sorted(self._remote, key=lambda r: str(r["network_id"]))  # stable
+
     def dns_records(self) -> DnsRecords:
         with self._lock:
             return DnsRecords(
@@ -234,6 +247,7 @@ class MemoryStore(codec.RowStore):
                     )
                     for r in self._rows("endpoints")
                 ],
+                self.remote_names(),
             )
 
     def dump(self) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -242,3 +256,5 @@ class MemoryStore(codec.RowStore):
         for table in codec.TABLES:
             for _, row in tables[table]:
                 yield table, dict(row)
+        for row in self._remote_rows():
+            yield "remote_names", dict(row)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, Protocol
 
 from ..model import Container, Endpoint, Network, SubnetConfig
+from ..name_entry import NameEntry
+from .base import RemoteName
 
 TABLES = ("networks", "containers", "endpoints")
 
@@ -142,6 +144,23 @@ def endpoint(row: Row) -> Endpoint:
     )
 
 
+def remote_name_row(network_id: str, entry: NameEntry) -> dict[str, Any]:
+    return {
+        "network_id": network_id,
+        "node": entry.node,
+        "container": entry.container,
+        "name": entry.name,
+        "aliases": json.dumps(list(entry.aliases)),
+        "address": int(entry.address),
+    }
+
+
+def remote_name(row: Row) -> RemoteName:
+    return RemoteName(row["network_id"], NameEntry(
+        name=row["name"], aliases=tuple(json.loads(row["aliases"])),
+        address=IPv4Address(row["address"]), container=row["container"], node=row["node"],
+    ))
+
 
 class RowStore(ABC):
     """The Store methods that only turn records into rows and back, the same for every store
@@ -157,6 +176,20 @@ class RowStore(ABC):
     @abstractmethod
     def _update(self, table: str, record_id: str, values: dict[str, Any]) -> None:
         """Set VALUES (columns, from update_values) on the row with that id, if any."""
+
+    @abstractmethod
+    def _replace_remote_rows(self, network_id: str, rows: list[dict[str, Any]]) -> None:
+        """NETWORK_ID's remote name rows are ROWS now, in one write."""
+
+    @abstractmethod
+    def _remote_rows(self) -> Sequence[Row]:
+        """By network id, then in the order put."""
+
+    def replace_remote_names(self, network_id: str, entries: Sequence[NameEntry]) -> None:
+        self._replace_remote_rows(network_id, [remote_name_row(network_id, e) for e in entries])
+
+    def remote_names(self) -> list[RemoteName]:
+        return [remote_name(row) for row in self._remote_rows()]
 
     def find_network(self, ref: str) -> Network | None:
         row = self._find("networks", ref)

@@ -51,6 +51,13 @@ CREATE INDEX IF NOT EXISTS endpoints_with_aliases ON endpoints(network_id) WHERE
 CREATE INDEX IF NOT EXISTS containers_by_external_id
     ON containers(json_extract(config, '$.external_id'))
     WHERE json_extract(config, '$.external_id') IS NOT NULL;
+-- the names other nodes publish (Store.replace_remote_names), also made on opening a record
+-- an older netbay made
+CREATE TABLE IF NOT EXISTS remote_names (
+    network_id TEXT NOT NULL, node TEXT NOT NULL, container TEXT NOT NULL, name TEXT NOT NULL,
+    aliases TEXT NOT NULL, address INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS remote_names_by_network ON remote_names(network_id);
 """
 # Columns added since the first schema: (table, column, definition), added on opening to a
 # database that lacks them (a new one, or one an older netbay made: its rows get the default)
@@ -276,6 +283,18 @@ class SQLiteStore(codec.RowStore):
         )
         return [r[0] for r in rows]
 
+    # remote names
+    def _replace_remote_rows(self, network_id: str, rows: list[dict[str, Any]]) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM remote_names WHERE network_id = ?", (network_id,))
+            self._db.executemany(
+                "INSERT INTO remote_names (network_id, node, container, name, aliases, address)"
+                " VALUES (:network_id, :node, :container, :name, :aliases, :address)", rows,
+            )
+
+    def _remote_rows(self) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM remote_names ORDER BY network_id, rowid")
+
     def dns_records(self) -> DnsRecords:
         with self._snapshot():
             networks = [codec.network(r) for r in self._db.execute("SELECT * FROM networks")]
@@ -299,9 +318,12 @@ class SQLiteStore(codec.RowStore):
                     " ORDER BY rowid"
                 )
             ]
-        return DnsRecords(networks, containers, endpoints)
+            remote = self.remote_names()
+        return DnsRecords(networks, containers, endpoints, remote)
 
     def dump(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for table in codec.TABLES:
             for row in self._query(f"SELECT * FROM {table} ORDER BY id"):
                 yield table, dict(row)
+        for row in self._remote_rows():
+            yield "remote_names", dict(row)

@@ -1,0 +1,87 @@
+"""The overlay driver: one node's share of a cluster-wide network.
+
+Every node that runs a container of a global network (netbay.cluster) holds a local record
+of it with the same id and name: its subnet is the block this node leased from the
+network's pool, held by a bridge like the bridge driver's (whose verbs it reuses), and its
+veths get the tunnel's MTU. The tunnel, the neighbours, FDB entries and routes towards the
+other nodes are the cluster agent's (engine/overlay.py): they follow the peers, which the
+record of one node does not know. What the local record holds of the cluster (the pool,
+VNI, backend, port) comes in as options the agent sets; a user never writes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from ipaddress import IPv4Network
+
+from ..errors import ConfigError
+from ..model import Network, NetworkSpec
+from ..plan.naming import bridge_device
+from ..plan.overlay import DEFAULT_VXLAN_PORT, Backend, OverlaySettings, vxlan_device
+from .base import OPT_POOL, Capabilities, DriverKernel, parse_int
+from .bridge import OPT_MTU, BridgeDriver
+
+OPT_VNI = "netbay.overlay.vni"
+OPT_BACKEND = "netbay.overlay.backend"
+OPT_PORT = "netbay.overlay.port"
+LOCAL_OPTIONS = frozenset({OPT_POOL, OPT_VNI, OPT_BACKEND, OPT_PORT, OPT_MTU})
+# what `network create -d overlay -o ...` may set (the global record keeps them)
+USER_OPTIONS = frozenset({"backend", "vni", "vxlan_port", "subnet_size"})
+
+
+def parse_backend(value: str) -> Backend:
+    try:
+        return Backend(value)
+    except ValueError:
+        known = ", ".join(b.value for b in Backend)
+        raise ConfigError("opt backend", value, f"expected one of {known}") from None
+
+
+def settings_of(network: Network) -> OverlaySettings:
+    """The overlay settings a local record of a global network holds."""
+    options = network.options
+    return OverlaySettings(
+        network_id=network.id,
+        pool=IPv4Network(options[OPT_POOL]),
+        vni=int(options[OPT_VNI]),
+        port=int(options.get(OPT_PORT, DEFAULT_VXLAN_PORT)),
+        backend=parse_backend(options.get(OPT_BACKEND, Backend.AUTO.value)),
+    )
+
+
+def local_options(
+    pool: IPv4Network, vni: int, backend: str, port: int, mtu: int
+) -> Mapping[str, str]:
+    return {OPT_POOL: str(pool), OPT_VNI: str(vni), OPT_BACKEND: backend, OPT_PORT: str(port),
+            OPT_MTU: str(mtu)}
+
+
+class OverlayDriver(BridgeDriver):
+    name = "overlay"
+    caps = Capabilities(makes_links=True, host_bridge=True, firewall=True, publish=True,
+                        dns=True, cluster=True)
+    runtime = None  # a runtime names an overlay network; only `network create` makes one
+
+    def validate(self, spec: NetworkSpec, network_id: str) -> Network:
+        unknown = sorted(set(spec.options) - LOCAL_OPTIONS)
+        if unknown or OPT_POOL not in spec.options or OPT_VNI not in spec.options:
+            raise ConfigError("driver", self.name, "overlay networks are cluster-wide: "
+                              "create them through netbayd on a node that joined a cluster")
+        pool = IPv4Network(spec.options[OPT_POOL])
+        parse_int(f"opt {OPT_VNI}", spec.options[OPT_VNI], 1, (1 << 24) - 1)
+        parse_backend(spec.options.get(OPT_BACKEND, Backend.AUTO.value))
+        if len(spec.subnets) != 1 or not spec.subnets[0].subnet.subnet_of(pool):
+            raise ConfigError("subnet", [str(s.subnet) for s in spec.subnets],
+                              f"an overlay node holds one block of {pool}")
+        bridge_options = {k: v for k, v in spec.options.items() if k == OPT_MTU}
+        record = super().validate(dataclasses.replace(spec, options=bridge_options), network_id)
+        return dataclasses.replace(record, driver=self.name, options=dict(spec.options),
+                                   device=bridge_device(network_id))
+
+    def teardown(self, kernel: DriverKernel, network: Network) -> None:
+        kernel.remove_link(vxlan_device(network.id))  # the agent's tunnel, if it made one
+        super().teardown(kernel, network)
+
+
+DRIVERS = (OverlayDriver(),)

@@ -1,0 +1,140 @@
+"""This node's data plane of the cluster-wide networks: for each local share of one (a record
+of the overlay driver), the tunnel, neighbours, FDB entries and routes towards the other
+nodes that hold blocks of it, as plan/overlay.py plans them from the cluster's peers.
+
+Level-triggered: every sync plans from the peers as last delivered and lets
+kernel/overlay.py diff, so a sync with nothing new writes nothing. It runs when the peers of
+a network change, when a share is made, and on the agent's timer, which also removes
+netbay's entries that no peer backs any more (events missed while the daemon was down).
+Until the cluster view has delivered a network's peers once, its entries are left as they
+are: a daemon restarted while etcd is out of reach keeps the data plane it had.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network
+from typing import Protocol
+
+from ..drivers import capabilities
+from ..drivers.overlay import settings_of
+from ..errors import NetbayError
+from ..model import READY, Network
+from ..plan.overlay import (
+    VXLAN_OVERHEAD,
+    Backend,
+    OverlayNode,
+    OverlayPeer,
+    OverlayState,
+    plan_overlay,
+    vtep_mac,
+)
+from ..store.base import Store
+
+log = logging.getLogger("netbay.overlay")
+
+
+class Underlay(Protocol):
+    @property
+    def device(self) -> str: ...
+    @property
+    def mtu(self) -> int: ...
+
+    def same_segment(self, address: IPv4Address) -> bool: ...
+
+
+class OverlayKernel(Protocol):
+    """What the plane asks of the kernel (kernel.linux.LinuxKernel)."""
+
+    def underlay(self, address: IPv4Address) -> Underlay: ...
+    def sync_overlay(self, desired: OverlayState) -> Synced: ...
+
+
+class Synced(Protocol):
+    @property
+    def changes(self) -> tuple[str, ...]: ...
+    @property
+    def conflicts(self) -> tuple[str, ...]: ...
+
+
+class PeerRecord(Protocol):
+    """A peer as the cluster record has it (netbay.cluster.Peer)."""
+
+    @property
+    def node(self) -> str: ...
+    @property
+    def address(self) -> IPv4Address: ...
+    @property
+    def subnet(self) -> IPv4Network: ...
+    @property
+    def vtep_mac(self) -> str | None: ...
+
+
+def veth_mtu(backend: Backend, underlay_mtu: int) -> int:
+    """The MTU of a share's bridge and veths: the tunnel's unless the network never tunnels."""
+    return underlay_mtu if backend is Backend.HOST_GW else underlay_mtu - VXLAN_OVERHEAD
+
+
+class OverlayPlane:
+    def __init__(self, store: Store, kernel: OverlayKernel, node: str, address: IPv4Address):
+        self._store = store
+        self._kernel = kernel
+        self.node = node
+        self.address = address
+        self._peers: dict[str, tuple[PeerRecord, ...]] = {}  # by network name, as delivered
+        self._lock = threading.Lock()  # one sync at a time
+        self.last_changes: dict[str, tuple[str, ...]] = {}  # network -> the last sync's writes
+        self._rejected: dict[str, frozenset[str]] = {}  # network -> what was logged
+
+    def underlay(self) -> Underlay:
+        return self._kernel.underlay(self.address)
+
+    def set_peers(self, network: str, peers: Sequence[PeerRecord]) -> None:
+        self._peers[network] = tuple(peers)
+        self.sync(network)
+
+    def shares(self) -> list[Network]:
+        return [n for n in self._store.networks()
+                if n.state == READY and capabilities(n.driver).cluster]
+
+    def sync(self, name: str | None = None) -> None:
+        """Sync the share of network NAME (None: every share) with its peers."""
+        with self._lock:
+            for network in self.shares():
+                if name is None or network.name == name:
+                    self._sync_one(network)
+
+    def desired(self, network: Network) -> OverlayState | None:
+        """The plan for NETWORK's share; None until its peers were delivered."""
+        peers = self._peers.get(network.name)
+        if peers is None or not network.subnets:
+            return None
+        settings = settings_of(network)
+        underlay = self.underlay()
+        node = OverlayNode(self.node, self.address, underlay.device, underlay.mtu,
+                           network.subnets[0].subnet)
+        return plan_overlay(settings, node, (
+            OverlayPeer(p.node, p.address, p.subnet, p.vtep_mac or vtep_mac(p.node, settings.vni),
+                        underlay.same_segment(p.address)) for p in peers
+        ))
+
+    def _sync_one(self, network: Network) -> None:
+        try:
+            desired = self.desired(network)
+            if desired is None:
+                return
+            result = self._kernel.sync_overlay(desired)
+        except NetbayError as exc:
+            log.warning("overlay %s: sync failed: %s", network.name, exc)
+            return
+        rejected = frozenset(f"node {p.node_id} left out: {p.reason}" for p in desired.rejected)
+        for line in sorted(rejected - self._rejected.get(network.name, frozenset())):
+            log.warning("overlay %s: %s", network.name, line)
+        self._rejected[network.name] = rejected
+        if result.changes:
+            self.last_changes[network.name] = result.changes
+            log.info("overlay %s: %s", network.name, "; ".join(result.changes))
+        for conflict in result.conflicts:
+            log.warning("overlay %s: %s", network.name, conflict)

@@ -1,0 +1,268 @@
+"""Overlay networks across hosts (issue 14) on the multi-host harness (tests/cluster.py):
+three hosts, h1 and h2 on one segment (host-gw between them under `auto`), h3 behind the
+router (VXLAN), a 3-member etcd. The tests run in order on one cluster and each leaves it as
+the next expects: joined with a TTL of 5 s (the default is 15; the shorter one keeps the
+lost-node tests short), `podnet` with a container on every host."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from ipaddress import IPv4Network
+
+import pytest
+
+from cluster import Cluster, ClusterHost, cluster_fixture
+from helpers import wait_until
+
+pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
+
+cluster = cluster_fixture()
+TTL = 5
+POOL = "10.77.0.0/16"
+
+
+def _etcd_dump(cluster: Cluster) -> str:
+    """Every key and value under netbay's root (a state to compare before and after)."""
+    out = cluster.hosts[0].run(["etcdctl", f"--endpoints={','.join(cluster.etcd.endpoints)}",
+                                "get", "--prefix", "/netbay/"]).stdout
+    return re.sub(r'"(last_seen|lease|grace_lease)":\d+', "", out)
+
+
+def _kernel_state(host: ClusterHost) -> str:
+    """Links, addresses, routes and nftables (the neighbour cache is the kernel's own)."""
+    ip = [host.run(["ip", *args]).stdout for args in (["-br", "link"], ["-br", "addr"], ["route"])]
+    return "\n".join([*ip, host.run(["nft", "list", "ruleset"]).stdout])
+
+
+def _address(host: ClusterHost, container: str, network: str = "podnet") -> str:
+    found = json.loads(host.netbay("inspect", container).stdout)[0]
+    return str(found["NetworkSettings"]["Networks"][network]["IPAddress"])
+
+
+def _ping(
+    host: ClusterHost, container: str, target: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return host.netbay("exec", container, "--", "ping", "-c", "1", "-W", "2", *extra, target,
+                       check=False)
+
+
+def _nodes(host: ClusterHost) -> list[dict[str, object]]:
+    listed = host.netbay("cluster", "nodes", "--format", "json").stdout
+    return [json.loads(line) for line in listed.splitlines()]
+
+
+def _routes(host: ClusterHost) -> str:
+    return host.run(["ip", "route", "show", "proto", "57"]).stdout
+
+
+def test_bad_input_before_joining_changes_nothing(cluster: Cluster) -> None:
+    h1 = cluster.hosts[0]
+    h1.start_daemon()
+    before, record = _kernel_state(h1), _etcd_dump(cluster)
+    made = h1.netbay("network", "create", "-d", "overlay", "podnet", check=False)
+    assert made.returncode == 1
+    assert made.stderr.strip() == ("Error: invalid cluster 'none': this node has not joined a "
+                                   "cluster (netbay cluster join --etcd URL)")
+    started = time.monotonic()
+    joined = h1.netbay("cluster", "join", "--etcd", "http://198.18.1.199:2379", check=False)
+    assert time.monotonic() - started < 5.5
+    assert joined.returncode == 1
+    assert "198.18.1.199:2379" in joined.stderr and joined.stderr.count("\n") == 1
+    assert not (h1.state / "cluster.json").exists()
+    assert _kernel_state(h1) == before and _etcd_dump(cluster) == record
+
+
+def test_every_host_joins_and_lists_the_others(cluster: Cluster) -> None:
+    endpoints = ",".join(cluster.etcd.endpoints)
+    for host in cluster.hosts:
+        joined = host.netbay("cluster", "join", "--etcd", endpoints, "--ttl", str(TTL))
+        assert joined.stdout.startswith(f"joined as {host.name} ({host.address}), node id ")
+    again = cluster.hosts[0].netbay("cluster", "join", "--etcd", endpoints, check=False)
+    assert again.returncode == 1 and "already joined a cluster as h1" in again.stderr
+    nodes = [json.loads(line) for line in
+             cluster.hosts[0].netbay("cluster", "nodes", "--format", "json").stdout.splitlines()]
+    assert sorted((n["Name"], n["Address"], n["State"]) for n in nodes) == [
+        (h.name, h.address, "ready") for h in cluster.hosts]
+    status = json.loads(cluster.hosts[2].netbay("cluster", "status", "--format", "json").stdout)
+    assert sorted(e["Url"] for e in status["Endpoints"] if e["Healthy"]) == sorted(
+        cluster.etcd.endpoints)
+    assert sum(e["Leader"] for e in status["Endpoints"]) == 1
+
+
+def test_overlay_bad_input_is_one_line_and_changes_nothing(cluster: Cluster) -> None:
+    h1 = cluster.hosts[0]
+    h1.netbay("network", "create", "-d", "overlay", "--subnet", "10.78.0.0/16", "-o", "vni=42",
+              "other")
+    before, record = _kernel_state(h1), _etcd_dump(cluster)
+    for args, error in (
+        (["--subnet", "10.78.128.0/17"], "subnet 10.78.128.0/17 overlaps global network other"),
+        (["--subnet", "10.79.0.0/27", "-o", "subnet_size=28"],
+         "invalid subnet '10.79.0.0/27': has room for 2 /28 subnets; the cluster has 3 nodes"),
+        (["-o", "vni=42"], "VNI 42 is used by global network other"),
+        (["-o", "backend=gre"], "invalid opt backend 'gre': expected one of vxlan, host-gw, auto"),
+        (["-o", "mtu=9000"], "invalid opt 'mtu': unknown option for driver overlay"),
+    ):
+        made = h1.netbay("network", "create", "-d", "overlay", *args, "bad", check=False)
+        assert made.returncode == 1, args
+        assert made.stderr.strip().startswith("Error: ") and error in made.stderr, made.stderr
+    assert _kernel_state(h1) == before and _etcd_dump(cluster) == record
+    h1.netbay("network", "rm", "other")
+
+
+def test_every_host_lists_the_network_and_runs_a_container(cluster: Cluster) -> None:
+    h1 = cluster.hosts[0]
+    h1.netbay("network", "create", "-d", "overlay", "--subnet", POOL, "podnet")
+    for host in cluster.hosts:
+        listed = host.netbay("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}")
+        assert "podnet overlay global" in listed.stdout.splitlines()
+        host.netbay("run", "-d", "--name", f"c-{host.name}", "--network", "podnet", "--",
+                    "sleep", "infinity")
+    blocks = {IPv4Network(_address(h, f"c-{h.name}") + "/24", strict=False)
+              for h in cluster.hosts}
+    assert len(blocks) == 3 and all(b.subnet_of(IPv4Network(POOL)) for b in blocks)
+    found = json.loads(h1.netbay("network", "inspect", "podnet").stdout)[0]
+    assert found["Scope"] == "global" and found["IPAM"]["Config"] == [{"Subnet": POOL}]
+    assert sorted(n["Node"] for n in found["Cluster"]["Nodes"]) == ["h1", "h2", "h3"]
+
+
+def test_containers_reach_each_other_host_gw_on_a_segment_vxlan_across(
+    cluster: Cluster,
+) -> None:
+    h1, h2, h3 = cluster.hosts
+    c2, c3 = _address(h2, "c-h2"), _address(h3, "c-h3")
+    wait_until(lambda: _ping(h1, "c-h1", c2).returncode == 0, 10, "c-h1 reaching c-h2")
+    wait_until(lambda: _ping(h1, "c-h1", c3).returncode == 0, 10, "c-h1 reaching c-h3")
+    assert _ping(h3, "c-h3", c2).returncode == 0
+    block2 = str(IPv4Network(c2 + "/24", strict=False))
+    block3 = str(IPv4Network(c3 + "/24", strict=False))
+    routes = _routes(h1)
+    assert f"{block2} via {h2.address} dev eth0" in routes  # same segment: host-gw
+    assert re.search(rf"{block3} via \S+ dev nbx\w+ onlink", routes)  # across: VXLAN
+
+
+def test_names_resolve_from_every_node(cluster: Cluster) -> None:
+    h1, h2, h3 = cluster.hosts
+    c2, c3 = _address(h2, "c-h2"), _address(h3, "c-h3")
+
+    def resolved(host: ClusterHost, container: str, name: str) -> str:
+        found = host.netbay("exec", container, "--", "getent", "hosts", name, check=False)
+        return found.stdout.split()[0] if found.returncode == 0 else ""
+
+    wait_until(lambda: resolved(h1, "c-h1", "c-h3") == c3, 10, "c-h3 resolved on h1")
+    assert resolved(h1, "c-h1", "c-h2.podnet") == c2
+    assert resolved(h3, "c-h3", "c-h2") == c2
+    assert _ping(h3, "c-h3", "c-h1").returncode == 0  # by name, across the router
+
+
+def test_containers_see_each_others_own_addresses(cluster: Cluster) -> None:
+    h1, h3 = cluster.hosts[0], cluster.hosts[2]
+    c1, c3 = _address(h1, "c-h1"), _address(h3, "c-h3")
+    server = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+              "s.bind(('0.0.0.0', 7000)); s.settimeout(5); print(s.recvfrom(64)[1][0])")
+    listening = h3.popen(h3.netbay_argv("exec", "c-h3", "--", "python3", "-c", server))
+    try:
+        time.sleep(0.5)
+        send = ("import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+                f".sendto(b'x', ('{c3}', 7000))")
+        h1.netbay("exec", "c-h1", "--", "python3", "-c", send)
+        out, _ = listening.communicate(timeout=10)
+    finally:
+        listening.kill()
+    assert out.strip() == c1  # no NAT between nodes
+
+
+def test_the_mtu_is_the_tunnels_and_a_df_ping_of_that_size_passes(cluster: Cluster) -> None:
+    h1, h3 = cluster.hosts[0], cluster.hosts[2]
+    c3 = _address(h3, "c-h3")
+    link = h1.netbay("exec", "c-h1", "--", "ip", "-o", "link", "show", "eth0").stdout
+    assert " mtu 1450 " in link
+    largest = 1450 - 28  # IPv4 and ICMP headers
+    assert _ping(h1, "c-h1", c3, "-M", "do", "-s", str(largest)).returncode == 0
+    refused = _ping(h1, "c-h1", c3, "-M", "do", "-s", str(largest + 1))
+    assert refused.returncode != 0 and "message too long" in refused.stdout + refused.stderr
+
+
+def test_networks_stay_isolated_across_nodes(cluster: Cluster) -> None:
+    h1, h2 = cluster.hosts[0], cluster.hosts[1]
+    h1.netbay("network", "create", "-d", "overlay", "--subnet", "10.88.0.0/16", "othernet")
+    h2.netbay("run", "-d", "--name", "o-h2", "--network", "othernet", "--", "sleep", "infinity")
+    h1.netbay("network", "create", "--subnet", "10.99.0.0/24", "localnet")
+    h1.netbay("run", "-d", "--name", "l-h1", "--network", "localnet", "--", "sleep", "infinity")
+    try:
+        c1 = _address(h1, "c-h1")
+        assert _ping(h2, "c-h2", c1).returncode == 0  # the same network: reached
+        assert _ping(h2, "o-h2", c1).returncode != 0  # another overlay network on another node
+        assert _ping(h1, "l-h1", _address(h2, "c-h2")).returncode != 0  # a local network
+    finally:
+        h2.netbay("rm", "-f", "o-h2")
+        h1.netbay("rm", "-f", "l-h1")
+        h1.netbay("network", "rm", "localnet")
+        h1.netbay("network", "rm", "othernet")
+
+
+def test_a_killed_node_is_lost_its_routes_go_and_come_back_after_restart(
+    cluster: Cluster,
+) -> None:
+    h1, h3 = cluster.hosts[0], cluster.hosts[2]
+    c3 = _address(h3, "c-h3")
+    block3 = str(IPv4Network(c3 + "/24", strict=False))
+    h3.kill_daemon(signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(lambda: block3 not in _routes(h1), TTL + 5, "h3's route gone from h1", interval=0.2)
+    assert time.monotonic() - killed <= TTL + 2 + 1.0  # TTL + 2 s, and the poll's step
+    lost = [json.loads(line) for line in
+            h1.netbay("cluster", "nodes", "--format", "json").stdout.splitlines()]
+    assert {n["Name"]: n["State"] for n in lost}["h3"] == "lost"
+    h3.start_daemon()  # the same node id: its block back, its container's address kept
+    wait_until(lambda: block3 in _routes(h1), 10, "h3's route back on h1")
+    assert _address(h3, "c-h3") == c3
+    wait_until(lambda: _ping(h1, "c-h1", c3).returncode == 0, 10, "c-h1 reaching c-h3 again")
+
+
+def test_stale_and_missing_entries_are_put_right_on_the_timer(cluster: Cluster) -> None:
+    h1, h2 = cluster.hosts[0], cluster.hosts[1]
+    block2 = str(IPv4Network(_address(h2, "c-h2") + "/24", strict=False))
+    h1.run(["ip", "route", "del", block2])
+    h1.run(["ip", "route", "add", "10.77.250.0/24", "via", h2.address, "proto", "57"])
+    wait_until(lambda: block2 in _routes(h1) and "10.77.250.0" not in _routes(h1), 8,
+               "the missing route back and the stale one gone", interval=0.2)
+
+
+def test_the_data_plane_outlives_etcd_and_resyncs_when_it_is_back(cluster: Cluster) -> None:
+    h1, h2, h3 = cluster.hosts
+    c3 = _address(h3, "c-h3")
+    cluster.etcd.stop_all()
+    try:
+        time.sleep(TTL + 1)  # longer than any lease: nothing may be torn down for it
+        assert _ping(h1, "c-h1", c3).returncode == 0
+        h1.netbay("run", "-d", "--name", "n-h1", "--network", "podnet", "--", "sleep",
+                  "infinity")  # h1 holds its block: no etcd needed
+        assert _ping(h1, "n-h1", c3).returncode == 0
+    finally:
+        cluster.etcd.start_all()
+    h1.netbay("rm", "-f", "n-h1")
+    wait_until(lambda: {n["State"] for n in _nodes(h2)} == {"ready"}, 20,
+               "every node ready again", interval=0.5)
+    assert _ping(h2, "c-h2", c3).returncode == 0
+
+
+def test_leave_is_refused_while_containers_run_then_releases_everything(
+    cluster: Cluster,
+) -> None:
+    h1, h3 = cluster.hosts[0], cluster.hosts[2]
+    refused = h3.netbay("cluster", "leave", check=False)
+    assert refused.returncode == 1 and "containers still use overlay networks podnet" in (
+        refused.stderr)
+    block3 = str(IPv4Network(_address(h3, "c-h3") + "/24", strict=False))
+    h3.netbay("rm", "-f", "c-h3")
+    h3.netbay("cluster", "leave")
+    wait_until(lambda: block3 not in _routes(h1), 5, "h3's route gone after it left")
+    names = [json.loads(line)["Name"] for line in
+             h1.netbay("cluster", "nodes", "--format", "json").stdout.splitlines()]
+    assert names == ["h1", "h2"]
+    assert "nbx" not in h3.run(["ip", "-br", "link"]).stdout
+    assert not (h3.state / "cluster.json").exists()
