@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from ipaddress import IPv4Network
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +49,16 @@ def _ping(
 ) -> subprocess.CompletedProcess[str]:
     return host.netbay("exec", container, "--", "ping", "-c", "1", "-W", "2", *extra, target,
                        check=False)
+
+
+# prints the source address of the first datagram to port 7000
+UDP_SERVER = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+              "s.bind(('0.0.0.0', 7000)); s.settimeout(5); print(s.recvfrom(64)[1][0])")
+
+
+def _udp_send(address: str) -> str:
+    return ("import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+            f".sendto(b'x', ('{address}', 7000))")
 
 
 def _nodes(host: ClusterHost) -> list[dict[str, object]]:
@@ -161,18 +172,28 @@ def test_names_resolve_from_every_node(cluster: Cluster) -> None:
 def test_containers_see_each_others_own_addresses(cluster: Cluster) -> None:
     h1, h3 = cluster.hosts[0], cluster.hosts[2]
     c1, c3 = _address(h1, "c-h1"), _address(h3, "c-h3")
-    server = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-              "s.bind(('0.0.0.0', 7000)); s.settimeout(5); print(s.recvfrom(64)[1][0])")
-    listening = h3.popen(h3.netbay_argv("exec", "c-h3", "--", "python3", "-c", server))
+    listening = h3.popen(h3.netbay_argv("exec", "c-h3", "--", "python3", "-c", UDP_SERVER))
     try:
         time.sleep(0.5)
-        send = ("import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
-                f".sendto(b'x', ('{c3}', 7000))")
-        h1.netbay("exec", "c-h1", "--", "python3", "-c", send)
+        h1.netbay("exec", "c-h1", "--", "python3", "-c", _udp_send(c3))
         out, _ = listening.communicate(timeout=10)
     finally:
         listening.kill()
     assert out.strip() == c1  # no NAT between nodes
+
+
+def test_egress_to_the_underlay_is_masqueraded_on_the_containers_node(
+    cluster: Cluster,
+) -> None:
+    h1, h3 = cluster.hosts[0], cluster.hosts[2]
+    listening = h3.popen(["python3", "-c", UDP_SERVER])  # on h3 itself, not in a container
+    try:
+        time.sleep(0.5)
+        h1.netbay("exec", "c-h1", "--", "python3", "-c", _udp_send(h3.address))
+        out, _ = listening.communicate(timeout=10)
+    finally:
+        listening.kill()
+    assert out.strip() == h1.address  # left the overlay's subnet: NAT to the node's address
 
 
 def test_the_mtu_is_the_tunnels_and_a_df_ping_of_that_size_passes(cluster: Cluster) -> None:
@@ -248,6 +269,51 @@ def test_the_data_plane_outlives_etcd_and_resyncs_when_it_is_back(cluster: Clust
     wait_until(lambda: {n["State"] for n in _nodes(h2)} == {"ready"}, 20,
                "every node ready again", interval=0.5)
     assert _ping(h2, "c-h2", c3).returncode == 0
+
+
+def _cni(host: ClusterHost, plugins: Path, command: str, netns: str) -> dict[str, object]:
+    conf = json.dumps({"cniVersion": "1.0.0", "name": "podnet", "type": "netbay",
+                       "network": "podnet"})
+    env = (f"CNI_COMMAND={command} CNI_CONTAINERID=cni-{netns} CNI_NETNS=/run/netns/{netns} "
+           f"CNI_IFNAME=eth0 CNI_PATH={plugins}")
+    done = host.run(["sh", "-c", f"echo '{conf}' | env {env} {plugins}/netbay"])
+    return json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+def test_a_cni_runtime_gets_cluster_wide_networking(cluster: Cluster, tmp_path: Path) -> None:
+    h1, h3 = cluster.hosts[0], cluster.hosts[2]
+    h1.netbay("cni", "install", "--dir", str(tmp_path))
+    h1.run(["ip", "netns", "add", "pod1"])
+    try:
+        h1.run(["ip", "netns", "exec", "pod1", "ip", "link", "set", "lo", "up"])
+        result = _cni(h1, tmp_path, "ADD", "pod1")
+        ips = result["ips"]
+        assert isinstance(ips, list) and len(ips) == 1
+        address = str(ips[0]["address"]).split("/")[0]
+        block = IPv4Network(_address(h1, "c-h1") + "/24", strict=False)
+        assert IPv4Network(address).subnet_of(block)  # h1's block of podnet
+        ping = h1.run(["ip", "netns", "exec", "pod1", "ping", "-c", "1", "-W", "2",
+                       _address(h3, "c-h3")], check=False)
+        assert ping.returncode == 0, ping.stdout
+        assert _ping(h3, "c-h3", address).returncode == 0
+        _cni(h1, tmp_path, "DEL", "pod1")
+        assert _ping(h3, "c-h3", address).returncode != 0
+    finally:
+        h1.run(["ip", "netns", "del", "pod1"], check=False)
+
+
+def test_killing_the_etcd_leader_is_invisible(cluster: Cluster) -> None:
+    h1, h2 = cluster.hosts[0], cluster.hosts[1]
+    cluster.etcd.kill(cluster.etcd.leader())
+    try:
+        made = h2.netbay("network", "create", "-d", "overlay", "--subnet", "10.66.0.0/16",
+                         "afterleader")
+        assert made.returncode == 0
+        assert {n["State"] for n in _nodes(h1)} == {"ready"}
+        assert _ping(h1, "c-h1", _address(h2, "c-h2")).returncode == 0
+        h1.netbay("network", "rm", "afterleader")
+    finally:
+        cluster.etcd.start_all()
 
 
 def test_leave_is_refused_while_containers_run_then_releases_everything(
