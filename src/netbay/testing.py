@@ -79,6 +79,7 @@ class FakeKernel(FakeReconcilingKernel):
         self.forwarding = False
         self.routes: set[RouteState] = set()  # made by add_route
         self.unrouted: set[RouteState] = set()  # an address's subnet route, removed
+        self.neighbours: dict[tuple[str, IPv4Address], str] = {}  # (bridge, address) -> MAC
         self.closed = False
         self.calls: list[str] = []
         self._failures: dict[str, int] = {}
@@ -145,6 +146,11 @@ class FakeKernel(FakeReconcilingKernel):
     def taken_networks(self) -> list[IPv4Network]:
         own = [a.network for link in self.links.values() for a in link.addresses]
         return [*self.taken, *own]
+
+    def learn_neighbour(
+        self, bridge_key: str, bridge: str, address: IPv4Address, mac: str
+    ) -> None:
+        self.neighbours[(bridge, address)] = mac
 
     # --- endpoints -------------------------------------------------------------------
     def attach_veth(

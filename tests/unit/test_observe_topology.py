@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
 
+from netbay.errors import ConfigError
 from netbay.model import Container, Endpoint, Network, SubnetConfig
 from netbay.observe import draw
 from netbay.observe.facts import Link, Namespace, Route
 from netbay.observe.observer import expected_nat, parse_nat, parse_published
+from netbay.observe.peers import known_nodes
 from netbay.observe.topology import Inputs, Nat, Published, build, render_text
+from overlay_facts import (
+    H3_MAC,
+    NETBAY,
+    NODES,
+    PODNET,
+    ROUTE_H3,
+    TUNNEL,
+    TUNNEL_LINK,
+    Node,
+    node,
+    overlay_host,
+)
 from topoparse import dot_objects, text_objects
 
 NETA = Network(id="a" * 64, name="neta", driver="bridge", created="", device="br-a",
@@ -151,3 +167,92 @@ def test_nft_listings_parse_into_ports_and_nat() -> None:
                                      Nat(IPv4Network("10.8.0.0/24"), IPv4Address("1.2.3.4"))]
     assert expected_nat(NETA) == [Nat(IPv4Network("10.91.0.0/24"))]
     assert expected_nat(LANNET) == []
+
+
+# --- overlay networks: the tunnel and the other nodes ---------------------------------------
+def overlay_inputs(host: Namespace | None = None, nodes: list[Node] | None = None) -> Inputs:
+    return Inputs(networks=[PODNET], containers=[], endpoints=[],
+                  host=host or overlay_host(), inside={},
+                  cluster_nodes=NODES if nodes is None else nodes)
+
+
+def remote(topo: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    net = next(n for n in topo["networks"] if n["name"] == "podnet")
+    return [(n["name"], n["address"], n["state"], n["block"], n["via"])
+            for n in net["overlay"]["nodes"]]
+
+
+def test_an_overlay_network_shows_its_tunnel_and_the_other_nodes() -> None:
+    topo = build(overlay_inputs())
+    assert topo["problems"] == []
+    assert remote(topo) == [("h2", "198.18.1.12", "ready", "10.77.2.0/24", "host-gw"),
+                            ("h3", "198.18.2.13", "ready", "10.77.3.0/24", "vxlan")]
+    section = topo["networks"][0]["overlay"]
+    assert {k: section["tunnel"][k] for k in ("name", "vni", "local", "port", "mtu",
+                                              "underlay")} == {
+        "name": TUNNEL, "vni": 4242, "local": "198.18.1.11", "port": 4789, "mtu": 1450,
+        "underlay": "eth0"}
+    assert section["nodes"][1]["vtep_mac"] == H3_MAC
+    assert [i["name"] for i in topo["interfaces"]] == ["eth0"]  # the tunnel is podnet's
+    text = render_text(topo)
+    assert text_objects(text)["node"] == {"h2", "h3"}
+    assert text_objects(text)["tunnel"] == {TUNNEL}
+    assert (f"tunnel {TUNNEL}  vxlan id 4242  local 198.18.1.11  dev eth0  dstport 4789  "
+            "10.77.1.0/32  mtu 1450  up") in text
+    assert ("node h2 (198.18.1.12)  ready  block 10.77.2.0/24  host-gw via 198.18.1.12 dev "
+            "eth0") in text
+    assert (f"node h3 (198.18.2.13)  ready  block 10.77.3.0/24  vxlan via 10.77.3.0 dev "
+            f"{TUNNEL} lladdr {H3_MAC}") in text
+    nodes, edges = dot_objects(draw.to_dot(topo))
+    assert nodes["node"] == {"h2", "h3"} and nodes["tunnel"] == {TUNNEL}
+    assert {("interface:eth0", "node:h2"), (f"tunnel:{TUNNEL}", "node:h3"),
+            ("host", f"tunnel:{TUNNEL}")} <= edges
+    page = draw.to_html(topo)
+    assert "<b>node h3 (198.18.2.13)</b> ready block 10.77.3.0/24: vxlan via 10.77.3.0" in page
+    assert f"tunnel <b>{TUNNEL}</b> VNI 4242" in page
+
+
+def test_what_the_kernel_lacks_or_the_cluster_contradicts_is_marked() -> None:
+    stray = Route(IPv4Network("10.77.9.0/24"), "eth0", IPv4Address("198.18.1.99"),
+                  protocol=NETBAY)
+    moved = Route(IPv4Network("10.77.2.0/24"), "eth0", IPv4Address("198.18.1.42"),
+                  protocol=NETBAY)
+    host = overlay_host(links=(dataclasses.replace(TUNNEL_LINK, details=(("vni", "7"),)),),
+                        routes=(moved, ROUTE_H3, stray), fdb=())
+    nodes = [*NODES, node("h4", "198.18.1.14", "10.77.4.0/24"),
+             node("h5", "198.18.1.15", "10.77.5.0/24", state="lost")]
+    topo = build(overlay_inputs(host, nodes))
+    assert topo["problems"] == [
+        f"network podnet: {TUNNEL}: VNI 7, the record says 4242",
+        "network podnet: node 198.18.1.99: no node holds 10.77.9.0/24 in the cluster record",
+        "network podnet: node h2: the kernel sends to 198.18.1.42, the cluster has h2 at "
+        "198.18.1.12",
+        f"network podnet: node h3: no FDB entry for {H3_MAC} on {TUNNEL}",
+        "network podnet: node h4: no route to its block 10.77.4.0/24",
+    ]
+    assert remote(topo)[0] == ("198.18.1.99", "198.18.1.99", "unknown", "10.77.9.0/24",
+                               "host-gw")
+    assert remote(topo)[3:] == [("h4", "198.18.1.14", "ready", "10.77.4.0/24", ""),
+                                ("h5", "198.18.1.15", "lost", "10.77.5.0/24", "")]
+    dot = draw.to_dot(topo)
+    h4 = next(line for line in dot.splitlines() if '-- "node:h4"' in line)
+    assert h4.startswith('  "host" -- "node:h4"') and 'color="#c0392b"' in h4
+
+
+def test_without_the_agent_peers_are_shown_by_address_and_a_missing_tunnel_is_marked() -> None:
+    topo = build(overlay_inputs(overlay_host(links=(), neighbours=()), nodes=[]))
+    assert remote(topo) == [("10.77.3.0/24", "", "unknown", "10.77.3.0/24", "vxlan"),
+                            ("198.18.1.12", "198.18.1.12", "unknown", "10.77.2.0/24", "host-gw")]
+    assert topo["problems"] == [
+        f"network podnet: {TUNNEL}: VXLAN device missing in the kernel",
+        f"network podnet: node 10.77.3.0/24: no neighbour entry for 10.77.3.0 on {TUNNEL}",
+    ]
+    assert f"tunnel {TUNNEL}  (missing)" in render_text(topo)
+
+
+def test_the_agents_nodes_are_none_before_joining() -> None:
+    def not_joined() -> list[Node]:
+        raise ConfigError("cluster", "none", "this node has not joined a cluster")
+
+    assert known_nodes(not_joined) == [] and known_nodes(None) == []
+    assert known_nodes(lambda: NODES) == NODES

@@ -21,6 +21,8 @@ from netbay.observe.hops import (
     trace_chains,
 )
 from netbay.observe.nft_events import Chain, Event, Packet
+from netbay.observe.peers import leaving_hop, node_for, overlay_section
+from overlay_facts import NODES, PODNET, TUNNEL, node, overlay_host
 
 # Two messages a 6.18 kernel sent to NFNLGRP_NFTRACE: an ICMP echo request marked by the
 # `meta nftrace set 1` rule (handle 2) of `bridge tr tpre`, then dropped by rule handle 2 of
@@ -203,3 +205,36 @@ def test_a_policy_drop_of_another_table_is_not_blamed_on_netbay() -> None:
     assert result["drop"]["rule"] == "policy drop"
     assert result["drop"]["why"].startswith("the drop policy of table ip filter, chain FORWARD "
                                             "(not netbay's)")
+
+
+def test_an_address_in_another_nodes_block_leaves_by_the_tunnel_or_the_underlay() -> None:
+    section = overlay_section(PODNET, overlay_host(), NODES)
+    h3 = node_for(section, IPv4Address("10.77.3.5"))
+    h2 = node_for(section, IPv4Address("10.77.2.7"))
+    assert h3 is not None and h2 is not None
+    assert leaving_hop(section, h3) == ("tunnel", f"tunnel {TUNNEL} to node h3 (198.18.2.13) "
+                                                  "VNI 4242")
+    assert leaving_hop(section, h2) == ("underlay", "underlay eth0 to node h2 (198.18.1.12) "
+                                                    "via host-gw")
+    assert node_for(section, IPv4Address("10.77.1.5")) is None  # this node's own block
+    assert node_for(section, IPv4Address("10.99.0.1")) is None
+    lost = overlay_section(PODNET, overlay_host(routes=()), [node("h3", "198.18.2.13",
+                                                                  "10.77.3.0/24", "lost")])
+    unrouted = node_for(lost, IPv4Address("10.77.3.5"))
+    assert unrouted is not None and leaving_hop(lost, unrouted) == (
+        "cluster", "node h3 (198.18.2.13) holds 10.77.3.0/24, but this node has no route to it")
+
+
+def test_a_trace_to_another_node_ends_at_the_hop_that_leaves_this_one() -> None:
+    events = [Event(2, "inet", "netbay", "forward", "policy", "accept", None, 7, 12,
+                    pkt("10.77.1.2", 40000, "10.77.3.2", 80))]
+    result = assemble(facts(
+        events, Outcome("connected"), dst=Party("address", "10.77.3.2", IPv4Address("10.77.3.2")),
+        host_route=f"route 10.77.3.2 via 10.77.3.0 dev {TUNNEL} (arriving on br-a)",
+        dst_hop=f"tunnel {TUNNEL} to node h3 (198.18.2.13) VNI 4242", dst_hop_where="tunnel",
+        dst_name="10.77.3.2 on node h3"))
+    assert [h["where"] for h in result["hops"]] == ["a1", "into the host", "host", "tunnel"]
+    assert result["reached"] == "10.77.3.2 on node h3" and result["drop"] is None
+    text = render(result)
+    assert f"   4  tunnel          tunnel {TUNNEL} to node h3 (198.18.2.13) VNI 4242" in text
+    assert "✓ 10.77.3.2 on node h3 got it" in text

@@ -77,7 +77,8 @@ class Api:
             ("POST", r"/system/reload", self.reload),
         ):
             self._routes.append((method, re.compile(pattern + "$"), handler))
-        self.observe = ObserveRoutes(host, dns_health)  # topology, trace, doctor, dns, rps...
+        # topology, trace, doctor, dns, rps...; the cluster's nodes name the peers
+        self.observe = ObserveRoutes(host, dns_health, cluster.agent.nodes if cluster else None)
         for method, pattern, handler in self.observe.routes():
             self._routes.append((method, re.compile(pattern + "$"), handler))
         self.runtimes = RuntimeRoutes(host)  # the CNI plugins, the netavark backend

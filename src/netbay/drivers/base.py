@@ -37,6 +37,11 @@ class DriverKernel(Protocol):
         index (the network's id)."""
 
     def forget_bridge(self, key: str) -> None: ...
+    def learn_neighbour(
+        self, bridge_key: str, bridge: str, address: IPv4Address, mac: str
+    ) -> None:
+        """The host's neighbour entry for a container on BRIDGE, as if just confirmed."""
+
     def enable_forwarding(self) -> None: ...
     def allow_localnet(self, device: str) -> None: ...
     def remove_link(self, name: str) -> bool:

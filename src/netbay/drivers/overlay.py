@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from ipaddress import IPv4Network
+from pathlib import Path
 
 from ..errors import ConfigError
-from ..model import Network, NetworkSpec
+from ..model import Endpoint, Network, NetworkSpec
 from ..plan.naming import bridge_device
 from ..plan.overlay import DEFAULT_VXLAN_PORT, Backend, OverlaySettings, vxlan_device
 from .base import OPT_POOL, Capabilities, DriverKernel, parse_int
@@ -78,6 +79,18 @@ class OverlayDriver(BridgeDriver):
         record = super().validate(dataclasses.replace(spec, options=bridge_options), network_id)
         return dataclasses.replace(record, driver=self.name, options=dict(spec.options),
                                    device=bridge_device(network_id))
+
+    def attach(
+        self, kernel: DriverKernel, network: Network, endpoint: Endpoint, netns: Path,
+        default_route: bool,
+    ) -> None:
+        super().attach(kernel, network, endpoint, netns, default_route)
+        # other nodes send to a new container as soon as they can route to it, often before
+        # it exists: without this its first reply waits for the kernel's ARP retry (1 s)
+        if endpoint.address is not None and endpoint.mac is not None:
+            assert network.device is not None
+            kernel.learn_neighbour(network.id, network.device, endpoint.address.ip,
+                                   endpoint.mac)
 
     def teardown(self, kernel: DriverKernel, network: Network) -> None:
         kernel.remove_link(vxlan_device(network.id))  # the agent's tunnel, if it made one

@@ -111,6 +111,15 @@ class LinuxKernel:
         with self.lock:
             return overlay.remove_overlay(self._host, desired)
 
+    def learn_neighbour(
+        self, bridge_key: str, bridge: str, address: IPv4Address, mac: str
+    ) -> None:
+        """The host knows at once where a container just attached to BRIDGE is: a packet
+        that arrived before the container existed left the host's entry for ADDRESS
+        resolving, and the kernel would retry only a second later."""
+        with self.lock:
+            self._host.learn_neighbour(self._bridge(bridge_key, bridge), address, mac)
+
     def underlay(self, address: IPv4Address) -> Underlay:
         """The link holding ADDRESS (this node's underlay address), its MTU and the subnets
         on it: a peer in one of those is on this node's L2 segment."""

@@ -30,6 +30,7 @@ from .rtnl_wire import (
     BRIDGE,
     DEFAULT,
     IFADDRMSG,
+    NUD_REACHABLE,
     RT_SCOPE_NOWHERE,
     RT_TABLE_MAIN,
     RTM_DELADDR,
@@ -280,6 +281,12 @@ class Rtnetlink(Resource):
         there was another)."""
         self._socket.request(f"add neighbour {address}", RTM_NEWNEIGH, _ENSURE,
                              neighbour_body(index, address, lladdr))
+
+    def learn_neighbour(self, index: int, address: IPv4Address, lladdr: str) -> None:
+        """ADDRESS on device INDEX is at LLADDR, as if just confirmed (REACHABLE: the kernel
+        ages it as its own, and an entry still resolving is answered now)."""
+        self._socket.request(f"replace neighbour {address}", RTM_NEWNEIGH, _ENSURE,
+                             neighbour_body(index, address, lladdr, NUD_REACHABLE))
 
     def remove_neighbour(self, index: int, address: IPv4Address) -> bool:
         return self._removed(f"delete neighbour {address}", RTM_DELNEIGH,

@@ -1,9 +1,7 @@
 """rtnetlink's wire formats for links, addresses, routes, neighbours and bridge FDB entries
 (linux/rtnetlink.h, if_link.h, if_addr.h, neighbour.h): request bodies and decoded replies,
-pure functions unit-tested without a kernel.
-
-Decoded objects are small frozen dataclasses, addresses are ipaddress objects, MACs are
-"02:42:ac:11:00:02" strings.
+pure functions unit-tested without a kernel. Decoded objects are small frozen dataclasses,
+addresses are ipaddress objects, MACs are "02:42:ac:11:00:02" strings.
 """
 
 from __future__ import annotations
@@ -47,7 +45,7 @@ RTPROT_STATIC = 4
 RTPROT_NETBAY = 57
 
 NDA_DST, NDA_LLADDR, NDA_IFINDEX = 1, 2, 8
-NUD_PERMANENT = 0x80
+NUD_PERMANENT, NUD_REACHABLE = 0x80, 0x02
 NTF_SELF = 0x02  # an FDB entry of the device itself (a vxlan's remotes), not of its bridge
 AF_BRIDGE = 7
 
@@ -350,10 +348,11 @@ class FdbEntry:
     flags: int = NTF_SELF  # NTF_* bits
 
 
-def neighbour_body(index: int, address: IPv4Address, lladdr: str | None = None) -> bytes:
-    """RTM_NEWNEIGH of a permanent entry (with LLADDR) or RTM_DELNEIGH (without)."""
-    state = NUD_PERMANENT if lladdr else 0
-    body = NDMSG.pack(socket.AF_INET, index, state, 0, 0) + attr(NDA_DST, address.packed)
+def neighbour_body(index: int, address: IPv4Address, lladdr: str | None = None,
+                   state: int = NUD_PERMANENT) -> bytes:
+    """RTM_NEWNEIGH of an entry in STATE (with LLADDR) or RTM_DELNEIGH (without)."""
+    body = NDMSG.pack(socket.AF_INET, index, state if lladdr else 0, 0, 0)
+    body += attr(NDA_DST, address.packed)
     return body + attr(NDA_LLADDR, mac_bytes(lladdr)) if lladdr else body
 
 

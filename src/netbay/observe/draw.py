@@ -1,6 +1,7 @@
 """The topology as a picture: Graphviz DOT (rendered to SVG/PNG by Debian's `dot`), and a
 self-contained HTML page (cards and tables in plain CSS, the SVG graph inline when Graphviz
-is there). Pure apart from `graphviz`, which runs `dot`."""
+is there). The other nodes of an overlay network are boxes beyond its tunnel or the underlay
+device that reaches them. Pure apart from `graphviz`, which runs `dot`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 from typing import Any
 
 from ..errors import ConfigError, NetbayError
+from .peers import node_label, overlay_problems
 
 Json = dict[str, Any]
 FONT = "DejaVu Sans"
@@ -84,6 +86,30 @@ def _network_cluster(net: Json, edges: list[str]) -> list[str]:
     return lines
 
 
+def _overlay(net: Json, lines: list[str], edges: list[str], remote: dict[str, str]) -> None:
+    """NET's tunnel (into LINES, inside the network's cluster) and the other nodes (into
+    REMOTE by node id, drawn once however many networks reach them), joined by EDGES."""
+    section = net.get("overlay")
+    if not section:
+        return
+    tunnel = section["tunnel"]
+    if tunnel:
+        lines.insert(-1, _node(f"tunnel:{tunnel['name']}", _label(
+            f"vxlan {tunnel['name']}", f"VNI {section['vni']}  dstport {section['port']}",
+            f"local {tunnel.get('local') or '?'}"), tunnel["problems"], shape="cds"))
+        edges.append(_edge("host", f"tunnel:{tunnel['name']}"))
+    for node in section["nodes"]:
+        node_id = f"node:{node['name']}"
+        remote[node_id] = _node(node_id, _label(node_label(node), node["state"]),
+                                shape="box3d", style="rounded,dashed")
+        label = _label(node["block"], f"VNI {section['vni']}" if node["via"] == "vxlan" else
+                       f"host-gw via {node['gateway']}" if node["via"] else "no route")
+        start = {"vxlan": f"tunnel:{node['device']}", "host-gw": f"interface:{node['device']}"}
+        edges.append(_edge(start.get(node["via"], "host"), node_id, label=label,
+                           color=RED if node["problems"] else BLUE,
+                           style="solid" if node["via"] else "dotted"))
+
+
 def to_dot(topo: Json) -> str:
     """The topology as an undirected Graphviz graph; node ids are `kind:name`."""
     lines = [
@@ -94,6 +120,7 @@ def to_dot(topo: Json) -> str:
         _node("host", "host", shape="house"),
     ]
     edges: list[str] = []
+    remote: dict[str, str] = {}  # the other nodes of overlay networks, by node id
     for iface in topo["interfaces"]:
         iface_id = f"interface:{iface['name']}"
         lines.append(_node(iface_id, _label(f"{iface.get('kind', '')} {iface['name']}".strip(),
@@ -101,7 +128,10 @@ def to_dot(topo: Json) -> str:
                            iface["problems"]))
         edges.append(_edge("host", iface_id))
     for net in topo["networks"]:
-        lines += _network_cluster(net, edges)
+        cluster = _network_cluster(net, edges)
+        _overlay(net, cluster, edges, remote)
+        lines += cluster
+    lines += remote.values()
     for c in topo["containers"]:
         lines.append(_node(f"container:{c['name']}", _label(f"container {c['name']}", c["state"]),
                            c["problems"], shape="component"))
@@ -162,7 +192,7 @@ def _problems(items: list[str]) -> str:
 
 def _card(net: Json) -> str:
     bad = net["problems"] or (net["device"] or {}).get("problems") or any(
-        p["problems"] for p in net["ports"] + net["members"])
+        p["problems"] for p in net["ports"] + net["members"]) or overlay_problems(net)
     chips = [net["driver"] + (f" {net['mode']}" if net["mode"] else "")] + net["subnets"]
     chips += [f"gw {g}" for g in net["gateways"]] + [f"nat {n}" for n in net["nat"]]
     chips += ["internal"] if net["internal"] else []
@@ -187,8 +217,28 @@ def _card(net: Json) -> str:
                      f'{_problems(member["problems"])}</li>')
     if device is None:
         items.append("<li>a network mode: containers share the host's stack or have none</li>")
+    items += _overlay_items(net)
     parts.append(f"<ul>{''.join(items)}</ul></div>")
     return "".join(parts)
+
+
+def _overlay_items(net: Json) -> list[str]:
+    section = net.get("overlay")
+    if not section:
+        return []
+    items = []
+    tunnel = section["tunnel"]
+    if tunnel:
+        items.append(f'<li>tunnel <b>{_e(tunnel["name"])}</b> VNI {_e(section["vni"])} '
+                     f'dstport {_e(section["port"])} local {_e(tunnel.get("local") or "?")}'
+                     f'{_problems(tunnel["problems"])}</li>')
+    for node in section["nodes"]:
+        how = (f"vxlan via {node['gateway']}" if node["via"] == "vxlan" else
+               f"host-gw via {node['gateway']} dev {node['device']}" if node["via"] else
+               "no route")
+        items.append(f'<li><b>{_e(node_label(node))}</b> {_e(node["state"])} block '
+                     f'{_e(node["block"])}: {_e(how)}{_problems(node["problems"])}</li>')
+    return items
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:

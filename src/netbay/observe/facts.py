@@ -1,4 +1,5 @@
-"""What the kernel says about one network namespace: links, addresses, routes, neighbours.
+"""What the kernel says about one network namespace: links, addresses, routes, neighbours
+(and the FDB entries of its VXLAN devices).
 
 Read with one pyroute2 socket opened inside the namespace (a thread steps in, opens it and
 steps back); the results are plain frozen records, so everything that interprets them
@@ -17,6 +18,7 @@ from typing import Any
 from ..errors import KernelError
 from ..kernel.netlink import open_iproute
 from ..kernel.netns import entered
+from ..kernel.rtnetlink import Rtnetlink
 
 MACVLAN_MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
 IPVLAN_MODES = {0: "l2", 1: "l3", 2: "l3s"}
@@ -26,6 +28,7 @@ NUD_STATES = {
 }
 RT_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 6: "blackhole", 7: "unreachable",
             8: "prohibit"}
+RTNH_F_ONLINK = 4
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Route:
     gateway: IPv4Address | None = None
     source: IPv4Address | None = None
     kind: str = "unicast"
+    protocol: int = 0  # who made it (RTPROT_*): netbay's multi-host routes have RTPROT_NETBAY
+    onlink: bool = False
 
     def __str__(self) -> str:
         parts = [str(self.destination or "default")]
@@ -61,6 +66,8 @@ class Route:
             parts.append(f"via {self.gateway}")
         if self.device:
             parts.append(f"dev {self.device}")
+        if self.onlink:
+            parts.append("onlink")
         if self.source is not None:
             parts.append(f"src {self.source}")
         return " ".join(parts)
@@ -75,6 +82,15 @@ class Neighbour:
 
 
 @dataclass(frozen=True)
+class Fdb:
+    """A forwarding entry of a VXLAN device: frames to MAC go to the VTEP at DESTINATION."""
+
+    mac: str
+    destination: IPv4Address
+    device: str
+
+
+@dataclass(frozen=True)
 class Namespace:
     """Everything read from one namespace."""
 
@@ -82,6 +98,7 @@ class Namespace:
     addresses: tuple[tuple[str, IPv4Interface], ...] = ()  # (device, address)
     routes: tuple[Route, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
+    fdb: tuple[Fdb, ...] = ()  # of the VXLAN devices
 
     def link(self, name: str) -> Link | None:
         return next((lk for lk in self.links if lk.name == name), None)
@@ -160,24 +177,49 @@ def _route(msg: Any, names: dict[int, str]) -> Route | None:
         gateway=IPv4Address(gateway) if gateway else None,
         source=IPv4Address(source) if source else None,
         kind=RT_TYPES.get(int(msg["type"]), str(msg["type"])),
+        protocol=int(msg["proto"]),
+        onlink=bool(int(msg["flags"]) & RTNH_F_ONLINK),
     )
+
+
+def _state_name(state: int) -> str:
+    return next((n for bit, n in NUD_STATES.items() if state & bit), str(state))
 
 
 def _neighbour(msg: Any, names: dict[int, str]) -> Neighbour | None:
     address = msg.get("NDA_DST")
     if not address:
         return None
-    state = int(msg["state"])
     return Neighbour(
         address=IPv4Address(address),
         mac=str(msg.get("NDA_LLADDR") or ""),
         device=names.get(int(msg["ifindex"]), ""),
-        state=next((n for bit, n in NUD_STATES.items() if state & bit), str(state)),
+        state=_state_name(int(msg["state"])),
     )
 
 
-def read(netns: str | os.PathLike[str] | None = None, *, neighbours: bool = False) -> Namespace:
-    """Links, IPv4 addresses, main-table routes (and neighbours) of NETNS (None: ours)."""
+def tunnel_entries(
+    netns: str | os.PathLike[str] | None, tunnels: list[Link]
+) -> tuple[tuple[Neighbour, ...], tuple[Fdb, ...]]:
+    """The neighbours and FDB entries of the VXLAN devices TUNNELS (each dump filtered to
+    one device by the kernel: the host's bridges hold many entries of no interest here)."""
+    neighbours: list[Neighbour] = []
+    fdb: list[Fdb] = []
+    with Rtnetlink(netns) as rtnl:
+        for tunnel in tunnels:
+            neighbours += [Neighbour(n.address, n.lladdr or "", tunnel.name, _state_name(n.state))
+                           for n in rtnl.neighbours(tunnel.index)]
+            fdb += [Fdb(e.lladdr, e.destination, tunnel.name) for e in rtnl.fdb(tunnel.index)
+                    if e.destination is not None]
+    return tuple(neighbours), tuple(fdb)
+
+
+def read(
+    netns: str | os.PathLike[str] | None = None, *, neighbours: bool = False,
+    tunnels: bool = False,
+) -> Namespace:
+    """Links, IPv4 addresses, main-table routes (and neighbours) of NETNS (None: ours); with
+    TUNNELS, the neighbours and FDB entries of its VXLAN devices too."""
     ipr = open_iproute(netns)  # its failures are KernelError
     try:
         links = tuple(_link(m) for m in ipr.link("dump"))
@@ -200,7 +242,12 @@ def read(netns: str | os.PathLike[str] | None = None, *, neighbours: bool = Fals
             )
     finally:
         ipr.close()
-    return Namespace(links, addresses, routes, neigh)
+    fdb: tuple[Fdb, ...] = ()
+    if tunnels:
+        vxlans = [lk for lk in links if lk.kind == "vxlan"]
+        tunnel_neigh, fdb = tunnel_entries(netns, vxlans) if vxlans else ((), ())
+        neigh += tuple(n for n in tunnel_neigh if n not in neigh)
+    return Namespace(links, addresses, routes, neigh, fdb)
 
 
 def sysctl(key: str, netns: str | os.PathLike[str] | None = None) -> str | None:

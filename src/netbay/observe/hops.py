@@ -151,7 +151,8 @@ class Facts:
     src_hop: str = ""  # how the source's interface reaches the host: veth, bridge...
     src_hop_where: str = "into the host"  # or "on the parent" (macvlan, ipvlan)
     host_route: str = ""  # the host's routing decision (route get with iif), if routed
-    dst_hop: str = ""  # how the packet reaches the destination: bridge port, veth...
+    dst_hop: str = ""  # how the packet reaches the destination: bridge port, veth, tunnel...
+    dst_hop_where: str = ""  # "tunnel", "underlay": the hop leaves this node (default: DST)
     dst_name: str = ""  # who the packet finally reaches (a published port: the container)
     events: Sequence[Event] = ()
     chains: dict[tuple[str, str, str], Chain] = field(default_factory=dict)
@@ -332,8 +333,8 @@ def assemble(facts: Facts) -> Json:
     places["host"]["nat"] = nat
     hops += [h for h in places.values() if h["rules"] or h["text"] or h.get("nat")]
     if facts.dst_hop:
-        hops.append({"where": facts.dst_name or facts.dst.name, "text": facts.dst_hop,
-                     "rules": []})
+        hops.append({"where": facts.dst_hop_where or facts.dst_name or facts.dst.name,
+                     "text": facts.dst_hop, "rules": []})
     drop = _drop(facts, request, reply)
     for part in hops + [{"rules": reply}]:
         for line in part["rules"]:

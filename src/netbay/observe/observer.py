@@ -14,6 +14,7 @@ from ..errors import ConfigError, FirewallError, KernelError, NotFoundError
 from ..model import READY, REMOVING, Container, Endpoint, Network
 from ..plan import firewall as fw
 from . import facts
+from .peers import ClusterNodes, known_nodes
 from .steering import resolve
 from .topology import Inputs, Nat, Published, build
 
@@ -75,8 +76,9 @@ def expected_nat(network: Network) -> list[Nat]:
 class Observer:
     """Reads what the pictures, traces and checks need; one per daemon."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, cluster_nodes: ClusterNodes | None = None) -> None:
         self.host = host
+        self.cluster_nodes = cluster_nodes  # the cluster agent's nodes (None: no agent)
 
     # --- record ----------------------------------------------------------------------------
     def live_endpoints(self) -> list[Endpoint]:
@@ -138,7 +140,7 @@ class Observer:
             networks=networks,
             containers=containers,
             endpoints=self.host.endpoints(),
-            host=facts.read(None),
+            host=facts.read(None, tunnels=True),
             inside={c.id: self.inside(c) for c in containers if c.netns},
             published=self.kernel_ports(),
             expected_ports=self.expected_ports({n.id: n for n in networks}),
@@ -146,6 +148,7 @@ class Observer:
             expected_nat={n.id: expected_nat(n) for n in networks},
             orphan_netns=self.orphan_netns(containers),
             firewall=self.host.firewall_intact(),
+            cluster_nodes=known_nodes(self.cluster_nodes),
         )
         return build(inputs)
 

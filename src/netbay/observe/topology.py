@@ -15,6 +15,8 @@ from typing import Any
 
 from ..model import READY, Container, Endpoint, Network
 from .facts import Link, Namespace
+from .peers import ClusterNode, overlay_lines, overlay_problems, overlay_section
+from .tree import addr_text, mark, tree
 
 NETBAY_PREFIXES = ("nbv", "nbs")  # links netbay names: veth host ends, host-link shims
 Json = dict[str, Any]
@@ -55,6 +57,7 @@ class Inputs:
     expected_nat: Mapping[str, Sequence[Nat]] = field(default_factory=dict)  # by network id
     orphan_netns: Sequence[str] = ()
     firewall: bool = True
+    cluster_nodes: Sequence[ClusterNode] = ()  # the cluster agent's (none: not joined)
 
 
 def _link_json(link: Link | None, host: Namespace, name: str = "") -> Json:
@@ -105,7 +108,8 @@ def _network_head(network: Network, nat: Sequence[Nat]) -> Json:
         "gateways": [str(s.gateway) for s in network.subnets if s.gateway],
         "mode": network.options.get("macvlan_mode") or network.options.get("ipvlan_mode") or "",
         "nat": [f"snat to {n.to}" if n.to else "masquerade" for n in kernel_nat],
-        "device": None, "ports": [], "members": [], "shim": None, "problems": [],
+        "device": None, "ports": [], "members": [], "shim": None, "overlay": None,
+        "problems": [],
     }
 
 
@@ -189,6 +193,8 @@ def _networks(inp: Inputs, names: dict[str, str]) -> list[Json]:
             net["problems"].append(f"network is {network.state} in the record")
         if capabilities(network.driver).host_bridge and network.device:  # none: not used yet
             _bridge_network(net, network, inp, names)
+            if capabilities(network.driver).cluster:
+                net["overlay"] = overlay_section(network, inp.host, inp.cluster_nodes)
         elif network.device:
             _parent_network(net, network, inp, names)
         if inp.firewall:
@@ -273,6 +279,7 @@ def _collect_problems(topo: Json) -> list[str]:
         for port in net["ports"] + net["members"]:
             label = port.get("name") or f"{port.get('container')}:{port.get('ifname')}"
             found += [f"network {net['name']}: {label}: {p}" for p in port["problems"]]
+        found += [f"network {net['name']}: {p}" for p in overlay_problems(net)]
     for c in topo["containers"]:
         found += [f"container {c['name']}: {p}" for p in c["problems"]]
     for p in topo["published"]:
@@ -292,6 +299,8 @@ def build(inp: Inputs) -> Json:
     used = {n["device"]["name"] for n in networks if n["device"]}
     used |= {n["shim"]["name"] for n in networks if n["shim"]}
     used |= {p["name"] for n in networks for p in n["ports"]}
+    used |= {n["overlay"]["tunnel"]["name"] for n in networks
+             if n["overlay"] and n["overlay"]["tunnel"]}
     published = _published(inp, names)
     topo: Json = {
         "networks": networks,
@@ -306,19 +315,6 @@ def build(inp: Inputs) -> Json:
 
 
 # --- text ----------------------------------------------------------------------------------
-def _mark(problems: Sequence[str]) -> str:
-    return "".join(f"  [! {p}]" for p in problems)
-
-
-def _addr_text(item: Json) -> str:
-    parts = list(item.get("addresses") or [])
-    if item.get("mtu"):
-        parts.append(f"mtu {item['mtu']}")
-    if "up" in item:
-        parts.append("up" if item["up"] else "DOWN")
-    return "  ".join(parts)
-
-
 def _network_line(net: Json) -> str:
     parts = [f"network {net['name']}", net["driver"] + (f" {net['mode']}" if net["mode"] else "")]
     if net["subnets"]:
@@ -331,65 +327,47 @@ def _network_line(net: Json) -> str:
         parts.append("nat " + ", ".join(net["nat"]))
     if net.get("netns_mode", "private") != "private":
         parts.append("(a network mode: no kernel objects of its own)")
-    return "  ".join(parts) + _mark(net["problems"])
+    return "  ".join(parts) + mark(net["problems"])
 
 
 def _device_lines(net: Json) -> list[tuple[int, str]]:
     device = net["device"]
     if not device:
         return []
-    lines = [(1, f"{device['role']} {device['name']}  {_addr_text(device)}"
-                 + ("" if device["present"] else "  (missing)") + _mark(device["problems"]))]
+    lines = [(1, f"{device['role']} {device['name']}  {addr_text(device)}"
+                 + ("" if device["present"] else "  (missing)") + mark(device["problems"]))]
     for port in net["ports"]:
         end = port.get("end")
-        where = (f"  ⇄ container {port['container']} {end['ifname']}  {_addr_text(end)}"
-                 if end else f"  {_addr_text(port)}")
+        where = (f"  ⇄ container {port['container']} {end['ifname']}  {addr_text(end)}"
+                 if end else f"  {addr_text(port)}")
         kind = port.get("kind") or "veth"
-        lines.append((2, f"{kind} {port['name']}{where}" + _mark(port["problems"])))
+        lines.append((2, f"{kind} {port['name']}{where}" + mark(port["problems"])))
     for member in net["members"]:
         lines.append((2, f"{net['driver']} {member['container']}:{member['ifname']}  "
-                         f"{_addr_text(member)}" + _mark(member["problems"])))
+                         f"{addr_text(member)}" + mark(member["problems"])))
     if net["shim"]:
         shim = net["shim"]
-        lines.append((2, f"shim {shim['name']}  {_addr_text(shim)}" + _mark(shim["problems"])))
+        lines.append((2, f"shim {shim['name']}  {addr_text(shim)}" + mark(shim["problems"])))
     return lines
-
-
-def _tree(items: list[tuple[int, str]]) -> list[str]:
-    """(depth, text) items, depth 0 = roots, drawn with box-drawing branches."""
-    out = []
-    for i, (depth, text) in enumerate(items):
-        if depth == 0:
-            out.append(text)
-            continue
-        prefix = ""
-        for level in range(1, depth):
-            rest = [d for d, _ in items[i + 1:]]
-            more = next((d for d in rest if d <= level), 0) == level
-            prefix += "│   " if more else "    "
-        rest = [d for d, _ in items[i + 1:]]
-        last = next((d for d in rest if d <= depth), 0) != depth
-        out.append(prefix + ("└── " if last else "├── ") + text)
-    return out
 
 
 def render_text(topo: Json) -> str:
     items: list[tuple[int, str]] = [(0, "host")]
     for iface in topo["interfaces"]:
-        items.append((1, f"interface {iface['name']}  {iface.get('kind', '')}  {_addr_text(iface)}"
-                         + _mark(iface["problems"])))
+        items.append((1, f"interface {iface['name']}  {iface.get('kind', '')}  {addr_text(iface)}"
+                         + mark(iface["problems"])))
     for net in topo["networks"]:
         items.append((1, _network_line(net)))
-        items += [(d + 1, t) for d, t in _device_lines(net)]
+        items += [(d + 1, t) for d, t in _device_lines(net) + overlay_lines(net)]
     for port in topo["published"]:
         target = f"{port['container'] or '?'} {port['target']}:{port['target_port']}"
         items.append((1, f"port {port['proto']} {port['host_ip']}:{port['host_port']} -> "
-                         f"{target}" + _mark(port["problems"])))
+                         f"{target}" + mark(port["problems"])))
     items.append((0, "containers"))
     for c in topo["containers"]:
         state = c["state"] + (f" pid {c['pid']}" if c["pid"] else "")
         items.append((1, f"container {c['name']}  {state}  mode {c['mode']}"
-                         + _mark(c["problems"])))
+                         + mark(c["problems"])))
         for i in c["interfaces"]:
             items.append((2, f"{i['ifname']}  {' '.join(i['addresses']) or '-'}  "
                              f"network {i['network']}"))
@@ -397,4 +375,4 @@ def render_text(topo: Json) -> str:
     if topo["problems"]:
         items.append((0, "problems (record and kernel disagree)"))
         items += [(1, f"! {p}") for p in topo["problems"]]
-    return "\n".join(_tree(items))
+    return "\n".join(tree(items))

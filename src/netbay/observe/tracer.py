@@ -1,6 +1,8 @@
 """The daemon's side of `netbay trace`: resolve SRC and DST, describe the static path from the
 record and the routes, send the probe with the temporary trace chains in place (one nft
-transaction in, one out), and hand everything to trace.assemble."""
+transaction in, one out), and hand everything to trace.assemble. A DST in another node's
+block of an overlay network ends at the hop that leaves this node (the tunnel or the
+underlay, peers.py): the remote side is not traced."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ..errors import ConfigError, FirewallError, NotFoundError
 from ..model import READY, Container, Endpoint, Network
 from . import facts, nft_events, probe
 from .hops import Facts, Outcome, Party, Spec, assemble, matches, parse_spec, trace_chains
+from .peers import ClusterNodes, known_nodes, leaving_hop, node_for, overlay_section
 
 if TYPE_CHECKING:
     from ..engine import Host
@@ -36,8 +39,9 @@ def ruleset_text() -> str:
 
 
 class Tracer:
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, cluster_nodes: ClusterNodes | None = None) -> None:
         self.host = host
+        self.cluster_nodes = cluster_nodes  # the cluster agent's nodes (None: no agent)
 
     # --- who is who ------------------------------------------------------------------------
     def _endpoints(self, container: Container) -> list[tuple[Network, Endpoint]]:
@@ -130,6 +134,21 @@ class Tracer:
                 f"{network.device} (network {network.name}): no host hop in between",
                 None, container.name)
 
+    def _overlay_hop(self, address: IPv4Address, host: facts.Namespace) -> tuple[str, str, str]:
+        """(where, text, who) of the hop a packet to ADDRESS, in another node's block of an
+        overlay network, leaves this node by; empty if ADDRESS is in none."""
+        nodes = None
+        for network in self.host.networks():
+            if not capabilities(network.driver).cluster:
+                continue
+            nodes = known_nodes(self.cluster_nodes) if nodes is None else nodes
+            section = overlay_section(network, host, nodes)
+            node = node_for(section, address)
+            if node is not None:
+                where, text = leaving_hop(section, node)
+                return where, text, f"{address} on node {node['name']}"
+        return "", "", ""
+
     def _host_route(self, src: Party, dst: IPv4Address, bridge: str | None,
                     egress: str | None) -> str:
         if bridge is None or src.address is None:
@@ -181,11 +200,14 @@ class Tracer:
         sent, outcome, events = self._send(src, dst.address, spec)
         conntrack = probe.flow(spec.proto, sent.sport, sent.icmp_id, dst.address)
         final = IPv4Address(conntrack[1][0]) if conntrack else dst.address
+        host = facts.read(None, tunnels=True)
         dst_hop, egress, final_name = self._hop_text(final, leaving=False)
+        dst_where = ""
+        if not dst_hop:
+            dst_where, dst_hop, final_name = self._overlay_hop(final, host)
         if src.address is None and outcome.source is not None:
             src = Party(src.kind, src.name, outcome.source, src.netns, src.detail)
         rules, chains = nft_events.parse_ruleset(ruleset_text())
-        host = facts.read(None)
         found = Facts(
             src=src, dst=dst, spec=spec, outcome=outcome, sport=sent.sport,
             icmp_id=sent.icmp_id, src_route=src_route, src_hop=src_hop,
@@ -193,7 +215,7 @@ class Tracer:
             host_route=self._host_route(src, final, bridge, egress)
             or ("the host's own packet: output hook, then postrouting" if src.kind == "host"
                 else ""),
-            dst_hop=dst_hop,
+            dst_hop=dst_hop, dst_hop_where=dst_where,
             dst_name=final_name or dst.name,
             events=events, chains=chains, rules=rules,
             names={lk.index: lk.name for lk in host.links}, conntrack=conntrack,
