@@ -378,6 +378,18 @@ def plot_soak(data: dict[str, Any], path: Path) -> None:
     soak_page.plot(data, path)
 
 
+def render_convergence(page: Page, data: dict[str, Any], images: Path) -> None:
+    import convergence_page  # imported here: it imports this module
+
+    convergence_page.render(page, data, images)
+
+
+def plot_convergence(data: dict[str, Any], path: Path) -> None:
+    import convergence_page
+
+    convergence_page.plot(data, path)
+
+
 # --- the page ----------------------------------------------------------------------------------
 TITLES = {
     "scale": "Attach and detach against containers on the network",
@@ -386,11 +398,13 @@ TITLES = {
     "dns": "Embedded DNS",
     "dataplane": "Data plane and RPS",
     "soak": "Soak: what the daemon holds comes back",
+    "convergence": "Overlay convergence across hosts",
 }
 PLOTS = {"scale": plot_scale, "publish": plot_publish, "dataplane": plot_dataplane,
-         "soak": plot_soak}
+         "soak": plot_soak, "convergence": plot_convergence}
 RENDERERS = {"scale": render_scale, "publish": render_publish, "runtimes": render_runtimes,
-             "dns": render_dns, "dataplane": render_dataplane, "soak": render_soak}
+             "dns": render_dns, "dataplane": render_dataplane, "soak": render_soak,
+             "convergence": render_convergence}
 
 
 def write(result: dict[str, Any], out: Path) -> Path:

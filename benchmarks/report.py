@@ -12,6 +12,7 @@ Sections (each in its own throwaway namespaces, one after the other, never at on
   dns        queries per second and p99 with dnsperf (dns_qps.py)
   dataplane  iperf3 throughput per path, RPS off vs on (dataplane.py)
   soak       8 clients, 5,000 container cycles twice: every resource back at its start (soak.py)
+  convergence  overlay: container start, node join, node kill on a 4-host cluster (convergence.py)
 
 Writes OUT/benchmarks.md, OUT/benchmarks.json (every sample, so the page can be re-rendered
 with --render-only) and OUT/benchmarks/*.png. A section that fails, or a peer that cannot run,
@@ -49,6 +50,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "dns": {"names": 1000, "seconds": 6.0, "rounds": 2, "rate": 20000},
         "dataplane": {"seconds": 3.0, "runs": 5},
         "soak": {"cycles": 5000, "clients": 8, "rounds": 2},
+        "convergence": {"starts": 50, "joins": 10, "kills": 5},
     },
     "quick": {
         "scale": {"count": 100, "budget": 12.0},
@@ -58,6 +60,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "dns": {"names": 200, "seconds": 2.0, "rounds": 1, "rate": 10000},
         "dataplane": {"seconds": 2.0, "runs": 1},
         "soak": {"cycles": 500, "clients": 8, "rounds": 2},
+        "convergence": {"starts": 20, "joins": 5, "kills": 2},
     },
     "tiny": {  # the test suite: keeps the code working, the figures mean nothing
         "scale": {"count": 3, "budget": 5.0},
@@ -66,6 +69,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "dns": {"names": 3, "seconds": 1.0, "rounds": 1, "rate": 1000},
         "dataplane": {"seconds": 1.0, "runs": 1},
         "soak": {"cycles": 40, "clients": 8, "rounds": 2},
+        "convergence": {"starts": 3, "joins": 2, "kills": 1},
     },
 }
 
@@ -73,7 +77,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
 def runner(section: str) -> Callable[..., dict[str, Any]]:
     """The section's run(); imported late so one broken module fails only its section."""
     module = {"scale": "scale", "publish": "publish", "runtimes": "cni_netavark",
-              "dns": "dns_qps", "dataplane": "dataplane", "soak": "soak"}[section]
+              "dns": "dns_qps", "dataplane": "dataplane", "soak": "soak",
+              "convergence": "convergence"}[section]
     run: Callable[..., dict[str, Any]] = __import__(module).run
     return run
 

@@ -88,7 +88,8 @@ def test_tiny_report_measures_every_section_against_its_peer(
 
     result = json.loads((out / "benchmarks.json").read_text())
     sections = result["sections"]
-    assert set(sections) == {"scale", "publish", "runtimes", "dns", "dataplane", "soak"}
+    assert set(sections) == {"scale", "publish", "runtimes", "dns", "dataplane", "soak",
+                             "convergence"}
     assert all(s["error"] is None for s in sections.values()), sections
     # every system grew its network to 3 containers and shrank it again, the peers included
     for key, system in sections["scale"]["systems"].items():
@@ -105,11 +106,15 @@ def test_tiny_report_measures_every_section_against_its_peer(
     rps = sections["dataplane"]["rps"]
     assert rps["error"] is None and min(rps["on"]["gbps"]) > 0
     soak_came_back(sections["soak"])
+    # a container reached across hosts, a node joined and one killed: every round answered
+    convergence = sections["convergence"]
+    for measured in (convergence["joins"]["after_container_ms"], convergence["kills"]["gone_s"]):
+        assert measured["count"] >= 1 and measured["lost"] == 0, measured
 
     page = (out / "benchmarks.md").read_text()
     for title in ("## The machine", "## Versions", "## Targets", "## Attach and detach",
                   "## Publishing ports", "## CNI plugin", "## Embedded DNS", "## Data plane",
-                  "## Soak"):
+                  "## Soak", "## Overlay convergence"):
         assert title in page, title
     assert "not installed" not in page and "Not measured" not in page
     for label in ("netbay library", "netbay CLI", "netbay CNI", "netbay netavark", "CNI chain",
