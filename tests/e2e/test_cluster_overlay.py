@@ -258,6 +258,30 @@ def test_a_killed_node_is_lost_its_routes_go_and_come_back_after_restart(
     wait_until(lambda: _ping(h1, "c-h1", c3).returncode == 0, 10, "c-h1 reaching c-h3 again")
 
 
+def test_a_node_whose_address_changes_is_reached_at_the_new_one(cluster: Cluster) -> None:
+    h1, h2 = cluster.hosts[0], cluster.hosts[1]
+    block2 = str(IPv4Network(_address(h2, "c-h2") + "/24", strict=False))
+    old, new = h2.address, "198.18.1.22"
+    # the added address takes over when the first goes (else it would go with it)
+    h2.run(["sysctl", "-q", "net.ipv4.conf.eth0.promote_secondaries=1"])
+    h2.run(["ip", "addr", "add", f"{new}/24", "dev", "eth0"])
+    h2.run(["ip", "addr", "del", f"{old}/24", "dev", "eth0"])
+    h2.run(["ip", "route", "replace", "default", "via", cluster.gateway("a")])
+    try:
+        wait_until(lambda: f"{block2} via {new} dev eth0" in _routes(h1), 12,
+                   "h1's route to h2's block via h2's new address", interval=0.2)
+        assert f"via {old} " not in _routes(h1)  # replaced, not added beside
+        assert {n["Name"]: n["Address"] for n in _nodes(h1)}["h2"] == new
+        wait_until(lambda: _ping(h1, "c-h1", _address(h2, "c-h2")).returncode == 0, 10,
+                   "c-h1 reaching c-h2 at h2's new address")
+    finally:
+        h2.run(["ip", "addr", "add", f"{old}/24", "dev", "eth0"])
+        h2.run(["ip", "addr", "del", f"{new}/24", "dev", "eth0"])
+        h2.run(["ip", "route", "replace", "default", "via", cluster.gateway("a")])
+    wait_until(lambda: f"{block2} via {old} dev eth0" in _routes(h1), 12,
+               "h1's route to h2's block back via the old address", interval=0.2)
+
+
 def test_stale_and_missing_entries_are_put_right_on_the_timer(cluster: Cluster) -> None:
     h1, h2 = cluster.hosts[0], cluster.hosts[1]
     block2 = str(IPv4Network(_address(h2, "c-h2") + "/24", strict=False))

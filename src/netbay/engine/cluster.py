@@ -289,6 +289,7 @@ class ClusterAgent:
             plane, node = self.plane, self.node
             if plane is None or node is None:
                 return
+            self._follow_address(plane, node)
             for network in plane.shares():
                 self._publish_vtep(network)
             plane.sync()
@@ -296,6 +297,28 @@ class ClusterAgent:
             self._apply_names()
             if node.view.wait_synced(0):
                 self._drop_orphan_shares(plane, node)
+
+    def _follow_address(self, plane: OverlayPlane, node: ClusterNode) -> None:
+        """A node joined without --address or --interface takes the source address towards
+        etcd, again at every sync: when it changes (DHCP, a moved VM) the record follows
+        and every peer replaces its routes, neighbour and FDB entries for this node."""
+        from ..cluster import source_address
+
+        if node.settings.address is not None:
+            return
+        try:
+            address = source_address(node.client.endpoints[0])
+        except ConfigError:
+            return  # no route towards etcd just now: keep the last address
+        if address == plane.address:
+            return
+        try:
+            node.membership.set_address(address)
+        except NetbayError as exc:  # etcd away: the next sync tries again
+            log.info("cluster: new address %s not recorded yet: %s", address, exc)
+            return
+        log.info("cluster: this node's address changed from %s to %s", plane.address, address)
+        plane.address = address
 
     def _drop_orphan_shares(self, plane: OverlayPlane, node: ClusterNode) -> None:
         """Shares of networks the cluster no longer has (removed from another node)."""
