@@ -5,7 +5,7 @@ it measures nothing, so a page can be re-rendered from benchmarks.json.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -390,6 +390,15 @@ def plot_convergence(data: dict[str, Any], path: Path) -> None:
     convergence_page.plot(data, path)
 
 
+def from_cluster_page(name: str) -> Callable[..., None]:
+    def call(*args: Any) -> None:
+        import cluster_page  # imported here: it imports this module
+
+        getattr(cluster_page, name)(*args)
+
+    return call
+
+
 # --- the page ----------------------------------------------------------------------------------
 TITLES = {
     "scale": "Attach and detach against containers on the network",
@@ -399,12 +408,18 @@ TITLES = {
     "dataplane": "Data plane and RPS",
     "soak": "Soak: what the daemon holds comes back",
     "convergence": "Overlay convergence across hosts",
+    "cluster_scale": "Multi-host: the control plane at scale",
+    "overlay": "Multi-host: the overlay's data plane",
 }
 PLOTS = {"scale": plot_scale, "publish": plot_publish, "dataplane": plot_dataplane,
-         "soak": plot_soak, "convergence": plot_convergence}
+         "soak": plot_soak, "convergence": plot_convergence,
+         "cluster_scale": from_cluster_page("plot_cluster_scale"),
+         "overlay": from_cluster_page("plot_overlay")}
 RENDERERS = {"scale": render_scale, "publish": render_publish, "runtimes": render_runtimes,
              "dns": render_dns, "dataplane": render_dataplane, "soak": render_soak,
-             "convergence": render_convergence}
+             "convergence": render_convergence,
+             "cluster_scale": from_cluster_page("render_cluster_scale"),
+             "overlay": from_cluster_page("render_overlay")}
 
 
 def write(result: dict[str, Any], out: Path) -> Path:

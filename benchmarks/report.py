@@ -12,6 +12,8 @@ Sections (each in its own throwaway namespaces, one after the other, never at on
   dns        queries per second and p99 with dnsperf (dns_qps.py)
   dataplane  iperf3 throughput per path, RPS off vs on (dataplane.py)
   soak       8 clients, 5,000 container cycles twice: every resource back at its start (soak.py)
+  cluster_scale  simulated nodes on one etcd: join, propagation, etcd CPU/RSS (cluster_scale.py)
+  overlay    sync_overlay timings; iperf3 across hosts, VXLAN and host-gw vs by hand (overlay.py)
   convergence  overlay: container start, node join, node kill on a 4-host cluster (convergence.py)
 
 Writes OUT/benchmarks.md, OUT/benchmarks.json (every sample, so the page can be re-rendered
@@ -51,6 +53,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "dataplane": {"seconds": 3.0, "runs": 5},
         "soak": {"cycles": 5000, "clients": 8, "rounds": 2},
         "convergence": {"starts": 50, "joins": 10, "kills": 5},
+        "cluster_scale": {"nodes": [100, 300, 500], "changes": 10},
+        "overlay": {"peers": 100, "seconds": 3.0, "runs": 7},
     },
     "quick": {
         "scale": {"count": 100, "budget": 12.0},
@@ -61,6 +65,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "dataplane": {"seconds": 2.0, "runs": 1},
         "soak": {"cycles": 500, "clients": 8, "rounds": 2},
         "convergence": {"starts": 20, "joins": 5, "kills": 2},
+        "cluster_scale": {"nodes": [100], "changes": 6},
+        "overlay": {"peers": 100, "seconds": 2.0, "runs": 2},
     },
     "tiny": {  # the test suite: keeps the code working, the figures mean nothing
         "scale": {"count": 3, "budget": 5.0},
@@ -70,6 +76,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "dataplane": {"seconds": 1.0, "runs": 1},
         "soak": {"cycles": 40, "clients": 8, "rounds": 2},
         "convergence": {"starts": 3, "joins": 2, "kills": 1},
+        "cluster_scale": {"nodes": [20], "changes": 4, "ttl": 5},
+        "overlay": {"peers": 10, "seconds": 1.0, "runs": 1},
     },
 }
 
@@ -78,7 +86,8 @@ def runner(section: str) -> Callable[..., dict[str, Any]]:
     """The section's run(); imported late so one broken module fails only its section."""
     module = {"scale": "scale", "publish": "publish", "runtimes": "cni_netavark",
               "dns": "dns_qps", "dataplane": "dataplane", "soak": "soak",
-              "convergence": "convergence"}[section]
+              "convergence": "convergence", "cluster_scale": "cluster_scale",
+              "overlay": "overlay"}[section]
     run: Callable[..., dict[str, Any]] = __import__(module).run
     return run
 

@@ -5,7 +5,8 @@
 #            Debian's docker.io package into .venv/bin, so no Docker daemon is installed),
 #            and everything --bench installs (the suite runs the report once, tiny).
 #   --bench  also the peers the benchmarks compare with (netavark, the CNI reference plugins,
-#            aardvark-dns) and their load tools (dnsperf, iperf3); no service is started.
+#            aardvark-dns) and their load tools (dnsperf, iperf3), and everything --cluster
+#            installs (the cluster sections run etcd); no service is started.
 #   --cluster  also what the multi-host harness (tests/cluster.py, scripts/cluster-demo.sh)
 #            runs: etcd server and client (the harness starts members of its own, in its
 #            namespaces; it never uses the etcd service Debian may enable), tini.
@@ -17,7 +18,7 @@ want_cluster=0
 for arg in "$@"; do
   case "$arg" in
     --test) want_test=1; want_bench=1; want_cluster=1 ;;
-    --bench) want_bench=1 ;;
+    --bench) want_bench=1; want_cluster=1 ;;
     --cluster) want_cluster=1 ;;
     *) echo "usage: $0 [--test] [--bench] [--cluster]" >&2; exit 2 ;;
   esac

@@ -128,3 +128,73 @@ def test_memory_that_keeps_growing_misses_its_target(tmp_path: Path) -> None:
     assert ("| soak: netbayd RSS growth over the last round, per cycle | <= 1 KB | 56.32 KB "
             "(+5.5 MB) | **MISSED** |") in page
     assert "+10.0 MB over round 1; +5.5 MB over round 2" in page
+
+
+def cluster_scale_section(probe_p99: float, gone_s: float) -> dict[str, Any]:
+    """One size, 100 nodes: the probe's p99 and the kill's figure as given."""
+    def q(p50: float, p99: float) -> dict[str, Any]:
+        return {"p50": p50, "p99": p99, "max": p99, "count": 10}
+
+    phases = {"join": 2.0, "views": 1.0, "changes": 1.0, "kill": 10.0}
+    run = {"nodes": 100, "views": 50, "join_ms": q(100.0, 300.0), "synced_s": 1.5,
+           "propagation_ms": q(40.0, 90.0), "received_ms": q(30.0, 80.0),
+           "probe_ms": q(12.0, probe_p99), "every_view_ms": q(60.0, 90.0),
+           "every_watch_ms": q(50.0, 80.0), "missing": 0, "unreceived": 0, "changes": [],
+           "kill": {"missing": 0, "unreceived": 0, "ttl_s": 15, "gone_all_s": gone_s,
+                    "received_all_s": gone_s, "probe_s": gone_s, "since_renewal_s": 15.2},
+           "host_work_ms": 0.5, "db_mb": 0.5, "etcd_cpu_s": {k: v / 2 for k, v in phases.items()},
+           "sim_cpu_s": phases, "wall_s": phases, "rss_mb": 40.0, "hwm_mb": 41.0}
+    return {"etcd": "3.4.23", "ttl_s": 15, "changes": 10, "join_workers": 16, "max_views": 50,
+            "runs": [run], "error": None, "elapsed_s": 30.0, "sizes": {"nodes": [100]}}
+
+
+def overlay_section(netbay_vxlan: float) -> dict[str, Any]:
+    gbps = {"underlay": [20.0], "netbay_vxlan": [netbay_vxlan], "hand_vxlan": [10.0],
+            "vxlan_pair": [12.0], "netbay_hostgw": [19.0], "plain_routing": [19.0]}
+    sync = {"peers": 100, "plan_ms": 1.0, "program_ms": 50.0, "program_writes": 300,
+            "no_change_ms": 2.0, "no_change_min_ms": 1.5, "one_change_ms": 1.2,
+            "one_change_writes": 3, "remove_all_ms": 40.0, "remove_all_writes": 300}
+    return {"sync": [sync | {"backend": "vxlan"}, sync | {"backend": "host-gw"}],
+            "throughput": {"seconds": 1, "runs": 1, "gbps": gbps,
+                           "median_gbps": {k: v[0] for k, v in gbps.items()},
+                           "ratios": {"netbay_vxlan/hand_vxlan": netbay_vxlan / 10.0,
+                                      "netbay_hostgw/plain_routing": 1.0}},
+            "error": None, "elapsed_s": 20.0, "sizes": {"peers": 100}}
+
+
+@pytest.mark.parametrize(("probe_p99", "gone_s", "verdicts"), [
+    (40.0, 15.5, ("| met |", "| met |")),
+    (1500.0, 17.5, ("| **MISSED** |", "| **MISSED** |")),
+])
+def test_the_cluster_scale_targets(tmp_path: Path, probe_p99: float, gone_s: float,
+                                   verdicts: tuple[str, str]) -> None:
+    page = render.write(result(cluster_scale=cluster_scale_section(probe_p99, gone_s)),
+                        tmp_path).read_text()
+    lines = page.splitlines()
+    change = next(x for x in lines
+                  if x.startswith("| cluster: one change to a node's view, p99, 100 nodes"))
+    assert change.endswith(f"| <= 1 s | {render.ms(probe_p99)} ms {verdicts[0]}"), change
+    kill = next(x for x in lines if x.startswith("| cluster: node killed → gone from every"))
+    assert kill.endswith(f"| <= TTL + 2 s (17 s) | {gone_s:.1f} s {verdicts[1]}"), kill
+    assert (f"| 100 | 2.0 | 100 / 300 | 1.5 | 12.0 / {render.ms(probe_p99)} | 30.0 / 80.0 | "
+            f"40.0 / 90.0 (50) | 0.50 | {gone_s:.1f} / {gone_s:.1f} (15.2 after its last "
+            "renewal) |") in lines
+    assert "| 100 | 1.0 s (50%) | 0.5 s (50%) | 0.5 s (50%) | 5.0 s (50%) | 40 / 41 | 0.5 |" \
+        in page
+    assert "](benchmarks/cluster_scale.png)" in page
+
+
+@pytest.mark.parametrize(("netbay_vxlan", "verdict"), [(9.6, "| met |"),
+                                                       (9.4, "| **MISSED** |")])
+def test_the_overlay_throughput_against_the_hand_made(tmp_path: Path, netbay_vxlan: float,
+                                                      verdict: str) -> None:
+    page = render.write(result(overlay=overlay_section(netbay_vxlan)), tmp_path).read_text()
+    line = next(x for x in page.splitlines()
+                if x.startswith("| overlay throughput, netbay VXLAN vs VXLAN by hand"))
+    assert line.endswith(f"| {netbay_vxlan * 10:.1f}% {verdict}"), line
+    hostgw = next(x for x in page.splitlines()
+                  if x.startswith("| overlay throughput, netbay host-gw vs plain routing"))
+    assert hostgw.endswith("| 100.0% | met |"), hostgw
+    assert "| netbay VXLAN, container to container | " \
+           f"{netbay_vxlan:.2f} | {netbay_vxlan:.2f}–{netbay_vxlan:.2f} |" in page
+    assert "| vxlan | 100 | 1.00 | 50.0 [300] | 2.00 (1.50) | 1.20 [3] | 40.0 [300] |" in page
