@@ -25,8 +25,9 @@ from ..drivers.overlay import OPT_BACKEND, OPT_VNI, USER_OPTIONS, local_options,
 from ..errors import ConfigError, ConflictError, InUseError, NetbayError, NotFoundError
 from ..model import Network, NetworkSpec, SubnetConfig
 from ..name_entry import NameEntry
-from ..plan.overlay import DEFAULT_VXLAN_PORT, Backend, vtep_mac
+from ..plan.overlay import DEFAULT_VXLAN_PORT, Backend, vtep_mac, vxlan_device
 from .overlay import OverlayKernel, OverlayPlane, PeerRecord, veth_mtu
+from .overlay_events import OverlayEvents
 
 if TYPE_CHECKING:
     from ..cluster import ClusterNode, ClusterStatus, GlobalNetwork, NodeStatus
@@ -65,6 +66,7 @@ class ClusterAgent:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="netbay-cluster-agent",
                                         daemon=True)
+        self._events = OverlayEvents(self._tunnels, self._wake.set, self._stopping)
         host.add_cluster_networks(self)
 
     # --- the node ------------------------------------------------------------------------
@@ -76,6 +78,7 @@ class ClusterAgent:
         if node is not None:
             self._adopt(node)
         self._thread.start()
+        self._events.start()
 
     def join(self, request: JoinRequest) -> NodeStatus:
         from ..cluster import DEFAULT_GRACE, DEFAULT_TTL, ClusterNode, JoinSettings, parse_endpoints
@@ -270,6 +273,10 @@ class ClusterAgent:
             except NetbayError as exc:  # etcd away: the next sync writes them
                 log.info("overlay %s: names not published yet: %s", network.name, exc)
 
+    def _tunnels(self) -> frozenset[str]:
+        plane = self.plane
+        return frozenset(vxlan_device(n.id) for n in plane.shares()) if plane else frozenset()
+
     def poke(self) -> None:
         self._wake.set()
 
@@ -343,6 +350,7 @@ class ClusterAgent:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(5)
+        self._events.join(2)
         with self._lock:
             if self.node is not None:
                 self.node.close()
