@@ -1,128 +1,32 @@
-"""The simulated cluster of cluster_scale.py: one etcd member, simulated nodes made of netbay's
-real cluster parts over one shared client, and the recording data plane that timestamps what
-each node's view delivers and what each node's watch receives. No figures are computed here."""
+"""The simulated cluster of cluster_scale.py, the parent's side: one etcd member, the processes
+that run the nodes and the probes (cluster_worker.py; a handle on each, commands to them all at
+once), and etcd's and the simulation's CPU and memory per phase. No figures are computed here."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))  # etcd.py; last
 
 from etcd import DIE_WITH_PARENT, loopback_addresses, start_etcd_cluster  # noqa: E402
-from netbay.cluster import (  # noqa: E402
-    ClusterView,
-    EtcdClient,
-    EtcdConfig,
-    GlobalNetwork,
-    Layout,
-    Membership,
-    Peer,
-    SubnetLeases,
-    WatchEvent,
-    WatchHandle,
-)
 
-Target = Callable[[str, tuple[Peer, ...]], bool]
-Sighting = tuple[str, str, bool]  # network, node, in its peer list (or out of it)
-UNDERLAY = IPv4Address("198.18.0.0")  # the nodes' addresses: recorded, never reached
-GRACE = 3600
-WATCH_GRACE = 3.0
-
-
-def never(network: str, peers: tuple[Peer, ...]) -> bool:
-    return False
-
-
-class Recorder:
-    """Every view's on_peers and every watch's events. A view is known by its thread (it
-    starts its watch and delivers its lists on it), a bare watch by its node id: when each
-    first met the target, and when each received the key that makes the change."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._target: Target = never
-        self._key = ""
-        self._needed = (0, 0)
-        self.shown = threading.Event()  # every view showed it
-        self.done = threading.Event()  # and every watch received it
-        self.hits: dict[int, float] = {}
-        self.receipts: dict[Hashable, float] = {}
-
-    def expect(self, target: Target, views: int, watches: int = 0, key: str = "") -> None:
-        """Until VIEWS views met TARGET and WATCHES watches received KEY."""
-        with self._lock:
-            self._target, self._needed, self._key = target, (views, watches), key
-            self.hits, self.receipts = {}, {}
-            self.shown.clear()
-            self.done.clear()
-
-    def wait(self, timeout: float) -> None:
-        """Until every view showed it (at most TIMEOUT), then every watch received it (a few
-        seconds more at most: a watch whose creation timed out may never)."""
-        self.shown.wait(timeout)
-        self.done.wait(WATCH_GRACE)
-        with self._lock:
-            self._target, self._key = never, ""
-
-    def on_peers(self, network: str, peers: tuple[Peer, ...]) -> None:
-        now, viewer = time.perf_counter(), threading.get_ident()
-        with self._lock:
-            if viewer not in self.hits and self._target(network, peers):
-                self.hits[viewer] = now
-                self._check()
-
-    def received(self, watcher: Hashable, event: WatchEvent) -> None:
-        if event.kv.key != self._key:
-            return
-        now = time.perf_counter()
-        with self._lock:
-            if event.kv.key == self._key and watcher not in self.receipts:
-                self.receipts[watcher] = now
-                self._check()
-
-    def _check(self) -> None:
-        views, watches = self._needed
-        if len(self.hits) >= views:
-            self.shown.set()
-            if len(self.receipts) >= watches:
-                self.done.set()
-
-
-class RecordingClient(EtcdClient):
-    """The nodes' one client; notes when each view's watch receives an event."""
-
-    def __init__(self, config: EtcdConfig, recorder: Recorder) -> None:
-        super().__init__(config)
-        self.recorder = recorder
-
-    def watch_prefix(self, prefix: str, start_revision: int,
-                     on_event: Callable[[WatchEvent], None],
-                     on_compacted: Callable[[int], None]) -> WatchHandle:
-        viewer = threading.get_ident()
-
-        def noted(event: WatchEvent) -> None:
-            self.recorder.received(viewer, event)
-            on_event(event)
-
-        return super().watch_prefix(prefix, start_revision, noted, on_compacted)
-
-    def bare_watch(self, node: str, start_revision: int) -> WatchHandle:
-        """What a node's view watches, its events only noted (under NODE)."""
-        return super().watch_prefix(Layout().root, start_revision,
-                                    lambda event: self.recorder.received(node, event),
-                                    lambda revision: None)
+Json = dict[str, Any]
+WORKER = Path(__file__).with_name("cluster_worker.py")
+NODES_PER_WORKER = 125  # each process's nodes: 8 processes for 1,000
+PROBES = 2  # views in processes of their own
+STOP_WAIT = 60.0  # for a process to stop its nodes and exit once its stdin closes
 
 
 @contextmanager
@@ -160,71 +64,131 @@ def memory_mb(pid: int) -> dict[str, float]:
 
 @dataclass
 class Phases:
-    """etcd's CPU seconds, this process's, and the wall time of each phase."""
+    """etcd's CPU seconds and RSS at the end, the simulation's CPU (every process of it) and
+    the wall time of each phase."""
 
     pid: int
+    simulation: Sequence[int]  # its processes' PIDs
     etcd_cpu_s: dict[str, float] = field(default_factory=dict)
+    etcd_rss_mb: dict[str, float] = field(default_factory=dict)
     sim_cpu_s: dict[str, float] = field(default_factory=dict)
     wall_s: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        etcd, sim, wall = cpu_seconds(self.pid), cpu_seconds(), time.perf_counter()
+        etcd, sim, wall = cpu_seconds(self.pid), self._sim_cpu(), time.perf_counter()
         yield
         self.etcd_cpu_s[name] = cpu_seconds(self.pid) - etcd
-        self.sim_cpu_s[name] = cpu_seconds() - sim
+        self.etcd_rss_mb[name] = memory_mb(self.pid)["rss_mb"]
+        self.sim_cpu_s[name] = self._sim_cpu() - sim
         self.wall_s[name] = time.perf_counter() - wall
 
-
-@dataclass
-class SimNode:
-    """A node: its record and leases, its block, and a view or a bare watch."""
-
-    id: str
-    membership: Membership
-    subnets: SubnetLeases
-    view: ClusterView | None = None
-    watch: WatchHandle | None = None
-
-    def observe(self, client: RecordingClient, revision: int, full: bool) -> None:
-        """A view of its own (FULL), else a bare watch from REVISION."""
-        if full:
-            self.view = ClusterView(client, Layout(), client.recorder.on_peers, self.id)
-            self.view.start()
-        else:
-            self.watch = client.bare_watch(self.id, revision)
-
-    def blind(self) -> None:
-        """Its view or watch stopped: the host is gone, or stopping."""
-        if self.view is not None:
-            self.view.stop()
-            self.view = None
-        if self.watch is not None:
-            self.watch.cancel()
-            self.watch = None
+    def _sim_cpu(self) -> float:
+        return cpu_seconds() + sum(cpu_seconds(pid) for pid in self.simulation)
 
 
-def sim_node(client: EtcdClient, layout: Layout, index: int, ttl: int) -> SimNode:
-    node = f"{index:032x}"
-    membership = Membership(client, layout, node, f"node-{index}", UNDERLAY + index, ttl, GRACE)
-    return SimNode(node, membership, SubnetLeases(client, layout, node,
-                                                  lambda: membership.grace_lease))
+class Worker:
+    """The parent's end of one process of the simulation (cluster_worker.py SPEC)."""
+
+    def __init__(self, spec: Json) -> None:
+        self.nodes = {*spec["nodes"], *spec["newcomers"]}
+        self.is_probe: bool = spec["probe"]
+        self.process = subprocess.Popen(
+            [*DIE_WITH_PARENT, sys.executable, str(WORKER), json.dumps(spec)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, op: str, **args: Any) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"op": op, **args}) + "\n")
+        self.process.stdin.flush()
+
+    def receive(self) -> Json:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"simulation process {self.pid} exited "
+                               f"({self.process.poll()}); its traceback is above")
+        reply: Json = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"simulation process {self.pid}: {reply['error']}")
+        return reply
+
+    def ask(self, op: str, **args: Any) -> Json:
+        self.send(op, **args)
+        return self.receive()
+
+    def hang_up(self) -> None:
+        """Its stdin closed: it stops its nodes and exits."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+
+    def close(self) -> None:
+        """Hung up on, and gone; killed by PID if it does not go in time."""
+        self.hang_up()
+        try:
+            self.process.wait(STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
-def join(node: SimNode, network: GlobalNetwork) -> float:
-    """Register and claim a block: the node's join, in ms."""
-    start = time.perf_counter()
-    node.membership.join()
-    node.subnets.claim(network)
-    return (time.perf_counter() - start) * 1000
+class Simulation:
+    """Every process of one size: the workers, each running a contiguous slice of the COUNT
+    nodes (and its share of the NEWCOMERS, dealt round) with the VIEWS among them, and the
+    probes; started at once, ready when all are."""
 
+    def __init__(self, endpoint: str, count: int, newcomers: Sequence[int],
+                 views: Sequence[int], ttl: int) -> None:
+        self.workers: list[Worker] = []
+        self.probes: list[Worker] = []
+        size = math.ceil(count / NODES_PER_WORKER)
+        bounds = [count * w // size for w in range(size + 1)]
+        base = {"endpoint": endpoint, "ttl": ttl}
+        try:
+            for w in range(size):
+                mine = range(bounds[w], bounds[w + 1])
+                self.workers.append(Worker(base | {
+                    "nodes": list(mine), "newcomers": list(newcomers[w::size]),
+                    "views": [i for i in views if i in mine], "probe": False}))
+            self.probes = [Worker(base | {"nodes": [], "newcomers": [], "views": [],
+                                          "probe": True}) for _ in range(PROBES)]
+            self.ask(self.everyone, "ready")
+        except BaseException:
+            self.close()
+            raise
 
-def stop(nodes: Sequence[SimNode]) -> None:
-    """A daemon stopping, for every node: views first, so none reacts to the others."""
-    for node in nodes:
-        node.blind()
-    for node in nodes:
-        node.membership.stop()
+    @property
+    def everyone(self) -> list[Worker]:
+        return [*self.workers, *self.probes]
+
+    @property
+    def pids(self) -> list[int]:
+        return [worker.pid for worker in self.everyone]
+
+    def owner(self, index: int) -> Worker:
+        return next(worker for worker in self.workers if index in worker.nodes)
+
+    @staticmethod
+    def ask(workers: Sequence[Worker], op: str, **args: Any) -> list[Json]:
+        """OP sent to every one of WORKERS first, then each one's answer (in parallel: they
+        run at once). "ready": only the answer each sends when it has started."""
+        if op != "ready":
+            for worker in workers:
+                worker.send(op, **args)
+        return [worker.receive() for worker in workers]
+
+    def close(self) -> None:
+        """Every process hung up on first, so they stop their nodes at once."""
+        for worker in self.everyone:
+            worker.hang_up()
+        for worker in self.everyone:
+            worker.close()
 
 
 def quantiles(values: Sequence[float]) -> dict[str, Any]:
@@ -234,71 +198,3 @@ def quantiles(values: Sequence[float]) -> dict[str, Any]:
     return {"p50": ordered[len(ordered) // 2], "p99": ordered[min(len(ordered) - 1,
                                                                   int(0.99 * len(ordered)))],
             "max": ordered[-1], "count": len(ordered)}
-
-
-class Probe:
-    """A view in a process of its own, as on a real host (`cluster_sim.py probe URL`): when its
-    peer lists first showed, or stopped showing, each node."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.seen: dict[Sighting, float] = {}
-        self.ready = threading.Event()
-        self.process = subprocess.Popen(
-            [*DIE_WITH_PARENT, sys.executable, __file__, "probe", endpoint],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self._reader = threading.Thread(target=self._read, name="probe-reader", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line == "synced\n":
-                self.ready.set()
-                continue
-            network, node, sign, when = line.split()
-            self.seen.setdefault((network, node, sign == "+"), float(when))
-
-    def wait_for(self, sighting: Sighting, timeout: float) -> float | None:
-        deadline = time.perf_counter() + timeout
-        while sighting not in self.seen and time.perf_counter() < deadline:
-            time.sleep(0.005)
-        return self.seen.get(sighting)
-
-    def close(self) -> None:
-        """Its stdin closed: it stops its view and exits; killed by PID if it does not."""
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._reader.join(5)
-
-
-def probe(endpoint: str) -> None:
-    """The probe's side: one EtcdClient and one ClusterView; every node that comes into or
-    leaves a peer list, with the time (CLOCK_MONOTONIC, as perf_counter is on Linux: the
-    same clock in every process), until stdin closes."""
-    client = EtcdClient(EtcdConfig((endpoint,)))
-    known: dict[str, set[str]] = {}
-
-    def on_peers(network: str, peers: tuple[Peer, ...]) -> None:
-        now, nodes = time.perf_counter(), {peer.node for peer in peers}
-        before = known.get(network, set())
-        known[network] = nodes
-        sys.stdout.write("".join([*(f"{network} {n} + {now}\n" for n in nodes - before),
-                                  *(f"{network} {n} - {now}\n" for n in before - nodes)]))
-        sys.stdout.flush()
-
-    view = ClusterView(client, Layout(), on_peers)
-    view.start()
-    view.wait_synced(120)
-    print("synced", flush=True)
-    sys.stdin.read()
-    view.stop()
-    client.close()
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["probe"]:
-    probe(sys.argv[2])

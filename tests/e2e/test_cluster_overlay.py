@@ -228,6 +228,9 @@ def test_networks_stay_isolated_across_nodes(cluster: Cluster) -> None:
     h1.netbay("network", "create", "--subnet", "10.99.0.0/24", "localnet")
     h1.netbay("run", "-d", "--name", "l-h1", "--network", "localnet", "--", "sleep", "infinity")
     try:
+        wait_until(lambda: h1.netbay("network", "rm", "othernet", check=False).stderr.strip()
+                   == "Error: network othernet has containers on nodes h2", 10,
+                   "othernet's removal refused on h1 while h2 runs a container on it")
         c1 = _address(h1, "c-h1")
         assert _ping(h2, "c-h2", c1).returncode == 0  # the same network: reached
         assert _ping(h2, "o-h2", c1).returncode != 0  # another overlay network on another node

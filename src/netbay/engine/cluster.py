@@ -198,7 +198,13 @@ class ClusterAgent:
                                         f"({config.subnet}) on this node")
 
     def remove_network(self, name: str) -> None:
+        """Remove a cluster-wide network: refused while containers on any node use it."""
         node = self._require()
+        elsewhere = sorted({e.node for e in node.view.names(name)})
+        if elsewhere:
+            names = {n.id: n.name for n in node.view.nodes()}
+            raise InUseError(f"network {name} has containers on nodes "
+                             f"{', '.join(names.get(n, n) for n in elsewhere)}")
         with self._lock:
             share = self.host.network_named(name)
             if share is not None:
