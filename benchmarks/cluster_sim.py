@@ -163,6 +163,12 @@ class Simulation:
             self.close()
             raise
 
+    def __enter__(self) -> Simulation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def everyone(self) -> list[Worker]:
         return [*self.workers, *self.probes]

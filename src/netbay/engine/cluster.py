@@ -60,7 +60,10 @@ class ClusterAgent:
         self.node: ClusterNode | None = None
         self.plane: OverlayPlane | None = None
         self._lock = threading.RLock()  # join and leave against everything else
-        self._remote_names: dict[str, tuple[NameEntry, ...]] = {}  # by network name
+        # what the view delivered, by network name (kept for a plane made after it)
+        self._delivering = threading.Lock()
+        self._peers: dict[str, tuple[PeerRecord, ...]] = {}
+        self._remote_names: dict[str, tuple[NameEntry, ...]] = {}
         self._applied_names: dict[str, tuple[NameEntry, ...]] = {}  # by local network id
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -109,10 +112,13 @@ class ClusterAgent:
         return min(found).ip
 
     def _adopt(self, node: ClusterNode) -> None:
-        self.node = node
-        self.plane = OverlayPlane(self.host.store, self._kernel, node.node,
-                                  node.membership.address)
-        for network in self.plane.shares():
+        """NODE is this daemon's now. Its view may have delivered peers already (it starts
+        inside join and resume): the new plane starts from those."""
+        plane = OverlayPlane(self.host.store, self._kernel, node.node, node.membership.address)
+        with self._delivering:
+            plane.seed(self._peers)
+            self.node, self.plane = node, plane
+        for network in plane.shares():
             self._publish_vtep(network)
         self._wake.set()
 
@@ -129,7 +135,11 @@ class ClusterAgent:
             for network in shares:
                 self.host.remove_network(network.id)
             node.leave()
-            self.node = self.plane = None
+            with self._delivering:
+                self.node = self.plane = None
+                self._peers.clear()
+                self._remote_names.clear()
+            self._apply_names()  # no share left: the other nodes' names go from the record
             self._on_change()
 
     def status(self) -> tuple[str, ClusterStatus]:
@@ -249,7 +259,9 @@ class ClusterAgent:
 
     # --- the data plane --------------------------------------------------------------------
     def _on_peers(self, network: str, peers: Sequence[PeerRecord]) -> None:
-        plane = self.plane
+        with self._delivering:
+            self._peers[network] = tuple(peers)
+            plane = self.plane
         if plane is not None:
             plane.set_peers(network, peers)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
@@ -90,6 +90,10 @@ class OverlayPlane:
 
     def underlay(self) -> Underlay:
         return self._kernel.underlay(self.address)
+
+    def seed(self, peers: Mapping[str, Sequence[PeerRecord]]) -> None:
+        """Peers delivered before this plane existed; synced at the next sync."""
+        self._peers.update((network, tuple(found)) for network, found in peers.items())
 
     def set_peers(self, network: str, peers: Sequence[PeerRecord]) -> None:
         self._peers[network] = tuple(peers)
