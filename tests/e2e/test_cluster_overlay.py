@@ -66,6 +66,13 @@ def _nodes(host: ClusterHost) -> list[dict[str, object]]:
     return [json.loads(line) for line in listed.splitlines()]
 
 
+def _tunnel_entries(host: ClusterHost) -> str:
+    """The neighbours and FDB entries of HOST's overlay tunnels."""
+    tunnels = re.findall(r"^(nbx\w+)", host.run(["ip", "-br", "link"]).stdout, re.M)
+    return "\n".join(host.run(["sh", "-c", f"ip neigh show dev {t}; bridge fdb show dev {t}"])
+                     .stdout for t in tunnels)
+
+
 def _routes(host: ClusterHost) -> str:
     return host.run(["ip", "route", "show", "proto", "57"]).stdout
 
@@ -248,16 +255,18 @@ def test_a_killed_node_is_lost_its_routes_go_and_come_back_after_restart(
     h1, h3 = cluster.hosts[0], cluster.hosts[2]
     c3 = _address(h3, "c-h3")
     block3 = str(IPv4Network(c3 + "/24", strict=False))
+    mac = {n["Name"]: n["VtepMacs"] for n in _nodes(h1)}["h3"]["podnet"]
+    assert f"lladdr {mac} PERMANENT" in _tunnel_entries(h1)
     h3.kill_daemon(signal.SIGKILL)
     killed = time.monotonic()
     wait_until(lambda: block3 not in _routes(h1), TTL + 5, "h3's route gone from h1", interval=0.2)
     assert time.monotonic() - killed <= TTL + 2 + 1.0  # TTL + 2 s, and the poll's step
-    lost = [json.loads(line) for line in
-            h1.netbay("cluster", "nodes", "--format", "json").stdout.splitlines()]
-    assert {n["Name"]: n["State"] for n in lost}["h3"] == "lost"
+    assert mac not in _tunnel_entries(h1)  # its neighbour and FDB entries went with it
+    assert {n["Name"]: n["State"] for n in _nodes(h1)}["h3"] == "lost"
     h3.start_daemon()  # the same node id: its block back, its container's address kept
     wait_until(lambda: block3 in _routes(h1), 10, "h3's route back on h1")
     assert _address(h3, "c-h3") == c3
+    assert {n["Name"]: n["VtepMacs"] for n in _nodes(h1)}["h3"]["podnet"] == mac  # stable
     wait_until(lambda: _ping(h1, "c-h1", c3).returncode == 0, 10, "c-h1 reaching c-h3 again")
 
 
