@@ -26,6 +26,9 @@ Json = dict[str, Any]
 WORKER = Path(__file__).with_name("cluster_worker.py")
 NODES_PER_WORKER = 125  # each process's nodes: 8 processes for 1,000
 PROBES = 2  # views in processes of their own
+# The nodes' processes yield the CPU to etcd and the probes: each of those stands for a machine
+# of its own, which the other nodes' work, crammed onto this one, would not slow down.
+NODES_NICENESS = 10
 STOP_WAIT = 60.0  # for a process to stop its nodes and exit once its stdin closes
 
 
@@ -155,9 +158,10 @@ class Simulation:
                 mine = range(bounds[w], bounds[w + 1])
                 self.workers.append(Worker(base | {
                     "nodes": list(mine), "newcomers": list(newcomers[w::size]),
-                    "views": [i for i in views if i in mine], "probe": False}))
+                    "views": [i for i in views if i in mine], "probe": False,
+                    "nice": NODES_NICENESS}))
             self.probes = [Worker(base | {"nodes": [], "newcomers": [], "views": [],
-                                          "probe": True}) for _ in range(PROBES)]
+                                          "probe": True, "nice": 0}) for _ in range(PROBES)]
             self.ask(self.everyone, "ready")
         except BaseException:
             self.close()

@@ -34,6 +34,13 @@ class InUseError(NetbayError):
     http_status = 403
 
 
+class NotJoinedError(ConflictError):
+    """A cluster operation on a node that has not joined a cluster."""
+
+    def __init__(self) -> None:
+        super().__init__("this node has not joined a cluster (netbay cluster join --etcd URL)")
+
+
 class NotFoundError(NetbayError):
     http_status = 404
 

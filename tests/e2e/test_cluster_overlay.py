@@ -83,8 +83,11 @@ def test_bad_input_before_joining_changes_nothing(cluster: Cluster) -> None:
     before, record = _kernel_state(h1), _etcd_dump(cluster)
     made = h1.netbay("network", "create", "-d", "overlay", "podnet", check=False)
     assert made.returncode == 1
-    assert made.stderr.strip() == ("Error: invalid cluster 'none': this node has not joined a "
-                                   "cluster (netbay cluster join --etcd URL)")
+    assert made.stderr.strip() == ("Error: this node has not joined a cluster (netbay cluster "
+                                   "join --etcd URL)")
+    for verb in ("nodes", "status", "leave"):
+        refused = h1.netbay("cluster", verb, check=False)
+        assert refused.returncode == 1 and refused.stderr == made.stderr, verb
     started = time.monotonic()
     joined = h1.netbay("cluster", "join", "--etcd", "http://198.18.1.199:2379", check=False)
     assert time.monotonic() - started < 5.5

@@ -6,7 +6,7 @@ import dataclasses
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
-from netbay.errors import ConfigError
+from netbay.errors import NotJoinedError
 from netbay.model import Container, Endpoint, Network, SubnetConfig
 from netbay.observe import draw
 from netbay.observe.facts import Link, Namespace, Route
@@ -252,7 +252,7 @@ def test_without_the_agent_peers_are_shown_by_address_and_a_missing_tunnel_is_ma
 
 def test_the_agents_nodes_are_none_before_joining() -> None:
     def not_joined() -> list[Node]:
-        raise ConfigError("cluster", "none", "this node has not joined a cluster")
+        raise NotJoinedError
 
     assert known_nodes(not_joined) == [] and known_nodes(None) == []
     assert known_nodes(lambda: NODES) == NODES

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 from ..dns.records import published_names
 from ..drivers.base import parse_int
 from ..drivers.overlay import OPT_BACKEND, OPT_VNI, USER_OPTIONS, local_options, parse_backend
-from ..errors import ConfigError, ConflictError, InUseError, NetbayError, NotFoundError
+from ..errors import (
+    ConfigError,
+    ConflictError,
+    InUseError,
+    NetbayError,
+    NotFoundError,
+    NotJoinedError,
+)
 from ..model import Network, NetworkSpec, SubnetConfig
 from ..name_entry import NameEntry
 from ..plan.overlay import DEFAULT_VXLAN_PORT, Backend, vtep_mac, vxlan_device
@@ -35,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("netbay.cluster")
 RESYNC = 5.0  # seconds between the timer's syncs of every share
-NOT_JOINED = "this node has not joined a cluster (netbay cluster join --etcd URL)"
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ class ClusterAgent:
 
     def _require(self) -> ClusterNode:
         if self.node is None:
-            raise ConfigError("cluster", "none", NOT_JOINED)
+            raise NotJoinedError
         return self.node
 
     # --- the cluster-wide networks ---------------------------------------------------------

@@ -45,13 +45,13 @@ ClusterNodes = Callable[[], Sequence[ClusterNode]]  # ClusterAgent.nodes
 
 def known_nodes(source: ClusterNodes | None) -> list[ClusterNode]:
     """The agent's nodes; none when there is no agent or this node has not joined."""
-    from ..errors import ConfigError
+    from ..errors import NotJoinedError
 
     if source is None:
         return []
     try:
         return list(source())
-    except ConfigError:  # not joined: the overlay routes left (if any) are shown unnamed
+    except NotJoinedError:  # not joined: the overlay routes left (if any) are shown unnamed
         return []
 
 
