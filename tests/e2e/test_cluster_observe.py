@@ -109,3 +109,7 @@ def test_trace_from_c_h1_to_c_h3_ends_at_the_tunnel_to_h3(
     assert any(line["oif"] == tunnel for hop in result["hops"] for line in hop["rules"])
     text = h1.netbay("trace", "c-h1", podnet["h2"]).stdout
     assert "underlay        underlay eth0 to node h2 (198.18.1.12) via host-gw" in text
+    by_name = json.loads(wait_until(  # c-h3's name, as h3 publishes it for the cluster
+        lambda: h1.netbay("trace", "c-h1", "c-h3", "--format", "json", check=False).stdout,
+        10, "c-h3's name known on h1"))
+    assert by_name["hops"][-1]["text"] == f"tunnel {tunnel} to node h3 (198.18.2.13) VNI 4321"

@@ -87,6 +87,9 @@ class Tracer:
             address = None
         if address is None:
             container = self.host.find_container(ref)
+            remote = None if container or as_source else self._remote(ref)
+            if remote is not None:
+                return remote
             if container is None:
                 raise NotFoundError(f"no container {ref} (a {field} is a container, `host` or "
                                     "an IPv4 address)")
@@ -104,6 +107,14 @@ class Tracer:
             raise ConfigError("source", ref, "not an address of a running container or of the "
                               "host: a probe must start somewhere netbay can enter")
         return Party("address", str(address), address)
+
+    def _remote(self, name: str) -> Party | None:
+        """A container on another node of the cluster, by the name it publishes there."""
+        for remote in self.host.store.remote_names():
+            entry = remote.entry
+            if name == entry.name or name in entry.aliases:
+                return Party("address", f"{entry.name} (on another node)", entry.address)
+        return None
 
     # --- the static path -------------------------------------------------------------------
     def _attachment(self, address: IPv4Address) -> tuple[Network, Endpoint, Container] | None:
