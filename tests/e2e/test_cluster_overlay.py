@@ -149,6 +149,16 @@ def test_every_host_lists_the_network_and_runs_a_container(cluster: Cluster) -> 
     assert found["Scope"] == "global" and found["IPAM"]["Config"] == [{"Subnet": POOL}]
     assert sorted(n["Node"] for n in found["Cluster"]["Nodes"]) == ["h1", "h2", "h3"]
 
+    def remote_containers() -> dict[str, list[str]]:
+        inspected = json.loads(h1.netbay("network", "inspect", "podnet").stdout)[0]
+        return {n["Node"]: [c["Name"] for c in n["Containers"]]
+                for n in inspected["Cluster"]["Nodes"]}
+
+    # every node's containers: h1's own under Containers, the others' as they publish them
+    wait_until(lambda: remote_containers() == {"h1": [], "h2": ["c-h2"], "h3": ["c-h3"]}, 10,
+               "h2's and h3's containers in h1's inspect")
+    assert [c["Name"] for c in found["Containers"].values()] == ["c-h1"]
+
 
 def test_containers_reach_each_other_host_gw_on_a_segment_vxlan_across(
     cluster: Cluster,

@@ -110,15 +110,19 @@ class ClusterRoutes:
         return 200, status_json(*self.agent.status())
 
     def cluster_details(self, network: Network) -> dict[str, Any]:
-        """What `network inspect` adds for a global network: every node's block."""
+        """What `network inspect` adds for a global network: every node's block, and the
+        containers the other nodes publish on it (this node's are in Containers)."""
         found = self.agent.global_network(network.name)
         if found is None:
             return {}
-        nodes = {n.id: n for n in self.agent.nodes()}
+        remote: dict[str, list[dict[str, str]]] = {}
+        for entry in self.agent.remote_names(network.name):
+            remote.setdefault(entry.node, []).append(
+                {"Name": entry.name, "IPv4Address": str(entry.address)})
         blocks = [
             {"Node": n.name, "Address": str(n.address), "State": n.state,
-             "Subnet": str(n.subnets[network.name])}
-            for n in nodes.values() if network.name in n.subnets
+             "Subnet": str(n.subnets[network.name]), "Containers": remote.get(n.id, [])}
+            for n in self.agent.nodes() if network.name in n.subnets
         ]
         return {"Subnet": str(found.subnet), "SubnetSize": found.subnet_size, "VNI": found.vni,
                 "Backend": found.options.get("backend", "auto"),

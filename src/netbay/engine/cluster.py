@@ -229,6 +229,10 @@ class ClusterAgent:
             node.networks.remove(name, force=True)
         self._on_change()
 
+    def remote_names(self, network: str) -> tuple[NameEntry, ...]:
+        """The containers the other nodes publish on NETWORK."""
+        return () if self.node is None else self.node.view.names(network)
+
     def global_networks(self) -> list[GlobalNetwork]:
         return [] if self.node is None else self.node.view.networks()
 
