@@ -1,6 +1,6 @@
 """The simulated cluster of cluster_scale.py, the parent's side: one etcd member, the processes
-that run the nodes and the probes (cluster_worker.py; a handle on each, commands to them all at
-once), and etcd's and the simulation's CPU and memory per phase. No figures are computed here."""
+that run the nodes (cluster_worker.py; a handle on each, commands to them all at once), and
+etcd's and the simulation's CPU and memory per phase. No figures are computed here."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from etcd import DIE_WITH_PARENT, loopback_addresses, start_etcd_cluster  # noqa
 Json = dict[str, Any]
 WORKER = Path(__file__).with_name("cluster_worker.py")
 NODES_PER_WORKER = 125  # each process's nodes: 8 processes for 1,000
-PROBES = 2  # views in processes of their own
-# The nodes' processes yield the CPU to etcd and the probes: each of those stands for a machine
-# of its own, which the other nodes' work, crammed onto this one, would not slow down.
+HOSTS = 8  # nodes alone in a process with their view
+# The packed nodes' processes yield the CPU to etcd and the hosts: each of those stands for a
+# machine of its own, which the other nodes' work, crammed onto this one, would not slow down.
 NODES_NICENESS = 10
 STOP_WAIT = 60.0  # for a process to stop its nodes and exit once its stdin closes
 
@@ -95,7 +95,6 @@ class Worker:
 
     def __init__(self, spec: Json) -> None:
         self.nodes = {*spec["nodes"], *spec["newcomers"]}
-        self.is_probe: bool = spec["probe"]
         self.process = subprocess.Popen(
             [*DIE_WITH_PARENT, sys.executable, str(WORKER), json.dumps(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -142,26 +141,27 @@ class Worker:
 
 
 class Simulation:
-    """Every process of one size: the workers, each running a contiguous slice of the COUNT
-    nodes (and its share of the NEWCOMERS, dealt round) with the VIEWS among them, and the
-    probes; started at once, ready when all are."""
+    """Every process of one size: HOSTS of the COUNT nodes spread over them each alone in a
+    process with its view, as a daemon on a host of its own; the others in processes of
+    NODES_PER_WORKER at most (contiguous slices, the NEWCOMERS dealt round), with a bare
+    watch each, at a lower priority. Started at once, ready when all are."""
 
-    def __init__(self, endpoint: str, count: int, newcomers: Sequence[int],
-                 views: Sequence[int], ttl: int) -> None:
-        self.workers: list[Worker] = []
-        self.probes: list[Worker] = []
-        size = math.ceil(count / NODES_PER_WORKER)
-        bounds = [count * w // size for w in range(size + 1)]
+    def __init__(self, endpoint: str, count: int, newcomers: Sequence[int], ttl: int) -> None:
+        self.workers: list[Worker] = []  # the packed nodes'
+        self.hosts: list[Worker] = []
+        hosts = sorted({h * count // HOSTS for h in range(min(HOSTS, count))})
+        packed = [i for i in range(count) if i not in hosts]
+        size = max(1, math.ceil(len(packed) / NODES_PER_WORKER))
+        bounds = [len(packed) * w // size for w in range(size + 1)]
         base = {"endpoint": endpoint, "ttl": ttl}
         try:
             for w in range(size):
-                mine = range(bounds[w], bounds[w + 1])
                 self.workers.append(Worker(base | {
-                    "nodes": list(mine), "newcomers": list(newcomers[w::size]),
-                    "views": [i for i in views if i in mine], "probe": False,
+                    "nodes": packed[bounds[w]:bounds[w + 1]],
+                    "newcomers": list(newcomers[w::size]), "views": [],
                     "nice": NODES_NICENESS}))
-            self.probes = [Worker(base | {"nodes": [], "newcomers": [], "views": [],
-                                          "probe": True, "nice": 0}) for _ in range(PROBES)]
+            self.hosts = [Worker(base | {"nodes": [h], "newcomers": [], "views": [h],
+                                         "nice": 0}) for h in hosts]
             self.ask(self.everyone, "ready")
         except BaseException:
             self.close()
@@ -175,14 +175,14 @@ class Simulation:
 
     @property
     def everyone(self) -> list[Worker]:
-        return [*self.workers, *self.probes]
+        return [*self.workers, *self.hosts]
 
     @property
     def pids(self) -> list[int]:
         return [worker.pid for worker in self.everyone]
 
     def owner(self, index: int) -> Worker:
-        return next(worker for worker in self.workers if index in worker.nodes)
+        return next(worker for worker in self.everyone if index in worker.nodes)
 
     @staticmethod
     def ask(workers: Sequence[Worker], op: str, **args: Any) -> list[Json]:

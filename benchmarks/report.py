@@ -53,7 +53,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "dataplane": {"seconds": 3.0, "runs": 5},
         "soak": {"cycles": 5000, "clients": 8, "rounds": 2},
         "convergence": {"starts": 50, "joins": 10, "kills": 5},
-        "cluster_scale": {"nodes": [100, 300, 500], "changes": 10},
+        "cluster_scale": {"nodes": [100, 500, 1000], "changes": 10},
         "overlay": {"peers": 100, "seconds": 3.0, "runs": 7},
     },
     "quick": {
