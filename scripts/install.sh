@@ -33,7 +33,7 @@ if [ "$want_test" = 1 ]; then
   packages+=(podman runc busybox-static containernetworking-plugins iptables)
 fi
 if [ "$want_cluster" = 1 ]; then
-  packages+=(etcd-server etcd-client tini)
+  packages+=(etcd-server etcd-client tini bird2)  # bird2: BGP for routed networks
 fi
 if [ "$want_bench" = 1 ]; then
   packages+=(netavark containernetworking-plugins iptables aardvark-dns dnsperf iperf3)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from ..errors import KernelError
 from ..plan.overlay import OverlayState
+from ..plan.routed import BlockRoute, RoutedEndpoint
 from ..reconcile.state import LinkState, Observed, RouteState, WantedRoute, WantedSysctl
 from . import netns as netns_mod
-from . import overlay, sysctl
+from . import overlay, routed, sysctl
 from .rtnetlink import Rtnetlink
 from .rtnl_wire import Route
 
@@ -41,6 +42,7 @@ class LinuxKernel:
         self._observer = Rtnetlink()
         self._observing = threading.Lock()
         self._ipv6_conf = sysctl.ConfDir.open()
+        self._device_conf = routed.DeviceConf(self._ipv6_conf)
         self._bridge_index: dict[str, int] = {}
         # namespaces made here with IPv6 off by default, so an interface born in them needs
         # no sysctl of its own (forgotten on restart: then the per-attach write is done)
@@ -50,6 +52,7 @@ class LinuxKernel:
         self._host.close()
         self._observer.close()
         self._ipv6_conf.close()
+        self._device_conf.close()
 
     # --- networks --------------------------------------------------------------------
     def ensure_bridge(
@@ -177,15 +180,41 @@ class LinuxKernel:
                 )
             # a bridge port: its own addresses would serve nothing
             self._ipv6_conf.write(host_ifname, "disable_ipv6", "1")
-            if str(netns) not in self._ipv6_off:  # a runtime's namespace, or made before
-                with netns_mod.entered(netns):  # this daemon started
-                    sysctl.disable_ipv6(ifname)
+            self._disable_ipv6_inside(netns, ifname)
             index = inside.require_index(ifname, f"{ifname} did not appear in {netns}")
             inside.set_up(index)
             if address is not None:
                 inside.ensure_address(index, address)
             if gateway is not None:
                 inside.ensure_default_route(gateway)
+
+    def _disable_ipv6_inside(self, netns: Path, ifname: str) -> None:
+        if str(netns) not in self._ipv6_off:  # a runtime's namespace, or made before
+            with netns_mod.entered(netns):  # this daemon started
+                sysctl.disable_ipv6(ifname)
+
+    def attach_routed(self, endpoint: RoutedEndpoint, netns: Path) -> None:
+        """A veth with no bridge, its container end in NETNS, as plan/routed.py planned:
+        see kernel/routed.py (eight netlink round trips and four sysctl writes)."""
+        with self.lock, Rtnetlink(netns) as inside:
+            routed.add_veth(self._host, self._device_conf, endpoint, netns)
+            self._disable_ipv6_inside(netns, endpoint.ifname)
+            routed.configure(self._host, inside, endpoint, netns)
+
+    def detach_routed(self, host_ifname: str) -> bool:
+        """The endpoint's veth gone, and with it the host's /32 route and neighbour entry
+        for the container (the kernel drops them before it unlists the link, so they are
+        gone when this returns); False if there was no such veth."""
+        return self.remove_link(host_ifname)
+
+    def hold_block(self, held: BlockRoute) -> bool:
+        """The block's blackhole route, for BGP to export (see kernel/routed.py)."""
+        with self.lock:
+            return routed.hold_block(self._host, held)
+
+    def release_block(self, held: BlockRoute) -> bool:
+        with self.lock:
+            return routed.release_block(self._host, held)
 
     def set_hairpin(self, port: str) -> None:
         with self.lock:

@@ -187,16 +187,17 @@ class Rtnetlink(Resource):
         return decode_link(found), info
 
     def add_veth(
-        self, host_name: str, peer_name: str, peer_netns: Path | str, *, master: int,
-        peer_mac: str | None, mtu: int | None,
+        self, host_name: str, peer_name: str, peer_netns: Path | str, *, master: int | None,
+        peer_mac: str | None, mtu: int | None, mac: str | None = None,
     ) -> None:
-        """One request: the veth pair, its host end enslaved and up, the peer born inside the
-        container's namespace (no move), with its MAC. The peer cannot be brought up here
-        (the kernel refuses to open a veth end before its pair is complete)."""
+        """One request: the veth pair, its host end (with MAC if given) enslaved to MASTER
+        if given and up, the peer born inside the container's namespace (no move), with its
+        MAC. The peer cannot be brought up here (the kernel refuses to open a veth end
+        before its pair is complete)."""
         fd = os.open(peer_netns, os.O_RDONLY | os.O_CLOEXEC)
         try:
             peer = veth(peer_name, netns_fd=fd, mac=peer_mac, mtu=mtu)
-            self.add_link(host_name, peer, mtu=mtu, master=master, up=True)
+            self.add_link(host_name, peer, mac=mac, mtu=mtu, master=master, up=True)
         finally:
             os.close(fd)
 

@@ -34,7 +34,7 @@ IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
 RT_TABLE_MAIN = 254
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
-RTN_UNICAST = 1
+RTN_UNICAST, RTN_BLACKHOLE = 1, 6  # a blackhole drops what it is the route for, silently
 RTNH_F_ONLINK = 4  # the gateway is on the device's link, whatever its subnet says
 RTPROT_STATIC = 4
 # netbay's own routes carry this protocol, so that they can be listed and removed without
@@ -274,10 +274,10 @@ DEFAULT = IPv4Network("0.0.0.0/0")
 
 
 def route_body(route: Route, *, scope: int | None = None) -> bytes:
-    """RTM_NEWROUTE/RTM_DELROUTE. The scope is the one `ip route add` gives: universe with a
-    gateway, link without; a delete passes RT_SCOPE_NOWHERE (any)."""
-    if scope is None:
-        scope = RT_SCOPE_UNIVERSE if route.gateway is not None else RT_SCOPE_LINK
+    """RTM_NEWROUTE/RTM_DELROUTE, scoped as `ip route add` does (a delete: RT_SCOPE_NOWHERE)."""
+    if scope is None:  # link for a unicast route straight out of a device, else universe
+        direct = route.gateway is None and route.type == RTN_UNICAST
+        scope = RT_SCOPE_LINK if direct else RT_SCOPE_UNIVERSE
     table = route.table if route.table < 256 else 0
     body = RTMSG.pack(socket.AF_INET, route.destination.prefixlen, 0, 0, table, route.protocol,
                       scope, route.type, RTNH_F_ONLINK if route.onlink else 0)

@@ -55,24 +55,26 @@ def disable_ipv6(ifname: str) -> None:
 
 
 class ConfDir:
-    """`/proc/sys/net/ipv6/conf` of the namespace it was opened in, held open.
+    """A directory of per-device sysctls (`/proc/sys/net/ipv6/conf` unless told) of the
+    namespace it was opened in, held open.
 
     A sysctl path looked up from /proc/sys first finds `net`, an entry every namespace has:
     the kernel compares the name with each namespace's in turn, ~0.1 ms with 1,000
     containers. Looked up relative to this directory, it costs the same with any number."""
 
-    def __init__(self, fd: int | None) -> None:
+    def __init__(self, fd: int | None, tree: str = "net/ipv6/conf") -> None:
         self.fd = fd
+        self.tree = tree
 
     @classmethod
-    def open(cls) -> ConfDir:
-        """The calling thread's namespace's; a kernel without IPv6 gives one that does
-        nothing."""
+    def open(cls, tree: str = "net/ipv6/conf") -> ConfDir:
+        """/proc/sys/TREE of the calling thread's namespace; a kernel without it (without
+        IPv6) gives one that does nothing."""
         try:
-            return cls(os.open("/proc/sys/net/ipv6/conf", os.O_RDONLY | os.O_DIRECTORY
-                               | os.O_CLOEXEC))
+            return cls(os.open(f"/proc/sys/{tree}", os.O_RDONLY | os.O_DIRECTORY
+                               | os.O_CLOEXEC), tree)
         except FileNotFoundError:
-            return cls(None)
+            return cls(None, tree)
 
     def close(self) -> None:
         if self.fd is not None:
@@ -91,5 +93,5 @@ class ConfDir:
                 os.close(fd)
         except OSError as exc:
             code = exc.errno or errno.EIO
-            raise KernelError(f"cannot set net.ipv6.conf.{device}.{key}={value}: {exc}",
-                              code) from exc
+            dotted = self.tree.replace("/", ".")
+            raise KernelError(f"cannot set {dotted}.{device}.{key}={value}: {exc}", code) from exc

@@ -1,0 +1,143 @@
+"""A container on a routed network, planned: from its address (a /32 out of a block this node
+holds), what attaching it makes; and the route the node holds for each of its blocks. Pure
+(kernel/routed.py makes them so).
+
+Calico's workload model is the anchor. No bridge: a veth whose container end holds ADDRESS/32
+and knows one neighbour, 169.254.1.1, that no machine holds: a link route to it and the default
+route via it. The host end holds no address; it answers the container's ARP for 169.254.1.1
+by proxy with its MAC, ee:ee:ee:ee:ee:ee (the same on every veth: nothing else is ever on that
+link), so whatever the container sends enters the host's routing, which sends the packets
+for ADDRESS back out of the veth by a /32 route of netbay's protocol. The /32s stay on the
+node; BGP exports the node's blocks, each held as a blackhole route (the /32s under it win,
+and an address of the block nobody holds ends there instead of looping back out).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from ..errors import ConfigError
+from .naming import host_veth, mac_for
+from .overlay import MIN_MTU, VXLAN_OVERHEAD
+
+GATEWAY = IPv4Address("169.254.1.1")  # Calico's: link-local, so never a real machine's
+HOST_MAC = "ee:ee:ee:ee:ee:ee"
+DEFAULT = IPv4Network("0.0.0.0/0")
+
+
+class Encapsulation(enum.Enum):
+    """When a packet to another node goes through VXLAN: to nodes on other subnets only
+    (plain routing on the node's own), always, or never (one L2 segment, or routers that
+    know the blocks)."""
+
+    CROSS_SUBNET = "cross-subnet"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+@dataclass(frozen=True)
+class DeviceSysctl:
+    """A per-device setting: /proc/sys/TREE/<device>/KEY."""
+
+    tree: str  # "net/ipv4/conf", "net/ipv4/neigh", "net/ipv6/conf"
+    key: str
+    value: str
+
+
+# Of the host end, written before it gets its carrier (so before the container can send).
+HOST_SYSCTLS = (
+    # answer the container's ARP for GATEWAY with the host end's MAC
+    DeviceSysctl("net/ipv4/conf", "proxy_arp", "1"),
+    # ... at once: ARP requests are broadcasts, and a proxy answers a broadcast only after a
+    # random delay of up to proxy_delay (0.8 s by default), the container's first packet's wait
+    DeviceSysctl("net/ipv4/neigh", "proxy_delay", "0"),
+    # strict: a packet in from the veth must come from an address routed to it, so a
+    # container cannot send as another (systemd's default of 2, loose, would allow it)
+    DeviceSysctl("net/ipv4/conf", "rp_filter", "1"),
+    # netbay's networks are IPv4: no autoconfiguration, no IPv6 timers per veth
+    DeviceSysctl("net/ipv6/conf", "disable_ipv6", "1"),
+)
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """A route out of DEVICE (the container end, or the host end), via GATEWAY if set."""
+
+    destination: IPv4Network
+    device: str
+    gateway: IPv4Address | None = None
+    onlink: bool = False  # GATEWAY is on DEVICE's link, though no route says so
+
+
+@dataclass(frozen=True)
+class RoutedEndpoint:
+    """What attaching one container to a routed network makes on this node."""
+
+    host_ifname: str  # the host end: no bridge, no address
+    ifname: str  # the container end
+    address: IPv4Interface  # the container's, a /32: no subnet shared with anyone
+    mac: str  # the container end's, and the host's permanent neighbour entry for ADDRESS
+    mtu: int  # of both ends
+    host_route: RoutePlan  # ADDRESS/32 out of the host end, of netbay's protocol
+    container_routes: tuple[RoutePlan, ...]  # in the order they must be added
+    host_mac: str = HOST_MAC
+    host_sysctls: tuple[DeviceSysctl, ...] = HOST_SYSCTLS
+
+
+@dataclass(frozen=True)
+class BlockRoute:
+    """A block this node holds, as the node's kernel holds it: `blackhole BLOCK proto 57`,
+    the route BGP exports for it."""
+
+    block: IPv4Network
+
+
+def veth_mtu(underlay_mtu: int, encapsulation: Encapsulation) -> int:
+    """The container veths' MTU: the underlay's, less VXLAN's 50 bytes on a network whose
+    packets may be tunnelled to some node. Fixed when a container is attached, so it is the
+    tunnel's even where today every peer is on this node's subnet: one in another may join."""
+    overhead = 0 if encapsulation is Encapsulation.NEVER else VXLAN_OVERHEAD
+    if not MIN_MTU + overhead <= underlay_mtu <= 65535:
+        raise ConfigError("underlay MTU", underlay_mtu, f"out of range {MIN_MTU + overhead}-65535")
+    return underlay_mtu - overhead
+
+
+def plan_endpoint(
+    *,
+    endpoint_id: str,
+    address: IPv4Address,
+    block: IPv4Network,
+    subnet: IPv4Network,
+    ifname: str,
+    mtu: int,
+    default_route: bool,
+) -> RoutedEndpoint:
+    """The endpoint ENDPOINT_ID with ADDRESS (in BLOCK, one of this node's blocks of the
+    network's SUBNET) as IFNAME in its container. With DEFAULT_ROUTE the container's default
+    route is via GATEWAY; without (the container's default route is another network's) only
+    SUBNET is, onlink: the link route to GATEWAY would clash with the other network's."""
+    block_route(block, subnet)
+    if address not in block:
+        raise ConfigError("address", str(address), f"outside this node's block {block}")
+    inside: tuple[RoutePlan, ...]
+    if default_route:
+        inside = (RoutePlan(IPv4Network((GATEWAY, 32)), ifname),
+                  RoutePlan(DEFAULT, ifname, GATEWAY))
+    else:
+        inside = (RoutePlan(subnet, ifname, GATEWAY, onlink=True),)
+    host_ifname = host_veth(endpoint_id)
+    return RoutedEndpoint(
+        host_ifname=host_ifname, ifname=ifname, address=IPv4Interface((address, 32)),
+        mac=mac_for(address), mtu=mtu,
+        host_route=RoutePlan(IPv4Network((address, 32)), host_ifname),
+        container_routes=inside,
+    )
+
+
+def block_route(block: IPv4Network, subnet: IPv4Network) -> BlockRoute:
+    """The route for BLOCK, a block of the network's SUBNET; ConfigError if it is not one."""
+    if not block.subnet_of(subnet):
+        raise ConfigError("block", str(block), f"outside the network's subnet {subnet}")
+    return BlockRoute(block)
