@@ -335,6 +335,10 @@ def test_the_data_plane_outlives_etcd_and_resyncs_when_it_is_back(cluster: Clust
         h1.netbay("run", "-d", "--name", "n-h1", "--network", "podnet", "--", "sleep",
                   "infinity")  # h1 holds its block: no etcd needed
         assert _ping(h1, "n-h1", c3).returncode == 0
+        started = time.monotonic()  # a name no network has: refused at once, etcd or not
+        typo = h1.netbay("run", "-d", "--network", "podnte", "--", "true", check=False)
+        assert typo.returncode == 1 and "network podnte not found" in typo.stderr
+        assert time.monotonic() - started < 3
     finally:
         cluster.etcd.start_all()
     h1.netbay("rm", "-f", "n-h1")

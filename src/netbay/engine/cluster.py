@@ -237,9 +237,16 @@ class ClusterAgent:
         return [] if self.node is None else self.node.view.networks()
 
     def global_network(self, name: str) -> GlobalNetwork | None:
+        """The view's record of NAME; etcd is asked only while the view is connected (it
+        may be a moment behind a create on another node). With etcd away, a name the view
+        does not know is no network at once, not after the client's retries."""
         if self.node is None:
             return None
-        return self.node.view.network(name) or self.node.networks.get(name)
+        view = self.node.view
+        found = view.network(name)
+        if found is not None or not view.connected:
+            return found
+        return self.node.networks.get(name)
 
     def local_share(self, name: str) -> tuple[NetworkSpec, str] | None:
         """engine.networks.ClusterNetworks: this node's share of NAME, its block leased now."""
