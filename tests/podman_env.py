@@ -26,6 +26,10 @@ PODMAN = shutil.which("podman")
 BUSYBOX = Path("/bin/busybox")
 IMAGE = "localhost/nbbox:latest"
 NETNS_DIR = Path("/run/netns")
+CGROUPS = Path("/sys/fs/cgroup")
+# with cgroup_manager cgroupfs podman makes <controller>/libpod_parent/{libpod-<id>,conmon}
+# in every hierarchy and removes only a container's own cgroup
+CGROUP_PARENT = "libpod_parent"
 
 
 def missing() -> str | None:
@@ -86,6 +90,7 @@ class Podman:
             CONTAINERS_STORAGE_CONF=str(tmp / "podman-storage.conf"),
         )
         self.netns_before = _netns_files()
+        self.cgroups_before = _podman_cgroups()
         self.started: list[str] = []
 
     def run(self, *args: str, check: bool = True, timeout: float = 120,
@@ -143,6 +148,24 @@ class Podman:
         for name in _netns_files() - self.netns_before:
             if name.startswith("netns-"):
                 _unpin(NETNS_DIR / name)
+        _remove_cgroups(_podman_cgroups() - self.cgroups_before)
+
+
+def _podman_cgroups() -> set[Path]:
+    """Every cgroup directory podman's parent holds, the parent included, in each hierarchy."""
+    found: set[Path] = set()
+    for parent in CGROUPS.glob(f"*/{CGROUP_PARENT}"):
+        found.add(parent)
+        found.update(p for p in parent.rglob("*") if p.is_dir())
+    return found
+
+
+def _remove_cgroups(made: set[Path]) -> None:
+    """The cgroups made during the test, children first (a cgroup goes only when empty; one
+    a process still holds stays and shows up in the machine's check)."""
+    for path in sorted(made, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 def _netns_files() -> set[str]:
