@@ -86,10 +86,12 @@ def _apply(
         ledger.record(drift, now, ok=False, consequence=consequence)
         result.failed.append(drift)
         log.error("drift not repaired: %s: %s", drift.what, exc)
-        return
-    ledger.record(drift, now, ok=True, consequence=consequence)
-    result.repaired.append(drift)
-    log.warning("drift repaired: %s: %s", drift.what, drift.fix.done)
+    else:
+        ledger.record(drift, now, ok=True, consequence=consequence)
+        result.repaired.append(drift)
+        log.warning("drift repaired: %s: %s", drift.what, drift.fix.done)
+    # A failed try counts in the streak too (something deleted the bridge again while it
+    # was being re-made), so the streak can turn flapping on either path.
     flap = ledger.became_flapping(drift, now)
     if flap is not None:
         log.warning("%s: something on this host keeps changing it; repairs back off", flap)
