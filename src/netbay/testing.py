@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from .engine import Host
-from .errors import FirewallError, KernelError
+from .errors import KernelError
 from .paths import Paths
+from .plan.routed import BlockRoute, RoutedEndpoint
 from .reconcile.fake import FakeReconcilingKernel
 from .reconcile.state import RouteState
 from .store.memory import MemoryStore
+from .testing_nft import FakeNft
 
 MAX_BRIDGE_PORTS = 1023  # as the kernel numbers bridge ports
 
@@ -80,6 +81,8 @@ class FakeKernel(FakeReconcilingKernel):
         self.routes: set[RouteState] = set()  # made by add_route
         self.unrouted: set[RouteState] = set()  # an address's subnet route, removed
         self.neighbours: dict[tuple[str, IPv4Address], str] = {}  # (bridge, address) -> MAC
+        self.host_routes: dict[IPv4Network, str] = {}  # a routed container's /32 -> its veth
+        self.blackholes: set[IPv4Network] = set()  # the routed blocks this node holds
         self.closed = False
         self.calls: list[str] = []
         self._failures: dict[str, int] = {}
@@ -184,6 +187,44 @@ class FakeKernel(FakeReconcilingKernel):
         inside.addresses = [address] if address is not None else []
         inside.gateway = gateway
 
+    def attach_routed(self, endpoint: RoutedEndpoint, netns: Path) -> None:
+        self._step("attach_routed")
+        namespace = self._namespace(netns)
+        if endpoint.host_ifname in self.links or endpoint.ifname in namespace.links:
+            raise KernelError("File exists", errno.EEXIST)
+        self.links[endpoint.host_ifname] = FakeLink(
+            endpoint.host_ifname, "veth", peer=(str(netns), endpoint.ifname), mtu=endpoint.mtu,
+            mac=endpoint.host_mac,
+        )
+        inside = namespace.links[endpoint.ifname] = FakeLink(
+            endpoint.ifname, "veth", peer=("", endpoint.host_ifname), mac=endpoint.mac,
+            mtu=endpoint.mtu,
+        )
+        self._step("attach_routed:configure")
+        inside.addresses = [endpoint.address]
+        inside.gateway = next((r.gateway for r in endpoint.container_routes
+                               if r.destination.prefixlen == 0), None)
+        self.host_routes[endpoint.host_route.destination] = endpoint.host_ifname
+
+    def detach_routed(self, host_ifname: str) -> bool:
+        for destination, device in list(self.host_routes.items()):
+            if device == host_ifname:
+                del self.host_routes[destination]
+        return self.remove_link(host_ifname)
+
+    def hold_block(self, held: BlockRoute) -> bool:
+        self._step("hold_block")
+        if held.block in self.blackholes:
+            return False
+        self.blackholes.add(held.block)
+        return True
+
+    def release_block(self, held: BlockRoute) -> bool:
+        if held.block not in self.blackholes:
+            return False
+        self.blackholes.discard(held.block)
+        return True
+
     def set_hairpin(self, port: str) -> None:
         self.links[port].hairpin = True
 
@@ -228,110 +269,6 @@ class FakeKernel(FakeReconcilingKernel):
         if namespace is None or ifname not in namespace.links:
             return None
         return set(namespace.links[ifname].addresses)
-
-
-_ELEMENT = re.compile(r"^(add|delete) element (\w+) (\w+) (\w+) \{ (.*) \}$")
-_TABLE = re.compile(r"^(add|delete) table (\w+) (\w+)$")
-_BLOCK = re.compile(r"^table (\w+) (\w+) \{$")
-_MEMBER = re.compile(r"^\s+(set|map|chain) (\w+) \{")
-
-
-@dataclass
-class FakeTable:
-    sets: dict[str, set[str]] = field(default_factory=dict)
-    chains: set[str] = field(default_factory=set)
-
-
-class FakeNft:
-    """netbay's nft tables as sets of element texts, changed by the commands netbay sends
-    (plan/firewall.py's text), each apply all or nothing. `flush()` is `nft flush ruleset`;
-    `fail_next()` makes the next apply fail as nftables refusing it would."""
-
-    def __init__(self) -> None:
-        self.tables: dict[tuple[str, str], FakeTable] = {}  # (family, name) ->
-        self.applied: list[str] = []  # every transaction that went through
-        self._fail: str | None = None
-
-    def elements(self, family: str, name: str, table: str = "netbay") -> set[str]:
-        found = self.tables.get((family, table))
-        return set(found.sets.get(name, ())) if found else set()
-
-    def flush(self) -> None:
-        self.tables.clear()
-
-    def fail_next(self, message: str = "injected failure") -> None:
-        self._fail = message
-
-    def apply(self, commands: str) -> None:
-        if not commands.strip():
-            return
-        if self._fail is not None:
-            message, self._fail = self._fail, None
-            raise FirewallError(f"nftables refused the change: {message}")
-        tables = copy.deepcopy(self.tables)
-        block: FakeTable | None = None
-        for line in commands.splitlines():
-            block = self._line(tables, block, line)
-        self.tables = tables
-        self.applied.append(commands)
-
-    def _line(
-        self, tables: dict[tuple[str, str], FakeTable], block: FakeTable | None, line: str
-    ) -> FakeTable | None:
-        """Apply one line to TABLES; the table block the line is in, after it."""
-        if block is not None:
-            member = _MEMBER.match(line)
-            if member and member[1] == "chain":
-                block.chains.add(member[2])
-            elif member:
-                block.sets[member[2]] = set()
-            return None if line == "}" else block
-        if not line.strip() or line.lstrip().startswith("#"):
-            return None
-        if found := _BLOCK.match(line):
-            return tables.setdefault((found[1], found[2]), FakeTable())
-        if found := _TABLE.match(line):
-            key = (found[2], found[3])
-            if found[1] == "add":
-                tables.setdefault(key, FakeTable())
-            elif tables.pop(key, None) is None:
-                raise FirewallError(f"nftables refused the change: no table {key}")
-            return None
-        if found := _ELEMENT.match(line):
-            self._elements(tables, *found.groups())
-            return None
-        raise FirewallError(f"FakeNft cannot parse: {line!r}")
-
-    @staticmethod
-    def _elements(
-        tables: dict[tuple[str, str], FakeTable],
-        verb: str, family: str, table: str, name: str, elements: str,
-    ) -> None:
-        found = tables.get((family, table))
-        if found is None or name not in found.sets:
-            raise FirewallError(f"nftables refused the change: no set {family} {table} {name}")
-        items = elements.split(", ")
-        if verb == "add":
-            found.sets[name].update(items)
-            return
-        if not set(items) <= found.sets[name]:
-            raise FirewallError("nftables refused the change: No such file or directory")
-        found.sets[name].difference_update(items)
-
-    def list(self, what: str) -> list[dict[str, Any]]:
-        """`list ruleset`: the tables with their sets' elements, in libnftables' JSON shape."""
-        out: list[dict[str, Any]] = []
-        for (family, table), found in sorted(self.tables.items()):
-            out.append({"table": {"family": family, "name": table}})
-            out += [
-                {"set": {"family": family, "table": table, "name": name, "elem": sorted(elems)}}
-                for name, elems in sorted(found.sets.items())
-            ]
-        return out
-
-    def has_chain(self, family: str, table: str, chain: str) -> bool:
-        found = self.tables.get((family, table))
-        return found is not None and chain in found.chains
 
 
 class FakeFlows:

@@ -60,6 +60,7 @@ class GlobalNetworkSpec:
     internal: bool = False
     options: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     labels: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    driver: str = "overlay"  # or "routed"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class GlobalNetwork:
     internal: bool = False
     options: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # the driver's (backend..)
     labels: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    driver: str = "overlay"  # how its nodes reach each other: "overlay" or "routed" (BGP)
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def encode_network(network: GlobalNetwork) -> bytes:
         "name": network.name, "id": network.id, "subnet": str(network.subnet),
         "subnet_size": network.subnet_size, "vni": network.vni, "created": network.created,
         "internal": network.internal, "options": dict(network.options),
-        "labels": dict(network.labels),
+        "labels": dict(network.labels), "driver": network.driver,
     })
 
 
@@ -170,6 +172,7 @@ def decode_network(data: bytes) -> GlobalNetwork:
         internal=bool(raw.get("internal", False)),
         options=MappingProxyType(dict(raw.get("options", {}))),
         labels=MappingProxyType(dict(raw.get("labels", {}))),
+        driver=str(raw.get("driver", "overlay")),  # records from before routed networks
     )
 
 

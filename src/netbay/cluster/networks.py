@@ -122,6 +122,7 @@ class GlobalNetworks:
         if other is not None:
             raise ConflictError(f"subnet {subnet} overlaps global network {other}")
         check_block_size(subnet, spec.subnet_size)
+        _check_one_asn(spec, existing)
         used_vnis = {n.vni: n.name for n in existing}
         if spec.vni is not None and spec.vni in used_vnis:
             raise ConflictError(f"VNI {spec.vni} is used by global network {used_vnis[spec.vni]}")
@@ -135,5 +136,16 @@ class GlobalNetworks:
             name=spec.name, id=network_id, subnet=subnet, subnet_size=spec.subnet_size,
             vni=spec.vni if spec.vni is not None else free_vni(used_vnis), created=created,
             internal=spec.internal, options=MappingProxyType(dict(spec.options)),
-            labels=MappingProxyType(dict(spec.labels)),
+            labels=MappingProxyType(dict(spec.labels)), driver=spec.driver,
         )
+
+
+def _check_one_asn(spec: GlobalNetworkSpec, existing: list[GlobalNetwork]) -> None:
+    """A node runs one BGP speaker, with one AS number: every routed network shares it."""
+    asn = spec.options.get("asn")
+    if asn is None:
+        return
+    other = next((n for n in existing if n.options.get("asn", asn) != asn), None)
+    if other is not None:
+        raise ConflictError(f"asn {asn}: the cluster's routed networks use AS "
+                            f"{other.options['asn']} (network {other.name}); a node has one")

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
-from ..engine.cluster import ClusterAgent, JoinRequest
+from ..engine.cluster import ClusterAgent
+from ..engine.cluster_join import JoinRequest
 from ..errors import ConfigError
 from ..model import Network, SubnetConfig
 from .json_shape import Shape, check
@@ -78,7 +79,7 @@ def as_network(network: GlobalNetwork) -> Network:
     from ..drivers.base import OPT_POOL
 
     return Network(
-        id=network.id, name=network.name, driver="overlay", created=network.created,
+        id=network.id, name=network.name, driver=network.driver, created=network.created,
         subnets=(SubnetConfig(network.subnet),), internal=network.internal,
         options={OPT_POOL: str(network.subnet), **network.options}, labels=network.labels,
     )

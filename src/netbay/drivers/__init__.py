@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import cast
 
 from ..errors import ConfigError
-from .base import Capabilities, Driver, Route, RuntimeOptions
+from .base import Capabilities, ClusterDriver, Driver, GlobalOptions, Route, RuntimeOptions
 
 
 def _registry() -> dict[str, Driver]:
@@ -27,6 +28,14 @@ def get_driver(name: str) -> Driver:
     except KeyError:
         known = ", ".join(sorted(_DRIVERS))
         raise ConfigError("driver", name, f"unknown driver (known: {known})") from None
+
+
+def cluster_driver(name: str) -> ClusterDriver:
+    """The driver of cluster-wide networks NAME; ConfigError for any other driver."""
+    driver = get_driver(name)
+    if not driver.caps.cluster:
+        raise ConfigError("driver", name, "not a driver of cluster-wide networks")
+    return cast(ClusterDriver, driver)
 
 
 def find_driver(name: str) -> Driver | None:
@@ -54,10 +63,13 @@ def runtime_drivers() -> list[str]:
 
 __all__ = [
     "Capabilities",
+    "ClusterDriver",
     "Driver",
+    "GlobalOptions",
     "Route",
     "RuntimeOptions",
     "capabilities",
+    "cluster_driver",
     "find_driver",
     "get_driver",
     "runtime_drivers",

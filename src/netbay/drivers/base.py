@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ..errors import ConfigError
 from ..model import CLUSTER_POOL, Endpoint, Network, NetworkSpec
+from ..plan.routed import BlockRoute, RoutedEndpoint
 from ..reconcile.state import Desired
 
 # (destination, next hop); None: straight out of the link, no gateway to go via
@@ -63,6 +64,15 @@ class DriverKernel(Protocol):
         gateway: IPv4Address | None,
     ) -> None: ...
 
+    def attach_routed(self, endpoint: RoutedEndpoint, netns: Path) -> None:
+        """A veth with no bridge, as plan/routed.py planned it."""
+
+    def detach_routed(self, host_ifname: str) -> bool: ...
+    def hold_block(self, held: BlockRoute) -> bool:
+        """The block's blackhole route; True if it was added now."""
+
+    def release_block(self, held: BlockRoute) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -85,6 +95,9 @@ class Capabilities:
     # cluster-wide: the network's subnet here is this node's block of a pool (OPT_POOL) that
     # every node of the cluster shares; its containers reach the others' without NAT
     cluster: bool = False
+    # a cluster-wide network whose nodes announce their blocks by BGP (BIRD 2 runs on a node
+    # while it holds a share of one)
+    bgp: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,31 @@ class Driver(Protocol):
         self, kernel: DriverKernel, network: Network, endpoint: Endpoint, netns: Path | None
     ) -> None:
         """Remove the endpoint's links; NETNS is the container's (None: it has none left)."""
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """What `network create -o ...` of a cluster-wide network puts in its global record."""
+
+    options: Mapping[str, str]
+    block_size: int  # each node's block of the network's subnet is a /block_size
+
+
+class ClusterDriver(Driver, Protocol):
+    """A driver of cluster-wide networks (caps.cluster): what the cluster agent asks of it to
+    make a global record and, on each node, the local record of its share."""
+
+    user_options: frozenset[str]  # what `-o` may set
+
+    def global_options(
+        self, given: Mapping[str, str], subnet: IPv4Network | None
+    ) -> GlobalOptions:
+        """GIVEN checked (raises ConfigError), before etcd is asked."""
+
+    def share_options(
+        self, pool: IPv4Network, vni: int, options: Mapping[str, str], underlay_mtu: int
+    ) -> Mapping[str, str]:
+        """The local record's options of this node's share, from the global record's."""
 
 
 def gateway_route(endpoint: Endpoint) -> list[Route]:

@@ -19,8 +19,14 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..model import Endpoint, Network, NetworkSpec
 from ..plan.naming import bridge_device
-from ..plan.overlay import DEFAULT_VXLAN_PORT, Backend, OverlaySettings, vxlan_device
-from .base import OPT_POOL, Capabilities, DriverKernel, parse_int
+from ..plan.overlay import (
+    DEFAULT_VXLAN_PORT,
+    VXLAN_OVERHEAD,
+    Backend,
+    OverlaySettings,
+    vxlan_device,
+)
+from .base import OPT_POOL, Capabilities, DriverKernel, GlobalOptions, parse_int
 from .bridge import OPT_MTU, BridgeDriver
 
 OPT_VNI = "netbay.overlay.vni"
@@ -60,6 +66,7 @@ def local_options(
 
 class OverlayDriver(BridgeDriver):
     name = "overlay"
+    user_options = USER_OPTIONS
     caps = Capabilities(makes_links=True, host_bridge=True, firewall=True, publish=True,
                         dns=True, cluster=True)
     runtime = None  # a runtime names an overlay network; only `network create` makes one
@@ -95,6 +102,29 @@ class OverlayDriver(BridgeDriver):
     def teardown(self, kernel: DriverKernel, network: Network) -> None:
         kernel.remove_link(vxlan_device(network.id))  # the agent's tunnel, if it made one
         super().teardown(kernel, network)
+
+    def global_options(
+        self, given: Mapping[str, str], subnet: IPv4Network | None
+    ) -> GlobalOptions:
+        backend = parse_backend(given.get("backend", Backend.AUTO.value))
+        port = parse_int("opt vxlan_port", given.get("vxlan_port", str(DEFAULT_VXLAN_PORT)),
+                         1, 65535)
+        size = parse_int("opt subnet_size", given.get("subnet_size", "24"), 8, 30)
+        if "vni" in given:
+            parse_int("opt vni", given["vni"], 1, (1 << 24) - 1)
+        return GlobalOptions({"backend": backend.value, "vxlan_port": str(port)}, size)
+
+    def share_options(
+        self, pool: IPv4Network, vni: int, options: Mapping[str, str], underlay_mtu: int
+    ) -> Mapping[str, str]:
+        backend = parse_backend(options.get("backend", Backend.AUTO.value))
+        port = int(options.get("vxlan_port", DEFAULT_VXLAN_PORT))
+        return local_options(pool, vni, backend.value, port, veth_mtu(backend, underlay_mtu))
+
+
+def veth_mtu(backend: Backend, underlay_mtu: int) -> int:
+    """The MTU of a share's bridge and veths: the tunnel's unless the network never tunnels."""
+    return underlay_mtu if backend is Backend.HOST_GW else underlay_mtu - VXLAN_OVERHEAD
 
 
 DRIVERS = (OverlayDriver(),)

@@ -11,17 +11,14 @@ Importing netbay.cluster loads aetcd and gRPC: done here, in the daemon, never i
 from __future__ import annotations
 
 import logging
-import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
 
 from ..dns.records import published_names
-from ..drivers.base import parse_int
-from ..drivers.overlay import OPT_BACKEND, OPT_VNI, USER_OPTIONS, local_options, parse_backend
+from ..drivers import cluster_driver
+from ..drivers.overlay import OPT_BACKEND, OPT_VNI
 from ..errors import (
     ConfigError,
     ConflictError,
@@ -32,8 +29,10 @@ from ..errors import (
 )
 from ..model import Network, NetworkSpec, SubnetConfig
 from ..name_entry import NameEntry
-from ..plan.overlay import DEFAULT_VXLAN_PORT, Backend, vtep_mac, vxlan_device
-from .overlay import OverlayKernel, OverlayPlane, PeerRecord, veth_mtu
+from ..plan.overlay import Backend, vtep_mac, vxlan_device
+from .bgp import BgpSpeaker, plan_settings, require_bird, routed_shares
+from .cluster_join import JoinRequest, follow_address, join_settings
+from .overlay import OverlayKernel, OverlayPlane, PeerRecord
 from .overlay_events import OverlayEvents
 
 if TYPE_CHECKING:
@@ -42,19 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("netbay.cluster")
 RESYNC = 5.0  # seconds between the timer's syncs of every share
-
-
-@dataclass(frozen=True)
-class JoinRequest:
-    etcd: tuple[str, ...]
-    name: str | None = None  # default: the hostname
-    address: IPv4Address | None = None
-    interface: str | None = None  # the node address is this link's first IPv4 address
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
-    ttl: int | None = None
-    grace: int | None = None
 
 
 class ClusterAgent:
@@ -76,6 +62,7 @@ class ClusterAgent:
         self._thread = threading.Thread(target=self._run, name="netbay-cluster-agent",
                                         daemon=True)
         self._events = OverlayEvents(self._tunnels, self._wake.set, self._stopping)
+        self.bgp = BgpSpeaker(host.paths.root / "bird")
         host.add_cluster_networks(self)
 
     # --- the node ------------------------------------------------------------------------
@@ -90,32 +77,17 @@ class ClusterAgent:
         self._events.start()
 
     def join(self, request: JoinRequest) -> NodeStatus:
-        from ..cluster import DEFAULT_GRACE, DEFAULT_TTL, ClusterNode, JoinSettings, parse_endpoints
+        from ..cluster import ClusterNode
 
         with self._lock:
             if self.node is not None:
                 joined = self.node.settings
                 raise ConflictError(f"this node already joined a cluster as {joined.name} "
                                     f"({', '.join(joined.endpoints)}); leave first")
-            endpoints = tuple(e.url for e in parse_endpoints(request.etcd))
-            address = request.address or self._interface_address(request.interface)
-            settings = JoinSettings(
-                endpoints=endpoints, name=request.name or socket.gethostname(),
-                address=str(address) if address else None, ca=request.ca, cert=request.cert,
-                key=request.key, ttl=request.ttl or DEFAULT_TTL,
-                grace=DEFAULT_GRACE if request.grace is None else request.grace,
-            )
+            settings = join_settings(request, self.host.kernel)
             self._adopt(ClusterNode.join(self.host.paths.root, settings, self._on_peers,
                                          self._on_names))
             return self._own_status()
-
-    def _interface_address(self, interface: str | None) -> IPv4Address | None:
-        if interface is None:
-            return None
-        found = self.host.kernel.addresses_in(Path("/proc/self/ns/net"), interface)
-        if not found:
-            raise ConfigError("interface", interface, "no such link with an IPv4 address")
-        return min(found).ip
 
     def _adopt(self, node: ClusterNode) -> None:
         """NODE is this daemon's now. Its view may have delivered peers already (it starts
@@ -146,6 +118,7 @@ class ClusterAgent:
                 self._peers.clear()
                 self._remote_names.clear()
             self._apply_names()  # no share left: the other nodes' names go from the record
+            self.bgp.sync(None)
             self._on_change()
 
     def status(self) -> tuple[str, ClusterStatus]:
@@ -175,36 +148,28 @@ class ClusterAgent:
         from ..cluster import GlobalNetworkSpec
 
         node = self._require()
-        unknown = sorted(set(spec.options) - USER_OPTIONS)
+        driver = cluster_driver(spec.driver)
+        if driver.caps.bgp:
+            require_bird()
+        unknown = sorted(set(spec.options) - driver.user_options)
         if unknown:
-            raise ConfigError("opt", unknown[0], "unknown option for driver overlay (known: "
-                              f"{', '.join(sorted(USER_OPTIONS))})")
+            raise ConfigError("opt", unknown[0], f"unknown option for driver {driver.name} "
+                              f"(known: {', '.join(sorted(driver.user_options))})")
         if len(spec.subnets) > 1:
             raise ConfigError("subnet", [str(s.subnet) for s in spec.subnets],
-                              "an overlay network has one subnet")
+                              "a cluster-wide network has one subnet")
         if self.host.find_network(spec.name) is not None:
             raise ConflictError(f"network with name {spec.name} already exists")
-        options = self._overlay_options(spec.options)
         subnet = spec.subnets[0].subnet if spec.subnets else None
+        checked = driver.global_options(spec.options, subnet)
         if subnet is not None:
             self._check_local_overlap(subnet)
-        size = int(spec.options.get("subnet_size", "24"))
         vni = int(spec.options["vni"]) if "vni" in spec.options else None
         return node.networks.create(GlobalNetworkSpec(
-            name=spec.name, subnet=subnet, subnet_size=size, vni=vni, internal=spec.internal,
-            options=options, labels=dict(spec.labels),
+            name=spec.name, subnet=subnet, subnet_size=checked.block_size, vni=vni,
+            internal=spec.internal, options=dict(checked.options), labels=dict(spec.labels),
+            driver=driver.name,
         ))
-
-    def _overlay_options(self, given: Mapping[str, str]) -> dict[str, str]:
-        """The global record's options from `-o`: checked here, before etcd is asked."""
-        backend = parse_backend(given.get("backend", Backend.AUTO.value))
-        port = parse_int("opt vxlan_port", given.get("vxlan_port", str(DEFAULT_VXLAN_PORT)),
-                         1, 65535)
-        if "subnet_size" in given:
-            parse_int("opt subnet_size", given["subnet_size"], 8, 30)
-        if "vni" in given:
-            parse_int("opt vni", given["vni"], 1, (1 << 24) - 1)
-        return {"backend": backend.value, "vxlan_port": str(port)}
 
     def _check_local_overlap(self, subnet: IPv4Network) -> None:
         for network in self.host.networks():
@@ -253,14 +218,15 @@ class ClusterAgent:
         network = self.global_network(name)
         if network is None or self.node is None or self.plane is None:
             return None
+        driver = cluster_driver(network.driver)
+        if driver.caps.bgp:
+            require_bird()
         block = self.node.claim_subnet(name)
-        backend = parse_backend(network.options.get("backend", Backend.AUTO.value))
-        mtu = veth_mtu(backend, self.plane.underlay().mtu)
-        port = int(network.options.get("vxlan_port", DEFAULT_VXLAN_PORT))
+        options = driver.share_options(network.subnet, network.vni, network.options,
+                                       self.plane.underlay().mtu)
         spec = NetworkSpec(
-            name=network.name, driver="overlay", subnets=(SubnetConfig(block),),
-            internal=network.internal, labels=dict(network.labels),
-            options=local_options(network.subnet, network.vni, backend.value, port, mtu),
+            name=network.name, driver=driver.name, subnets=(SubnetConfig(block),),
+            internal=network.internal, labels=dict(network.labels), options=options,
         )
         self._wake.set()  # the new share gets its tunnel and routes without waiting
         return spec, network.id
@@ -281,6 +247,7 @@ class ClusterAgent:
             plane = self.plane
         if plane is not None:
             plane.set_peers(network, peers)
+            self._sync_bgp(plane)
 
     def _on_names(self, network: str, entries: Sequence[NameEntry]) -> None:
         """The other nodes' names on NETWORK, for this node's DNS (kept while it has a
@@ -331,36 +298,30 @@ class ClusterAgent:
             plane, node = self.plane, self.node
             if plane is None or node is None:
                 return
-            self._follow_address(plane, node)
+            follow_address(plane, node)
             for network in plane.shares():
                 self._publish_vtep(network)
             plane.sync()
+            self._sync_bgp(plane)
             self._publish_names(plane, node)
             self._apply_names()
             if node.view.wait_synced(0):
                 self._drop_orphan_shares(plane, node)
 
-    def _follow_address(self, plane: OverlayPlane, node: ClusterNode) -> None:
-        """A node joined without --address or --interface takes the source address towards
-        etcd, again at every sync: when it changes (DHCP, a moved VM) the record follows
-        and every peer replaces its routes, neighbour and FDB entries for this node."""
-        from ..cluster import source_address
-
-        if node.settings.address is not None:
+    def _sync_bgp(self, plane: OverlayPlane | None) -> None:
+        """BIRD for the routed shares, with the peers as last delivered."""
+        shares = routed_shares(plane.shares()) if plane is not None else []
+        if plane is None or not shares:
+            self.bgp.sync(None)
             return
+        with self._delivering:
+            peers = dict(self._peers)
         try:
-            address = source_address(node.client.endpoints[0])
-        except ConfigError:
-            return  # no route towards etcd just now: keep the last address
-        if address == plane.address:
+            settings = plan_settings(plane.address, shares, peers, plane.underlay().same_segment)
+        except NetbayError as exc:
+            log.warning("bgp: not configured: %s", exc)
             return
-        try:
-            node.membership.set_address(address)
-        except NetbayError as exc:  # etcd away: the next sync tries again
-            log.info("cluster: new address %s not recorded yet: %s", address, exc)
-            return
-        log.info("cluster: this node's address changed from %s to %s", plane.address, address)
-        plane.address = address
+        self.bgp.sync(settings)
 
     def _drop_orphan_shares(self, plane: OverlayPlane, node: ClusterNode) -> None:
         """Shares of networks the cluster no longer has (removed from another node)."""
@@ -386,6 +347,7 @@ class ClusterAgent:
         if self._thread.is_alive():
             self._thread.join(5)
         self._events.join(2)
+        self.bgp.close()
         with self._lock:
             if self.node is not None:
                 self.node.close()

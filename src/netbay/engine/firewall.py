@@ -30,7 +30,8 @@ OPT_HOST_IPV4 = "com.docker.network.host_ipv4"
 
 
 def network_rules(network: Network) -> fw.NetworkRules | None:
-    if not capabilities(network.driver).firewall or not network.device:
+    caps = capabilities(network.driver)
+    if not caps.firewall or not (network.device or (caps.cluster and not caps.host_bridge)):
         return None
     options = network.options
     snat = options.get(OPT_HOST_IPV4)
@@ -48,8 +49,9 @@ def network_rules(network: Network) -> fw.NetworkRules | None:
 
 def endpoint_rules(network: Network, endpoint: Endpoint) -> fw.EndpointRules | None:
     rules = network_rules(network)
-    if rules is None or not endpoint.host_ifname or not endpoint.mac or not endpoint.address:
-        return None
+    if rules is None or rules.device is None or not endpoint.host_ifname or not endpoint.mac \
+            or not endpoint.address:
+        return None  # a routed endpoint: rp_filter on its veth stops spoofing
     return fw.EndpointRules(endpoint.host_ifname, endpoint.mac, endpoint.address.ip, rules.icc)
 
 

@@ -20,17 +20,17 @@ from typing import Protocol
 
 from ..drivers import capabilities
 from ..drivers.overlay import settings_of
+from ..drivers.routed import OPT_ENCAP, parse_encap
 from ..errors import NetbayError
 from ..model import READY, Network
 from ..plan.overlay import (
-    VXLAN_OVERHEAD,
-    Backend,
     OverlayNode,
     OverlayPeer,
     OverlayState,
     plan_overlay,
     vtep_mac,
 )
+from ..plan.routed import routed_tunnels
 from ..store.base import Store
 
 log = logging.getLogger("netbay.overlay")
@@ -65,16 +65,13 @@ class PeerRecord(Protocol):
     @property
     def node(self) -> str: ...
     @property
+    def name(self) -> str: ...
+    @property
     def address(self) -> IPv4Address: ...
     @property
     def subnet(self) -> IPv4Network: ...
     @property
     def vtep_mac(self) -> str | None: ...
-
-
-def veth_mtu(backend: Backend, underlay_mtu: int) -> int:
-    """The MTU of a share's bridge and veths: the tunnel's unless the network never tunnels."""
-    return underlay_mtu if backend is Backend.HOST_GW else underlay_mtu - VXLAN_OVERHEAD
 
 
 class OverlayPlane:
@@ -119,10 +116,14 @@ class OverlayPlane:
         underlay = self.underlay()
         node = OverlayNode(self.node, self.address, underlay.device, underlay.mtu,
                            network.subnets[0].subnet)
-        return plan_overlay(settings, node, (
+        state = plan_overlay(settings, node, (
             OverlayPeer(p.node, p.address, p.subnet, p.vtep_mac or vtep_mac(p.node, settings.vni),
                         underlay.same_segment(p.address)) for p in peers
         ))
+        encap = network.options.get(OPT_ENCAP)
+        if encap is None:
+            return state
+        return routed_tunnels(state, parse_encap(encap), network.subnets[0].subnet)
 
     def _sync_one(self, network: Network) -> None:
         try:

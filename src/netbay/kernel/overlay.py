@@ -93,9 +93,10 @@ def sync_overlay(rtnl: Rtnetlink, desired: OverlayState) -> OverlaySync:
     underlay = rtnl.require_index(desired.underlay,
                                   f"underlay link {desired.underlay} does not exist")
     journal = _Journal({underlay: desired.underlay})
-    bridge = _ensure_bridge(rtnl, desired.bridge, journal)
+    wanted: dict[int, set[IPv4Interface]] = {}
+    if desired.bridge is not None:
+        wanted[_ensure_bridge(rtnl, desired.bridge, journal)] = {desired.bridge.gateway}
     tunnel = _ensure_vxlan(rtnl, desired.vxlan, underlay, journal)
-    wanted = {bridge: {desired.bridge.gateway}}
     if desired.vxlan is not None and tunnel is not None:
         wanted[tunnel] = {desired.vxlan.address}
     _sync_addresses(rtnl, wanted, journal)
@@ -115,7 +116,8 @@ def remove_overlay(rtnl: Rtnetlink, desired: OverlayState) -> OverlaySync:
     for route in rtnl.routes(protocol=RTPROT_NETBAY):
         if _in_scope(route, desired, tunnel) and rtnl.remove_route(route):
             journal.changes.append(f"remove {journal.describe(route)}")
-    for name in ([tunnel_name] if tunnel_name else []) + [desired.bridge.name]:
+    bridge = [desired.bridge.name] if desired.bridge is not None else []
+    for name in ([tunnel_name] if tunnel_name else []) + bridge:
         if rtnl.delete_link(name):
             journal.changes.append(f"remove link {name}")
     return journal.result()
@@ -177,6 +179,9 @@ def _in_scope(route: Route, desired: OverlayState, tunnel: int | None) -> bool:
     # subnet_of() in other words, at a third of its cost (paid for every route of netbay's)
     inside = (route.destination.prefixlen >= desired.pool.prefixlen
               and route.destination.network_address in desired.pool)
+    own = desired.own_block
+    if inside and own is not None and route.destination.prefixlen >= own.prefixlen:
+        inside = route.destination.network_address not in own
     return inside or (tunnel is not None and route.index == tunnel)
 
 

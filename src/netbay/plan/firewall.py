@@ -103,7 +103,7 @@ _PROTOS = ("tcp", "udp", "sctp")
 
 @dataclass(frozen=True)
 class NetworkRules:
-    device: str
+    device: str | None  # None: a routed network (no bridge; its veths are routed to)
     subnets: tuple[IPv4Network, ...]
     internal: bool = False
     icc: bool = True
@@ -146,17 +146,19 @@ def _mac(mac: str) -> str:
 
 
 def network_elements(n: NetworkRules) -> Elements:
+    out: Elements = {(INET, "subnets"): [str(IPv4Network(s)) for s in n.subnets]}
+    if n.pool is not None:
+        out[(INET, "overlay_pools")] = [str(IPv4Network(n.pool))]
+    if n.device is None:  # routed: no bridge to name; its NAT goes by address alone
+        if not n.internal:
+            out[(INET, "masq_nets")] = [str(IPv4Network(s)) for s in n.subnets]
+        return out
     dev = _ifname(n.device)
-    out: Elements = {
-        (INET, "bridges"): [dev],
-        (INET, "subnets"): [str(IPv4Network(s)) for s in n.subnets],
-    }
+    out[(INET, "bridges")] = [dev]
     if n.icc:
         out[(INET, "same_bridge")] = [f"{dev} . {dev}"]
     if n.pool is not None:
-        pool = str(IPv4Network(n.pool))
-        out[(INET, "overlay_pools")] = [pool]
-        out[(INET, "overlay_own")] = [f"{dev} . {pool}"]
+        out[(INET, "overlay_own")] = [f"{dev} . {IPv4Network(n.pool)}"]
     if n.internal:
         out[(INET, "internal")] = [dev]
     elif n.snat_to is not None:

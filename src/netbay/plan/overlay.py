@@ -141,13 +141,15 @@ class OverlayState:
 
     pool: IPv4Network
     underlay: str
-    bridge: BridgePlan
+    bridge: BridgePlan | None  # None: a routed network's share, which has none
     vxlan: VxlanPlan | None  # None: backend host-gw, no tunnel
     veth_mtu: int  # of every container veth on the network
     neighbours: tuple[NeighbourPlan, ...] = ()
     fdb: tuple[FdbPlan, ...] = ()
     routes: tuple[RoutePlan, ...] = ()  # neighbours and FDB entries go in first
     rejected: tuple[RejectedPeer, ...] = ()
+    # routes of netbay's inside it are not this plan's (a routed share's /32 per container)
+    own_block: IPv4Network | None = None
 
 
 def vxlan_device(network_id: str) -> str:

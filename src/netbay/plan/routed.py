@@ -14,13 +14,14 @@ and an address of the block nobody holds ends there instead of looping back out)
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from ..errors import ConfigError
 from .naming import host_veth, mac_for
-from .overlay import MIN_MTU, VXLAN_OVERHEAD
+from .overlay import MIN_MTU, VXLAN_OVERHEAD, OverlayState
 
 GATEWAY = IPv4Address("169.254.1.1")  # Calico's: link-local, so never a real machine's
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
@@ -141,3 +142,19 @@ def block_route(block: IPv4Network, subnet: IPv4Network) -> BlockRoute:
     if not block.subnet_of(subnet):
         raise ConfigError("block", str(block), f"outside the network's subnet {subnet}")
     return BlockRoute(block)
+
+
+def routed_tunnels(state: OverlayState, encapsulation: Encapsulation,
+                   block: IPv4Network) -> OverlayState:
+    """Of an overlay plan for a routed share (BLOCK this node's), what netbay programs itself:
+    no bridge, and only the VXLAN part (neighbours, FDB entries, onlink routes through the
+    tunnel); the routes to peers on this node's subnet are BGP's. Never: nothing at all,
+    BGP (and the routers it peers with) carries every block."""
+    if encapsulation is Encapsulation.NEVER or state.vxlan is None:
+        return dataclasses.replace(state, bridge=None, vxlan=None, neighbours=(), fdb=(),
+                                   routes=(), rejected=(), own_block=block)
+    tunnel = state.vxlan.name
+    return dataclasses.replace(
+        state, bridge=None, routes=tuple(r for r in state.routes if r.device == tunnel),
+        own_block=block,
+    )

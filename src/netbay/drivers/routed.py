@@ -1,0 +1,188 @@
+"""The routed driver: one node's share of a cluster-wide routed network, Calico-style.
+
+No bridge. Each container gets a veth whose container end holds its address as a /32, with
+169.254.1.1 as its gateway (answered by proxy ARP on the host end); the host routes the /32
+back out of that veth (plan/routed.py, kernel/routed.py). The node's block of the network's
+subnet is held as a blackhole route, which the node's BGP speaker announces to the other
+nodes; their blocks come back from BGP (same subnet) or from the cluster agent's VXLAN
+(another subnet), never from this driver (engine/routed.py).
+
+The local record holds what it needs of the cluster as options the agent sets (the pool,
+the encapsulation, the MTU); a user never writes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from ipaddress import IPv4Interface, IPv4Network
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..model import Endpoint, Network, NetworkSpec
+from ..plan.bird import MAX_ASN
+from ..plan.overlay import Backend, vxlan_device
+from ..plan.routed import (
+    DEFAULT,
+    GATEWAY,
+    Encapsulation,
+    RoutedEndpoint,
+    block_route,
+    plan_endpoint,
+    veth_mtu,
+)
+from ..reconcile.state import Desired, WantedLink, WantedRoute, WantedSysctl
+from .base import OPT_POOL, Capabilities, DriverKernel, GlobalOptions, Route, parse_int
+from .overlay import OPT_BACKEND, OPT_VNI
+
+OPT_ENCAP = "netbay.routed.encap"
+OPT_MTU = "netbay.routed.mtu"
+OPT_ASN = "netbay.routed.asn"
+# the tunnel towards nodes on other subnets is an overlay's (engine/overlay.py)
+LOCAL_OPTIONS = frozenset({OPT_POOL, OPT_ENCAP, OPT_MTU, OPT_ASN, OPT_VNI, OPT_BACKEND})
+# how the overlay plane treats a share of each encapsulation: VXLAN to every peer, to peers
+# on other subnets (its host-gw routes are left to BGP), to none
+TUNNEL_BACKEND = {Encapsulation.ALWAYS: Backend.VXLAN, Encapsulation.CROSS_SUBNET: Backend.AUTO,
+                  Encapsulation.NEVER: Backend.HOST_GW}
+RTPROT_NETBAY = 57  # kernel/rtnl_wire.py's: the host's /32 route to each container
+# what `network create -d routed -o ...` may set (the global record keeps them)
+USER_OPTIONS = frozenset({"block_size", "encap", "asn"})
+DEFAULT_BLOCK_SIZE = 26  # Calico's: 64 addresses a block
+DEFAULT_ASN = 64512  # the first private 16-bit ASN, Calico's default too
+LONGEST_BLOCK = 30  # room for two containers
+
+
+def parse_encap(value: str) -> Encapsulation:
+    try:
+        return Encapsulation(value)
+    except ValueError:
+        known = ", ".join(e.value for e in Encapsulation)
+        raise ConfigError("opt encap", value, f"expected one of {known}") from None
+
+
+def local_options(
+    pool: IPv4Network, vni: int, encap: Encapsulation, asn: int, mtu: int
+) -> Mapping[str, str]:
+    return {OPT_POOL: str(pool), OPT_VNI: str(vni), OPT_ENCAP: encap.value,
+            OPT_BACKEND: TUNNEL_BACKEND[encap].value, OPT_ASN: str(asn), OPT_MTU: str(mtu)}
+
+
+def block_of(network: Network) -> IPv4Network:
+    return network.subnets[0].subnet
+
+
+class RoutedDriver:
+    name = "routed"
+    mode = "private"
+    user_options = USER_OPTIONS
+    caps = Capabilities(makes_links=True, firewall=True, publish=True, cluster=True, bgp=True)
+    runtime = None  # a runtime names a routed network; only `network create` makes one
+
+    def global_options(
+        self, given: Mapping[str, str], subnet: IPv4Network | None
+    ) -> GlobalOptions:
+        encap = parse_encap(given.get("encap", Encapsulation.CROSS_SUBNET.value))
+        asn = parse_int("opt asn", given.get("asn", str(DEFAULT_ASN)), 1, MAX_ASN)
+        shortest = 8 if subnet is None else subnet.prefixlen
+        size = parse_int("opt block_size", given.get("block_size", str(DEFAULT_BLOCK_SIZE)),
+                         shortest, LONGEST_BLOCK)
+        return GlobalOptions({"encap": encap.value, "asn": str(asn)}, size)
+
+    def share_options(
+        self, pool: IPv4Network, vni: int, options: Mapping[str, str], underlay_mtu: int
+    ) -> Mapping[str, str]:
+        encap = parse_encap(options.get("encap", Encapsulation.CROSS_SUBNET.value))
+        asn = int(options.get("asn", DEFAULT_ASN))
+        return local_options(pool, vni, encap, asn, veth_mtu(underlay_mtu, encap))
+
+    def validate(self, spec: NetworkSpec, network_id: str) -> Network:
+        unknown = sorted(set(spec.options) - LOCAL_OPTIONS)
+        if unknown or OPT_POOL not in spec.options:
+            raise ConfigError("driver", self.name, "routed networks are cluster-wide: "
+                              "create them through netbayd on a node that joined a cluster")
+        pool = IPv4Network(spec.options[OPT_POOL])
+        parse_encap(spec.options.get(OPT_ENCAP, Encapsulation.CROSS_SUBNET.value))
+        mtu = parse_int(f"opt {OPT_MTU}", spec.options.get(OPT_MTU, "1500"), 68, 65535)
+        if len(spec.subnets) != 1 or not spec.subnets[0].subnet.subnet_of(pool):
+            raise ConfigError("subnet", [str(s.subnet) for s in spec.subnets],
+                              f"a routed node holds one block of {pool}")
+        return Network(id=network_id, name=spec.name, driver=self.name, created="",
+                       subnets=spec.subnets, internal=spec.internal,
+                       attachable=spec.attachable, options=dict(spec.options),
+                       labels=dict(spec.labels), mtu=mtu)
+
+    def claim(self, kernel: DriverKernel, network: Network) -> Network:
+        return network
+
+    def fit(self, network: Network, others: Sequence[Network]) -> Network:
+        return network
+
+    def setup(self, kernel: DriverKernel, network: Network) -> Network:
+        kernel.enable_forwarding()
+        pool = IPv4Network(network.options[OPT_POOL])
+        kernel.hold_block(block_route(block_of(network), pool))
+        return network
+
+    def restore(self, kernel: DriverKernel, network: Network) -> Network:
+        return self.setup(kernel, network)  # both steps accept what exists
+
+    def teardown(self, kernel: DriverKernel, network: Network) -> None:
+        kernel.remove_link(vxlan_device(network.id))  # the agent's tunnel, if it made one
+        pool = IPv4Network(network.options[OPT_POOL])
+        kernel.release_block(block_route(block_of(network), pool))
+
+    def audit(self, network: Network, links: set[str]) -> list[str]:
+        return []  # no device of its own: the endpoints' veths are audited as endpoints
+
+    def orphan_ports(self, kernel: DriverKernel, network: Network, recorded: set[str]) -> list[str]:
+        return []  # no bridge to find unrecorded ports on
+
+    def desired(self, network: Network, endpoints: Sequence[Endpoint]) -> Desired:
+        """Each endpoint's veth up with the network's MTU and its /32 route; forwarding on."""
+        links, routes = [], []
+        for e in endpoints:
+            if not e.host_ifname or e.address is None:
+                continue
+            owner = f"endpoint {e.id[:12]}"
+            links.append(WantedLink(e.host_ifname, owner, kind="veth", mtu=network.mtu))
+            routes.append(WantedRoute(IPv4Network((e.address.ip, 32)), e.host_ifname, owner,
+                                      protocol=RTPROT_NETBAY))
+        sysctls = (WantedSysctl("net.ipv4.ip_forward", "1", f"network {network.name}"),)
+        return Desired(tuple(links), tuple(routes), sysctls)
+
+    def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
+        return []
+
+    def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
+        """A /32, and 169.254.1.1 as the gateway of an endpoint that routes by default."""
+        assert endpoint.address is not None
+        return dataclasses.replace(
+            endpoint, address=IPv4Interface((endpoint.address.ip, 32)),
+            gateway=None if endpoint.gateway is None else GATEWAY,
+        )
+
+    def container_routes(self, network: Network, endpoint: Endpoint) -> list[Route]:
+        return [] if endpoint.gateway is None else [(DEFAULT, GATEWAY)]
+
+    def routed_endpoint(self, network: Network, endpoint: Endpoint) -> RoutedEndpoint:
+        assert endpoint.address is not None and network.mtu is not None
+        return plan_endpoint(
+            endpoint_id=endpoint.id, address=endpoint.address.ip, block=block_of(network),
+            subnet=IPv4Network(network.options[OPT_POOL]), ifname=endpoint.ifname,
+            mtu=network.mtu, default_route=endpoint.gateway is not None,
+        )
+
+    def attach(
+        self, kernel: DriverKernel, network: Network, endpoint: Endpoint, netns: Path,
+        default_route: bool,
+    ) -> None:
+        kernel.attach_routed(self.routed_endpoint(network, endpoint), netns)
+
+    def detach(
+        self, kernel: DriverKernel, network: Network, endpoint: Endpoint, netns: Path | None
+    ) -> None:
+        if endpoint.host_ifname:
+            kernel.detach_routed(endpoint.host_ifname)
+
+
+DRIVERS = (RoutedDriver(),)

@@ -1,0 +1,143 @@
+"""Routed networks across hosts (issue 15) on the multi-host harness (tests/cluster.py): h1 and
+h2 on one segment reach each other's blocks by BGP (BIRD on every node, plain routing), h3
+behind the router by VXLAN (encap cross-subnet). The tests run in order on one cluster and
+each leaves it as the next expects: joined, `calico` with a container on every host."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Network
+
+import pytest
+
+from cluster import Cluster, ClusterHost, cluster_fixture
+from helpers import wait_until
+
+pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
+
+cluster = cluster_fixture()
+TTL = 5
+POOL = "10.88.0.0/16"
+
+
+def _etcd_dump(cluster: Cluster) -> str:
+    out = cluster.hosts[0].run(["etcdctl", f"--endpoints={','.join(cluster.etcd.endpoints)}",
+                                "get", "--prefix", "/netbay/"]).stdout
+    return re.sub(r'"(last_seen|lease|grace_lease)":\d+', "", out)
+
+
+def _kernel_state(host: ClusterHost) -> str:
+    ip = [host.run(["ip", *args]).stdout for args in (["-br", "link"], ["-br", "addr"], ["route"])]
+    return "\n".join([*ip, host.run(["nft", "list", "ruleset"]).stdout])
+
+
+def _address(host: ClusterHost, container: str) -> str:
+    found = json.loads(host.netbay("inspect", container).stdout)[0]
+    return str(found["NetworkSettings"]["Networks"]["calico"]["IPAddress"])
+
+
+def _block(host: ClusterHost) -> str:
+    return str(IPv4Network(_address(host, f"c-{host.name}") + "/26", strict=False))
+
+
+def _ping(host: ClusterHost, container: str, target: str) -> bool:
+    return host.netbay("exec", container, "--", "ping", "-c", "1", "-W", "2", target,
+                       check=False).returncode == 0
+
+
+def _bird_routes(host: ClusterHost) -> str:
+    return host.run(["ip", "route", "show", "proto", "bird"]).stdout
+
+
+def _bird_pid(host: ClusterHost) -> int:
+    return int((host.state / "bird" / "bird.pid").read_text().split()[0])
+
+
+def test_every_host_joins_and_a_routed_network_is_cluster_wide(cluster: Cluster) -> None:
+    endpoints = ",".join(cluster.etcd.endpoints)
+    for host in cluster.hosts:
+        host.start_daemon()
+        host.netbay("cluster", "join", "--etcd", endpoints, "--address", host.address,
+                    "--ttl", str(TTL))
+    h1 = cluster.hosts[0]
+    h1.netbay("network", "create", "-d", "routed", "--subnet", POOL, "calico")
+    for host in cluster.hosts:
+        listed = host.netbay("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}")
+        assert "calico routed global" in listed.stdout.splitlines()
+        host.netbay("run", "-d", "--name", f"c-{host.name}", "--network", "calico", "--",
+                    "sleep", "infinity")
+    blocks = {_block(h) for h in cluster.hosts}
+    assert len(blocks) == 3 and all(IPv4Network(b).subnet_of(IPv4Network(POOL)) for b in blocks)
+
+
+def test_a_container_has_a_32_the_link_local_gateway_and_no_bridge(cluster: Cluster) -> None:
+    h1 = cluster.hosts[0]
+    inside = h1.netbay("exec", "c-h1", "--", "sh", "-c", "ip -4 -o addr show dev eth0; "
+                       "ip route").stdout
+    address = _address(h1, "c-h1")
+    assert f"inet {address}/32 " in inside
+    assert "default via 169.254.1.1 dev eth0" in inside
+    assert "169.254.1.1 dev eth0" in inside
+    assert "bridge" not in h1.run(["ip", "-d", "link", "show", "type", "bridge"]).stdout
+    host_routes = h1.run(["ip", "route", "show", "proto", "57"]).stdout
+    assert re.search(rf"^{re.escape(address)} dev nbv\w+ ", host_routes, re.M), host_routes
+    assert f"blackhole {_block(h1)} proto 57" in h1.run(["ip", "route"]).stdout
+
+
+def test_same_subnet_by_bgp_and_other_subnets_by_vxlan(cluster: Cluster) -> None:
+    h1, h2, h3 = cluster.hosts
+    c2, c3 = _address(h2, "c-h2"), _address(h3, "c-h3")
+    wait_until(lambda: f"{_block(h2)} via {h2.address} dev eth0" in _bird_routes(h1), 20,
+               "h2's block learned by BGP on h1")
+    assert f"{_block(h1)} via {h1.address} dev eth0" in _bird_routes(h2)
+    assert _block(h3) not in _bird_routes(h1)  # another subnet: not BGP's
+    assert re.search(rf"{_block(h3)} via \S+ dev nbx\w+ onlink",
+                     h1.run(["ip", "route", "show", "proto", "57"]).stdout)
+    assert _ping(h1, "c-h1", c2)
+    wait_until(lambda: _ping(h1, "c-h1", c3), 10, "c-h1 reaching c-h3")
+    assert _ping(h3, "c-h3", c2)
+    assert _ping(h2, "c-h2", _address(h1, "c-h1"))
+
+
+def _tcpdump(host: ClusterHost, expression: str, action: Callable[[], object]) -> list[str]:
+    """The packets matching EXPRESSION on HOST's underlay while ACTION ran three times (the
+    capture ends by itself: a signal to nsenter would not reach tcpdump inside)."""
+    dump = host.popen(["timeout", "-s", "INT", "4", "tcpdump", "-l", "-n", "-i", "eth0",
+                       expression])
+    try:
+        time.sleep(1.0)
+        for _ in range(3):
+            action()
+        out, _ = dump.communicate(timeout=10)
+    finally:
+        dump.kill()
+    return [line for line in out.splitlines() if " IP " in line]
+
+
+def test_the_capture_shows_no_vxlan_on_the_segment_and_only_vxlan_across(
+    cluster: Cluster,
+) -> None:
+    h1, h2, h3 = cluster.hosts
+    c1, c2, c3 = _address(h1, "c-h1"), _address(h2, "c-h2"), _address(h3, "c-h3")
+    to_h2 = lambda: _ping(h1, "c-h1", c2)  # noqa: E731
+    to_h3 = lambda: _ping(h1, "c-h1", c3)  # noqa: E731
+    plain = _tcpdump(h1, f"icmp and host {c2}", to_h2)
+    assert sum(f"{c1} > {c2}: ICMP echo request" in line for line in plain) == 3, plain
+    assert _tcpdump(h1, "udp port 4789", to_h2) == []
+    tunnelled = _tcpdump(h1, "udp port 4789", to_h3)
+    assert sum(f"{h1.address}." in line and f"> {h3.address}.4789: VXLAN" in line
+               for line in tunnelled) == 3, tunnelled
+    assert _tcpdump(h1, "icmp", to_h3) == []  # nothing of it unencapsulated on the underlay
+
+
+def test_bird_killed_is_restarted_and_the_routes_stay(cluster: Cluster) -> None:
+    h1, h2 = cluster.hosts[0], cluster.hosts[1]
+    pid = _bird_pid(h1)
+    h1.run(["kill", "-KILL", str(pid)])  # the PID file's number is in h1's PID namespace
+    wait_until(lambda: _bird_pid(h1) != pid, 10, "bird restarted on h1")
+    assert f"{_block(h2)} via {h2.address}" in _bird_routes(h1)  # kept while it restarted
+    assert _ping(h1, "c-h1", _address(h2, "c-h2"))
