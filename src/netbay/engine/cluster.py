@@ -228,8 +228,10 @@ class ClusterAgent:
             name=network.name, driver=driver.name, subnets=(SubnetConfig(block),),
             internal=network.internal, labels=dict(network.labels), options=options,
         )
-        self._wake.set()  # the new share gets its tunnel and routes without waiting
         return spec, network.id
+
+    def share_made(self, network: Network) -> None:
+        self._wake.set()  # its tunnel, routes and BGP announcement without waiting
 
     def _publish_vtep(self, network: Network) -> None:
         if self.node is None or network.options.get(OPT_BACKEND) == Backend.HOST_GW.value:

@@ -21,7 +21,7 @@ from ..plan import firewall as fw
 from ..plan.naming import host_veth, mac_for, next_ifname
 from ..plan.ports import container_ports
 from ..store.base import Store
-from .firewall import Firewall, endpoint_rules
+from .firewall import Firewall, endpoint_rules, hairpins
 from .kernel import Kernel
 from .networks import Networks
 
@@ -196,7 +196,7 @@ class Endpoints:
         remove = fw.merge({} if attach else mine, *map(fw.port_elements, ports_before))
         if add or remove:
             self.firewall.change(add, remove)
-        if attach and endpoint.host_ifname and endpoint.address and any(
+        if attach and endpoint.host_ifname and endpoint.address and hairpins(network) and any(
             p.target == endpoint.address.ip for p in ports_after
         ):
             self.kernel.set_hairpin(endpoint.host_ifname)

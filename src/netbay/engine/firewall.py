@@ -135,3 +135,9 @@ class Firewall:
 
 def can_publish(network: Network) -> bool:
     return capabilities(network.driver).publish and not network.internal
+
+
+def hairpins(network: Network) -> bool:
+    """A container reaching its own published port comes back through its bridge port, which
+    must let it (hairpin); a routed veth has no bridge: the host routes it back."""
+    return capabilities(network.driver).host_bridge

@@ -70,6 +70,9 @@ class ClusterNetworks(Protocol):
         """The local network (spec, id) this node needs for the cluster-wide network NAME,
         with this node's block leased for it; None if the cluster has no such network."""
 
+    def share_made(self, network: Network) -> None:
+        """NETWORK, a share local_share asked for, exists now: its data plane is due."""
+
 
 @dataclass(frozen=True, eq=False)
 class Networks:
@@ -109,9 +112,15 @@ class Networks:
         except NotFoundError:
             for source in self.cluster:
                 wanted = source.local_share(ref)
-                if wanted is not None:
-                    with self.kernel.lock:
-                        return self.named(ref) or self.create(*wanted)
+                if wanted is None:
+                    continue
+                with self.kernel.lock:
+                    found = self.named(ref)
+                    if found is not None:
+                        return found
+                    made = self.create(*wanted)
+                source.share_made(made)
+                return made
             raise
 
     def create(self, spec: NetworkSpec, network_id: str | None = None) -> Network:

@@ -30,7 +30,7 @@ from ..reconcile.ledger import Ledger
 from ..reconcile.session import PassResult, run_pass
 from ..reconcile.state import Desired, Observed, WantedRoute, WantedSysctl, Watched
 from ..store.base import Store
-from .firewall import Firewall
+from .firewall import Firewall, hairpins
 from .kernel import Kernel
 from .networks import Networks
 
@@ -79,7 +79,8 @@ class Reconcile:
             mine = [e for e in endpoints if e.container_id == container.id]
             targets = {p.target for p in self.firewall.port_rules(container, mine, networks)}
             ports |= {e.host_ifname for e in mine
-                      if e.host_ifname and e.address and e.address.ip in targets}
+                      if e.host_ifname and e.address and e.address.ip in targets
+                      and e.network_id in networks and hairpins(networks[e.network_id])}
         return ports
 
     def drifts(self) -> list[Drift]:

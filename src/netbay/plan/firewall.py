@@ -31,6 +31,8 @@ table inet netbay {
   map snat_nets { type ipv4_addr : ipv4_addr; flags interval; }
   set overlay_pools { type ipv4_addr; flags interval; }
   set overlay_own { type ifname . ipv4_addr; flags interval; }
+  set routed_pools { type ipv4_addr; flags interval; }
+  set same_pool { type ipv4_addr . ipv4_addr; flags interval; }
   map pub_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
   map pub_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
 
@@ -69,6 +71,10 @@ table inet netbay {
     oifname . ip saddr @overlay_own accept
     iifname . ip daddr @overlay_own accept
     iifname @bridges ip daddr @overlay_pools drop
+    # a routed network (no bridge to name): its own pool's traffic, and no other network's
+    ip saddr . ip daddr @same_pool accept
+    ip saddr @routed_pools ip daddr @overlay_pools drop
+    ip daddr @routed_pools ip saddr @overlay_pools drop
     iifname @internal drop
     oifname @internal drop
     ct status dnat oifname @bridges accept
@@ -149,7 +155,11 @@ def network_elements(n: NetworkRules) -> Elements:
     out: Elements = {(INET, "subnets"): [str(IPv4Network(s)) for s in n.subnets]}
     if n.pool is not None:
         out[(INET, "overlay_pools")] = [str(IPv4Network(n.pool))]
-    if n.device is None:  # routed: no bridge to name; its NAT goes by address alone
+    if n.device is None:  # routed: no bridge to name; its rules go by address alone
+        if n.pool is not None:
+            pool = IPv4Network(n.pool)
+            out[(INET, "routed_pools")] = [str(pool)]
+            out[(INET, "same_pool")] = [f"{pool} . {pool}"]
         if not n.internal:
             out[(INET, "masq_nets")] = [str(IPv4Network(s)) for s in n.subnets]
         return out
