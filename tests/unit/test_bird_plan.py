@@ -92,9 +92,9 @@ def test_the_higher_address_of_each_mesh_pair_is_passive() -> None:
 
 def test_every_session_restarts_gracefully_with_the_filters() -> None:
     lines = section(render(settings(graceful_restart=20)), "protocol bgp mesh_192_0_2_13 {")
-    assert lines[-7:] == [
-        "  graceful restart on;", "  graceful restart time 20;", "  connect delay time 5;",
-        "  ipv4 {", "    import filter netbay_import;", "    export filter netbay_export;",
+    assert lines[-9:] == [
+        "  graceful restart on;", "  graceful restart time 20;", "  connect delay time 1;",
+        "  connect retry time 5;", "  error wait time 1, 30;", "  ipv4 {", "    import filter netbay_import;", "    export filter netbay_export;",
         "  };"]
 
 

@@ -14,6 +14,7 @@ the encapsulation, the MTU); a user never writes them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
@@ -35,6 +36,7 @@ from ..reconcile.state import Desired, WantedLink, WantedRoute, WantedSysctl
 from .base import OPT_POOL, Capabilities, DriverKernel, GlobalOptions, Route, parse_int
 from .overlay import OPT_BACKEND, OPT_VNI
 
+log = logging.getLogger("netbay.routed")
 OPT_ENCAP = "netbay.routed.encap"
 OPT_MTU = "netbay.routed.mtu"
 OPT_ASN = "netbay.routed.asn"
@@ -65,6 +67,14 @@ def local_options(
 ) -> Mapping[str, str]:
     return {OPT_POOL: str(pool), OPT_VNI: str(vni), OPT_ENCAP: encap.value,
             OPT_BACKEND: TUNNEL_BACKEND[encap].value, OPT_ASN: str(asn), OPT_MTU: str(mtu)}
+
+
+def _all_rp_filter() -> int:
+    """net.ipv4.conf.all.rp_filter: the kernel applies the larger of it and a device's."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/conf/all/rp_filter").read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 def block_of(network: Network) -> IPv4Network:
@@ -118,6 +128,10 @@ class RoutedDriver:
         return network
 
     def setup(self, kernel: DriverKernel, network: Network) -> Network:
+        if _all_rp_filter() > 1:
+            log.warning("network %s: net.ipv4.conf.all.rp_filter is loose (2), which makes "
+                        "every routed veth's strict check loose: a container could send as "
+                        "another's address (netbay doctor)", network.name)
         kernel.enable_forwarding()
         pool = IPv4Network(network.options[OPT_POOL])
         kernel.hold_block(block_route(block_of(network), pool))

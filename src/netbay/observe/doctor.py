@@ -54,6 +54,7 @@ class DoctorFacts:
     dns: Json | None  # DnsSupervisor.health(); None: the daemon runs no DNS server
     shims: Sequence[str] = field(default_factory=list)
     reconciler: Json | None = None  # Host.reconcile_status(); None: not known
+    routed_ports: Sequence[str] = field(default_factory=list)  # routed veths' host ends
 
 
 def _bridge_networks(topo: Json) -> list[Json]:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..drivers import capabilities
 from ..errors import FirewallError
 from . import facts
 from .doctor import DoctorFacts, ForwardChain, check
+from .doctor_routed import check_routed_rp_filter
 
 if TYPE_CHECKING:
     from ..engine import Host
@@ -106,6 +108,7 @@ def gather(host: Host, observer: Observer, dns: Json | None) -> DoctorFacts:
     here = facts.read(None)
     devices = [n["device"]["name"] for n in topo["networks"] if n["device"]]
     shims = [n["shim"]["name"] for n in topo["networks"] if n["shim"]]
+    routed = _routed_ports(host)
     try:
         ruleset = host.firewall_listing("ruleset")
     except FirewallError:
@@ -115,7 +118,7 @@ def gather(host: Host, observer: Observer, dns: Json | None) -> DoctorFacts:
     return DoctorFacts(
         ip_forward=facts.sysctl("net.ipv4.ip_forward"),
         bridge_nf=_bridge_nf(),
-        rp_filter=_rp_filter(devices + shims),
+        rp_filter=_rp_filter(devices + shims + routed),
         forward_chains=forward_chains(ruleset, devices) + _legacy_forward(devices),
         routes=[(r.destination, r.device) for r in here.routes
                 if r.destination is not None and r.kind == "unicast"],
@@ -127,8 +130,17 @@ def gather(host: Host, observer: Observer, dns: Json | None) -> DoctorFacts:
         dns=dns,
         shims=shims,
         reconciler=host.reconcile_status(),
+        routed_ports=routed,
     )
 
 
+def _routed_ports(host: Host) -> list[str]:
+    """The host ends of the veths of networks routed by BGP (no bridge)."""
+    return [e.host_ifname for n in host.store.networks() if capabilities(n.driver).bgp
+            for e in host.store.endpoints(network_id=n.id) if e.host_ifname]
+
+
 def doctor(host: Host, observer: Observer, dns: Json | None) -> list[Json]:
-    return [f.as_json() for f in check(gather(host, observer, dns))]
+    found = gather(host, observer, dns)
+    routed = check_routed_rp_filter(found.routed_ports, found.rp_filter)
+    return [f.as_json() for f in [*check(found), routed]]

@@ -41,7 +41,13 @@ MAIN_TABLE = 254
 GRACEFUL_RESTART = 30  # seconds; BIRD's 240 s wait is what made Calico's reboots slow
 MAX_RESTART_TIME = 4095  # the graceful restart capability carries 12 bits
 KERNEL_SCAN = 10  # seconds between BIRD's scans of the kernel table: a removed route is back
-CONNECT_DELAY = 5  # seconds from a session's start to its first connect (BIRD's default)
+# seconds from a session's start to its first connect (BIRD's 5 s would be most of the 5 s
+# a joining node has to be reachable in), then between failed connects (BIRD's 120 s: a node
+# that connected before its peer knew it would wait two minutes), and the backoff after an
+# error (BIRD's 60-300 s). Keepalive and hold stay BIRD's: short ones flapped (Calico #7086).
+CONNECT_DELAY = 1
+CONNECT_RETRY = 5
+ERROR_WAIT = (1, 30)
 BLOCKS_PROTOCOL = "netbay_blocks"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")  # quoted in bird.conf: nothing to escape
 
@@ -247,6 +253,8 @@ def _session(settings: BgpSettings, peer: Peer) -> str:
         "  graceful restart on;",
         f"  graceful restart time {settings.graceful_restart};",
         f"  connect delay time {settings.connect_delay};",
+        f"  connect retry time {CONNECT_RETRY};",
+        f"  error wait time {ERROR_WAIT[0]}, {ERROR_WAIT[1]};",
         "  ipv4 {",
         "    import filter netbay_import;",
         "    export filter netbay_export;",
