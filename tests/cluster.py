@@ -94,6 +94,16 @@ class ClusterHost(HostSandbox):
             return None
         return self.outer_pid(inner)
 
+    def cni(self, plugins: Path, command: str, netns: str, network: str) -> dict[str, Any]:
+        """The netbay CNI plugin installed in PLUGINS run as a runtime would: COMMAND (ADD,
+        DEL) for the namespace /run/netns/NETNS on NETWORK; its JSON result."""
+        conf = json.dumps({"cniVersion": "1.0.0", "name": network, "type": "netbay",
+                           "network": network})
+        env = (f"CNI_COMMAND={command} CNI_CONTAINERID=cni-{netns} CNI_NETNS=/run/netns/{netns} "
+               f"CNI_IFNAME=eth0 CNI_PATH={plugins}")
+        done = self.run(["sh", "-c", f"echo '{conf}' | env {env} {plugins}/netbay"])
+        return dict(json.loads(done.stdout)) if done.stdout.strip() else {}
+
     def kill_daemon(self, sig: int = signal.SIGKILL) -> int:
         """Send SIG to netbayd and wait until it is gone; its PID. The next `netbay` command
         starts a new one."""
@@ -250,6 +260,13 @@ class Cluster:
             "link set eth0 up",
             f"route add default via {self.gateway(segment)}",
         )
+
+    def router_popen(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        """ARGV started in the router's network namespace (nsenter execs it: the PID is its
+        own), its output discarded: a daemon of the test's, such as a BIRD, which the test
+        stops by that PID before the cluster closes."""
+        return subprocess.Popen(["nsenter", f"--net={self.router.path}", *argv],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     # --- faults ---------------------------------------------------------------------------
     def partition(self, node: ClusterHost) -> None:

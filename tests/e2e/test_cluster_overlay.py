@@ -347,22 +347,13 @@ def test_the_data_plane_outlives_etcd_and_resyncs_when_it_is_back(cluster: Clust
     assert _ping(h2, "c-h2", c3).returncode == 0
 
 
-def _cni(host: ClusterHost, plugins: Path, command: str, netns: str) -> dict[str, object]:
-    conf = json.dumps({"cniVersion": "1.0.0", "name": "podnet", "type": "netbay",
-                       "network": "podnet"})
-    env = (f"CNI_COMMAND={command} CNI_CONTAINERID=cni-{netns} CNI_NETNS=/run/netns/{netns} "
-           f"CNI_IFNAME=eth0 CNI_PATH={plugins}")
-    done = host.run(["sh", "-c", f"echo '{conf}' | env {env} {plugins}/netbay"])
-    return json.loads(done.stdout) if done.stdout.strip() else {}
-
-
 def test_a_cni_runtime_gets_cluster_wide_networking(cluster: Cluster, tmp_path: Path) -> None:
     h1, h3 = cluster.hosts[0], cluster.hosts[2]
     h1.netbay("cni", "install", "--dir", str(tmp_path))
     h1.run(["ip", "netns", "add", "pod1"])
     try:
         h1.run(["ip", "netns", "exec", "pod1", "ip", "link", "set", "lo", "up"])
-        result = _cni(h1, tmp_path, "ADD", "pod1")
+        result = h1.cni(tmp_path, "ADD", "pod1", "podnet")
         ips = result["ips"]
         assert isinstance(ips, list) and len(ips) == 1
         address = str(ips[0]["address"]).split("/")[0]
@@ -372,7 +363,7 @@ def test_a_cni_runtime_gets_cluster_wide_networking(cluster: Cluster, tmp_path: 
                        _address(h3, "c-h3")], check=False)
         assert ping.returncode == 0, ping.stdout
         assert _ping(h3, "c-h3", address).returncode == 0
-        _cni(h1, tmp_path, "DEL", "pod1")
+        h1.cni(tmp_path, "DEL", "pod1", "podnet")
         assert _ping(h3, "c-h3", address).returncode != 0
     finally:
         h1.run(["ip", "netns", "del", "pod1"], check=False)

@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable
 from ipaddress import IPv4Network
+from pathlib import Path
 
 import pytest
 
@@ -25,9 +26,13 @@ POOL = "10.88.0.0/16"
 
 
 def _etcd_dump(cluster: Cluster) -> str:
+    """The record under netbay's root, but the BGP status each node publishes as its
+    sessions come and go (not something a request changes)."""
     out = cluster.hosts[0].run(["etcdctl", f"--endpoints={','.join(cluster.etcd.endpoints)}",
-                                "get", "--prefix", "/netbay/"]).stdout
-    return re.sub(r'"(last_seen|lease|grace_lease)":\d+', "", out)
+                                "get", "--prefix", "/netbay/"]).stdout.splitlines()
+    pairs = [(k, v) for k, v in zip(out[::2], out[1::2], strict=True)
+             if not k.startswith("/netbay/v1/bgp/")]
+    return re.sub(r'"(last_seen|lease|grace_lease)":\d+', "", repr(pairs))
 
 
 def _kernel_state(host: ClusterHost) -> str:
@@ -275,6 +280,26 @@ def test_a_rebooted_node_has_its_routes_back_in_seconds(cluster: Cluster) -> Non
     back = time.monotonic() - started
     assert back < 10, f"routes back after {back:.1f} s"  # BIRD's 240 s wait would be minutes
     wait_until(lambda: _ping(h2, "c-h2", _address(h1, "c-h1")), 10, "c-h2 reaching c-h1")
+
+
+def test_a_cni_runtime_gets_a_routed_pod(cluster: Cluster, tmp_path: Path) -> None:
+    h1, h2, h3 = cluster.hosts
+    h1.netbay("cni", "install", "--dir", str(tmp_path))
+    h1.run(["ip", "netns", "add", "pod1"])
+    try:
+        result = h1.cni(tmp_path, "ADD", "pod1", "calico")
+        [ip] = result["ips"]
+        address = str(ip["address"]).split("/")[0]
+        assert str(ip["address"]).endswith("/32") and ip["gateway"] == "169.254.1.1"
+        assert IPv4Network(address).subnet_of(IPv4Network(_block(h1)))
+        inside = h1.run(["ip", "netns", "exec", "pod1", "ip", "route"]).stdout
+        assert "default via 169.254.1.1 dev eth0" in inside
+        for host in (h2, h3):  # by BGP, and through the tunnel
+            assert _ping(host, f"c-{host.name}", address)
+        h1.cni(tmp_path, "DEL", "pod1", "calico")
+        assert not _ping(h2, "c-h2", address)
+    finally:
+        h1.run(["ip", "netns", "del", "pod1"], check=False)
 
 
 def _doctor_rp_filter(host: ClusterHost) -> dict[str, str]:

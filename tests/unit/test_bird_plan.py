@@ -6,6 +6,8 @@ parsed into sessions, a missing BIRD refused with nothing written."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 
@@ -94,8 +96,8 @@ def test_every_session_restarts_gracefully_with_the_filters() -> None:
     lines = section(render(settings(graceful_restart=20)), "protocol bgp mesh_192_0_2_13 {")
     assert lines[-9:] == [
         "  graceful restart on;", "  graceful restart time 20;", "  connect delay time 1;",
-        "  connect retry time 5;", "  error wait time 1, 30;", "  ipv4 {", "    import filter netbay_import;", "    export filter netbay_export;",
-        "  };"]
+        "  connect retry time 5;", "  error wait time 1, 30;", "  ipv4 {",
+        "    import filter netbay_import;", "    export filter netbay_export;", "  };"]
 
 
 def test_a_reflector_marks_its_clients_with_its_cluster_id() -> None:
@@ -119,6 +121,49 @@ def test_addresses_given_as_text_are_taken() -> None:
     made = BgpSettings("192.0.2.12", 64512, mesh=(MeshPeer("n", "192.0.2.5", 1),))  # type: ignore[arg-type]
     assert made.router_id == ME and made.mesh[0].address == IPv4Address("192.0.2.5")
     assert protocol_name("mesh", made.mesh[0].address) == "mesh_192_0_2_5"
+
+
+def test_a_reflector_exports_its_blocks_and_what_the_mesh_gave_it() -> None:
+    client = MeshPeer("node-d", IPv4Address("192.0.2.14"), 64512, rr_client=True)
+    text = render(settings(mesh=(LOWER, client), external=(TOR,)))
+    assert section(text, "filter netbay_reflect {") == [
+        '  if proto = "netbay_blocks" && net ~ [ 10.244.0.64/26, 10.244.1.0/26 ] then accept;',
+        '  if proto ~ "mesh_*" then accept;', "  reject;"]
+    for mesh in ("mesh_192_0_2_11", "mesh_192_0_2_14"):
+        assert "    export filter netbay_reflect;" in section(text, f"protocol bgp {mesh} {{")
+    assert "    export filter netbay_export;" in section(text, "protocol bgp peer_192_0_2_1 {")
+    bare = render(settings(blocks=(), mesh=(client,)))
+    assert section(bare, "filter netbay_reflect {") == ['  if proto ~ "mesh_*" then accept;',
+                                                        "  reject;"]
+    assert "netbay_reflect" not in render(settings())
+
+
+def test_routes_vxlan_carries_are_kept_out_of_the_kernel() -> None:
+    text = render(settings(underlay=(IPv4Network("192.0.2.0/24"), IPv4Network("10.9.0.0/16")),
+                           cross_subnet=(IPv4Network("10.244.0.0/16"),),
+                           tunnelled=(IPv4Network("10.99.0.0/16"),)))
+    assert section(text, "filter netbay_install {") == [
+        "  if source != RTS_BGP then reject;",
+        "  if net ~ [ 10.99.0.0/16+ ] then reject;",
+        "  if net ~ [ 10.244.0.0/16+ ] && !(bgp_next_hop ~ 192.0.2.0/24 || "
+        "bgp_next_hop ~ 10.9.0.0/16) then reject;",
+        "  accept;"]
+    assert "    export filter netbay_install;" in section(text, "protocol kernel netbay_kernel {")
+    alone = render(settings(cross_subnet=(IPv4Network("10.244.0.0/16"),)))
+    assert "  if net ~ [ 10.244.0.0/16+ ] then reject;" in section(alone, "filter netbay_install {")
+    assert "netbay_install" not in render(settings())
+
+
+@pytest.mark.skipif(shutil.which("bird") is None, reason="BIRD 2 is not installed")
+def test_bird_takes_the_whole_configuration(tmp_path: Path) -> None:
+    client = MeshPeer("node-d", IPv4Address("192.0.2.14"), 64512, rr_client=True)
+    config = tmp_path / "bird.conf"
+    config.write_text(render(settings(
+        mesh=(LOWER, client), external=(TOR,), underlay=(IPv4Network("192.0.2.0/24"),),
+        cross_subnet=(IPv4Network("10.244.0.0/16"),), tunnelled=(IPv4Network("10.99.0.0/16"),))))
+    checked = subprocess.run(["bird", "-p", "-c", str(config)], capture_output=True, text=True,
+                             check=False)
+    assert checked.returncode == 0, checked.stderr
 
 
 @pytest.mark.parametrize(("build", "message"), [
@@ -150,6 +195,8 @@ def test_addresses_given_as_text_are_taken() -> None:
      "invalid block '10.244.0.64/26': overlaps block 10.244.0.0/24"),
     (lambda: settings(graceful_restart=0), "invalid graceful_restart 0: out of range 1-4095"),
     (lambda: settings(kernel_table=0), "invalid kernel_table 0: out of range 1-4294967295"),
+    (lambda: settings(underlay=("192.0.2.0/24",)),
+     "invalid underlay '192.0.2.0/24': not an IPv4 network"),
 ])
 def test_bad_settings_are_refused_in_one_line(build: object, message: str) -> None:
     with pytest.raises(ConfigError) as refused:

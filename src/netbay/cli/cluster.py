@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from ..client import Client
 from . import render
@@ -47,6 +48,44 @@ def add_parser(sub: Any) -> None:
         p = verbs.add_parser(verb, help=helptext)
         p.add_argument("--format", help="table (default), json, or a {{.Field}} template")
         p.set_defaults(func=func)
+    add_bgp_parser(verbs)
+
+
+def add_bgp_parser(verbs: Any) -> None:
+    b = verbs.add_parser("bgp", help="route reflectors and external BGP peers (routed networks)",
+                         description="The cluster's BGP configuration, applied by every "
+                         "node's netbayd within seconds. By default the nodes peer in a full "
+                         "iBGP mesh.")
+    kinds = b.add_subparsers(dest="kind", metavar="COMMAND", required=True)
+    p = kinds.add_parser("reflector", help="make a node a route reflector (no NODE: list them)",
+                         description="With at least one reflector, the full mesh is replaced: "
+                         "every other node peers with the reflectors only, and the reflectors "
+                         "with each other. Reflected routes keep the next hop of the node they "
+                         "came from. Make two, so that one lost leaves the routes in place.")
+    p.add_argument("node", nargs="?", metavar="NODE", help="the node's name")
+    p.add_argument("--remove", action="store_true", help="NODE is a reflector no more")
+    p.add_argument("--format", help="the listing: table (default), json, or a template")
+    p.set_defaults(func=reflector)
+    peer = kinds.add_parser("peer", help="routers outside the cluster (a top-of-rack switch)")
+    actions = peer.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = actions.add_parser("add", help="peer with a router by eBGP",
+                           description="The nodes announce their blocks to it (and nothing "
+                           "else) and take its routes. The router must be on a network of "
+                           "the node's interfaces: checked here when the peer is for this node "
+                           "(or for every node); a node given with --node checks it itself, "
+                           "and logs and leaves out a peer it cannot reach directly.")
+    p.add_argument("--address", required=True, help="the router's IPv4 address")
+    p.add_argument("--asn", required=True, type=int, help="the router's AS number")
+    p.add_argument("--node", help="only this node peers with it (default: every node); "
+                   "one given for a node takes precedence over one at the same address for all")
+    p.set_defaults(func=peer_add)
+    p = actions.add_parser("rm", help="stop peering with a router")
+    p.add_argument("--address", required=True, help="the router's IPv4 address")
+    p.add_argument("--node", help="the node it was added for (default: the one for every node)")
+    p.set_defaults(func=peer_rm)
+    p = actions.add_parser("ls", help="list the external peers")
+    p.add_argument("--format", help="table (default), json, or a {{.Field}} template")
+    p.set_defaults(func=peer_ls)
 
 
 def join(client: Client, args: argparse.Namespace) -> int:
@@ -64,6 +103,47 @@ def join(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def reflector(client: Client, args: argparse.Namespace) -> int:
+    if args.node is None:
+        if args.remove:
+            print("Error: --remove needs NODE", file=sys.stderr)
+            return 1
+        found = client.get("/netbay/cluster/bgp/reflectors")
+        render.emit(found, args.format, ("NAME", "ADDRESS", "STATE"),
+                    lambda n: (n["Name"], n["Address"], n["State"]))
+        return 0
+    path = f"/netbay/cluster/bgp/reflectors/{quote(args.node, safe='')}"
+    if args.remove:
+        client.delete(path)
+        print(f"{args.node} is no route reflector any more")
+    else:
+        client.post(path)
+        print(f"{args.node} is a route reflector")
+    return 0
+
+
+def peer_add(client: Client, args: argparse.Namespace) -> int:
+    client.post("/netbay/cluster/bgp/peers",
+                {"Address": args.address, "ASN": args.asn, "Node": args.node})
+    print(f"peering with {args.address} (AS {args.asn}) on "
+          + (f"node {args.node}" if args.node else "every node"))
+    return 0
+
+
+def peer_rm(client: Client, args: argparse.Namespace) -> int:
+    client.delete(f"/netbay/cluster/bgp/peers/{quote(args.address, safe='')}", node=args.node)
+    print(f"no longer peering with {args.address} on "
+          + (f"node {args.node}" if args.node else "every node"))
+    return 0
+
+
+def peer_ls(client: Client, args: argparse.Namespace) -> int:
+    found = client.get("/netbay/cluster/bgp/peers")
+    render.emit(found, args.format, ("ADDRESS", "ASN", "NODE"),
+                lambda p: (p["Address"], str(p["ASN"]), p["Node"] or "(every node)"))
+    return 0
+
+
 def leave(client: Client, args: argparse.Namespace) -> int:
     client.post("/netbay/cluster/leave")
     print("left the cluster")
@@ -71,7 +151,7 @@ def leave(client: Client, args: argparse.Namespace) -> int:
 
 
 def _seen(stamp: str | None, state: str) -> str:
-    if state == "ready":
+    if state in ("ready", "routing"):  # routing: alive, its BGP routes not all in yet
         return "now"
     if not stamp:
         return "unknown"

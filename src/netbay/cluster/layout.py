@@ -12,6 +12,12 @@ Under one root (default /netbay/v1/, so several clusters or versions can share a
                                       node finds its own by id and never holds two
     names/<network>/<node id>         [{"name", "aliases", "address", "container"}]: the DNS
                                       names of the node's ready endpoints there (grace lease)
+    bgp/<node id>                     [{"peer", "address", "asn", "state", "since", "imported",
+                                      "exported"}]: the node's BGP sessions as its BIRD last
+                                      reported them (grace lease; cluster/bgp_status.py)
+    bgp-reflectors/<node id>          {}: the node is a BGP route reflector
+    bgp-peers/<node id|all>/<a.b.c.d> {"asn": N}: a router outside the cluster that node (or
+                                      every node) peers with by eBGP (cluster/bgp_config.py)
 
 A node's subnet keys are bound to its grace lease, kept alive with its liveness lease: a node
 that stops is lost after the TTL, and etcd itself frees its subnets when the grace period
@@ -33,7 +39,8 @@ from ..name_entry import NameEntry
 
 DEFAULT_ROOT = "/netbay/v1/"
 NODES, ALIVE, NETWORKS, SUBNETS, HOLDERS = "nodes", "alive", "networks", "subnets", "holders"
-NAMES = "names"
+NAMES, BGP = "names", "bgp"
+BGP_REFLECTORS, BGP_PEERS = "bgp-reflectors", "bgp-peers"  # no lease: kept until removed
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
@@ -79,9 +86,9 @@ class GlobalNetwork:
 
 @dataclass(frozen=True)
 class ParsedKey:
-    kind: str  # NODES, ALIVE, NETWORKS, SUBNETS, HOLDERS or NAMES
-    name: str  # node id or network name
-    item: str = ""  # the block (SUBNETS) or the node id (HOLDERS, NAMES)
+    kind: str  # NODES, ALIVE, NETWORKS, SUBNETS, HOLDERS, NAMES, BGP, BGP_REFLECTORS, BGP_PEERS
+    name: str  # node id or network name (BGP_PEERS: the node id or bgp_config.ALL_NODES)
+    item: str = ""  # the block (SUBNETS), the node id (HOLDERS, NAMES), the address (BGP_PEERS)
 
 
 class Layout:
@@ -113,14 +120,26 @@ class Layout:
     def names(self, network: str, node_id: str) -> str:
         return self.prefix(NAMES, network) + node_id
 
+    def bgp(self, node_id: str) -> str:
+        return self.prefix(BGP) + node_id
+
+    def bgp_reflector(self, node_id: str) -> str:
+        return self.prefix(BGP_REFLECTORS) + node_id
+
+    def bgp_peer(self, scope: str, address: IPv4Address) -> str:
+        """SCOPE: the node id the peer is for, or bgp_config.ALL_NODES."""
+        return self.prefix(BGP_PEERS, scope) + str(address)
+
     def parse(self, key: str) -> ParsedKey | None:
         """What KEY is, or None for a key of no kind this version knows."""
         if not key.startswith(self.root):
             return None
         parts = key[len(self.root):].split("/")
-        if len(parts) == 2 and parts[0] in (NODES, ALIVE, NETWORKS) and parts[1]:
+        if len(parts) == 2 and parts[1] and parts[0] in (
+                NODES, ALIVE, NETWORKS, BGP, BGP_REFLECTORS):
             return ParsedKey(parts[0], parts[1])
-        if len(parts) == 3 and parts[0] in (SUBNETS, HOLDERS, NAMES) and parts[1] and parts[2]:
+        if len(parts) == 3 and parts[1] and parts[2] and parts[0] in (
+                SUBNETS, HOLDERS, NAMES, BGP_PEERS):
             return ParsedKey(parts[0], parts[1], parts[2])
         return None
 

@@ -24,6 +24,8 @@ from typing import TypeVar
 
 from ..errors import NetbayError
 from ..name_entry import NameEntry
+from .bgp_config import BgpConfig, BgpConfigState
+from .bgp_status import BgpBoard, Published
 from .etcd import EtcdClient, WatchHandle
 from .kv import WatchEvent
 from .layout import GlobalNetwork, Layout
@@ -58,6 +60,8 @@ class ClusterView:
         self._queue: queue.Queue[tuple[int, object]] = queue.Queue()
         self._lock = threading.Lock()
         self._state = ClusterState(layout)
+        self._bgp = BgpBoard(layout)  # what each node publishes of its BGP sessions
+        self._bgp_config = BgpConfigState(layout)  # route reflectors, external peers
         self._delivered: PeerLists = {}
         self._delivered_names: NameLists = {}
         self._last_seen: dict[str, float] = {}
@@ -113,6 +117,15 @@ class ClusterView:
         with self._lock:
             return self._state.statuses(self._last_seen, time.time())
 
+    def bgp_status(self, node: str) -> Published | None:
+        """The BGP sessions NODE (an id) published; None: it publishes none."""
+        with self._lock:
+            return self._bgp.get(node)
+
+    def bgp_config(self) -> BgpConfig:
+        with self._lock:
+            return self._bgp_config.config()
+
     # -- the view's thread
 
     def _run(self) -> None:
@@ -142,6 +155,8 @@ class ClusterView:
         with self._lock:  # a transaction's events share one revision: apply them all
             for event in events:
                 self._state.apply(event)
+                self._bgp.apply(event)
+                self._bgp_config.apply(event)
                 self.revision = max(self.revision, event.revision)
         self._publish()
 
@@ -157,6 +172,8 @@ class ClusterView:
                 self._watch.cancel()
             with self._lock:
                 self._state = ClusterState.from_listing(self._layout, listing.items)
+                self._bgp = BgpBoard.from_listing(self._layout, listing.items)
+                self._bgp_config = BgpConfigState.from_listing(self._layout, listing.items)
                 self.revision = listing.revision
                 self._generation += 1
             self._watch = self._start_watch(listing.revision + 1, self._generation)

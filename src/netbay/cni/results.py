@@ -25,8 +25,12 @@ def _before_1_0(version: str) -> bool:
 
 
 def subnet_gateway(network: Network, endpoint: Endpoint) -> IPv4Address | None:
+    """The endpoint's gateway (a routed one's is 169.254.1.1, outside its subnet); for one
+    whose default route is another network's, its subnet's."""
     if endpoint.address is None:
         return None
+    if endpoint.gateway is not None:
+        return endpoint.gateway
     for config in network.subnets:
         if endpoint.address.ip in config.subnet:
             return config.gateway

@@ -15,6 +15,7 @@ from ..engine import Host
 from ..errors import ConfigError, InUseError, NotFoundError
 from ..model import READY, Container, Network
 from . import docker_json
+from .bgp_api import BgpRoutes
 from .cluster_api import ClusterRoutes, as_network
 from .filters import PRUNE_FILTER_KEYS, network_matches, parse_filters
 from .observe_api import DnsHealth, ObserveRoutes
@@ -77,14 +78,16 @@ class Api:
             ("POST", r"/system/reload", self.reload),
         ):
             self._routes.append((method, re.compile(pattern + "$"), handler))
+        bgp = BgpRoutes(cluster.agent) if cluster else None  # `bgp status`
         # topology, trace, doctor, dns, rps...; the cluster's nodes name the peers
-        self.observe = ObserveRoutes(host, dns_health, cluster.agent.nodes if cluster else None)
+        self.observe = ObserveRoutes(host, dns_health, cluster.agent.nodes if cluster else None,
+                                     bgp.live if bgp else None)
         for method, pattern, handler in self.observe.routes():
             self._routes.append((method, re.compile(pattern + "$"), handler))
         self.runtimes = RuntimeRoutes(host)  # the CNI plugins, the netavark backend
         for method, pattern, handler in self.runtimes.routes():
             self._routes.append((method, re.compile(pattern + "$"), handler))
-        for method, pattern, handler in cluster.routes() if cluster else ():
+        for method, pattern, handler in cluster.routes() + bgp.routes() if cluster and bgp else ():
             self._routes.append((method, re.compile(pattern + "$"), handler))
 
     def dispatch(self, method: str, target: str, body: Any) -> Response:

@@ -12,6 +12,7 @@ from ..engine.cluster import ClusterAgent
 from ..engine.cluster_join import JoinRequest
 from ..errors import ConfigError
 from ..model import Network, SubnetConfig
+from .bgp_api import with_routing
 from .json_shape import Shape, check
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ JOIN: Shape = {
     "Etcd": [str], "Node": str, "Address": str, "Interface": str, "EtcdCA": str,
     "EtcdCert": str, "EtcdKey": str, "TTL": int, "Grace": int,
 }
+BGP_PEER: Shape = {"Address": str, "ASN": int, "Node": str}
 
 
 def _time(stamp: float | None) -> str | None:
@@ -95,6 +97,12 @@ class ClusterRoutes:
             ("POST", r"/netbay/cluster/leave", self.leave),
             ("GET", r"/netbay/cluster/nodes", self.nodes),
             ("GET", r"/netbay/cluster/status", self.status),
+            ("GET", r"/netbay/cluster/bgp/reflectors", self.reflectors),
+            ("POST", r"/netbay/cluster/bgp/reflectors/(?P<name>[^/]+)", self.add_reflector),
+            ("DELETE", r"/netbay/cluster/bgp/reflectors/(?P<name>[^/]+)", self.remove_reflector),
+            ("GET", r"/netbay/cluster/bgp/peers", self.bgp_peers),
+            ("POST", r"/netbay/cluster/bgp/peers", self.add_bgp_peer),
+            ("DELETE", r"/netbay/cluster/bgp/peers/(?P<address>[^/]+)", self.remove_bgp_peer),
         ]
 
     def join(self, body: dict[str, Any], **_: Any) -> Response:
@@ -105,10 +113,36 @@ class ClusterRoutes:
         return 204, None
 
     def nodes(self, **_: Any) -> Response:
-        return 200, [node_json(n) for n in self.agent.nodes()]
+        return 200, [node_json(n) for n in with_routing(self.agent, self.agent.nodes())]
 
     def status(self, **_: Any) -> Response:
         return 200, status_json(*self.agent.status())
+
+    def reflectors(self, **_: Any) -> Response:
+        return 200, [node_json(n) for n in self.agent.bgp_config.reflectors()]
+
+    def add_reflector(self, name: str, **_: Any) -> Response:
+        return 200, node_json(self.agent.bgp_config.set_reflector(name, True))
+
+    def remove_reflector(self, name: str, **_: Any) -> Response:
+        self.agent.bgp_config.set_reflector(name, False)
+        return 204, None
+
+    def bgp_peers(self, **_: Any) -> Response:
+        return 200, [{"Address": str(peer.address), "ASN": peer.asn, "Node": node}
+                     for peer, node in self.agent.bgp_config.peers()]
+
+    def add_bgp_peer(self, body: dict[str, Any], **_: Any) -> Response:
+        check(body, BGP_PEER)
+        for field in ("Address", "ASN"):
+            if body.get(field) is None:
+                raise ConfigError(field.lower(), "", "required")
+        self.agent.bgp_config.add_peer(body["Address"], body["ASN"], body.get("Node") or None)
+        return 201, {"Address": body["Address"], "ASN": body["ASN"], "Node": body.get("Node")}
+
+    def remove_bgp_peer(self, address: str, params: dict[str, str], **_: Any) -> Response:
+        self.agent.bgp_config.remove_peer(address, params.get("node") or None)
+        return 204, None
 
     def cluster_details(self, network: Network) -> dict[str, Any]:
         """What `network inspect` adds for a global network: every node's block, and the
@@ -123,7 +157,7 @@ class ClusterRoutes:
         blocks = [
             {"Node": n.name, "Address": str(n.address), "State": n.state,
              "Subnet": str(n.subnets[network.name]), "Containers": remote.get(n.id, [])}
-            for n in self.agent.nodes() if network.name in n.subnets
+            for n in with_routing(self.agent, self.agent.nodes()) if network.name in n.subnets
         ]
         return {"Subnet": str(found.subnet), "SubnetSize": found.subnet_size, "VNI": found.vni,
                 "Backend": found.options.get("backend", "auto"),

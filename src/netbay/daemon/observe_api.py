@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine import Host
+from ..observe.bgp import BgpSessions
 from ..observe.observer import Observer
 from ..observe.peers import ClusterNodes
 from ..observe.steering import Steering
@@ -19,12 +20,14 @@ DnsHealth = Callable[[], dict[str, Any]]  # DnsSupervisor.health
 
 class ObserveRoutes:
     def __init__(self, host: Host, dns_health: DnsHealth | None = None,
-                 cluster_nodes: ClusterNodes | None = None) -> None:
+                 cluster_nodes: ClusterNodes | None = None,
+                 bgp_sessions: BgpSessions | None = None) -> None:
         """CLUSTER_NODES: the cluster agent's node list (ClusterAgent.nodes), which names the
-        other nodes of overlay networks in topology and trace."""
+        other nodes of overlay networks in topology and trace; BGP_SESSIONS: this node's
+        BIRD's, for routed networks in topology."""
         self.host = host
         self.dns_health = dns_health  # None: this daemon runs no DNS server
-        self.observer = Observer(host, cluster_nodes)
+        self.observer = Observer(host, cluster_nodes, bgp_sessions)
         self.tracer = Tracer(host, cluster_nodes)
         self.steering = Steering(host)
 

@@ -8,6 +8,14 @@ on this node's own subnet (the others are reached through VXLAN, which the overl
 programs from the cluster record); with never, every node; with always, none (every node is
 behind the tunnel). The session's address is each node's cluster address: the one it joined
 with (--address/--interface, or its source address towards etcd), never "first found".
+
+With route reflectors (`netbay cluster bgp reflector NODE`) the full mesh is replaced, on
+every subnet: a node peers with the reflectors only; a reflector with the other reflectors
+and, as its route reflector clients, with every other node holding a block (and it runs BIRD
+without a block of its own). A reflected route keeps its next hop (the node it came from), so
+traffic on one subnet stays direct; a route whose next hop is on another subnet is not put
+into the kernel where VXLAN carries that traffic (plan/bird.py's netbay_install).
+External peers (a top-of-rack router) come from the cluster's BGP configuration as well.
 """
 
 from __future__ import annotations
@@ -16,16 +24,18 @@ import logging
 import re
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from ipaddress import IPv4Address
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Protocol
 
+from ..drivers.base import OPT_POOL
 from ..drivers.routed import DEFAULT_ASN, OPT_ASN, OPT_ENCAP, block_of, parse_encap
 from ..errors import ConfigError, NetbayError
 from ..kernel.bird import BgpSession, BirdSupervisor
 from ..model import Network
-from ..plan.bird import BgpSettings, MeshPeer, render
+from ..plan.bird import BgpSettings, ExternalPeer, MeshPeer, render
 from ..plan.routed import Encapsulation
 
 log = logging.getLogger("netbay.bgp")
@@ -41,6 +51,47 @@ class BgpPeer(Protocol):
     def name(self) -> str: ...
     @property
     def address(self) -> IPv4Address: ...
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A node of the cluster record (a route reflector), as a BgpPeer."""
+
+    node: str
+    name: str
+    address: IPv4Address
+
+
+@dataclass(frozen=True)
+class NodeBgp:
+    """What this node's speaker is planned from."""
+
+    node: str  # this node's id
+    address: IPv4Address  # its cluster address: the router id and the sessions' source
+    underlay: tuple[IPv4Network, ...]  # the subnets on the link that holds it
+    shares: Sequence[Network]  # this node's routed shares: their blocks are what it announces
+    # the cluster's routed networks by name, as their shares' options (pool, encap, ASN)
+    networks: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    peers: Mapping[str, Sequence[BgpPeer]] = field(default_factory=dict)  # by network
+    reflectors: Sequence[BgpPeer] = ()  # the route reflectors whose node the record has
+    external: Sequence[ExternalPeer] = ()  # this node's external peers, checked
+
+
+@dataclass(frozen=True)
+class _Routed:
+    pool: IPv4Network
+    encap: Encapsulation
+    asn: int
+
+    @classmethod
+    def of(cls, options: Mapping[str, str]) -> _Routed:
+        return cls(IPv4Network(options[OPT_POOL]), parse_encap(options[OPT_ENCAP]),
+                   int(options.get(OPT_ASN, DEFAULT_ASN)))
+
+    @property
+    def by_bgp(self) -> bool:
+        """Some node's blocks of it come by BGP (with always, all come by VXLAN)."""
+        return self.encap is not Encapsulation.ALWAYS
 
 
 def require_bird(program: str = "bird") -> None:
@@ -60,30 +111,58 @@ def session_name(peer: BgpPeer) -> str:
     return safe or peer.node[:12]
 
 
-def plan_settings(
-    address: IPv4Address, shares: Sequence[Network],
-    peers: Mapping[str, Sequence[BgpPeer]], same_segment: Callable[[IPv4Address], bool],
-) -> BgpSettings | None:
-    """This node's speaker for its routed SHARES; None when it has none (no BIRD)."""
-    if not shares:
+def plan_settings(plan: NodeBgp) -> BgpSettings | None:
+    """This node's speaker; None when it needs none (no routed share, and no reflector's
+    work to do): no BIRD."""
+    routed = {name: _Routed.of(options) for name, options in plan.networks.items()}
+    routed.update((share.name, _Routed.of(share.options)) for share in plan.shares)
+    reflector = any(r.node == plan.node for r in plan.reflectors)
+    if not plan.shares and not (reflector and any(r.by_bgp for r in routed.values())):
         return None
-    asn = int(shares[0].options.get(OPT_ASN, DEFAULT_ASN))
-    mesh: dict[IPv4Address, BgpPeer] = {}
-    for network in shares:
-        encap = parse_encap(network.options[OPT_ENCAP])
-        for peer in peers.get(network.name, ()):
-            if encap is Encapsulation.ALWAYS or (
-                    encap is Encapsulation.CROSS_SUBNET and not same_segment(peer.address)):
-                continue
-            if peer.address != address:
-                mesh.setdefault(peer.address, peer)
-    names = Counter(session_name(p) for p in mesh.values())
+    first = plan.shares[0].name if plan.shares else next(n for n, r in routed.items() if r.by_bgp)
+    asn = routed[first].asn
+    mesh: dict[IPv4Address, tuple[BgpPeer, bool]] = {}
+    for peer, client in _mesh(plan, routed, reflector):
+        if peer.address != plan.address:
+            mesh.setdefault(peer.address, (peer, client))
+    names = Counter(session_name(p) for p, _ in mesh.values())
     return BgpSettings(
-        router_id=address, asn=asn, blocks=tuple(sorted(block_of(n) for n in shares)),
+        router_id=plan.address, asn=asn, blocks=tuple(sorted(block_of(n) for n in plan.shares)),
         mesh=tuple(
-            MeshPeer(_unique_name(p, names), p.address, asn)
-            for p in sorted(mesh.values(), key=lambda p: p.address)),
+            MeshPeer(_unique_name(p, names), p.address, asn, rr_client=client)
+            for p, client in sorted(mesh.values(), key=lambda pair: pair[0].address)),
+        external=tuple(plan.external), underlay=plan.underlay,
+        cross_subnet=_pools(routed, Encapsulation.CROSS_SUBNET),
+        tunnelled=_pools(routed, Encapsulation.ALWAYS),
     )
+
+
+def _mesh(plan: NodeBgp, routed: Mapping[str, _Routed],
+          reflector: bool) -> Iterator[tuple[BgpPeer, bool]]:
+    """The other nodes to peer with, each with whether it is this reflector's client."""
+    if not plan.reflectors:
+        for network in plan.shares:
+            encap = routed[network.name].encap
+            for peer in plan.peers.get(network.name, ()):
+                if encap is Encapsulation.NEVER or (
+                        encap is Encapsulation.CROSS_SUBNET and _on_underlay(plan, peer)):
+                    yield peer, False
+        return
+    if reflector or any(routed[share.name].by_bgp for share in plan.shares):
+        yield from ((r, False) for r in plan.reflectors if r.node != plan.node)
+    if reflector:
+        reflectors = {r.node for r in plan.reflectors}
+        for name, record in routed.items():
+            clients = plan.peers.get(name, ()) if record.by_bgp else ()
+            yield from ((peer, True) for peer in clients if peer.node not in reflectors)
+
+
+def _on_underlay(plan: NodeBgp, peer: BgpPeer) -> bool:
+    return any(peer.address in subnet for subnet in plan.underlay)
+
+
+def _pools(routed: Mapping[str, _Routed], encap: Encapsulation) -> tuple[IPv4Network, ...]:
+    return tuple(sorted({r.pool for r in routed.values() if r.encap is encap}))
 
 
 def _unique_name(peer: BgpPeer, names: Counter[str]) -> str:

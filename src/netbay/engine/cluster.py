@@ -30,7 +30,8 @@ from ..errors import (
 from ..model import Network, NetworkSpec, SubnetConfig
 from ..name_entry import NameEntry
 from ..plan.overlay import Backend, vtep_mac, vxlan_device
-from .bgp import BgpSpeaker, plan_settings, require_bird, routed_shares
+from .bgp import BgpSpeaker, require_bird
+from .bgp_cluster import ClusterBgp
 from .cluster_join import JoinRequest, follow_address, join_settings
 from .overlay import OverlayKernel, OverlayPlane, PeerRecord
 from .overlay_events import OverlayEvents
@@ -63,6 +64,7 @@ class ClusterAgent:
                                         daemon=True)
         self._events = OverlayEvents(self._tunnels, self._wake.set, self._stopping)
         self.bgp = BgpSpeaker(host.paths.root / "bird")
+        self.bgp_config = ClusterBgp(host.kernel, self._require, self.poke)  # `cluster bgp`
         host.add_cluster_networks(self)
 
     # --- the node ------------------------------------------------------------------------
@@ -296,6 +298,8 @@ class ClusterAgent:
                 log.exception("cluster agent: resync failed")
 
     def _resync(self) -> None:
+        from ..cluster.bgp_status import publish_bgp_status
+
         with self._lock:
             plane, node = self.plane, self.node
             if plane is None or node is None:
@@ -305,21 +309,23 @@ class ClusterAgent:
                 self._publish_vtep(network)
             plane.sync()
             self._sync_bgp(plane)
+            publish_bgp_status(node, self.bgp)  # for `bgp status --node` and node readiness
             self._publish_names(plane, node)
             self._apply_names()
             if node.view.wait_synced(0):
                 self._drop_orphan_shares(plane, node)
 
     def _sync_bgp(self, plane: OverlayPlane | None) -> None:
-        """BIRD for the routed shares, with the peers as last delivered."""
-        shares = routed_shares(plane.shares()) if plane is not None else []
-        if plane is None or not shares:
+        """BIRD for the routed shares and the cluster's BGP configuration, with the peers as
+        last delivered."""
+        node = self.node
+        if plane is None or node is None:
             self.bgp.sync(None)
             return
         with self._delivering:
             peers = dict(self._peers)
         try:
-            settings = plan_settings(plane.address, shares, peers, plane.underlay().same_segment)
+            settings = self.bgp_config.settings(node, plane, peers)
         except NetbayError as exc:
             log.warning("bgp: not configured: %s", exc)
             return

@@ -14,6 +14,7 @@ from ..errors import ConfigError, FirewallError, KernelError, NotFoundError
 from ..model import READY, REMOVING, Container, Endpoint, Network
 from ..plan import firewall as fw
 from . import facts
+from .bgp import BgpSessions, read_bgp
 from .peers import ClusterNodes, known_nodes
 from .steering import resolve
 from .topology import Inputs, Nat, Published, build
@@ -76,9 +77,11 @@ def expected_nat(network: Network) -> list[Nat]:
 class Observer:
     """Reads what the pictures, traces and checks need; one per daemon."""
 
-    def __init__(self, host: Host, cluster_nodes: ClusterNodes | None = None) -> None:
+    def __init__(self, host: Host, cluster_nodes: ClusterNodes | None = None,
+                 bgp_sessions: BgpSessions | None = None) -> None:
         self.host = host
         self.cluster_nodes = cluster_nodes  # the cluster agent's nodes (None: no agent)
+        self.bgp_sessions = bgp_sessions  # this node's BIRD's (None: no agent)
 
     # --- record ----------------------------------------------------------------------------
     def live_endpoints(self) -> list[Endpoint]:
@@ -149,6 +152,7 @@ class Observer:
             orphan_netns=self.orphan_netns(containers),
             firewall=self.host.firewall_intact(),
             cluster_nodes=known_nodes(self.cluster_nodes),
+            bgp=read_bgp(self.bgp_sessions),
         )
         return build(inputs)
 

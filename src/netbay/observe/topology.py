@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from ..model import READY, Container, Endpoint, Network
+from .bgp import BgpFacts, bgp_lines, bgp_problems, bgp_section
 from .facts import Link, Namespace
 from .peers import ClusterNode, overlay_lines, overlay_problems, overlay_section
 from .tree import addr_text, mark, tree
@@ -58,6 +59,7 @@ class Inputs:
     orphan_netns: Sequence[str] = ()
     firewall: bool = True
     cluster_nodes: Sequence[ClusterNode] = ()  # the cluster agent's (none: not joined)
+    bgp: BgpFacts = BgpFacts()  # this node's BIRD's sessions (for routed networks)
 
 
 def _link_json(link: Link | None, host: Namespace, name: str = "") -> Json:
@@ -109,7 +111,7 @@ def _network_head(network: Network, nat: Sequence[Nat]) -> Json:
         "mode": network.options.get("macvlan_mode") or network.options.get("ipvlan_mode") or "",
         "nat": [f"snat to {n.to}" if n.to else "masquerade" for n in kernel_nat],
         "device": None, "ports": [], "members": [], "shim": None, "overlay": None,
-        "problems": [],
+        "bgp": None, "problems": [],
     }
 
 
@@ -197,6 +199,8 @@ def _networks(inp: Inputs, names: dict[str, str]) -> list[Json]:
                 net["overlay"] = overlay_section(network, inp.host, inp.cluster_nodes)
         elif network.device:
             _parent_network(net, network, inp, names)
+        if capabilities(network.driver).bgp:
+            net["bgp"] = bgp_section(network, inp.host, inp.bgp, inp.cluster_nodes)
         if inp.firewall:
             _nat_problems(net, network, inp)
         out.append(net)
@@ -279,7 +283,7 @@ def _collect_problems(topo: Json) -> list[str]:
         for port in net["ports"] + net["members"]:
             label = port.get("name") or f"{port.get('container')}:{port.get('ifname')}"
             found += [f"network {net['name']}: {label}: {p}" for p in port["problems"]]
-        found += [f"network {net['name']}: {p}" for p in overlay_problems(net)]
+        found += [f"network {net['name']}: {p}" for p in overlay_problems(net) + bgp_problems(net)]
     for c in topo["containers"]:
         found += [f"container {c['name']}: {p}" for p in c["problems"]]
     for p in topo["published"]:
@@ -299,6 +303,7 @@ def build(inp: Inputs) -> Json:
     used = {n["device"]["name"] for n in networks if n["device"]}
     used |= {n["shim"]["name"] for n in networks if n["shim"]}
     used |= {p["name"] for n in networks for p in n["ports"]}
+    used |= {e.host_ifname for e in inp.endpoints if e.host_ifname}  # routed: no bridge
     used |= {n["overlay"]["tunnel"]["name"] for n in networks
              if n["overlay"] and n["overlay"]["tunnel"]}
     published = _published(inp, names)
@@ -358,7 +363,7 @@ def render_text(topo: Json) -> str:
                          + mark(iface["problems"])))
     for net in topo["networks"]:
         items.append((1, _network_line(net)))
-        items += [(d + 1, t) for d, t in _device_lines(net) + overlay_lines(net)]
+        items += [(d + 1, t) for d, t in _device_lines(net) + overlay_lines(net) + bgp_lines(net)]
     for port in topo["published"]:
         target = f"{port['container'] or '?'} {port['target']}:{port['target_port']}"
         items.append((1, f"port {port['proto']} {port['host_ip']}:{port['host_port']} -> "

@@ -9,7 +9,12 @@ What the configuration makes BIRD do:
   and install them in the kernel table; the blocks' blackholes stay inside BIRD;
 - a full iBGP mesh by default, one side of each pair passive (the higher address waits, the
   lower one connects: one TCP session per pair, no collisions to resolve); a node with route
-  reflector clients reflects to them; external peers (a top-of-rack router) by eBGP;
+  reflector clients reflects to them what it learned from the mesh (the next hop stays the
+  node the route came from), external peers (a top-of-rack router) get the blocks only;
+- put into the kernel what BGP learned, except routes that VXLAN carries (encap always, and
+  encap cross-subnet with a next hop off this node's underlay subnets, as a reflector's
+  routes from other subnets have): the tunnel's route has metric 0, BIRD's 32, so a BIRD route
+  beside it would carry the traffic unencapsulated whenever the tunnel's route is missing;
 - graceful restart: peers keep a restarting node's routes for GRACEFUL_RESTART seconds, and a
   restarted BIRD (`bird -R`) waits at most that long for its sessions before it syncs the
   kernel; BIRD's default wait is 240 s, which left Calico's nodes without routes for four
@@ -49,6 +54,7 @@ CONNECT_DELAY = 1
 CONNECT_RETRY = 5
 ERROR_WAIT = (1, 30)
 BLOCKS_PROTOCOL = "netbay_blocks"
+MESH, EXTERNAL = "mesh", "peer"  # the prefixes of the sessions' protocol names
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")  # quoted in bird.conf: nothing to escape
 
 
@@ -112,6 +118,9 @@ class BgpSettings:
     mesh: tuple[MeshPeer, ...] = ()
     external: tuple[ExternalPeer, ...] = ()
     cluster_id: IPv4Address | None = None  # as a route reflector; default: the router id
+    underlay: tuple[IPv4Network, ...] = ()  # this node's underlay subnets (next hops direct)
+    cross_subnet: tuple[IPv4Network, ...] = ()  # pools installed only via an underlay next hop
+    tunnelled: tuple[IPv4Network, ...] = ()  # pools whose routes BGP never installs
     kernel_table: int = MAIN_TABLE  # where learned routes go
     graceful_restart: int = GRACEFUL_RESTART
     kernel_scan: int = KERNEL_SCAN
@@ -122,6 +131,12 @@ class BgpSettings:
         if self.cluster_id is not None:
             object.__setattr__(self, "cluster_id", _address("cluster_id", self.cluster_id))
         _check_asn(self.asn, "this node")
+        for field, networks in (("block", self.blocks), ("underlay", self.underlay),
+                                ("cross_subnet", self.cross_subnet),
+                                ("tunnelled", self.tunnelled)):
+            for network in networks:
+                if not isinstance(network, IPv4Network):
+                    raise ConfigError(field, str(network), "not an IPv4 network")
         self._check_blocks()
         self._check_peers()
         for field, value, low, high in (
@@ -135,8 +150,6 @@ class BgpSettings:
 
     def _check_blocks(self) -> None:
         for number, block in enumerate(self.blocks):
-            if not isinstance(block, IPv4Network):
-                raise ConfigError("block", str(block), "not an IPv4 network")
             if block.prefixlen == 32:
                 raise ConfigError("block", str(block), "a block, not a host route")
             for other in self.blocks[:number]:
@@ -162,6 +175,15 @@ class BgpSettings:
     def peers(self) -> tuple[Peer, ...]:
         return (*self.mesh, *self.external)
 
+    @property
+    def reflector(self) -> bool:
+        return any(peer.rr_client for peer in self.mesh)
+
+    @property
+    def installs_all(self) -> bool:
+        """Every route BGP learned goes into the kernel (no pool is carried by VXLAN)."""
+        return not self.cross_subnet and not self.tunnelled
+
     def passive_towards(self, peer: MeshPeer) -> bool:
         """The higher address of a pair waits for the lower one to connect."""
         return self.router_id > peer.address
@@ -175,9 +197,10 @@ def protocol_name(kind: str, address: IPv4Address) -> str:
 
 def render(settings: BgpSettings) -> str:
     """The whole bird.conf for SETTINGS."""
-    sections = [_globals(settings), _filters(settings), _local_protocols(settings)]
+    sections = [_globals(settings), _filters(settings), _reflect_filter(settings),
+                _install_filter(settings), _local_protocols(settings)]
     sections += [_session(settings, peer) for peer in settings.peers]
-    return "\n".join(sections)
+    return "\n".join(section for section in sections if section)
 
 
 def _globals(settings: BgpSettings) -> str:
@@ -195,13 +218,17 @@ def _prefix_set(blocks: Iterable[IPv4Network], suffix: str = "") -> str:
     return "[ " + ", ".join(f"{block}{suffix}" for block in blocks) + " ]"
 
 
+def _own_blocks(settings: BgpSettings) -> str:
+    return f'  if proto = "{BLOCKS_PROTOCOL}" && net ~ {_prefix_set(settings.blocks)} then accept;'
+
+
 def _filters(settings: BgpSettings) -> str:
     """What goes out (the blocks, exactly) and what comes in (anything not inside them)."""
     if not settings.blocks:
         return "filter netbay_export { reject; }\nfilter netbay_import { accept; }\n"
     return "\n".join([
         "filter netbay_export {",
-        f'  if proto = "{BLOCKS_PROTOCOL}" && net ~ {_prefix_set(settings.blocks)} then accept;',
+        _own_blocks(settings),
         "  reject;",
         "}",
         "filter netbay_import {",
@@ -210,6 +237,32 @@ def _filters(settings: BgpSettings) -> str:
         "}",
         "",
     ])
+
+
+def _reflect_filter(settings: BgpSettings) -> str:
+    """A reflector's export to the mesh: its blocks and what it learned from the mesh (BIRD
+    keeps a client's routes from going back to it and non-clients' from going to each other;
+    external peers' routes stay with the node that peers with them)."""
+    if not settings.reflector:
+        return ""
+    lines = ["filter netbay_reflect {", *([_own_blocks(settings)] if settings.blocks else []),
+             f'  if proto ~ "{MESH}_*" then accept;', "  reject;", "}", ""]
+    return "\n".join(lines)
+
+
+def _install_filter(settings: BgpSettings) -> str:
+    """What of BGP's routes the kernel gets (the module's docstring says why not all)."""
+    if settings.installs_all:
+        return ""
+    lines = ["filter netbay_install {", "  if source != RTS_BGP then reject;"]
+    if settings.tunnelled:
+        lines.append(f"  if net ~ {_prefix_set(settings.tunnelled, '+')} then reject;")
+    if settings.cross_subnet:
+        # `ip ~ [ prefix set ]` is no match in BIRD 2.0.12 (a runtime type error): one test each
+        direct = " || ".join(f"bgp_next_hop ~ {subnet}" for subnet in settings.underlay)
+        unless = f" && !({direct})" if direct else ""
+        lines.append(f"  if net ~ {_prefix_set(settings.cross_subnet, '+')}{unless} then reject;")
+    return "\n".join([*lines, "  accept;", "}", ""])
 
 
 def _local_protocols(settings: BgpSettings) -> str:
@@ -226,7 +279,8 @@ def _local_protocols(settings: BgpSettings) -> str:
         # The kernel's other routes (a default route) resolve next hops of multihop peers;
         # netbay's own (a /32 per workload) are no business of BIRD's.
         f"    import where krt_source != {NETBAY_PROTOCOL};",
-        "    export where source = RTS_BGP;",
+        ("    export where source = RTS_BGP;" if settings.installs_all
+         else "    export filter netbay_install;"),
         "  };",
         f"  kernel table {settings.kernel_table};",
         "  learn;",
@@ -244,8 +298,9 @@ def _local_protocols(settings: BgpSettings) -> str:
 
 def _session(settings: BgpSettings, peer: Peer) -> str:
     mesh = isinstance(peer, MeshPeer)
+    export = "netbay_reflect" if mesh and settings.reflector else "netbay_export"
     lines = [
-        f"protocol bgp {protocol_name('mesh' if mesh else 'peer', peer.address)} {{",
+        f"protocol bgp {protocol_name(MESH if mesh else EXTERNAL, peer.address)} {{",
         f'  description "{peer.name}";',
         f"  local {settings.router_id} as {settings.asn};",
         f"  neighbor {peer.address} as {peer.asn};",
@@ -257,7 +312,7 @@ def _session(settings: BgpSettings, peer: Peer) -> str:
         f"  error wait time {ERROR_WAIT[0]}, {ERROR_WAIT[1]};",
         "  ipv4 {",
         "    import filter netbay_import;",
-        "    export filter netbay_export;",
+        f"    export filter {export};",
         "  };",
         "}",
     ]
