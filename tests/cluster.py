@@ -104,6 +104,20 @@ class ClusterHost(HostSandbox):
         done = self.run(["sh", "-c", f"echo '{conf}' | env {env} {plugins}/netbay"])
         return dict(json.loads(done.stdout)) if done.stdout.strip() else {}
 
+    def run_web(self, name: str, network: str, published: str) -> None:
+        """Container NAME on NETWORK, publishing PUBLISHED (`-p HOST:7001`), that answers
+        one TCP connection on 7001 with 'from NAME'."""
+        self.netbay("run", "-d", "--name", name, "--network", network, "-p", published, "--",
+                    "python3", "-c", "import socket; s = socket.create_server(('0.0.0.0', "
+                    f"7001)); c = s.accept()[0]; c.sendall(b'from {name}'); c.close()")
+
+    def fetch(self, address: str, port: int) -> str:
+        """What ADDRESS:PORT answers a TCP connection from this host with (retried for 5 s)."""
+        program = ("import socket, time\nfor _ in range(50):\n    try:\n"
+                   f"        print(socket.create_connection(('{address}', {port}), 2).recv(64)"
+                   ".decode()); break\n    except OSError: time.sleep(0.1)")
+        return self.run(["python3", "-c", program]).stdout.strip()
+
     def kill_daemon(self, sig: int = signal.SIGKILL) -> int:
         """Send SIG to netbayd and wait until it is gone; its PID. The next `netbay` command
         starts a new one."""
@@ -357,11 +371,33 @@ def _demo_steps(cluster: Cluster) -> None:
     print("\n\033[1mh1's routes to the other nodes' subnets (netbay's protocol, 57)\033[0m")
     print(h1.run(["ip", "route", "show", "proto", "57"]).stdout.rstrip())
     _show(h1, "cluster status")
+    _routed_demo_steps(cluster)
+
+
+def _routed_demo_steps(cluster: Cluster) -> None:
+    """A routed network (Calico's model): no bridge, BGP between h1 and h2, VXLAN to h3."""
+    h1, h2, h3 = cluster.hosts[:3]
+    _show(h1, "network create -d routed --subnet 10.88.0.0/16 calico")
+    for host in cluster.hosts:
+        _show(host, f"run -d --name r-{host.name} --network calico -- sleep infinity")
+    print("\n\033[1mr-h1's own view: a /32 and 169.254.1.1, answered by its host\033[0m")
+    _show(h1, "exec r-h1 -- ip -4 -br addr show dev eth0")
+    _show(h1, "exec r-h1 -- ip route")
+    addresses = {}
+    for target in (h2, h3):
+        addresses[target.name] = json.loads(target.netbay("inspect", f"r-{target.name}").stdout)[
+            0]["NetworkSettings"]["Networks"]["calico"]["IPAddress"]
+    poll(lambda: "Established" in h1.netbay("bgp", "status", check=False).stdout, 15)
+    _show(h1, "bgp status")
+    print("\n\033[1mh1's routes learned by BGP (proto bird): h2's block, via h2\033[0m")
+    print(h1.run(["ip", "route", "show", "proto", "bird"]).stdout.rstrip())
+    for name, address in addresses.items():
+        _show(h1, f"exec r-h1 -- ping -c 2 -W 2 {address}")
 
 
 def demo() -> None:
-    """Three hosts and etcd, an overlay network across them with a container on each, then
-    everything removed (also on Ctrl-C, SIGTERM or a failed step)."""
+    """Three hosts and etcd, an overlay and a routed network across them with a container of
+    each on each, then everything removed (also on Ctrl-C, SIGTERM or a failed step)."""
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # through the teardown too
     print("building 3 hosts on two underlay segments joined by a router, and a 3-member etcd")

@@ -218,14 +218,9 @@ def test_egress_to_the_underlay_is_masqueraded_on_the_containers_node(
 
 def test_a_published_port_answers_on_the_containers_node(cluster: Cluster) -> None:
     h1, h3 = cluster.hosts[0], cluster.hosts[2]
-    h3.netbay("run", "-d", "--name", "web-h3", "--network", "podnet", "-p", "8080:7001", "--",
-              "python3", "-c", "import socket; s = socket.create_server(('0.0.0.0', 7001)); "
-              "c = s.accept()[0]; c.sendall(b'from web-h3'); c.close()")
-    fetch = ("import socket, time\nfor _ in range(50):\n    try:\n"
-             f"        print(socket.create_connection(('{h3.address}', 8080), 2).recv(64)"
-             ".decode()); break\n    except OSError: time.sleep(0.1)")
+    h3.run_web("web-h3", "podnet", "8080:7001")
     try:
-        assert h1.run(["python3", "-c", fetch]).stdout.strip() == "from web-h3"
+        assert h1.fetch(h3.address, 8080) == "from web-h3"
     finally:
         h3.netbay("rm", "-f", "web-h3")
 

@@ -194,14 +194,9 @@ def test_the_mtu_leaves_room_for_the_tunnel(cluster: Cluster) -> None:
 
 def test_a_published_port_answers_on_the_containers_node(cluster: Cluster) -> None:
     h1, h2 = cluster.hosts[0], cluster.hosts[1]
-    h1.netbay("run", "-d", "--name", "web-h1", "--network", "calico", "-p", "8080:7001", "--",
-              "python3", "-c", "import socket; s = socket.create_server(('0.0.0.0', 7001)); "
-              "c = s.accept()[0]; c.sendall(b'from web-h1'); c.close()")
-    fetch = ("import socket, time\nfor _ in range(50):\n    try:\n"
-             f"        print(socket.create_connection(('{h1.address}', 8080), 2).recv(64)"
-             ".decode()); break\n    except OSError: time.sleep(0.1)")
+    h1.run_web("web-h1", "calico", "8080:7001")
     try:
-        assert h2.run(["python3", "-c", fetch]).stdout.strip() == "from web-h1"
+        assert h2.fetch(h1.address, 8080) == "from web-h1"
     finally:
         h1.netbay("rm", "-f", "web-h1")
 

@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, ip_address
 from ..errors import ConfigError
 from ..plan.bird import MAX_ASN
 from .etcd import EtcdClient
-from .kv import PUT, KeyValue, WatchEvent
+from .kv import KeyedState, KeyValue
 from .layout import BGP_PEERS, BGP_REFLECTORS, Layout, ParsedKey
 
 log = logging.getLogger("netbay.cluster")
@@ -83,7 +83,7 @@ def decode_peer(parsed: ParsedKey, value: bytes) -> ExternalPeerRecord:
 
 
 @dataclass
-class BgpConfigState:
+class BgpConfigState(KeyedState):
     """The configuration under LAYOUT's root, kept current by put() and delete(). Pure."""
 
     layout: Layout
@@ -92,16 +92,7 @@ class BgpConfigState:
 
     @classmethod
     def from_listing(cls, layout: Layout, items: Iterable[KeyValue]) -> BgpConfigState:
-        state = cls(layout)
-        for kv in items:
-            state.put(kv)
-        return state
-
-    def apply(self, event: WatchEvent) -> None:
-        if event.kind == PUT:
-            self.put(event.kv)
-        else:
-            self.delete(event.kv.key)
+        return cls(layout).load(items)
 
     def put(self, kv: KeyValue) -> None:
         parsed = self.layout.parse(kv.key)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import NetbayError
-from .kv import PUT, KeyValue, WatchEvent
+from .kv import KeyedState, KeyValue
 from .layout import BGP, Layout
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def publish_bgp_status(node: ClusterNode, speaker: Speaker) -> None:
         log.info("bgp: status not published yet: %s", exc)
 
 
-class BgpBoard:
+class BgpBoard(KeyedState):
     """What every node published, by node id: kept by the cluster view from its listing and
     its watch events (the other kinds of key are not its business)."""
 
@@ -152,16 +152,10 @@ class BgpBoard:
 
     @classmethod
     def from_listing(cls, layout: Layout, items: Iterable[KeyValue]) -> BgpBoard:
-        board = cls(layout)
-        for kv in items:
-            board.put(kv)
-        return board
+        return cls(layout).load(items)
 
-    def apply(self, event: WatchEvent) -> None:
-        if event.kind == PUT:
-            self.put(event.kv)
-            return
-        node = self._node_of(event.kv.key)
+    def delete(self, key: str) -> None:
+        node = self._node_of(key)
         if node is not None:
             self._published.pop(node, None)
 

@@ -3,7 +3,9 @@ operations, watch events, lease and member status. No aetcd type leaves cluster/
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Self
 
 PUT, DELETE = "put", "delete"
 
@@ -98,3 +100,26 @@ class Delete:
 
 
 Operation = Put | Delete
+
+
+class KeyedState:
+    """A pure picture of some of the record's keys, built from a listing and then kept
+    current by the watch's events; put() and delete() are each picture's own (a key of no
+    kind it keeps is ignored)."""
+
+    def put(self, kv: KeyValue) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def load(self, items: Iterable[KeyValue]) -> Self:
+        for kv in items:
+            self.put(kv)
+        return self
+
+    def apply(self, event: WatchEvent) -> None:
+        if event.kind == PUT:
+            self.put(event.kv)
+        else:
+            self.delete(event.kv.key)

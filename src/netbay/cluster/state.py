@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from ..name_entry import NameEntry
-from .kv import PUT, KeyValue, WatchEvent
+from .kv import KeyedState, KeyValue
 from .layout import (
     ALIVE,
     NAMES,
@@ -62,7 +62,7 @@ PeerLists = Mapping[str, tuple[Peer, ...]]
 NameLists = Mapping[str, tuple[NameEntry, ...]]
 
 
-class ClusterState:
+class ClusterState(KeyedState):
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.nodes: dict[str, NodeRecord] = {}
@@ -73,16 +73,7 @@ class ClusterState:
 
     @classmethod
     def from_listing(cls, layout: Layout, items: Iterable[KeyValue]) -> ClusterState:
-        state = cls(layout)
-        for kv in items:
-            state.put(kv)
-        return state
-
-    def apply(self, event: WatchEvent) -> None:
-        if event.kind == PUT:
-            self.put(event.kv)
-        else:
-            self.delete(event.kv.key)
+        return cls(layout).load(items)
 
     def put(self, kv: KeyValue) -> None:
         parsed = self.layout.parse(kv.key)

@@ -6,12 +6,13 @@ driver names."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..errors import ConfigError
 from ..model import CLUSTER_POOL, Endpoint, Network, NetworkSpec
@@ -242,6 +243,18 @@ def parse_int(field: str, value: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise ConfigError(field, value, f"out of range {low}-{high}")
     return number
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def parse_choice(kind: type[E], field: str, value: str) -> E:
+    """VALUE as a member of the enum KIND (by value), else a ConfigError naming FIELD."""
+    try:
+        return kind(value)
+    except ValueError:
+        known = ", ".join(str(member.value) for member in kind)
+        raise ConfigError(field, value, f"expected one of {known}") from None
 
 
 def check_known_options(options: Mapping[str, str], known: frozenset[str], driver: str) -> None:

@@ -26,7 +26,7 @@ from ..plan.overlay import (
     OverlaySettings,
     vxlan_device,
 )
-from .base import OPT_POOL, Capabilities, DriverKernel, GlobalOptions, parse_int
+from .base import OPT_POOL, Capabilities, DriverKernel, GlobalOptions, parse_choice, parse_int
 from .bridge import OPT_MTU, BridgeDriver
 
 OPT_VNI = "netbay.overlay.vni"
@@ -38,11 +38,7 @@ USER_OPTIONS = frozenset({"backend", "vni", "vxlan_port", "subnet_size"})
 
 
 def parse_backend(value: str) -> Backend:
-    try:
-        return Backend(value)
-    except ValueError:
-        known = ", ".join(b.value for b in Backend)
-        raise ConfigError("opt backend", value, f"expected one of {known}") from None
+    return parse_choice(Backend, "opt backend", value)
 
 
 def settings_of(network: Network) -> OverlaySettings:

@@ -33,7 +33,15 @@ from ..plan.routed import (
     veth_mtu,
 )
 from ..reconcile.state import Desired, WantedLink, WantedRoute, WantedSysctl
-from .base import OPT_POOL, Capabilities, DriverKernel, GlobalOptions, Route, parse_int
+from .base import (
+    OPT_POOL,
+    Capabilities,
+    DriverKernel,
+    GlobalOptions,
+    Route,
+    parse_choice,
+    parse_int,
+)
 from .overlay import OPT_BACKEND, OPT_VNI
 
 log = logging.getLogger("netbay.routed")
@@ -55,11 +63,7 @@ LONGEST_BLOCK = 30  # room for two containers
 
 
 def parse_encap(value: str) -> Encapsulation:
-    try:
-        return Encapsulation(value)
-    except ValueError:
-        known = ", ".join(e.value for e in Encapsulation)
-        raise ConfigError("opt encap", value, f"expected one of {known}") from None
+    return parse_choice(Encapsulation, "opt encap", value)
 
 
 def local_options(

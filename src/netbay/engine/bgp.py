@@ -28,7 +28,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Protocol
 
 from ..drivers.base import OPT_POOL
 from ..drivers.routed import DEFAULT_ASN, OPT_ASN, OPT_ENCAP, block_of, parse_encap
@@ -37,20 +36,10 @@ from ..kernel.bird import BgpSession, BirdSupervisor
 from ..model import Network
 from ..plan.bird import BgpSettings, ExternalPeer, MeshPeer, render
 from ..plan.routed import Encapsulation
+from .overlay import NodeAddress as BgpPeer
 
 log = logging.getLogger("netbay.bgp")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-class BgpPeer(Protocol):
-    """A node holding a block of a routed network, as the cluster view delivers it."""
-
-    @property
-    def node(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def address(self) -> IPv4Address: ...
 
 
 @dataclass(frozen=True)

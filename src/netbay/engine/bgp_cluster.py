@@ -25,8 +25,9 @@ from ..drivers import capabilities, cluster_driver
 from ..errors import ConfigError, ConflictError, KernelError, NotFoundError
 from ..plan.bird import BgpSettings, ExternalPeer
 from ..reconcile.state import Observed
-from .bgp import BgpPeer, NodeBgp, NodeRef, plan_settings, routed_shares
+from .bgp import NodeBgp, NodeRef, plan_settings, routed_shares
 from .kernel import Kernel
+from .overlay import NodeAddress as BgpPeer
 from .overlay import OverlayPlane
 
 if TYPE_CHECKING:

@@ -59,8 +59,8 @@ class Synced(Protocol):
     def conflicts(self) -> tuple[str, ...]: ...
 
 
-class PeerRecord(Protocol):
-    """A peer as the cluster record has it (netbay.cluster.Peer)."""
+class NodeAddress(Protocol):
+    """A node of the cluster: its id, name and cluster address."""
 
     @property
     def node(self) -> str: ...
@@ -68,6 +68,11 @@ class PeerRecord(Protocol):
     def name(self) -> str: ...
     @property
     def address(self) -> IPv4Address: ...
+
+
+class PeerRecord(NodeAddress, Protocol):
+    """A peer as the cluster record has it (netbay.cluster.Peer): a node holding a block."""
+
     @property
     def subnet(self) -> IPv4Network: ...
     @property
