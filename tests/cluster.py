@@ -391,7 +391,7 @@ def _routed_demo_steps(cluster: Cluster) -> None:
     _show(h1, "bgp status")
     print("\n\033[1mh1's routes learned by BGP (proto bird): h2's block, via h2\033[0m")
     print(h1.run(["ip", "route", "show", "proto", "bird"]).stdout.rstrip())
-    for name, address in addresses.items():
+    for address in addresses.values():
         _show(h1, f"exec r-h1 -- ping -c 2 -W 2 {address}")
 
 

@@ -102,6 +102,17 @@ def test_a_reflector_takes_every_other_node_as_its_client() -> None:
         ("h2", False), ("h4", False)]
 
 
+def test_two_reflectors_share_one_cluster_id_on_every_session() -> None:
+    both = (H2, H4)
+    settings = plan(H2, reflectors=both, holding=(H1, H2, H3, H4))
+    assert settings is not None and settings.cluster_id == min(H2.address, H4.address)
+    text = render(settings)
+    towards_h4 = text[text.index(f"neighbor {H4.address} "):].split("}", 1)[0]
+    assert f"rr cluster id {settings.cluster_id};" in towards_h4  # the other reflector too
+    assert "rr client;" not in towards_h4
+    assert plan(H1, reflectors=both, holding=(H1, H2, H3, H4)).cluster_id is None  # type: ignore[union-attr]
+
+
 def test_a_reflector_without_a_block_still_runs_bird_and_other_nodes_do_not() -> None:
     settings = plan(H2, shares=(), reflectors=(H2,))
     assert settings is not None and settings.blocks == () and settings.asn == 64512

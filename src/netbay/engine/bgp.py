@@ -120,6 +120,8 @@ def plan_settings(plan: NodeBgp) -> BgpSettings | None:
         mesh=tuple(
             MeshPeer(_unique_name(p, names), p.address, asn, rr_client=client)
             for p, client in sorted(mesh.values(), key=lambda pair: pair[0].address)),
+        # two reflectors of one cluster share its id (the lowest reflector's address)
+        cluster_id=min(r.address for r in plan.reflectors) if reflector else None,
         external=tuple(plan.external), underlay=plan.underlay,
         cross_subnet=_pools(routed, Encapsulation.CROSS_SUBNET),
         tunnelled=_pools(routed, Encapsulation.ALWAYS),

@@ -326,4 +326,7 @@ def _session_roles(settings: BgpSettings, peer: Peer) -> Iterator[str]:
         yield "  passive on;"
     if peer.rr_client:
         yield "  rr client;"
+    if peer.rr_client or settings.cluster_id is not None:
+        # also towards the other reflectors: a route one of them reflected carries the shared
+        # id, and the other refuses it instead of offering it back to its client
         yield f"  rr cluster id {settings.cluster_id or settings.router_id};"
