@@ -83,6 +83,7 @@ class FakeKernel(FakeReconcilingKernel):
         self.neighbours: dict[tuple[str, IPv4Address], str] = {}  # (bridge, address) -> MAC
         self.host_routes: dict[IPv4Network, str] = {}  # a routed container's /32 -> its veth
         self.blackholes: set[IPv4Network] = set()  # the routed blocks this node holds
+        self.local_addresses: set[IPv4Address] = set()  # the /32s held on lo
         self.closed = False
         self.calls: list[str] = []
         self._failures: dict[str, int] = {}
@@ -224,6 +225,15 @@ class FakeKernel(FakeReconcilingKernel):
             return False
         self.blackholes.discard(held.block)
         return True
+
+    def hold_local_address(self, address: IPv4Address) -> None:
+        self._step("hold_local_address")
+        self.local_addresses.add(address)
+
+    def release_local_address(self, address: IPv4Address) -> bool:
+        held = address in self.local_addresses
+        self.local_addresses.discard(address)
+        return held
 
     def set_hairpin(self, port: str) -> None:
         self.links[port].hairpin = True

@@ -1,6 +1,6 @@
 """The routed driver on the engine's fakes: a share made as the cluster agent makes it, a
 container attached with a /32 and 169.254.1.1, the block held as a blackhole, egress NAT by
-address; and what a user may not do with it."""
+address, DNS on the block's gateway held on lo; and what a user may not do with it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from netbay import AttachRequest, ContainerSpec, NetworkSpec
+from netbay.dns.records import ListenPoint, load
 from netbay.drivers import cluster_driver
 from netbay.drivers.routed import local_options
 from netbay.errors import ConfigError
@@ -19,6 +20,7 @@ from netbay.testing import FakeHost, fake_host
 
 POOL = IPv4Network("10.70.0.0/16")
 BLOCK = IPv4Network("10.70.3.0/26")
+DNS = IPv4Address("10.70.3.1")  # the block's gateway in the record
 
 
 def share(fake: FakeHost, encap: Encapsulation = Encapsulation.CROSS_SUBNET) -> None:
@@ -67,6 +69,25 @@ def test_detach_and_remove_take_the_route_and_the_blackhole(fake: FakeHost) -> N
     fake.host.remove_network("calico")
     assert fake.kernel.blackholes == set()
     assert fake.nft.elements("inet", "masq_nets") == set()
+
+
+def test_dns_listens_on_the_gateway_held_on_lo_and_resolv_conf_names_it(
+    fake: FakeHost,
+) -> None:
+    assert fake.kernel.local_addresses == {DNS}
+    fake.host.create_container(ContainerSpec(command=("sleep", "inf"), name="web",
+                                             networks=(AttachRequest("calico"),)))
+    container = fake.host.container("web")
+    resolv = (fake.host.paths.container_dir(container.id) / "resolv.conf").read_text()
+    assert [line for line in resolv.splitlines() if not line.startswith("#")] == [
+        "nameserver 10.70.3.1", "options ndots:0"]
+    [(network, _)] = fake.host.container_endpoints(container)
+    zone = load(fake.store)
+    assert zone.listen == [ListenPoint(DNS, None, network.id)]  # by any device: no bridge
+    assert set(zone.askers[network.id]) == {"10.70.3.2"}  # the container's /32, none else
+    fake.host.remove_container("web", force=True)
+    fake.host.remove_network("calico")
+    assert fake.kernel.local_addresses == set()
 
 
 def test_a_routed_network_is_not_made_by_hand(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import faults
-from ..dns.records import serves
+from ..dns.records import dns_address
 from ..drivers import capabilities, get_driver
 from ..engine import Host
 from ..engine.runtime_networks import UnusableNetwork
@@ -155,9 +155,9 @@ class CniService:
         runtime, static = want.runtime_dns, want.static_dns
         search = runtime.search or static.search
         options = runtime.options or static.options
-        gateway = results.subnet_gateway(network, endpoint)
-        if serves(network) and gateway is not None:
-            return asks.Dns((str(gateway),), static.domain, search, options)
+        server = None if endpoint.address is None else dns_address(network, endpoint.address.ip)
+        if server is not None:
+            return asks.Dns((str(server),), static.domain, search, options)
         return asks.Dns(runtime.nameservers or static.nameservers, static.domain, search, options)
 
     @staticmethod

@@ -25,22 +25,35 @@ from .message import reverse_name
 
 __all__ = [
     "Asker", "ContainerRow", "EndpointRow", "ListenPoint", "RemoteName", "View", "Zone",
-    "build_zone", "connect", "data_version", "listen_points", "load", "published_names",
-    "serves",
+    "build_zone", "connect", "data_version", "dns_address", "listen_points", "load",
+    "published_names", "serves",
 ]
 
 
 @dataclass(frozen=True, order=True)
 class ListenPoint:
-    """The server answers on ADDRESS:53 for packets that came in through DEVICE."""
+    """The server answers on ADDRESS:53 for packets that came in through DEVICE; None: by
+    any device (a routed network's gateway, held on lo: each container comes in by its own
+    veth, so only the source check stands between it and the rest)."""
 
     address: IPv4Address
-    device: str
+    device: str | None
     network_id: str = field(compare=False)
 
 
 def serves(network: Network) -> bool:
-    return network.state == READY and capabilities(network.driver).dns and bool(network.device)
+    """A ready network of a DNS driver; one on a host bridge once the bridge exists (the
+    default bridge is made for its first container)."""
+    caps = capabilities(network.driver)
+    return network.state == READY and caps.dns and bool(network.device or not caps.host_bridge)
+
+
+def dns_address(network: Network, address: IPv4Address) -> IPv4Address | None:
+    """Where a container at ADDRESS on NETWORK asks for names, if the server serves it: the
+    gateway of its subnet (not the endpoint's gateway: a routed one's is 169.254.1.1)."""
+    if not serves(network):
+        return None
+    return next((s.gateway for s in network.subnets if address in s.subnet), None)
 
 
 def listen_points(networks: Iterable[Network], in_use: Callable[[str], bool]) -> list[ListenPoint]:
@@ -48,7 +61,7 @@ def listen_points(networks: Iterable[Network], in_use: Callable[[str], bool]) ->
     addresses."""
     points = []
     for network in networks:
-        if serves(network) and network.device and in_use(network.id):
+        if serves(network) and in_use(network.id):
             points += [
                 ListenPoint(s.gateway, network.device, network.id)
                 for s in network.subnets

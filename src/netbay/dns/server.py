@@ -1,8 +1,9 @@
 """netbay's DNS server: one asyncio process in the host's namespace, started and supervised
-by the daemon (supervisor.py), answering on the gateway address of each bridge network in use.
+by the daemon (supervisor.py), answering on the gateway address of each network in use.
 
 - Listening: UDP and TCP on GATEWAY:53, each socket bound to its bridge (SO_BINDTODEVICE), so
-  only packets that came in through that bridge reach it; and a query is answered only when
+  only packets that came in through that bridge reach it (a routed network has no bridge: its
+  gateway is held on lo and its sockets take any device); and a query is answered only when
   its source is an endpoint of that network in the record. Anything else (the LAN routing to
   the gateway, the host itself, an unknown address) is dropped: not an open resolver.
 - Freshness: the record is read-only here. Before answering, a batch of received packets is
@@ -49,6 +50,8 @@ Key = tuple[str, str, int]  # address, device, ifindex: a re-made bridge gets ne
 
 
 def _key(point: ListenPoint) -> Key:
+    if point.device is None:
+        return str(point.address), "", 0
     return str(point.address), point.device, socket.if_nametoindex(point.device)
 
 
@@ -57,7 +60,8 @@ def open_socket(point: ListenPoint, kind: int, port: int = PORT) -> socket.socke
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_IP, _IP_FREEBIND, 1)  # the gateway address may come later
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, point.device.encode())
+        if point.device is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, point.device.encode())
         if kind == socket.SOCK_DGRAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.bind((str(point.address), port))
@@ -162,7 +166,7 @@ class DnsServer:
                 for sock in opened:
                     sock.close()
                 log.warning("cannot listen on %s %s:%d (%s): %s", proto, address, self.port,
-                            device, exc)
+                            device or "any device", exc)
                 self.failed[address] = f"{proto} {address}:{self.port}: {exc.strerror or exc}"
                 return
         udp, tcp = opened

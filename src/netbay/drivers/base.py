@@ -73,6 +73,11 @@ class DriverKernel(Protocol):
         """The block's blackhole route; True if it was added now."""
 
     def release_block(self, held: BlockRoute) -> bool: ...
+    def hold_local_address(self, address: IPv4Address) -> None:
+        """ADDRESS as a /32 on the host's loopback device: the host's own, on no link."""
+
+    def release_local_address(self, address: IPv4Address) -> bool:
+        """True if the host held ADDRESS on its loopback device."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ No bridge. Each container gets a veth whose container end holds its address as a
 back out of that veth (plan/routed.py, kernel/routed.py). The node's block of the network's
 subnet is held as a blackhole route, which the node's BGP speaker announces to the other
 nodes; their blocks come back from BGP (same subnet) or from the cluster agent's VXLAN
-(another subnet), never from this driver (engine/routed.py).
+(another subnet), never from this driver (engine/routed.py). The block's first address (its
+gateway in the record, which IPAM never hands out) is held on the host's lo: netbay's DNS
+server listens there, and the containers reach it through 169.254.1.1 like any address; BGP
+exports the block alone, never that /32 (plan/bird.py).
 
 The local record holds what it needs of the cluster as options the agent sets (the pool,
 the encapsulation, the MTU); a user never writes them.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -85,11 +88,17 @@ def block_of(network: Network) -> IPv4Network:
     return network.subnets[0].subnet
 
 
+def _dns_addresses(network: Network) -> list[IPv4Address]:
+    """Where the DNS server answers the share's containers (dns/records.py listen_points)."""
+    return [s.gateway for s in network.subnets if s.gateway is not None]
+
+
 class RoutedDriver:
     name = "routed"
     mode = "private"
     user_options = USER_OPTIONS
-    caps = Capabilities(makes_links=True, firewall=True, publish=True, cluster=True, bgp=True)
+    caps = Capabilities(makes_links=True, firewall=True, publish=True, dns=True, cluster=True,
+                        bgp=True)
     runtime = None  # a runtime names a routed network; only `network create` makes one
 
     def global_options(
@@ -139,6 +148,8 @@ class RoutedDriver:
         kernel.enable_forwarding()
         pool = IPv4Network(network.options[OPT_POOL])
         kernel.hold_block(block_route(block_of(network), pool))
+        for address in _dns_addresses(network):
+            kernel.hold_local_address(address)
         return network
 
     def restore(self, kernel: DriverKernel, network: Network) -> Network:
@@ -146,6 +157,8 @@ class RoutedDriver:
 
     def teardown(self, kernel: DriverKernel, network: Network) -> None:
         kernel.remove_link(vxlan_device(network.id))  # the agent's tunnel, if it made one
+        for address in _dns_addresses(network):
+            kernel.release_local_address(address)
         pool = IPv4Network(network.options[OPT_POOL])
         kernel.release_block(block_route(block_of(network), pool))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from ..dns.records import serves
+from ..dns.records import dns_address, serves
 from ..model import Container
 from ..paths import Paths
 from ..runtime import files
@@ -32,25 +32,22 @@ class EtcFiles:
         self.refresh_hosts_file(container)
 
     def refresh_resolv_conf(self, container: Container) -> None:
-        """On a bridge network: netbay's DNS server on the gateway of the first one, which
+        """On a network DNS serves: netbay's DNS server on the gateway of the first one, which
         forwards other names to --dns or the host's resolvers, as Docker's embedded DNS does
         (with ndots:0, so a container name is asked as it is before any search domain).
         Otherwise (none, host): the --dns servers or the host's, loopback ones left out."""
         dns, search, options = (
             _strings(container.config.get(key)) for key in ("dns", "dns_search", "dns_options")
         )
-        served = [
+        addressed = [
             (network, endpoint.address.ip)
             for network, endpoint in container_endpoints(self.store, container)
-            if serves(network) and endpoint.address is not None
+            if endpoint.address is not None
         ]
+        served = [network for network, _ in addressed if serves(network)]
         gateway = next(
-            (
-                s.gateway
-                for network, address in served
-                for s in network.subnets
-                if s.gateway is not None and address in s.subnet
-            ),
+            (server for network, address in addressed
+             if (server := dns_address(network, address)) is not None),
             None,
         )
         if gateway is None:
@@ -58,7 +55,7 @@ class EtcFiles:
         else:
             if not any(o.startswith("ndots:") for o in options):
                 options.insert(0, "ndots:0")
-            if all(network.internal for network, _ in served):
+            if all(network.internal for network in served):
                 upstream = "none (internal network)"
             else:
                 upstream = ", ".join(dns) or "the host's resolvers"

@@ -18,7 +18,7 @@ from ..reconcile.state import LinkState, Observed, RouteState, WantedRoute, Want
 from . import netns as netns_mod
 from . import overlay, routed, sysctl
 from .rtnetlink import Rtnetlink
-from .rtnl_wire import Route
+from .rtnl_wire import RT_SCOPE_HOST, Route
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,22 @@ class LinuxKernel:
     def release_block(self, held: BlockRoute) -> bool:
         with self.lock:
             return routed.release_block(self._host, held)
+
+    def hold_local_address(self, address: IPv4Address) -> None:
+        """ADDRESS/32 on lo: a local address the host answers on whichever link a packet
+        came in by (a routed network's DNS, for containers that have no bridge to reach).
+        Scope host: the kernel never picks it as the source towards a link with no address
+        of its own (a routed veth, a tunnel), as it would a global one on lo."""
+        with self.lock:
+            self._host.ensure_address(self._loopback(), IPv4Interface((address, 32)),
+                                      RT_SCOPE_HOST)
+
+    def release_local_address(self, address: IPv4Address) -> bool:
+        with self.lock:
+            return self._host.remove_address(self._loopback(), IPv4Interface((address, 32)))
+
+    def _loopback(self) -> int:
+        return self._host.require_index("lo", "the host has no loopback device")
 
     def set_hairpin(self, port: str) -> None:
         with self.lock:

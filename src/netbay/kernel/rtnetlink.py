@@ -32,6 +32,7 @@ from .rtnl_wire import (
     IFADDRMSG,
     NUD_REACHABLE,
     RT_SCOPE_NOWHERE,
+    RT_SCOPE_UNIVERSE,
     RT_TABLE_MAIN,
     RTM_DELADDR,
     RTM_DELLINK,
@@ -227,10 +228,12 @@ class Rtnetlink(Resource):
         return self._removed(f"delete link {name}", RTM_DELLINK, link_by_name(name))
 
     # --- addresses ---------------------------------------------------------------------
-    def ensure_address(self, index: int, address: IPv4Interface) -> None:
+    def ensure_address(
+        self, index: int, address: IPv4Interface, scope: int = RT_SCOPE_UNIVERSE
+    ) -> None:
         try:
             self._socket.request(f"add address {address}", RTM_NEWADDR, _CREATE,
-                                 address_body(index, address))
+                                 address_body(index, address, scope))
         except KernelError as exc:
             if exc.errno != errno.EEXIST:
                 raise

@@ -33,7 +33,7 @@ OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dor
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
 RT_TABLE_MAIN = 254
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST, RT_SCOPE_NOWHERE = 0, 253, 254, 255
 RTN_UNICAST, RTN_BLACKHOLE = 1, 6  # a blackhole drops what it is the route for, silently
 RTNH_F_ONLINK = 4  # the gateway is on the device's link, whatever its subnet says
 RTPROT_STATIC = 4
@@ -238,9 +238,9 @@ def decode_link(payload: bytes) -> Link:
 
 
 # --- addresses ---------------------------------------------------------------------------
-def address_body(index: int, address: IPv4Interface) -> bytes:
+def address_body(index: int, address: IPv4Interface, scope: int = RT_SCOPE_UNIVERSE) -> bytes:
     ip = address.ip.packed
-    body = IFADDRMSG.pack(socket.AF_INET, address.network.prefixlen, 0, 0, index)
+    body = IFADDRMSG.pack(socket.AF_INET, address.network.prefixlen, 0, scope, index)
     return body + attr(IFA_LOCAL, ip) + attr(IFA_ADDRESS, ip)
 
 
