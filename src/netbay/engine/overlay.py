@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from ipaddress import IPv4Address, IPv4Network
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..drivers import capabilities
 from ..drivers.overlay import settings_of
@@ -47,6 +48,9 @@ class Underlay(Protocol):
 
 class OverlayKernel(Protocol):
     """What the plane asks of the kernel (kernel.linux.LinuxKernel)."""
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]: ...
 
     def underlay(self, address: IPv4Address) -> Underlay: ...
     def sync_overlay(self, desired: OverlayState) -> Synced: ...
@@ -135,7 +139,11 @@ class OverlayPlane:
             desired = self.desired(network)
             if desired is None:
                 return
-            result = self._kernel.sync_overlay(desired)
+            with self._kernel.lock:  # held by a share's removal, from record to kernel
+                current = self._store.find_network(network.id)
+                if current is None or current.state != READY:
+                    return  # removed since it was listed: making it again would leave it
+                result = self._kernel.sync_overlay(desired)
         except NetbayError as exc:
             log.warning("overlay %s: sync failed: %s", network.name, exc)
             return

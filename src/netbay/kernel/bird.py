@@ -222,7 +222,10 @@ class BirdSupervisor:
             except FileNotFoundError as exc:
                 raise _missing(self._bird_program, exc) from exc
         self._proc = proc
-        self.pid_file.write_text(f"{proc.pid} {_linux.process_start_time(proc.pid)}\n")
+        # whole or not at all: a reader (a netbay started after a crash) never sees it empty
+        partial = self.pid_file.with_name(self.pid_file.name + ".new")
+        partial.write_text(f"{proc.pid} {_linux.process_start_time(proc.pid)}\n")
+        os.replace(partial, self.pid_file)
         if not self._ready(proc):
             self._stop_process()
             raise KernelError(f"bird did not start: {self._log_tail()}")
