@@ -1,47 +1,61 @@
-"""How fast the overlay converges (issue 14), on the multi-host harness (tests/cluster.py) with
-real daemons. Not a test. As root:
+"""How fast the cluster's networks converge, overlay (issue 14) and routed (issue 15) side by
+side in one run, on the multi-host harness (tests/cluster.py) with real daemons. Not a test.
+As root:
 
-    .venv/bin/python benchmarks/convergence.py [--quick|--tiny] [--starts N] [--joins N]
-                                               [--kills N] [--ttl 5] [--json FILE]
+    .venv/bin/python benchmarks/convergence.py [--quick|--tiny] [--starts N] [--blocks N]
+                                               [--joins N] [--kills N] [--ttl 5] [--json FILE]
 
-Sizes (report.py's): full 50 starts, 10 joins, 5 kills (about 4 minutes); --quick 20, 5, 2;
---tiny 3, 2, 1 (for the tests: the figures mean nothing).
+Sizes (report.py's): full 50 starts, 8 new blocks, 8 joins, 5 kills (about 5 minutes);
+--quick 20, 4, 4, 2; --tiny 2, 1, 1, 1 (for the tests: the figures mean nothing).
 
 The cluster: h1, h2 and h4 on underlay segment a, h3 on b behind the router, a 3-member etcd.
-h1..h3 join with `--ttl TTL`, h1 creates the overlay network `convnet` (10.77.0.0/16, backend
-auto: host-gw on a segment, VXLAN across the router) and each of them runs `c-hN`. h4 runs
-its netbayd but stays out of the cluster until the join measurement. Probes are
+h1..h3 join with `--address` (their underlay address) and `--ttl TTL`; h1 creates two
+networks, each with /24 blocks (one per node, claimed with its first container there):
+`conv-overlay` (-d overlay, 10.100.0.0/16, backend auto: host-gw on a segment, VXLAN across
+the router) and `conv-routed` (-d routed, 10.150.0.0/16, encap cross-subnet: BGP through BIRD
+on a segment, VXLAN across). Each of h1..h3 runs `o-hN` on the one and `r-hN` on the other.
+h4 runs its netbayd but stays out of the cluster until the join measurement. Probes are
 first_reply.py inside a container (`netbay exec`): an ICMP echo every millisecond to an
 address until the first reply, timed on CLOCK_MONOTONIC, which every namespace shares with
-this process. Then:
+this process. Every measurement does each network in turn, round by round, so drift hits
+both alike. Then:
 
-  starts   a container started on node A, the first reply from node B: c-h1 on h1 (B) pings
-           the new container's address in the tight loop from before `netbay run -d --ip
-           ADDRESS --network convnet` is issued on A (h3: VXLAN, h2: host-gw) until the first
-           echo reply (probe "early", the target's figure); STARTS times each. Also
+  starts   a container started on node A, the first reply from node B: h1's container on the
+           network (B) pings the new container's address in the tight loop from before
+           `netbay run -d --ip ADDRESS --network NET` is issued on A until the first echo
+           reply (probe "early", the target's figure); A is h2 (overlay: host-gw, routed:
+           BGP, its block held already) and h3 (VXLAN on both). STARTS times each. Also
            `netbay run`'s own duration (CLI start-up included) and the reply's lag after it
-           returned. Beside each early start a late one, probed from run's return: the early
-           probe's packets reach A's bridge before the container exists, so the bridge's ARP
-           entry for the address is INCOMPLETE when it appears and the first reply waits for
-           the kernel's next ARP retry (every second); the late one shows the path without
-           that. Each start has an address of its own (.10 up of A's block): no neighbour
-           entry an earlier round left stands in the way or helps. Target: p99 <= 1 s.
-  joins    a node joins, reachable from all others: `netbay cluster join` on h4 (the first
-           round its first join ever, then after `cluster leave`), then `netbay run -d
-           --network convnet` there (its block claimed then); once run returned, its
-           container's address is read from h4's API and c-h1..c-h3 probe it at once.
-           Measured, per round: join (the command's duration), to every node (from the join
-           being issued to the last of the three first replies) and after the container
-           exists (from `netbay run` having returned to that last reply). Target: the
-           latter's p99 <= 1 s. Between rounds: h4's container removed, `cluster leave`, and
-           its block's route gone from every other node (timed too: leave).
-  kills    a node killed: SIGKILL to its netbayd (h3, h2, h1 in turn; its containers live on),
-           then `ip route show proto 57` polled on every other node every 50 ms until none
-           shows its block: the time from the kill (resolution: the poll's period and the
-           `ip` calls). The lease lapses TTL after the last renewal (renewed every TTL/3), so
-           it falls between 2/3 TTL and TTL plus the time for every node to see it. Target:
-           TTL + 2 s (flannel's lease: 24 h). Then the daemon is restarted and the time until
-           every other node has the block's route back is measured as well.
+           returned. Beside each early start a late one, probed from run's return (what the
+           path needs once the container exists). Each start has an address of its own (.10
+           up of A's block): no neighbour entry an earlier round left stands in the way.
+           Target: p99 <= 1 s (issue 15: "reachable from every node at once").
+  blocks   a new block: each round a new network of each driver (its own pool), a container
+           on h1 first, then the network's first container on h2 and on h3 (each goes first
+           every other round): each node's first, so its block is claimed by that `netbay
+           run`; h1 probes its address from run's return (it is not known before). Measured:
+           run issued to the first reply, and after run returned. Target: 2 s (issue 15).
+           The rounds' containers are removed after each, their networks after the last.
+  joins    a node joins, reachable from all others: h4's netbayd started (stopped before each
+           round), `netbay cluster join`, `netbay run -d --network NET` there (its block
+           claimed then, and for the routed network its BIRD started and peered); once run
+           returned, its container's address is read from h4's API and the network's
+           containers on h1..h3 probe it at once. Measured, per round: from the daemon's
+           start, from the join and after the container exists, to the last of the three
+           first replies. Targets: overlay, 1 s after the container exists (issue 14);
+           routed, 5 s from the daemon's start (issue 15, BIRD's 1 s connect delay
+           included). Between rounds: h4's container removed, `cluster leave`, its block's
+           route gone from every other node (timed too: leave), netbayd stopped.
+  kills    a node lost: SIGKILL to its netbayd and then to its BIRD (h3, h2, h1 in turn; its
+           containers live on), then every other node's routes polled every 50 ms until none
+           has a route to either of its blocks (by any protocol: netbay's 57, or `bird` for
+           what BGP learned): the time from the kill, per network. The lease lapses TTL after
+           the last renewal (renewed every TTL/3), so the overlay's falls between 2/3 TTL and
+           TTL plus the time for every node to see it; BGP's routes to a routed block go
+           when the agent takes the lost node out of BIRD's configuration (graceful restart
+           keeps a dropped session's routes 30 s). Target: TTL + 2 s (flannel's lease:
+           24 h). Then the daemon is restarted (it restarts BIRD) and the time until every
+           other node has both blocks' routes back is measured as well.
 
 Everything the harness built is removed at the end (Cluster's teardown fails otherwise).
 """
@@ -53,267 +67,247 @@ import itertools
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))  # cluster.py; last
 
 from cluster import Cluster, ClusterHost  # noqa: E402
-from netbay.client import Client, path_of  # noqa: E402
-from netbay.paths import Paths  # noqa: E402
-from sandbox import median, p  # noqa: E402
+from convergence_cluster import (  # noqa: E402
+    BLOCK_PREFIX,
+    NETWORKS,
+    Json,
+    Net,
+    Prober,
+    address_of,
+    block_of,
+    home_block,
+    join_args,
+    prepare,
+    probe_all,
+    quantiles,
+    start,
+    summary,
+    wait_routes,
+)
 
-Json = dict[str, Any]
 Progress = Callable[[str], None]
-NETWORK = "convnet"
-POOL = "10.77.0.0/16"
 TTL = 5
-PROBER = Path(__file__).resolve().parent / "first_reply.py"
-PROBE_TIMEOUT_S = 20.0
-POLL_S = 0.05
 FIRST_START_ADDRESS = 10  # starts take .10, .11, ... of the node's block, one each
 PROBES = ("early", "late")  # from before `netbay run` is issued; from its return
-SETTLE_TIMEOUT_S = 30.0
+START_KEYS = ("first_reply_ms", "run_ms", "after_run_ms")
+MAX_BLOCK_ROUNDS = 49  # a round's pool is 10.(octet + round).0.0/16, below the next network's
 
 
-class Prober:
-    """first_reply.py running in CONTAINER on HOST: probe(address), then first_reply()."""
-
-    def __init__(self, host: ClusterHost, container: str) -> None:
-        self.where = f"{container} on {host.name}"
-        argv = host.netbay_argv("exec", container, "--", "python3", "-u", str(PROBER))
-        self._process = subprocess.Popen(host.argv(argv), env=host.environ, text=True,
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-    def _line(self) -> str:
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline().strip()
-        if not line:
-            raise AssertionError(f"the prober in {self.where} ended ({self._process.wait()})")
-        return line
-
-    def probe(self, address: IPv4Address) -> None:
-        """Start pinging ADDRESS (probing() says when the first echo is out)."""
-        assert self._process.stdin is not None
-        self._process.stdin.write(f"{address} {PROBE_TIMEOUT_S}\n")
-        self._process.stdin.flush()
-
-    def probing(self) -> None:
-        if (said := self._line()) != "probing":
-            raise AssertionError(f"the prober in {self.where} said {said!r}")
-
-    def first_reply(self) -> float | None:
-        """The monotonic time of the first reply; None if none came in PROBE_TIMEOUT_S."""
-        said = self._line()
-        return None if said == "timeout" else float(said.removeprefix("reply "))
-
-    def close(self) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.close()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-
-def probe_all(probers: Sequence[Prober], address: IPv4Address) -> None:
-    for prober in probers:
-        prober.probe(address)
-    for prober in probers:
-        prober.probing()
-
-
-def api(host: ClusterHost) -> Client:
-    """HOST's daemon API, from out here: its socket through its PID 1's root (no CLI start)."""
-    socket = Path(f"/proc/{host.init_pid}/root/run/netbay/netbay.sock")
-    return Client(Paths(root=host.state, socket=socket, netns_dir=host.dir), autostart=False)
-
-
-def address_of(host: ClusterHost, container: str) -> IPv4Interface:
-    found = api(host).get(path_of("containers", container, "json"))
-    settings = found["NetworkSettings"]["Networks"][NETWORK]
-    return IPv4Interface(f"{settings['IPAddress']}/{settings['IPPrefixLen']}")
-
-
-def block_of(host: ClusterHost) -> IPv4Network:
-    """HOST's block of the network: where its container c-HOST's address is."""
-    return address_of(host, f"c-{host.name}").network
-
-
-def has_route(host: ClusterHost, block: IPv4Network) -> bool:
-    shown = host.run(["ip", "route", "show", "proto", "57"]).stdout
-    return any(line.split()[:1] == [str(block)] for line in shown.splitlines())
-
-
-def wait_routes(hosts: Sequence[ClusterHost], block: IPv4Network, present: bool,
-                since: float) -> dict[str, float]:
-    """Seconds from SINCE until each of HOSTS had (PRESENT) or no longer had a route to
-    BLOCK, polled every POLL_S."""
-    seen: dict[str, float] = {}
-    deadline = since + SETTLE_TIMEOUT_S
-    while len(seen) < len(hosts):
-        for host in hosts:
-            if host.name not in seen and has_route(host, block) == present:
-                seen[host.name] = time.monotonic() - since
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{block}'s route {'not back' if present else 'still'} on "
-                                 f"{sorted({h.name for h in hosts} - set(seen))}")
-        time.sleep(POLL_S)
-    return seen
-
-
-def timed(host: ClusterHost, *args: str) -> float:
-    """Seconds `netbay ARGS` took on HOST."""
-    started = time.monotonic()
-    host.netbay(*args)
-    return time.monotonic() - started
-
-
-def quantiles(values: Sequence[float | None]) -> Json:
-    """p50/p99/max of the values (ms or s), and how many probes got no reply at all."""
-    got = [v for v in values if v is not None]
-    return {"count": len(values), "lost": len(values) - len(got), "p50": median(got),
-            "p99": p(got, 0.99), "max": max(got, default=float("nan"))}
-
-
-# --- the cluster ------------------------------------------------------------------------
-def prepare(cluster: Cluster, ttl: int) -> None:
-    """h1..h3 joined, the network, a container on each, every one reaching the others."""
-    h1, h2, h3 = cluster.hosts[:3]
-    endpoints = ",".join(cluster.etcd.endpoints)
-    for host in (h1, h2, h3):
-        host.netbay("cluster", "join", "--etcd", endpoints, "--ttl", str(ttl))
-    h1.netbay("network", "create", "-d", "overlay", "--subnet", POOL, NETWORK)
-    for host in (h1, h2, h3):
-        host.netbay("run", "-d", "--name", f"c-{host.name}", "--network", NETWORK, "--",
-                    "sleep", "infinity")
-    prober = Prober(h1, "c-h1")
-    try:
-        for target in (h2, h3):
-            prober.probe(address_of(target, f"c-{target.name}").ip)
-            prober.probing()
-            if prober.first_reply() is None:
-                raise AssertionError(f"c-h1 does not reach c-{target.name}")
-    finally:
-        prober.close()
+def lags(issued: float, returned: float, replied: float | None) -> Json:
+    """A start's figures: run issued to the first reply, run's duration, reply after run."""
+    return {"first_reply_ms": None if replied is None else (replied - issued) * 1000,
+            "run_ms": (returned - issued) * 1000,
+            "after_run_ms": None if replied is None else (replied - returned) * 1000}
 
 
 # --- starts -------------------------------------------------------------------------------
-def start_round(prober: Prober, node: ClusterHost, name: str, address: IPv4Address,
-                early: bool) -> Json:
+def start_round(prober: Prober, net: Net, node: ClusterHost, name: str,
+                address: IPv4Address, early: bool) -> Json:
     """One start on NODE at ADDRESS; EARLY: the probe runs from before `netbay run` is
     issued (else from its return)."""
     if early:
         prober.probe(address)
         prober.probing()
     issued = time.monotonic()
-    node.netbay("run", "-d", "--name", name, "--network", NETWORK, "--ip", str(address), "--",
-                "sleep", "infinity")
+    start(node, name, net.name, "--ip", str(address))
     returned = time.monotonic()
     if not early:
         prober.probe(address)
         prober.probing()
-    replied = prober.first_reply()
-    node.netbay("rm", "-f", name)
-    return {"first_reply_ms": None if replied is None else (replied - issued) * 1000,
-            "run_ms": (returned - issued) * 1000,
-            "after_run_ms": None if replied is None else (replied - returned) * 1000}
+    return lags(issued, returned, prober.first_reply())
 
 
 def measure_starts(cluster: Cluster, count: int, progress: Progress) -> Json:
-    """COUNT starts probed early and COUNT probed late on h3 (VXLAN) and on h2 (host-gw),
+    """COUNT starts probed early and COUNT probed late on each path of each network,
     interleaved, each from h1."""
-    h1, h2, h3 = cluster.hosts[:3]
-    nodes = {"vxlan": h3, "host-gw": h2}
-    blocks = {backend: block_of(node) for backend, node in nodes.items()}
-    if any(FIRST_START_ADDRESS + 2 * count >= b.num_addresses - 1 for b in blocks.values()):
-        raise ValueError(f"{count} starts do not fit in a block of {NETWORK}: {blocks}")
-    samples: dict[tuple[str, str], list[Json]] = {}
-    prober = Prober(h1, "c-h1")
+    h1 = cluster.hosts[0]
+    if FIRST_START_ADDRESS + 2 * count >= 2 ** (32 - BLOCK_PREFIX) - 1:
+        raise ValueError(f"{count} starts do not fit in a /{BLOCK_PREFIX} block")
+    targets = [(net, path, cluster.hosts[index]) for net in NETWORKS for path, index in net.paths]
+    firsts = {(net.kind, path): home_block(node, net).network_address + FIRST_START_ADDRESS
+              for net, path, node in targets}
+    probers = {net.kind: Prober(h1, net.container(h1)) for net in NETWORKS}
+    samples: dict[tuple[str, str, str], list[Json]] = {}
     try:
         for number in range(count):
-            for (backend, node), (offset, probe) in itertools.product(
-                    nodes.items(), enumerate(PROBES)):
-                address = blocks[backend].network_address + FIRST_START_ADDRESS + 2 * number
-                samples.setdefault((backend, probe), []).append(start_round(
-                    prober, node, f"start-{number}-{probe}", address + offset,
-                    probe == "early"))
+            started: dict[str, list[str]] = {}  # node -> containers, removed in one command
+            for (net, path, node), (offset, probe) in itertools.product(
+                    targets, enumerate(PROBES)):
+                address = firsts[net.kind, path] + 2 * number + offset
+                name = f"start-{number}-{net.kind}-{probe}"
+                samples.setdefault((net.kind, path, probe), []).append(start_round(
+                    probers[net.kind], net, node, name, address, probe == "early"))
+                started.setdefault(node.name, []).append(name)
+            for node in {node.name: node for _, _, node in targets}.values():
+                node.netbay("rm", "-f", *started[node.name])
             if (number + 1) % 10 == 0 or number + 1 == count:
                 progress(f"   starts: {number + 1}/{count}")
     finally:
-        prober.close()
-    return {backend: {"node": node.name, "from": h1.name, **{
-        probe: {"samples": samples[backend, probe],
-                **{key: quantiles([s[key] for s in samples[backend, probe]])
-                   for key in ("first_reply_ms", "run_ms", "after_run_ms")}}
-        for probe in PROBES}} for backend, node in nodes.items()}
+        for prober in probers.values():
+            prober.close()
+    return {net.kind: {path: {"node": cluster.hosts[index].name, "from": h1.name, **{
+        probe: summary(samples[net.kind, path, probe], START_KEYS) for probe in PROBES}}
+        for path, index in net.paths} for net in NETWORKS}
+
+
+# --- new blocks ---------------------------------------------------------------------------
+def first_containers(cluster: Cluster, net: Net, name: str, prober: Prober,
+                     order: Sequence[tuple[str, int]]) -> dict[str, Json]:
+    """NAME's first container on each node of ORDER (NET's paths), probed from h1 (PROBER)
+    as soon as its `netbay run` returned: the node's new block reachable."""
+    figures = {}
+    for position, (path, index) in enumerate(order, 1):
+        node = cluster.hosts[index]
+        issued = time.monotonic()
+        start(node, f"{name}-{node.name}", name)
+        returned = time.monotonic()
+        address = address_of(node, f"{name}-{node.name}", name)
+        prober.probe(address)
+        prober.probing()
+        figures[path] = {**lags(issued, returned, prober.first_reply()),
+                         "block": str(block_of(address)), "position": position}
+    return figures
+
+
+def block_round(cluster: Cluster, net: Net, number: int, made: list[str]) -> dict[str, Json]:
+    """A network of its own (added to MADE): NET's new blocks on its paths' nodes; its
+    containers are removed after it, the network itself after the last round."""
+    h1 = cluster.hosts[0]
+    name = f"blk-{net.kind}-{number}"
+    net.create(h1, name, 1 + number)
+    made.append(name)
+    nodes = [h1, *(cluster.hosts[index] for _, index in net.paths)]
+    try:
+        start(h1, f"{name}-{h1.name}", name)
+        prober = Prober(h1, f"{name}-{h1.name}")
+        try:
+            # the first node's block comes while h1 is still busy with its own new share:
+            # each node goes first every other round
+            order = net.paths if number % 2 == 0 else net.paths[::-1]
+            return first_containers(cluster, net, name, prober, order)
+        finally:
+            prober.close()
+    finally:
+        for node in nodes:
+            node.netbay("rm", "-f", f"{name}-{node.name}", check=False)
+
+
+def remove_networks(host: ClusterHost, names: Sequence[str]) -> None:
+    for name in names:
+        deadline = time.monotonic() + 10  # the nodes' shares go as they see the containers go
+        while host.netbay("network", "rm", name, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} not removed in 10 s")
+            time.sleep(0.2)
+
+
+def measure_blocks(cluster: Cluster, rounds: int, progress: Progress) -> Json:
+    """ROUNDS new networks of each driver. A new network takes the lowest free VNI, and a
+    node that still has a VXLAN device of a removed one (a removal raced by a sync can leave
+    it) refuses that VNI to the next (EEXIST): so none is removed before the last round."""
+    if rounds > MAX_BLOCK_ROUNDS:
+        raise ValueError(f"at most {MAX_BLOCK_ROUNDS} new-block rounds, not {rounds}")
+    samples: dict[tuple[str, str], list[Json]] = {}
+    made: list[str] = []
+    try:
+        for number in range(rounds):
+            for net in NETWORKS:
+                for path, figures in block_round(cluster, net, number, made).items():
+                    samples.setdefault((net.kind, path), []).append(figures)
+            progress(f"   new blocks: {number + 1}/{rounds}")
+    finally:
+        remove_networks(cluster.hosts[0], made)
+    return {net.kind: {path: {"node": cluster.hosts[index].name, "from": cluster.hosts[0].name,
+                              **summary(samples.get((net.kind, path), []), START_KEYS)}
+                       for path, index in net.paths} for net in NETWORKS}
 
 
 # --- joins --------------------------------------------------------------------------------
-def join_round(cluster: Cluster, probers: Sequence[Prober], ttl: int) -> Json:
+def join_round(cluster: Cluster, net: Net, probers: Sequence[Prober], ttl: int) -> Json:
     newcomer = cluster.hosts[3]
     issued = time.monotonic()
-    newcomer.netbay("cluster", "join", "--etcd", ",".join(cluster.etcd.endpoints),
-                    "--ttl", str(ttl))
+    newcomer.start_daemon()
+    started = time.monotonic()
+    newcomer.netbay(*join_args(cluster, newcomer, ttl))
     joined = time.monotonic()
-    newcomer.netbay("run", "-d", "--name", "c-h4", "--network", NETWORK, "--", "sleep",
-                    "infinity")
+    start(newcomer, net.container(newcomer), net.name)
     exists = time.monotonic()
-    target = address_of(newcomer, "c-h4")
-    probe_all(probers, target.ip)
-    probing = time.monotonic()
+    target = address_of(newcomer, net.container(newcomer), net.name)
+    probe_all(probers, target)
     replies = {prober.where: prober.first_reply() for prober in probers}
-    newcomer.netbay("rm", "-f", "c-h4")
+    newcomer.netbay("rm", "-f", net.container(newcomer))
     left = time.monotonic()
     newcomer.netbay("cluster", "leave")
-    gone = wait_routes(cluster.hosts[:3], target.network, False, left)
+    gone = wait_routes(cluster.hosts[:3], {net.kind: block_of(target)}, False, left)
+    newcomer.kill_daemon(signal.SIGTERM)  # `daemon stop` returns before it is gone
     got = [r for r in replies.values() if r is not None]
     last = max(got) if len(got) == len(replies) else None
-    return {"join_ms": (joined - issued) * 1000, "run_ms": (exists - joined) * 1000,
-            "probing_ms": (probing - exists) * 1000,
-            "from_join_ms": None if last is None else (last - issued) * 1000,
-            "after_container_ms": None if last is None else (last - exists) * 1000,
+
+    def until_reached(since: float) -> float | None:
+        return None if last is None else (last - since) * 1000
+
+    return {"daemon_start_ms": (started - issued) * 1000, "join_ms": (joined - started) * 1000,
+            "run_ms": (exists - joined) * 1000, "from_start_ms": until_reached(issued),
+            "from_join_ms": until_reached(started), "after_container_ms": until_reached(exists),
             "reached_ms": {k: None if v is None else (v - exists) * 1000
                            for k, v in replies.items()},
-            "block": str(target.network), "leave_gone_ms": max(gone.values()) * 1000}
+            "block": str(block_of(target)), "leave_gone_ms": max(gone[net.kind].values()) * 1000}
+
+
+JOIN_KEYS = ("daemon_start_ms", "join_ms", "from_start_ms", "from_join_ms",
+             "after_container_ms", "leave_gone_ms")
 
 
 def measure_joins(cluster: Cluster, rounds: int, ttl: int, progress: Progress) -> Json:
-    probers = [Prober(host, f"c-{host.name}") for host in cluster.hosts[:3]]
-    samples = []
+    cluster.hosts[3].kill_daemon(signal.SIGTERM)  # each round starts it
+    probers = {net.kind: [Prober(host, net.container(host)) for host in cluster.hosts[:3]]
+               for net in NETWORKS}
+    samples: dict[str, list[Json]] = {net.kind: [] for net in NETWORKS}
     try:
         for number in range(rounds):
-            samples.append(join_round(cluster, probers, ttl))
+            for net in NETWORKS:
+                samples[net.kind].append(join_round(cluster, net, probers[net.kind], ttl))
             progress(f"   joins: {number + 1}/{rounds}")
     finally:
-        for prober in probers:
+        for prober in itertools.chain.from_iterable(probers.values()):
             prober.close()
-    return {"node": cluster.hosts[3].name, "samples": samples,
-            **{key: quantiles([s[key] for s in samples])
-               for key in ("join_ms", "from_join_ms", "after_container_ms", "leave_gone_ms")}}
+        cluster.hosts[3].start_daemon()
+    return {net.kind: {"node": cluster.hosts[3].name, **summary(samples[net.kind], JOIN_KEYS)}
+            for net in NETWORKS}
 
 
 # --- kills --------------------------------------------------------------------------------
+def bird_pid(host: ClusterHost) -> int:
+    """HOST's BIRD, as its PID namespace numbers it (kill it from inside)."""
+    return int((host.state / "bird" / "bird.pid").read_text().split()[0])
+
+
 def kill_round(victim: ClusterHost, others: Sequence[ClusterHost]) -> Json:
-    block = block_of(victim)
-    pid = victim.daemon_pid()
-    if pid is None:
+    blocks = {net.kind: home_block(victim, net) for net in NETWORKS}
+    daemon, bird = victim.daemon_pid(), bird_pid(victim)
+    if daemon is None:
         raise AssertionError(f"{victim.name}: netbayd is not running")
     killed = time.monotonic()
-    os.kill(pid, signal.SIGKILL)
-    gone = wait_routes(others, block, False, killed)
+    os.kill(daemon, signal.SIGKILL)  # first: its supervisor would restart BIRD
+    victim.run(["kill", "-KILL", str(bird)])
+    gone = wait_routes(others, blocks, False, killed)
     restarted = time.monotonic()
     victim.start_daemon()
-    back = wait_routes(others, block, True, restarted)
-    return {"victim": victim.name, "block": str(block), "gone_s": max(gone.values()),
-            "gone_by_node_s": gone, "back_s": max(back.values())}
+    back = wait_routes(others, blocks, True, restarted)
+    return {"victim": victim.name, "blocks": {k: str(b) for k, b in blocks.items()},
+            "gone_s": {k: max(by_node.values()) for k, by_node in gone.items()},
+            "gone_by_node_s": gone,
+            "back_s": {k: max(by_node.values()) for k, by_node in back.items()}}
 
 
 def measure_kills(cluster: Cluster, rounds: int, ttl: int, progress: Progress) -> Json:
@@ -323,23 +317,29 @@ def measure_kills(cluster: Cluster, rounds: int, ttl: int, progress: Progress) -
     for number, victim in enumerate(victims):
         samples.append(kill_round(victim, [h for h in members if h is not victim]))
         progress(f"   kills: {number + 1}/{rounds} ({victim.name}: routes gone after "
-                 f"{samples[-1]['gone_s']:.2f} s)")
-    return {"ttl_s": ttl, "samples": samples,
-            **{key: quantiles([s[key] for s in samples]) for key in ("gone_s", "back_s")}}
+                 + ", ".join(f"{s:.2f} s ({k})" for k, s in samples[-1]["gone_s"].items())
+                 + ")")
+    return {"ttl_s": ttl, "samples": samples, **{
+        key: {net.kind: quantiles([s[key][net.kind] for s in samples]) for net in NETWORKS}
+        for key in ("gone_s", "back_s")}}
 
 
 # --- the whole ------------------------------------------------------------------------------
-def run(starts: int = 50, joins: int = 10, kills: int = 5, ttl: int = TTL,
+def run(starts: int = 50, blocks: int = 8, joins: int = 8, kills: int = 5, ttl: int = TTL,
         progress: Progress = print) -> Json:
-    """One cluster of 4 hosts for all three measurements, removed at the end."""
+    """One cluster of 4 hosts for every measurement, removed at the end."""
     with Cluster(hosts=4) as cluster:
         progress(f"   cluster up in {cluster.setup_seconds:.1f} s")
         prepare(cluster, ttl)
         result: Json = {
-            "ttl_s": ttl, "setup_s": cluster.setup_seconds,
+            "ttl_s": ttl, "setup_s": cluster.setup_seconds, "block_prefix": BLOCK_PREFIX,
             "hosts": {h.name: {"address": h.address, "segment": h.segment}
                       for h in cluster.hosts},
+            "networks": {net.kind: {"name": net.name, "pool": net.pool(), "paths": {
+                path: cluster.hosts[index].name for path, index in net.paths}}
+                for net in NETWORKS},
             "starts": measure_starts(cluster, starts, progress),
+            "blocks": measure_blocks(cluster, blocks, progress),
             "joins": measure_joins(cluster, joins, ttl, progress),
             "kills": measure_kills(cluster, kills, ttl, progress),
             "error": None,
@@ -353,7 +353,8 @@ def main() -> int:
     import report  # the sizes: full, --quick, --tiny
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    for count in ("starts", "joins", "kills"):
+    counts = ("starts", "blocks", "joins", "kills")
+    for count in counts:
         parser.add_argument(f"--{count}", type=int, help="default: the size's (report.py)")
     parser.add_argument("--ttl", type=int, default=TTL, help="the liveness lease, s")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -363,8 +364,7 @@ def main() -> int:
     args = parser.parse_args()
     mode = "quick" if args.quick else "tiny" if args.tiny else "full"
     sizes = report.SIZES[mode]["convergence"] | {
-        count: getattr(args, count) for count in ("starts", "joins", "kills")
-        if getattr(args, count) is not None}
+        count: getattr(args, count) for count in counts if getattr(args, count) is not None}
     result = run(**sizes, ttl=args.ttl)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -30,7 +30,7 @@ import argparse
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -58,8 +58,6 @@ SCALE_POOL = IPv4Network("10.128.0.0/9")  # room for 32,767 peers' /24s
 SCALE_UNDERLAY = IPv4Interface("172.16.0.1/16")  # the peers' addresses are on its link
 NO_CHANGE_SYNCS = 20
 HOSTS = {"a": IPv4Address("192.0.2.1"), "b": IPv4Address("192.0.2.2")}  # only in the sandbox
-PATHS = ("underlay", "netbay_vxlan", "hand_vxlan", "vxlan_pair", "netbay_hostgw",
-         "plain_routing")
 RATIOS = (("netbay_vxlan", "hand_vxlan"), ("netbay_hostgw", "plain_routing"),
           ("netbay_vxlan", "underlay"), ("hand_vxlan", "underlay"), ("vxlan_pair", "underlay"),
           ("netbay_hostgw", "underlay"))
@@ -117,15 +115,21 @@ def measure_sync(count: int, backend: Backend) -> Json:
 class World:
     """Two hosts on one veth, and what each path adds to them; close() undoes it all."""
 
+    addresses: Mapping[str, IPv4Address] = HOSTS  # each host's on its eth0
+
     def __init__(self, directory: Path, stack: ExitStack) -> None:
         self.directory = directory
         self.stack = stack
-        self.hosts = {name: self.namespace(f"host-{name}") for name in HOSTS}
+        self.hosts = {name: self.namespace(f"host-{name}") for name in self.addresses}
+        self.wire()
+        self.kernels = {name: self.kernel(path) for name, path in self.hosts.items()}
+
+    def wire(self) -> None:
+        """The underlay (a subclass wires another): eth0 of each host, forwarding on."""
         in_ns(self.hosts["a"], f"ip link add eth0 type veth peer name eth0 netns {self.hosts['b']}")
         for name, address in HOSTS.items():
             in_ns(self.hosts[name], "ip link set lo up", f"ip addr add {address}/24 dev eth0",
                   "ip link set eth0 up", "sysctl -qw net.ipv4.ip_forward=1")
-        self.kernels = {name: self.kernel(path) for name, path in self.hosts.items()}
 
     def namespace(self, name: str) -> Path:
         path = self.directory / name
@@ -156,8 +160,8 @@ def build_netbay(world: World, pool: str, vni: int, backend: Backend) -> Target:
     driver attaches them."""
     settings = OverlaySettings(f"overlay{vni:05}{'0' * 8}", IPv4Network(f"{pool}.0.0/16"),
                                vni=vni, backend=backend)
-    nodes = {name: OverlayNode(f"node-{name}", HOSTS[name], "eth0", 1500, subnet_of(pool, name))
-             for name in HOSTS}
+    nodes = {name: OverlayNode(f"node-{name}", address, "eth0", 1500, subnet_of(pool, name))
+             for name, address in world.addresses.items()}
     containers = {}
     for name, kernel in world.kernels.items():
         peers = [OverlayPeer(n.node_id, n.address, n.subnet, vtep_mac(n.node_id, vni), True)
@@ -206,11 +210,16 @@ def build_hand_vxlan(world: World) -> Target:
 def build_vxlan_pair(world: World) -> Target:
     for host, other in (("a", "b"), ("b", "a")):
         in_ns(world.hosts[host],
-              f"ip link add vxp type vxlan id 3 local {HOSTS[host]} remote {HOSTS[other]} "
+              f"ip link add vxp type vxlan id 3 local {world.addresses[host]} "
+              f"remote {world.addresses[other]} "
               "dev eth0 dstport 4789 nolearning",
-              f"ip addr add 10.249.0.{1 + list(HOSTS).index(host)}/24 dev vxp",
-              "ip link set vxp up")
-    return Target(world.hosts["b"], world.hosts["a"], "10.249.0.2")
+              f"ip addr add {pair_address(host)}/24 dev vxp", "ip link set vxp up")
+    return Target(world.hosts["b"], world.hosts["a"], pair_address("b"))
+
+
+def pair_address(host: str) -> str:
+    """HOST's address on the VXLAN pair."""
+    return f"10.249.0.{1 + list(HOSTS).index(host)}"
 
 
 def build_plain_routing(world: World) -> Target:
@@ -243,16 +252,22 @@ def two_hosts() -> Iterator[dict[str, Target]]:
 
 # --- the benchmark -----------------------------------------------------------------------
 def measure_throughput(seconds: int, runs: int, progress: Callable[[str], None]) -> Json:
-    gbps: dict[str, list[float]] = {path: [] for path in PATHS}
     with two_hosts() as targets:
-        for r in range(runs):
-            for path in PATHS:
-                progress(f"throughput run {r + 1}/{runs}: {path}")
-                gbps[path].append(iperf3(targets[path], seconds))
+        return interleaved(targets, RATIOS, seconds, runs, progress)
+
+
+def interleaved(targets: Mapping[str, Target], ratios: Sequence[tuple[str, str]], seconds: int,
+                runs: int, progress: Callable[[str], None]) -> Json:
+    """iperf3 along every target's path in turn, RUNS times; medians, and RATIOS (a/b)."""
+    gbps: dict[str, list[float]] = {path: [] for path in targets}
+    for r in range(runs):
+        for path, target in targets.items():
+            progress(f"throughput run {r + 1}/{runs}: {path}")
+            gbps[path].append(iperf3(target, seconds))
     # a ratio per run, of paths measured seconds apart, then their median: the load of a
     # shared machine swings between runs far more than within one
     paired = {f"{a}/{b}": median([x / y for x, y in zip(gbps[a], gbps[b], strict=True)])
-              for a, b in RATIOS}
+              for a, b in ratios}
     return {"seconds": seconds, "runs": runs, "gbps": gbps,
             "median_gbps": {path: median(values) for path, values in gbps.items()},
             "ratios": paired}
@@ -285,8 +300,12 @@ def print_table(result: Json) -> None:
     if through is None:
         print(f"\nthroughput: {result['error']}")
         return
+    print_throughput(through)
+
+
+def print_throughput(through: Json) -> None:
     print(f"\n== iperf3, 1 TCP stream, {through['seconds']} s x {through['runs']} runs (Gbit/s)")
-    for path in PATHS:
+    for path in through["gbps"]:
         values = through["gbps"][path]
         print(f"{path:<14} {median(values):>7.2f}   runs: "
               + " ".join(f"{v:.2f}" for v in values))

@@ -4,6 +4,7 @@ it measures nothing, so a page can be re-rendered from benchmarks.json.
 
 from __future__ import annotations
 
+import importlib
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -391,10 +392,13 @@ def plot_convergence(data: dict[str, Any], path: Path) -> None:
 
 
 def from_cluster_page(name: str) -> Callable[..., None]:
-    def call(*args: Any) -> None:
-        import cluster_page  # imported here: it imports this module
+    return from_page("cluster_page", name)
 
-        getattr(cluster_page, name)(*args)
+
+def from_page(module: str, name: str) -> Callable[..., None]:
+    """Function NAME of the page module MODULE, imported when called: it imports this one."""
+    def call(*args: Any) -> None:
+        getattr(importlib.import_module(module), name)(*args)
 
     return call
 
@@ -407,19 +411,24 @@ TITLES = {
     "dns": "Embedded DNS",
     "dataplane": "Data plane and RPS",
     "soak": "Soak: what the daemon holds comes back",
-    "convergence": "Overlay convergence across hosts",
+    "convergence": "Convergence across hosts: overlay and routed",
     "cluster_scale": "Multi-host: the control plane at scale",
     "overlay": "Multi-host: the overlay's data plane",
+    "routed": "Multi-host: routed networks' data plane",
+    "bgp_scale": "BGP scale",
 }
 PLOTS = {"scale": plot_scale, "publish": plot_publish, "dataplane": plot_dataplane,
          "soak": plot_soak, "convergence": plot_convergence,
          "cluster_scale": from_cluster_page("plot_cluster_scale"),
-         "overlay": from_cluster_page("plot_overlay")}
+         "overlay": from_cluster_page("plot_overlay"), "routed": from_page("routed_page", "plot"),
+         "bgp_scale": from_page("bgp_scale_page", "plot")}
 RENDERERS = {"scale": render_scale, "publish": render_publish, "runtimes": render_runtimes,
              "dns": render_dns, "dataplane": render_dataplane, "soak": render_soak,
              "convergence": render_convergence,
              "cluster_scale": from_cluster_page("render_cluster_scale"),
-             "overlay": from_cluster_page("render_overlay")}
+             "overlay": from_cluster_page("render_overlay"),
+             "routed": from_page("routed_page", "render"),
+             "bgp_scale": from_page("bgp_scale_page", "render")}
 
 
 def write(result: dict[str, Any], out: Path) -> Path:

@@ -14,7 +14,10 @@ Sections (each in its own throwaway namespaces, one after the other, never at on
   soak       8 clients, 5,000 container cycles twice: every resource back at its start (soak.py)
   cluster_scale  simulated nodes on one etcd: join, propagation, etcd CPU/RSS (cluster_scale.py)
   overlay    sync_overlay timings; iperf3 across hosts, VXLAN and host-gw vs by hand (overlay.py)
-  convergence  overlay: container start, node join, node kill on a 4-host cluster (convergence.py)
+  convergence  overlay and routed: container start, new block, node join, node lost (convergence.py)
+  routed     iperf3 across nodes, routed vs by hand and vs the overlay, one LAN and two (routed.py)
+  bgp_scale  BIRD on 50 simulated nodes, full mesh vs 2 route reflectors: convergence, CPU, RSS
+             (bgp_scale.py)
 
 Writes OUT/benchmarks.md, OUT/benchmarks.json (every sample, so the page can be re-rendered
 with --render-only) and OUT/benchmarks/*.png. A section that fails, or a peer that cannot run,
@@ -52,9 +55,11 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "dns": {"names": 1000, "seconds": 6.0, "rounds": 2, "rate": 20000},
         "dataplane": {"seconds": 3.0, "runs": 5},
         "soak": {"cycles": 5000, "clients": 8, "rounds": 2},
-        "convergence": {"starts": 50, "joins": 10, "kills": 5},
+        "convergence": {"starts": 50, "blocks": 8, "joins": 8, "kills": 5},
         "cluster_scale": {"nodes": [100, 500, 1000], "changes": 10},
         "overlay": {"peers": 100, "seconds": 3.0, "runs": 7},
+        "routed": {"seconds": 2.0, "runs": 9},
+        "bgp_scale": {"nodes": 50, "runs": 3, "steady": 30.0},
     },
     "quick": {
         "scale": {"count": 100, "budget": 12.0},
@@ -64,9 +69,11 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "dns": {"names": 200, "seconds": 2.0, "rounds": 1, "rate": 10000},
         "dataplane": {"seconds": 2.0, "runs": 1},
         "soak": {"cycles": 500, "clients": 8, "rounds": 2},
-        "convergence": {"starts": 20, "joins": 5, "kills": 2},
+        "convergence": {"starts": 20, "blocks": 4, "joins": 4, "kills": 2},
         "cluster_scale": {"nodes": [100], "changes": 6},
         "overlay": {"peers": 100, "seconds": 2.0, "runs": 2},
+        "routed": {"seconds": 2.0, "runs": 2},
+        "bgp_scale": {"nodes": 50, "runs": 1, "steady": 10.0},
     },
     "tiny": {  # the test suite: keeps the code working, the figures mean nothing
         "scale": {"count": 3, "budget": 5.0},
@@ -75,9 +82,11 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "dns": {"names": 3, "seconds": 1.0, "rounds": 1, "rate": 1000},
         "dataplane": {"seconds": 1.0, "runs": 1},
         "soak": {"cycles": 40, "clients": 8, "rounds": 2},
-        "convergence": {"starts": 3, "joins": 2, "kills": 1},
+        "convergence": {"starts": 2, "blocks": 1, "joins": 1, "kills": 1},
         "cluster_scale": {"nodes": [20], "changes": 4, "ttl": 5},
         "overlay": {"peers": 10, "seconds": 1.0, "runs": 1},
+        "routed": {"seconds": 1.0, "runs": 1},
+        "bgp_scale": {"nodes": 5, "runs": 1, "steady": 1.0},
     },
 }
 
@@ -87,7 +96,7 @@ def runner(section: str) -> Callable[..., dict[str, Any]]:
     module = {"scale": "scale", "publish": "publish", "runtimes": "cni_netavark",
               "dns": "dns_qps", "dataplane": "dataplane", "soak": "soak",
               "convergence": "convergence", "cluster_scale": "cluster_scale",
-              "overlay": "overlay"}[section]
+              "overlay": "overlay", "routed": "routed", "bgp_scale": "bgp_scale"}[section]
     run: Callable[..., dict[str, Any]] = __import__(module).run
     return run
 

@@ -89,7 +89,7 @@ def test_tiny_report_measures_every_section_against_its_peer(
     result = json.loads((out / "benchmarks.json").read_text())
     sections = result["sections"]
     assert set(sections) == {"scale", "publish", "runtimes", "dns", "dataplane", "soak",
-                             "convergence", "cluster_scale", "overlay"}
+                             "convergence", "cluster_scale", "overlay", "routed", "bgp_scale"}
     assert all(s["error"] is None for s in sections.values()), sections
     # every system grew its network to 3 containers and shrank it again, the peers included
     for key, system in sections["scale"]["systems"].items():
@@ -103,18 +103,29 @@ def test_tiny_report_measures_every_section_against_its_peer(
     # real bytes crossed every data-plane path
     for path in sections["dataplane"]["paths"]:
         assert path["error"] is None and path["gbps"] and min(path["gbps"]) > 0, path
+    assert all(min(gbps) > 0 for gbps in sections["routed"]["throughput"]["gbps"].values())
     rps = sections["dataplane"]["rps"]
     assert rps["error"] is None and min(rps["on"]["gbps"]) > 0
     soak_came_back(sections["soak"])
-    # a container reached across hosts, a node joined and one killed: every round answered
+    # on both networks a new block reached across hosts, a node joined and one killed: every
+    # round answered
     convergence = sections["convergence"]
-    for measured in (convergence["joins"]["after_container_ms"], convergence["kills"]["gone_s"]):
-        assert measured["count"] >= 1 and measured["lost"] == 0, measured
+    for kind in ("overlay", "routed"):
+        for measured in (convergence["blocks"][kind]["vxlan"]["first_reply_ms"],
+                         convergence["joins"][kind]["after_container_ms"],
+                         convergence["kills"]["gone_s"][kind]):
+            assert measured["count"] >= 1 and measured["lost"] == 0, measured
+    # BIRD on every simulated node, both topologies: each configured session established
+    bgp = sections["bgp_scale"]
+    for topology, runs in bgp["samples"].items():
+        for run in runs:
+            assert run["established"] == run["configured"] and min(run["configured"]) > 0
+            assert len(run["node_converge_s"]) == bgp["nodes"], topology
 
     page = (out / "benchmarks.md").read_text()
     for title in ("## The machine", "## Versions", "## Targets", "## Attach and detach",
                   "## Publishing ports", "## CNI plugin", "## Embedded DNS", "## Data plane",
-                  "## Soak", "## Overlay convergence"):
+                  "## Soak", "## Convergence across hosts"):
         assert title in page, title
     assert "not installed" not in page and "Not measured" not in page
     for label in ("netbay library", "netbay CLI", "netbay CNI", "netbay netavark", "CNI chain",
