@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -117,6 +118,13 @@ class ClusterHost(HostSandbox):
                    f"        print(socket.create_connection(('{address}', {port}), 2).recv(64)"
                    ".decode()); break\n    except OSError: time.sleep(0.1)")
         return self.run(["python3", "-c", program]).stdout.strip()
+
+    def kernel_state(self) -> str:
+        """Links, addresses, routes and nftables (the neighbour cache is the kernel's own):
+        what a refused request must leave as it was."""
+        ip = [self.run(["ip", *args]).stdout for args in (["-br", "link"], ["-br", "addr"],
+                                                          ["route"])]
+        return "\n".join([*ip, self.run(["nft", "list", "ruleset"]).stdout])
 
     def kill_daemon(self, sig: int = signal.SIGKILL) -> int:
         """Send SIG to netbayd and wait until it is gone; its PID. The next `netbay` command
@@ -283,6 +291,16 @@ class Cluster:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     # --- faults ---------------------------------------------------------------------------
+    def record(self) -> list[tuple[str, str]]:
+        """netbay's keys and values in etcd, leases and times left out, and the BGP status
+        each node publishes as its sessions come and go: what a refused request must leave
+        as it was."""
+        out = self.hosts[0].run(["etcdctl", f"--endpoints={','.join(self.etcd.endpoints)}",
+                                 "get", "--prefix", "/netbay/"]).stdout.splitlines()
+        return [(key, re.sub(r'"(last_seen|lease|grace_lease)":\d+', "", value))
+                for key, value in zip(out[::2], out[1::2], strict=True)
+                if not key.startswith("/netbay/v1/bgp/")]
+
     def partition(self, node: ClusterHost) -> None:
         """Cut NODE off the underlay: its port on the bridge goes down, so its own link loses
         carrier as when a cable is pulled (its addresses and routes stay)."""

@@ -33,20 +33,6 @@ CLIENT = "198.18.99.1"  # the client behind the router: an address of the router
 CONVERGED = 40  # seconds: a reconfigured session restarts after BIRD's connect delay (5 s)
 
 
-def _etcd_dump(cluster: Cluster) -> list[tuple[str, str]]:
-    """netbay's keys and values, but the BGP status each node publishes as its sessions go."""
-    out = cluster.hosts[0].run(["etcdctl", f"--endpoints={','.join(cluster.etcd.endpoints)}",
-                                "get", "--prefix", "/netbay/"]).stdout.splitlines()
-    pairs = zip(out[::2], out[1::2], strict=True)
-    return [(key, re.sub(r'"(last_seen|lease|grace_lease)":\d+', "", value))
-            for key, value in pairs if not key.startswith("/netbay/v1/bgp/")]
-
-
-def _kernel_state(host: ClusterHost) -> str:
-    ip = [host.run(["ip", *args]).stdout for args in (["-br", "link"], ["-br", "addr"], ["route"])]
-    return "\n".join([*ip, host.run(["nft", "list", "ruleset"]).stdout])
-
-
 def _address(host: ClusterHost) -> str:
     found = json.loads(host.netbay("inspect", f"c-{host.name}").stdout)[0]
     return str(found["NetworkSettings"]["Networks"]["calico"]["IPAddress"])
@@ -139,7 +125,7 @@ def test_every_host_joins_and_runs_a_container_on_a_routed_network(cluster: Clus
 
 def test_bad_input_is_one_line_and_changes_nothing(cluster: Cluster) -> None:
     h1 = cluster.hosts[0]
-    before, record = _kernel_state(h1), _etcd_dump(cluster)
+    before, record = h1.kernel_state(), cluster.record()
     config = _config(h1)
     for args, error in (
         (["peer", "add", "--address", "198.18.1.1", "--asn", "0"],
@@ -166,7 +152,7 @@ def test_bad_input_is_one_line_and_changes_nothing(cluster: Cluster) -> None:
         refused = h1.netbay("cluster", "bgp", *args, check=False)
         assert refused.returncode == 1, args
         assert refused.stderr == f"Error: {error}\n", args
-    assert _kernel_state(h1) == before and _etcd_dump(cluster) == record
+    assert h1.kernel_state() == before and cluster.record() == record
     assert _config(h1) == config
 
 

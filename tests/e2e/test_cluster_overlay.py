@@ -26,19 +26,6 @@ TTL = 5
 POOL = "10.77.0.0/16"
 
 
-def _etcd_dump(cluster: Cluster) -> str:
-    """Every key and value under netbay's root (a state to compare before and after)."""
-    out = cluster.hosts[0].run(["etcdctl", f"--endpoints={','.join(cluster.etcd.endpoints)}",
-                                "get", "--prefix", "/netbay/"]).stdout
-    return re.sub(r'"(last_seen|lease|grace_lease)":\d+', "", out)
-
-
-def _kernel_state(host: ClusterHost) -> str:
-    """Links, addresses, routes and nftables (the neighbour cache is the kernel's own)."""
-    ip = [host.run(["ip", *args]).stdout for args in (["-br", "link"], ["-br", "addr"], ["route"])]
-    return "\n".join([*ip, host.run(["nft", "list", "ruleset"]).stdout])
-
-
 def _address(host: ClusterHost, container: str, network: str = "podnet") -> str:
     found = json.loads(host.netbay("inspect", container).stdout)[0]
     return str(found["NetworkSettings"]["Networks"][network]["IPAddress"])
@@ -80,7 +67,7 @@ def _routes(host: ClusterHost) -> str:
 def test_bad_input_before_joining_changes_nothing(cluster: Cluster) -> None:
     h1 = cluster.hosts[0]
     h1.start_daemon()
-    before, record = _kernel_state(h1), _etcd_dump(cluster)
+    before, record = h1.kernel_state(), cluster.record()
     made = h1.netbay("network", "create", "-d", "overlay", "podnet", check=False)
     assert made.returncode == 1
     assert made.stderr.strip() == ("Error: this node has not joined a cluster (netbay cluster "
@@ -94,7 +81,7 @@ def test_bad_input_before_joining_changes_nothing(cluster: Cluster) -> None:
     assert joined.returncode == 1
     assert "198.18.1.199:2379" in joined.stderr and joined.stderr.count("\n") == 1
     assert not (h1.state / "cluster.json").exists()
-    assert _kernel_state(h1) == before and _etcd_dump(cluster) == record
+    assert h1.kernel_state() == before and cluster.record() == record
 
 
 def test_every_host_joins_and_lists_the_others(cluster: Cluster) -> None:
@@ -118,7 +105,7 @@ def test_overlay_bad_input_is_one_line_and_changes_nothing(cluster: Cluster) -> 
     h1 = cluster.hosts[0]
     h1.netbay("network", "create", "-d", "overlay", "--subnet", "10.78.0.0/16", "-o", "vni=42",
               "other")
-    before, record = _kernel_state(h1), _etcd_dump(cluster)
+    before, record = h1.kernel_state(), cluster.record()
     for args, error in (
         (["--subnet", "10.78.128.0/17"], "subnet 10.78.128.0/17 overlaps global network other"),
         (["--subnet", "10.79.0.0/27", "-o", "subnet_size=28"],
@@ -130,7 +117,7 @@ def test_overlay_bad_input_is_one_line_and_changes_nothing(cluster: Cluster) -> 
         made = h1.netbay("network", "create", "-d", "overlay", *args, "bad", check=False)
         assert made.returncode == 1, args
         assert made.stderr.strip().startswith("Error: ") and error in made.stderr, made.stderr
-    assert _kernel_state(h1) == before and _etcd_dump(cluster) == record
+    assert h1.kernel_state() == before and cluster.record() == record
     h1.netbay("network", "rm", "other")
 
 

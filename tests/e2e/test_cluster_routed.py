@@ -25,21 +25,6 @@ TTL = 5
 POOL = "10.88.0.0/16"
 
 
-def _etcd_dump(cluster: Cluster) -> str:
-    """The record under netbay's root, but the BGP status each node publishes as its
-    sessions come and go (not something a request changes)."""
-    out = cluster.hosts[0].run(["etcdctl", f"--endpoints={','.join(cluster.etcd.endpoints)}",
-                                "get", "--prefix", "/netbay/"]).stdout.splitlines()
-    pairs = [(k, v) for k, v in zip(out[::2], out[1::2], strict=True)
-             if not k.startswith("/netbay/v1/bgp/")]
-    return re.sub(r'"(last_seen|lease|grace_lease)":\d+', "", repr(pairs))
-
-
-def _kernel_state(host: ClusterHost) -> str:
-    ip = [host.run(["ip", *args]).stdout for args in (["-br", "link"], ["-br", "addr"], ["route"])]
-    return "\n".join([*ip, host.run(["nft", "list", "ruleset"]).stdout])
-
-
 def _address(host: ClusterHost, container: str, network: str = "calico") -> str:
     found = json.loads(host.netbay("inspect", container).stdout)[0]
     return str(found["NetworkSettings"]["Networks"][network]["IPAddress"])
@@ -348,7 +333,7 @@ def test_doctor_reports_a_loose_rp_filter_on_routed_veths(cluster: Cluster) -> N
 
 def test_bad_input_is_one_line_and_changes_nothing(cluster: Cluster) -> None:
     h1 = cluster.hosts[0]
-    before, record = _kernel_state(h1), _etcd_dump(cluster)
+    before, record = h1.kernel_state(), cluster.record()
     for args, error in (
         (["--subnet", "10.90.0.0/24", "-o", "block_size=20"],
          "invalid opt block_size '20': out of range 24-30"),
@@ -365,7 +350,7 @@ def test_bad_input_is_one_line_and_changes_nothing(cluster: Cluster) -> None:
         assert made.returncode == 1, args
         assert made.stderr.startswith(f"Error: {error}") and made.stderr.count("\n") == 1, \
             made.stderr
-    assert _kernel_state(h1) == before and _etcd_dump(cluster) == record
+    assert h1.kernel_state() == before and cluster.record() == record
 
 
 def test_without_bird_a_routed_network_is_refused_in_one_line(cluster: Cluster) -> None:
@@ -376,13 +361,13 @@ def test_without_bird_a_routed_network_is_refused_in_one_line(cluster: Cluster) 
     try:
         h1.start_daemon()
         h1.environ["PATH"] = saved
-        before, record = _kernel_state(h1), _etcd_dump(cluster)
+        before, record = h1.kernel_state(), cluster.record()
         made = h1.netbay("network", "create", "-d", "routed", "bad", check=False)
         assert made.returncode == 1
         assert made.stderr.strip() == ("Error: invalid driver 'routed': needs BIRD 2 (bird not "
                                        "found): install Debian's bird2 (scripts/install.sh "
                                        "--cluster)")
-        assert _kernel_state(h1) == before and _etcd_dump(cluster) == record
+        assert h1.kernel_state() == before and cluster.record() == record
     finally:
         h1.kill_daemon(signal.SIGTERM)
         h1.environ["PATH"] = saved

@@ -49,8 +49,9 @@ class Interfaces:
 
     @classmethod
     def of(cls, observed: Observed, address: IPv4Address) -> Interfaces:
-        held = {name: found for name, found in observed.addresses.items()
-                if any(not a.ip.is_loopback for a in found)}
+        # lo's 127.0.0.1/8 is nobody's network (lo may hold a routed gateway's /32 as well)
+        held = {name: kept for name, found in observed.addresses.items()
+                if (kept := [a for a in found if not a.ip.is_loopback])}
         link = next((name for name, found in held.items() if any(a.ip == address for a in found)),
                     None)
         if link is None:
