@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 def add_parser(sub: Any) -> None:
     c = sub.add_parser("cluster", help="join a cluster of netbay hosts (etcd), list its nodes",
                        description="This node in a cluster of netbay hosts sharing an etcd: "
-                       "overlay networks (-d overlay) span every node that joined.")
+                       "overlay (-d overlay) and routed (-d routed) networks span every node that "
+                       "joined.")
     verbs = c.add_subparsers(dest="verb", metavar="COMMAND", required=True)
     p = verbs.add_parser("join", help="join the cluster whose record is in etcd",
                          description="Join now and at every daemon start after (the settings "

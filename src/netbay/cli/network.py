@@ -23,8 +23,10 @@ def add_parser(sub: Any) -> None:
     p = verbs.add_parser("create", help="create a network")
     p.add_argument("name", metavar="NETWORK")
     p.add_argument("-d", "--driver", default="bridge",
-                   help="bridge (default), macvlan, ipvlan, or overlay (cluster-wide: -o "
-                   "backend=auto|vxlan|host-gw, -o vni=N, -o vxlan_port=P, -o subnet_size=N)")
+                   help="bridge (default), macvlan, ipvlan; cluster-wide: overlay (-o "
+                   "backend=auto|vxlan|host-gw, -o vni=N, -o vxlan_port=P, -o subnet_size=N) "
+                   "or routed (BGP, no bridge: -o encap=cross-subnet|always|never, "
+                   "-o block_size=N, -o asn=N)")
     p.add_argument("--subnet", action="append", default=[], help="subnet in CIDR form")
     p.add_argument("--gateway", action="append", default=[], help="gateway of a subnet")
     p.add_argument("--ip-range", action="append", default=[], help="allocate from a sub-range")
