@@ -41,11 +41,13 @@ class Node:
     address: IPv4Address
     state: str = "ready"
     subnets: Mapping[str, IPv4Network] = field(default_factory=dict)
+    blocks: Mapping[str, tuple[IPv4Network, ...]] = field(default_factory=dict)
 
 
 def node(name: str, address: str, block: str | None, state: str = "ready") -> Node:
     subnets = {"podnet": IPv4Network(block)} if block else {}
-    return Node(f"id-{name}", name, IPv4Address(address), state, subnets)
+    return Node(f"id-{name}", name, IPv4Address(address), state, subnets,
+                {k: (v,) for k, v in subnets.items()})
 
 
 NODES = [node("h1", "198.18.1.11", "10.77.1.0/24"), node("h2", "198.18.1.12", "10.77.2.0/24"),

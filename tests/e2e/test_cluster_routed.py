@@ -238,6 +238,46 @@ def test_a_new_block_is_reachable_within_2_s_and_networks_stay_apart(
                    10, "other removed")
 
 
+def test_a_node_whose_block_is_full_claims_another_until_the_pool_is_full(
+    cluster: Cluster,
+) -> None:
+    h1, h2, h3 = cluster.hosts
+    # four /30 blocks of one container each
+    h1.netbay("network", "create", "-d", "routed", "--subnet", "10.90.0.0/28", "-o",
+              "block_size=30", "small")
+    made = [(h2, "s1-h2"), (h2, "s2-h2"), (h1, "s-h1"), (h3, "s-h3")]
+    try:
+        for host, name in made:
+            host.netbay("run", "-d", "--name", name, "--network", "small", "--", "sleep",
+                        "infinity")
+        held = re.findall(r"^blackhole (10\.90\.\S+) proto 57", h2.run(["ip", "route"]).stdout,
+                          re.M)
+        first, second = _address(h2, "s1-h2", "small"), _address(h2, "s2-h2", "small")
+        blocks = [str(IPv4Network(f"{a}/30", strict=False)) for a in (first, second)]
+        assert sorted(held) == sorted(blocks) and blocks[0] != blocks[1], held
+        for block in blocks:  # both announced by BGP, both tunnelled to h3
+            wait_until(lambda b=block: f"{b} via {h2.address}" in _bird_routes(h1), 5,
+                       f"h2's block {block} on h1", interval=0.05)
+        assert _ping(h1, "s-h1", second)
+        wait_until(lambda: _ping(h3, "s-h3", second), 10, "s-h3 reaching s2-h2")
+        before = cluster.record(), h2.kernel_state()
+        full = h2.netbay("run", "-d", "--name", "s3-h2", "--network", "small", "--", "sleep",
+                         "infinity", check=False)
+        assert full.returncode != 0
+        assert full.stderr.strip().splitlines()[-1].endswith(
+            "global network small (10.90.0.0/28) has no free /30 left: all 4 are held"), \
+            full.stderr
+        assert (cluster.record(), h2.kernel_state()) == before
+    finally:
+        for host, name in made:
+            host.netbay("rm", "-f", name, check=False)
+        wait_until(lambda: h1.netbay("network", "rm", "small", check=False).returncode == 0,
+                   10, "small removed")
+    # h2's share goes when it sees the network gone: every block's blackhole with it
+    wait_until(lambda: "10.90.0." not in h2.run(["ip", "route"]).stdout, 10,
+               "h2's blocks released")
+
+
 def test_a_lost_node_is_withdrawn_and_its_routes_come_back_when_it_does(
     cluster: Cluster,
 ) -> None:

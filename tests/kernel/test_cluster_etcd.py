@@ -47,6 +47,7 @@ from netbay.cluster import (
     WatchEvent,
     load_join,
 )
+from netbay.cluster.layout import decode_subnet_holder
 from netbay.errors import ConfigError, ConflictError, InUseError, IPAMExhaustedError, NotFoundError
 
 pytestmark = pytest.mark.kernel
@@ -381,7 +382,8 @@ def test_ten_nodes_claiming_at_once_never_share_a_subnet(world: World) -> None:
     assert len(world.keys("subnets/podnet/")) == 10
     holders = SubnetLeases(world.client, world.layout, "", lambda: 0).holders("podnet")
     by_name = {n.membership.node: n.membership.name for n in nodes}
-    assert {by_name[node]: block for node, block in holders.items()} == claimed
+    assert {by_name[node]: blocks for node, blocks in holders.items()} == {
+        name: (block,) for name, block in claimed.items()}
     assert {n.membership.name: n.subnets.claim(podnet) for n in nodes} == claimed
 
     outcome = _claim_at_once(world, nodes, scarce)
@@ -395,16 +397,61 @@ def test_a_node_claims_one_subnet_and_gives_it_back(world: World) -> None:
     podnet = world.network("podnet", "10.5.0.0/16")
     alpha = world.node("alpha")
     block = alpha.subnets.claim(podnet)
-    assert alpha.subnets.held("podnet") == block
+    assert alpha.subnets.held("podnet") == (block,)
     me = alpha.membership.node
     assert sorted(world.keys()) == [
         f"alive/{me}", f"holders/podnet/{me}", "networks/podnet", f"nodes/{me}",
         f"subnets/podnet/{block.network_address}-24"]
     assert alpha.subnets.release("podnet") is True
-    assert alpha.subnets.held("podnet") is None and world.keys("subnets/") == []
+    assert alpha.subnets.held("podnet") == () and world.keys("subnets/") == []
     assert alpha.subnets.release("podnet") is False
     with pytest.raises(NotFoundError, match="^global network gone not found$"):
         alpha.subnets.claim(GlobalNetwork("gone", "x", IPv4Network("10.9.0.0/16"), 24, 9, ""))
+
+
+def test_a_node_whose_blocks_are_full_claims_more_and_gives_all_back(world: World) -> None:
+    scarce = world.network("scarce", "10.6.0.0/22")  # 4 blocks
+    alpha, beta = world.node("alpha"), world.node("beta")
+    first = alpha.subnets.claim(scarce)
+    with pytest.raises(NotFoundError, match="^this node holds no block of global network "
+                       "scarce$"):
+        beta.subnets.claim_more(scarce)  # a first block comes from claim()
+    theirs = beta.subnets.claim(scarce)
+    more = [alpha.subnets.claim_more(scarce), alpha.subnets.claim_more(scarce)]
+    assert alpha.subnets.held("scarce") == (first, *more)
+    assert alpha.subnets.claim(scarce) == first  # the first stays the first
+    assert sorted((first, theirs, *more)) == list(scarce.subnet.subnets(new_prefix=24))
+    with pytest.raises(IPAMExhaustedError, match=r"^global network scarce \(10.6.0.0/22\) "
+                       "has no free /24 left: all 4 are held$"):
+        alpha.subnets.claim_more(scarce)
+    me = alpha.membership.node
+    listing = world.client.get_prefix(world.layout.root + "subnets/scarce/")
+    mine = sorted(kv.key.rsplit("/", 1)[1] for kv in listing.items
+                  if decode_subnet_holder(kv.value) == me)
+    assert mine == sorted(f"{b.network_address}-24" for b in (first, *more))
+    assert alpha.subnets.release("scarce") is True
+    assert world.keys("subnets/scarce/") == [f"subnets/scarce/{theirs.network_address}-24"]
+    assert beta.subnets.held("scarce") == (theirs,)
+
+
+def test_two_claims_of_one_node_at_once_keep_both_blocks(world: World) -> None:
+    podnet = world.network("podnet", "10.5.0.0/20")
+    alpha = world.node("alpha")
+    first = alpha.subnets.claim(podnet)
+    barrier = threading.Barrier(4)
+    more: list[IPv4Network] = []
+
+    def claim() -> None:
+        barrier.wait()
+        more.append(alpha.subnets.claim_more(podnet))
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(more)) == 4 and first not in more
+    assert sorted(alpha.subnets.held("podnet")) == sorted((first, *more))
 
 
 # -- membership
@@ -469,7 +516,8 @@ def test_a_restarted_node_gets_its_subnet_back_and_updates_its_address(
         wait_until(lambda: second.membership.registered, 10, "the resumed node to register")
         assert second.node == first.node
         assert second.membership.grace_lease == grace_lease
-        assert second.subnets.held("podnet") == block == second.claim_subnet("podnet")
+        assert second.subnets.held("podnet") == (block,)
+        assert second.claim_subnet("podnet") == block
         wait_until(lambda: [(p.name, str(p.address)) for p in recorder.latest("podnet") or ()]
                    == [("alpha", "192.0.2.20")], 5, "the peer list with alpha's new address")
         second.membership.set_address(IPv4Address("192.0.2.30"))

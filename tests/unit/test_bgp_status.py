@@ -67,7 +67,8 @@ PODNET = GlobalNetwork("podnet", "o" * 64, IPv4Network("10.77.0.0/16"), 24, 8, "
 def status(ident: str, name: str, address: str, state: str = READY,
            **blocks: str) -> NodeStatus:
     return NodeStatus(ident, name, IPv4Address(address), state, "0.1.0",
-                      MappingProxyType({k: IPv4Network(v) for k, v in blocks.items()}))
+                      MappingProxyType({k: IPv4Network(v) for k, v in blocks.items()}),
+                      MappingProxyType({k: (IPv4Network(v),) for k, v in blocks.items()}))
 
 
 NODE_A = status(A, "node-a", "192.0.2.11", calico="10.88.0.0/26")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Address, IPv4Network
 from types import MappingProxyType
 
@@ -18,11 +19,11 @@ from netbay.cluster.layout import (
     NodeRecord,
     ParsedKey,
     block_name,
-    decode_held_subnet,
+    decode_held_subnets,
     decode_network,
     decode_node,
     decode_subnet_holder,
-    encode_held_subnet,
+    encode_held_subnets,
     encode_network,
     encode_node,
     encode_subnet_holder,
@@ -81,7 +82,14 @@ def test_records_survive_their_encoding() -> None:
                             MappingProxyType({"backend": "vxlan"}), MappingProxyType({"a": "b"}))
     assert decode_network(encode_network(network)) == network
     assert decode_subnet_holder(encode_subnet_holder(NODE)) == NODE
-    assert decode_held_subnet(encode_held_subnet(BLOCK)) == BLOCK
+    second = IPv4Network("10.5.9.0/24")
+    assert decode_held_subnets(encode_held_subnets([BLOCK, second])) == (BLOCK, second)
+
+
+def test_a_holder_record_of_one_block_reads_as_before() -> None:
+    # what a netbay before several blocks per node wrote, and still reads ("subnet")
+    assert decode_held_subnets(b'{"subnet":"10.5.52.0/24"}') == (BLOCK,)
+    assert json.loads(encode_held_subnets([BLOCK]))["subnet"] == "10.5.52.0/24"
 
 
 def test_an_encoding_is_one_stable_line_of_json() -> None:

@@ -74,7 +74,7 @@ def test_lost_nodes_and_subnets_without_a_node_or_network_are_no_peers() -> None
     state.apply(put(unknown, encode_subnet_holder(A), 9))
     assert state.peers() == {"podnet": (PEER_A,)}
     assert state.lost() == {B}
-    assert state.subnets_of(A) == {"podnet": BLOCK_A}
+    assert state.blocks_of(A) == {"podnet": (BLOCK_A,)}
 
 
 def test_events_replace_a_nodes_address_and_mac_and_removal_empties_a_network() -> None:

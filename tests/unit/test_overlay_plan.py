@@ -226,3 +226,15 @@ def test_a_vxlan_port_for_flannel_interop_and_device_names_fit_ifnamsiz() -> Non
     state = plan_overlay(settings(port=8472), NODE, [REMOTE])
     assert state.vxlan is not None and state.vxlan.port == 8472
     assert len(state.vxlan.name) == len(state.bridge.name) == 15
+
+
+def test_a_peer_holding_two_blocks_is_one_vtep_with_a_route_to_each() -> None:
+    # a routed network's node claims another block when its own are full
+    second = dataclasses.replace(REMOTE, subnet=IPv4Network("10.244.9.0/24"))
+    state = plan(second, REMOTE, backend=Backend.VXLAN)
+    assert state.rejected == ()
+    assert state.fdb == (FdbPlan(REMOTE.vtep_mac, REMOTE.address),)
+    assert state.neighbours == (NeighbourPlan(VTEP_C, REMOTE.vtep_mac),
+                                NeighbourPlan(IPv4Address("10.244.9.0"), REMOTE.vtep_mac))
+    assert [(r.destination, r.gateway) for r in state.routes] == [
+        (REMOTE.subnet, VTEP_C), (second.subnet, IPv4Address("10.244.9.0"))]

@@ -14,7 +14,7 @@ from netbay.dns.records import ListenPoint, load
 from netbay.drivers import cluster_driver
 from netbay.drivers.routed import local_options
 from netbay.errors import ConfigError
-from netbay.model import SubnetConfig
+from netbay.model import Network, SubnetConfig
 from netbay.plan.routed import Encapsulation
 from netbay.testing import FakeHost, fake_host
 
@@ -119,3 +119,49 @@ def test_the_global_record_keeps_encap_and_asn_and_the_block_size() -> None:
     checked = cluster_driver("routed").global_options({}, IPv4Network("10.70.0.0/16"))
     assert dict(checked.options) == {"encap": "cross-subnet", "asn": "64512"}
     assert checked.block_size == 26
+
+
+class OneMoreBlock:
+    """The cluster agent's side of engine.networks.ClusterNetworks: the next block is MORE."""
+
+    def __init__(self, more: IPv4Network) -> None:
+        self.more = more
+        self.claimed: list[str] = []
+        self.made: list[str] = []
+
+    def local_share(self, name: str) -> None:
+        return None
+
+    def share_made(self, network: Network) -> None:
+        self.made.append(network.name)
+
+    def more_block(self, network: Network) -> IPv4Network:
+        self.claimed.append(network.name)
+        return self.more
+
+
+def test_a_node_whose_block_is_full_claims_another_and_holds_it(tmp_path: Path) -> None:
+    fake = fake_host(tmp_path)
+    small, more = IPv4Network("10.70.3.0/30"), IPv4Network("10.70.9.0/30")  # one container each
+    fake.host.create_network(NetworkSpec(
+        name="calico", driver="routed", subnets=(SubnetConfig(small),),
+        options=local_options(POOL, 7, Encapsulation.CROSS_SUBNET, 64512, 1450)))
+    source = OneMoreBlock(more)
+    fake.host.add_cluster_networks(source)
+    for name in ("a", "b"):
+        fake.host.create_container(ContainerSpec(command=("sleep", "inf"), name=name,
+                                                 networks=(AttachRequest("calico"),)))
+    assert source.claimed == ["calico"] and source.made == ["calico"]
+    network = fake.host.network("calico")
+    assert [s.subnet for s in network.subnets] == [small, more]
+    assert [s.gateway for s in network.subnets] == [IPv4Address("10.70.3.1"),
+                                                    IPv4Address("10.70.9.1")]
+    [(_, second)] = fake.host.container_endpoints(fake.host.container("b"))
+    assert second.address == IPv4Interface("10.70.9.2/32")
+    assert fake.kernel.blackholes == {small, more}
+    assert fake.nft.elements("inet", "masq_nets") == {str(small), str(more)}
+    assert fake.kernel.local_addresses == {IPv4Address("10.70.3.1"), IPv4Address("10.70.9.1")}
+    fake.host.remove_container("a", force=True)
+    fake.host.remove_container("b", force=True)
+    fake.host.remove_network("calico")
+    assert fake.kernel.blackholes == set() and fake.kernel.local_addresses == set()

@@ -157,6 +157,16 @@ def test_container_by_external_id(attached: Store) -> None:
     assert attached.container_by_external_id("podman") is None
 
 
+def test_a_network_gets_one_more_subnet(attached: Store) -> None:
+    # a routed share whose block is full claims another (engine/blocks.py)
+    net = attached.find_network(NET_A)
+    assert net is not None
+    more = SubnetConfig(IPv4Network("10.99.0.0/30"), IPv4Address("10.99.0.1"))
+    attached.update_network(NET_A, subnets=(*net.subnets, more))
+    grown = attached.find_network(NET_A)
+    assert grown is not None and grown.subnets == (*net.subnets, more)
+
+
 def test_updates_set_scalar_fields_and_config(attached: Store) -> None:
     attached.update_network(NET_A, state=CREATING, owner="9:9", device_created=True, mtu=9000)
     attached.update_container(CTR_2, pid=42, exit_code=None, config={"dns": ["192.0.2.1"]})
@@ -177,8 +187,8 @@ def test_updates_set_scalar_fields_and_config(attached: Store) -> None:
 @pytest.mark.parametrize(
     ("update", "message"),
     [
-        (lambda s: s.update_network(NET_A, subnets=()),
-         r"cannot update network fields \['subnets'\]"),
+        (lambda s: s.update_network(NET_A, labels={}),
+         r"cannot update network fields \['labels'\]"),
         (lambda s: s.update_container(CTR_1, command=("x",), bogus=1),
          r"cannot update container fields \['bogus', 'command'\]"),
         (lambda s: s.update_endpoint("e1", address=None),

@@ -8,8 +8,10 @@ Under one root (default /netbay/v1/, so several clusters or versions can share a
                                       present = ready, absent = lost
     networks/<name>                   GlobalNetwork (no lease: it lives until removed)
     subnets/<network>/<a.b.c.d-len>   {"node": id}: who holds the block (grace lease)
-    holders/<network>/<node id>       {"subnet": "a.b.c.d/len"}: the block a node holds, so a
-                                      node finds its own by id and never holds two
+    holders/<network>/<node id>       {"subnet": "a.b.c.d/len", "subnets": [...]}: the blocks
+                                      a node holds, its first in "subnet" (what an older
+                                      netbay reads), so a node finds its own by id; only a
+                                      routed network's node holds more than one
     names/<network>/<node id>         [{"name", "aliases", "address", "container"}]: the DNS
                                       names of the node's ready endpoints there (grace lease)
     bgp/<node id>                     [{"peer", "address", "asn", "state", "since", "imported",
@@ -203,12 +205,14 @@ def decode_subnet_holder(data: bytes) -> str:
     return str(json.loads(data)["node"])
 
 
-def encode_held_subnet(block: IPv4Network) -> bytes:
-    return _dump({"subnet": str(block)})
+def encode_held_subnets(blocks: Sequence[IPv4Network]) -> bytes:
+    return _dump({"subnet": str(blocks[0]), "subnets": [str(b) for b in blocks]})
 
 
-def decode_held_subnet(data: bytes) -> IPv4Network:
-    return IPv4Network(json.loads(data)["subnet"])
+def decode_held_subnets(data: bytes) -> tuple[IPv4Network, ...]:
+    """A node's blocks in the order it claimed them (a record of before "subnets": one)."""
+    value = json.loads(data)
+    return tuple(IPv4Network(b) for b in value.get("subnets", [value["subnet"]]))
 
 
 def encode_alive(lease: int) -> bytes:

@@ -103,6 +103,10 @@ class ClusterNode:
         """This node's block of NETWORK, claimed if it holds none yet."""
         return self.subnets.claim(self._network(network))
 
+    def claim_more_subnet(self, network: str) -> IPv4Network:
+        """Another block of NETWORK for this node, whose blocks are full."""
+        return self.subnets.claim_more(self._network(network))
+
     def status(self) -> ClusterStatus:
         members = self.client.status()
         revision = max((m.revision for m in members if m.healthy), default=0)

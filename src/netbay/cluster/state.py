@@ -54,6 +54,8 @@ class NodeStatus:
     state: str  # READY or LOST
     version: str
     subnets: Mapping[str, IPv4Network] = field(default_factory=dict)  # network -> block
+    # network -> every block (a routed network's node claims more when its are full)
+    blocks: Mapping[str, tuple[IPv4Network, ...]] = field(default_factory=dict)
     vteps: Mapping[str, str] = field(default_factory=dict)  # network -> VTEP MAC
     last_seen: float | None = None  # time.time(); None: not known
 
@@ -114,10 +116,14 @@ class ClusterState(KeyedState):
         elif parsed.kind == NAMES:
             self.names.get(parsed.name, {}).pop(parsed.item, None)
 
-    def subnets_of(self, node: str) -> dict[str, IPv4Network]:
-        return {network: block for network, blocks in self.subnets.items()
-                if network in self.networks for block, holder in blocks.items()
-                if holder == node}
+    def blocks_of(self, node: str) -> dict[str, tuple[IPv4Network, ...]]:
+        """NODE's blocks of each network, lowest first."""
+        found: dict[str, tuple[IPv4Network, ...]] = {}
+        for network, blocks in self.subnets.items():
+            mine = sorted(block for block, holder in blocks.items() if holder == node)
+            if mine and network in self.networks:
+                found[network] = tuple(mine)
+        return found
 
     def peers(self, exclude: str | None = None) -> dict[str, tuple[Peer, ...]]:
         """Every global network's peers (sorted by node id): the ready nodes but EXCLUDE
@@ -151,14 +157,17 @@ class ClusterState(KeyedState):
     def statuses(self, last_seen: Mapping[str, float], now: float) -> list[NodeStatus]:
         """Every node (ready, or lost within its grace period), by name; a ready node was
         last seen NOW, a lost one when LAST_SEEN says."""
-        return sorted((
-            NodeStatus(
+        statuses = []
+        for node in self.nodes.values():
+            blocks = self.blocks_of(node.id)
+            statuses.append(NodeStatus(
                 id=node.id, name=node.name, address=node.address,
                 state=READY if node.id in self.alive else LOST, version=node.version,
-                subnets=MappingProxyType(self.subnets_of(node.id)), vteps=node.vteps,
+                subnets=MappingProxyType({n: b[0] for n, b in blocks.items()}),
+                blocks=MappingProxyType(blocks), vteps=node.vteps,
                 last_seen=now if node.id in self.alive else last_seen.get(node.id),
-            ) for node in self.nodes.values()
-        ), key=lambda s: (s.name, s.id))
+            ))
+        return sorted(statuses, key=lambda s: (s.name, s.id))
 
 
 def changed(

@@ -104,6 +104,9 @@ class Capabilities:
     # a cluster-wide network whose nodes announce their blocks by BGP (BIRD 2 runs on a node
     # while it holds a share of one)
     bgp: bool = False
+    # a node whose blocks of the cluster network are full claims another (Calico's IPAM); an
+    # overlay keeps flannel's one lease per node, which its bridge's gateway needs
+    more_blocks: bool = False
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,14 @@ def _all_rp_filter() -> int:
         return 0
 
 
-def block_of(network: Network) -> IPv4Network:
-    return network.subnets[0].subnet
+def blocks_of(network: Network) -> tuple[IPv4Network, ...]:
+    """The node's blocks of the network: the first it claimed, then any it claimed when
+    those were full."""
+    return tuple(s.subnet for s in network.subnets)
+
+
+def block_holding(network: Network, address: IPv4Address) -> IPv4Network:
+    return next(b for b in blocks_of(network) if address in b)
 
 
 def _dns_addresses(network: Network) -> list[IPv4Address]:
@@ -98,7 +104,7 @@ class RoutedDriver:
     mode = "private"
     user_options = USER_OPTIONS
     caps = Capabilities(makes_links=True, firewall=True, publish=True, dns=True, cluster=True,
-                        bgp=True)
+                        bgp=True, more_blocks=True)
     runtime = None  # a runtime names a routed network; only `network create` makes one
 
     def global_options(
@@ -126,9 +132,9 @@ class RoutedDriver:
         pool = IPv4Network(spec.options[OPT_POOL])
         parse_encap(spec.options.get(OPT_ENCAP, Encapsulation.CROSS_SUBNET.value))
         mtu = parse_int(f"opt {OPT_MTU}", spec.options.get(OPT_MTU, "1500"), 68, 65535)
-        if len(spec.subnets) != 1 or not spec.subnets[0].subnet.subnet_of(pool):
+        if not spec.subnets or not all(s.subnet.subnet_of(pool) for s in spec.subnets):
             raise ConfigError("subnet", [str(s.subnet) for s in spec.subnets],
-                              f"a routed node holds one block of {pool}")
+                              f"a routed node holds blocks of {pool}")
         return Network(id=network_id, name=spec.name, driver=self.name, created="",
                        subnets=spec.subnets, internal=spec.internal,
                        attachable=spec.attachable, options=dict(spec.options),
@@ -147,7 +153,8 @@ class RoutedDriver:
                         "another's address (netbay doctor)", network.name)
         kernel.enable_forwarding()
         pool = IPv4Network(network.options[OPT_POOL])
-        kernel.hold_block(block_route(block_of(network), pool))
+        for block in blocks_of(network):
+            kernel.hold_block(block_route(block, pool))
         for address in _dns_addresses(network):
             kernel.hold_local_address(address)
         return network
@@ -160,7 +167,8 @@ class RoutedDriver:
         for address in _dns_addresses(network):
             kernel.release_local_address(address)
         pool = IPv4Network(network.options[OPT_POOL])
-        kernel.release_block(block_route(block_of(network), pool))
+        for block in blocks_of(network):
+            kernel.release_block(block_route(block, pool))
 
     def audit(self, network: Network, links: set[str]) -> list[str]:
         return []  # no device of its own: the endpoints' veths are audited as endpoints
@@ -198,7 +206,8 @@ class RoutedDriver:
     def routed_endpoint(self, network: Network, endpoint: Endpoint) -> RoutedEndpoint:
         assert endpoint.address is not None and network.mtu is not None
         return plan_endpoint(
-            endpoint_id=endpoint.id, address=endpoint.address.ip, block=block_of(network),
+            endpoint_id=endpoint.id, address=endpoint.address.ip,
+            block=block_holding(network, endpoint.address.ip),
             subnet=IPv4Network(network.options[OPT_POOL]), ifname=endpoint.ifname,
             mtu=network.mtu, default_route=endpoint.gateway is not None,
         )

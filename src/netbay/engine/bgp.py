@@ -30,7 +30,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from ..drivers.base import OPT_POOL
-from ..drivers.routed import DEFAULT_ASN, OPT_ASN, OPT_ENCAP, block_of, parse_encap
+from ..drivers.routed import DEFAULT_ASN, OPT_ASN, OPT_ENCAP, blocks_of, parse_encap
 from ..errors import ConfigError, NetbayError
 from ..kernel.bird import BgpSession, BirdSupervisor
 from ..model import Network
@@ -115,8 +115,9 @@ def plan_settings(plan: NodeBgp) -> BgpSettings | None:
         if peer.address != plan.address:
             mesh.setdefault(peer.address, (peer, client))
     names = Counter(session_name(p) for p, _ in mesh.values())
+    blocks = sorted(block for share in plan.shares for block in blocks_of(share))
     return BgpSettings(
-        router_id=plan.address, asn=asn, blocks=tuple(sorted(block_of(n) for n in plan.shares)),
+        router_id=plan.address, asn=asn, blocks=tuple(blocks),
         mesh=tuple(
             MeshPeer(_unique_name(p, names), p.address, asn, rr_client=client)
             for p, client in sorted(mesh.values(), key=lambda pair: pair[0].address)),

@@ -235,6 +235,12 @@ class ClusterAgent:
     def share_made(self, network: Network) -> None:
         self._wake.set()  # its tunnel, routes and BGP announcement without waiting
 
+    def more_block(self, network: Network) -> IPv4Network | None:
+        """engine.networks.ClusterNetworks: another block of NETWORK, claimed now."""
+        if self.node is None or self.global_network(network.name) is None:
+            return None
+        return self.node.claim_more_subnet(network.name)
+
     def _publish_vtep(self, network: Network) -> None:
         if self.node is None or network.options.get(OPT_BACKEND) == Backend.HOST_GW.value:
             return

@@ -36,6 +36,7 @@ from ..model import CREATING, READY, REMOVING, Network, NetworkSpec, SubnetConfi
 from ..plan import firewall as fw
 from ..plan.naming import DEFAULT_BRIDGE_DEVICE
 from ..store.base import Store
+from .blocks import with_room
 from .firewall import Firewall, network_rules
 from .kernel import Kernel
 
@@ -73,6 +74,10 @@ class ClusterNetworks(Protocol):
     def share_made(self, network: Network) -> None:
         """NETWORK, a share local_share asked for, exists now: its data plane is due."""
 
+    def more_block(self, network: Network) -> IPv4Network | None:
+        """Another block for NETWORK, this node's share whose blocks are full, claimed now;
+        None if NETWORK is not this source's."""
+
 
 @dataclass(frozen=True, eq=False)
 class Networks:
@@ -108,7 +113,7 @@ class Networks:
         """The network REF for a container to join: a local one, else this node's share of
         a cluster-wide network of that name, made now (its block leased) if it has none."""
         try:
-            return self.get(ref)
+            return self._with_room(self.get(ref))
         except NotFoundError:
             for source in self.cluster:
                 wanted = source.local_share(ref)
@@ -122,6 +127,9 @@ class Networks:
                 source.share_made(made)
                 return made
             raise
+
+    def _with_room(self, network: Network) -> Network:
+        return with_room(self.store, self.kernel, self.firewall, self.cluster, network)
 
     def create(self, spec: NetworkSpec, network_id: str | None = None) -> Network:
         """Validate everything, record the network, make its kernel objects, mark it ready.

@@ -132,7 +132,8 @@ class OverlayPlane:
         encap = network.options.get(OPT_ENCAP)
         if encap is None:
             return state
-        return routed_tunnels(state, parse_encap(encap), network.subnets[0].subnet)
+        blocks = tuple(s.subnet for s in network.subnets)
+        return routed_tunnels(state, parse_encap(encap), blocks)
 
     def _sync_one(self, network: Network) -> None:
         try:

@@ -179,9 +179,9 @@ def _in_scope(route: Route, desired: OverlayState, tunnel: int | None) -> bool:
     # subnet_of() in other words, at a third of its cost (paid for every route of netbay's)
     inside = (route.destination.prefixlen >= desired.pool.prefixlen
               and route.destination.network_address in desired.pool)
-    own = desired.own_block
-    if inside and own is not None and route.destination.prefixlen >= own.prefixlen:
-        inside = route.destination.network_address not in own
+    if inside and any(route.destination.prefixlen >= own.prefixlen
+                      and route.destination.network_address in own for own in desired.own_blocks):
+        inside = False
     return inside or (tunnel is not None and route.index == tunnel)
 
 

@@ -74,14 +74,15 @@ def bgp_section(network: Network, host: Namespace, bgp: BgpFacts,
 
     learned = {r.destination for r in host.routes
                if r.protocol == RTPROT_BIRD and r.destination is not None}
-    holders = [n for n in nodes if network.name in n.subnets]
+    holders = [n for n in nodes if network.name in n.blocks]
     problems = ([f"bird does not answer: {bgp.error}"] if bgp.error
                 else ["bird is not running"] if bgp.sessions is None else [])
     return {
         "block": str(network.subnets[0].subnet) if network.subnets else "",
         "running": bgp.sessions is not None,
-        "sessions": [_session(s, [n.subnets[network.name] for n in holders
-                                  if str(n.address) == s.address], learned)
+        "blocks": [str(s.subnet) for s in network.subnets],
+        "sessions": [_session(s, [b for n in holders if str(n.address) == s.address
+                                  for b in n.blocks[network.name]], learned)
                      for s in bgp.sessions or ()],
         "problems": problems,
     }

@@ -38,6 +38,8 @@ class ClusterNode(Protocol):
     def state(self) -> str: ...  # "ready" or "lost"
     @property
     def subnets(self) -> Mapping[str, IPv4Network]: ...  # network name -> its block
+    @property
+    def blocks(self) -> Mapping[str, tuple[IPv4Network, ...]]: ...  # network -> every block
 
 
 ClusterNodes = Callable[[], Sequence[ClusterNode]]  # ClusterAgent.nodes
@@ -65,6 +67,7 @@ def overlay_section(network: Network, host: Namespace, nodes: Sequence[ClusterNo
     settings = settings_of(network)
     tunnel = vxlan_device(network.id)
     own = network.subnets[0].subnet if network.subnets else None
+    mine = {s.subnet for s in network.subnets}
     section: Json = {
         "pool": str(settings.pool), "block": str(own or ""), "vni": settings.vni,
         "port": settings.port, "backend": settings.backend.value,
@@ -74,13 +77,13 @@ def overlay_section(network: Network, host: Namespace, nodes: Sequence[ClusterNo
     routes = sorted((r for r in host.routes if r.protocol == RTPROT_NETBAY and r.destination
                      and (r.destination.subnet_of(settings.pool) or r.device == tunnel)),
                     key=lambda r: r.destination or IPv4Network("0.0.0.0/0"))
-    holders = {n.subnets[network.name]: n for n in nodes if network.name in n.subnets}
+    holders = {block: n for n in nodes for block in n.blocks.get(network.name, ())}
     for route in routes:
         assert route.destination is not None
         section["nodes"].append(_routed(route, tunnel, host, holders, bool(nodes)))
     routed = {r.destination for r in routes}
     for block, holder in sorted(holders.items(), key=lambda item: item[0]):
-        if block != own and block not in routed:
+        if block not in mine and block not in routed:
             section["nodes"].append(_unrouted(block, holder))
     section["nodes"].sort(key=lambda n: (n["name"], n["block"]))
     return section

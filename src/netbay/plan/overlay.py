@@ -148,8 +148,8 @@ class OverlayState:
     fdb: tuple[FdbPlan, ...] = ()
     routes: tuple[RoutePlan, ...] = ()  # neighbours and FDB entries go in first
     rejected: tuple[RejectedPeer, ...] = ()
-    # routes of netbay's inside it are not this plan's (a routed share's /32 per container)
-    own_block: IPv4Network | None = None
+    # routes of netbay's inside them are not this plan's (a routed share's /32 per container)
+    own_blocks: tuple[IPv4Network, ...] = ()
 
 
 def vxlan_device(network_id: str) -> str:
@@ -179,7 +179,7 @@ def plan_overlay(
     gateway = _check_node(settings, node)
     tunnel = None if settings.backend is Backend.HOST_GW else _vxlan_plan(settings, node)
     mtu = node.mtu if tunnel is None else tunnel.mtu
-    ordered = sorted(peers, key=lambda p: p.node_id)
+    ordered = sorted(peers, key=lambda p: (p.node_id, p.subnet))
     reasons = _rejections(settings, node, ordered)
     neighbours, fdb, routes = [], [], []
     for peer in ordered:
@@ -191,7 +191,8 @@ def plan_overlay(
         vtep = peer.subnet.network_address
         mac = peer.vtep_mac.lower()
         neighbours.append(NeighbourPlan(vtep, mac))
-        fdb.append(FdbPlan(mac, peer.address))
+        if FdbPlan(mac, peer.address) not in fdb:  # once for a node of several blocks
+            fdb.append(FdbPlan(mac, peer.address))
         routes.append(RoutePlan(peer.subnet, vtep, tunnel.name, onlink=True))
     return OverlayState(
         pool=settings.pool, underlay=node.device,
@@ -285,8 +286,9 @@ def _shared_macs(own: str, peers: Sequence[OverlayPeer]) -> dict[str, str]:
     """Tunnelled peers whose VTEP MAC is this node's or another such peer's: one FDB entry
     per MAC cannot point at two hosts."""
     holders: defaultdict[str, list[str]] = defaultdict(list)
-    for peer in peers:
-        holders[peer.vtep_mac.lower()].append(peer.node_id)
+    for peer in peers:  # a node with several blocks (routed) is one holder of its MAC
+        if peer.node_id not in holders[peer.vtep_mac.lower()]:
+            holders[peer.vtep_mac.lower()].append(peer.node_id)
     reasons: dict[str, str] = {}
     for mac, node_ids in holders.items():
         if mac == own:

@@ -145,16 +145,16 @@ def block_route(block: IPv4Network, subnet: IPv4Network) -> BlockRoute:
 
 
 def routed_tunnels(state: OverlayState, encapsulation: Encapsulation,
-                   block: IPv4Network) -> OverlayState:
-    """Of an overlay plan for a routed share (BLOCK this node's), what netbay programs itself:
-    no bridge, and only the VXLAN part (neighbours, FDB entries, onlink routes through the
-    tunnel); the routes to peers on this node's subnet are BGP's. Never: nothing at all,
+                   blocks: tuple[IPv4Network, ...]) -> OverlayState:
+    """Of an overlay plan for a routed share (BLOCKS this node's), what netbay programs
+    itself: no bridge, and only the VXLAN part (neighbours, FDB entries, onlink routes through
+    the tunnel); the routes to peers on this node's subnet are BGP's. Never: nothing at all,
     BGP (and the routers it peers with) carries every block."""
     if encapsulation is Encapsulation.NEVER or state.vxlan is None:
         return dataclasses.replace(state, bridge=None, vxlan=None, neighbours=(), fdb=(),
-                                   routes=(), rejected=(), own_block=block)
+                                   routes=(), rejected=(), own_blocks=blocks)
     tunnel = state.vxlan.name
     return dataclasses.replace(
         state, bridge=None, routes=tuple(r for r in state.routes if r.device == tunnel),
-        own_block=block,
+        own_blocks=blocks,
     )

@@ -27,11 +27,12 @@ class Row(Protocol):
 
 
 # Fields kept as JSON or split into columns: update_* cannot set them (a runtime's config
-# excepted, which update_container encodes).
+# and a network's subnets excepted, which update_container and update_network encode).
 _ENCODED = frozenset({"subnets", "options", "labels", "command", "address", "gateway", "aliases"})
 UPDATABLE = {
-    table: frozenset(f.name for f in fields(record)) - _ENCODED
-    for table, record in zip(TABLES, (Network, Container, Endpoint), strict=True)
+    table: frozenset(f.name for f in fields(record)) - _ENCODED | extra
+    for table, record, extra in zip(
+        TABLES, (Network, Container, Endpoint), ({"subnets"}, set(), set()), strict=True)
 }
 
 
@@ -43,6 +44,8 @@ def update_values(table: str, values: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"cannot update {table[:-1]} fields {sorted(refused)}")
     if "config" in values:
         values = {**values, "config": json.dumps(dict(values["config"]))}
+    if "subnets" in values:
+        values = {**values, "subnets": _subnets_to_json(tuple(values["subnets"]))}
     return values
 
 
