@@ -416,6 +416,7 @@ TITLES = {
     "overlay": "Multi-host: the overlay's data plane",
     "routed": "Multi-host: routed networks' data plane",
     "bgp_scale": "BGP scale",
+    "docker_engine": "The Docker engine: netbay's plugin vs Docker's bridge driver",
 }
 PLOTS = {"scale": plot_scale, "publish": plot_publish, "dataplane": plot_dataplane,
          "soak": plot_soak, "convergence": plot_convergence,
@@ -428,7 +429,8 @@ RENDERERS = {"scale": render_scale, "publish": render_publish, "runtimes": rende
              "cluster_scale": from_cluster_page("render_cluster_scale"),
              "overlay": from_cluster_page("render_overlay"),
              "routed": from_page("routed_page", "render"),
-             "bgp_scale": from_page("bgp_scale_page", "render")}
+             "bgp_scale": from_page("bgp_scale_page", "render"),
+             "docker_engine": from_page("docker_engine", "render")}
 
 
 def write(result: dict[str, Any], out: Path) -> Path:

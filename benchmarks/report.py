@@ -18,6 +18,8 @@ Sections (each in its own throwaway namespaces, one after the other, never at on
   routed     iperf3 across nodes, routed vs by hand and vs the overlay, one LAN and two (routed.py)
   bgp_scale  BIRD on 50 simulated nodes, full mesh vs 2 route reflectors: convergence, CPU, RSS
              (bgp_scale.py)
+  docker_engine  dockerd with netbay's plugin vs Docker's bridge driver: run, network create,
+             100 published ports (docker_engine.py)
 
 Writes OUT/benchmarks.md, OUT/benchmarks.json (every sample, so the page can be re-rendered
 with --render-only) and OUT/benchmarks/*.png. A section that fails, or a peer that cannot run,
@@ -60,6 +62,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "overlay": {"peers": 100, "seconds": 3.0, "runs": 7},
         "routed": {"seconds": 2.0, "runs": 9},
         "bgp_scale": {"nodes": 50, "runs": 3, "steady": 30.0},
+        "docker_engine": {"runs": 20, "ports": 100},
     },
     "quick": {
         "scale": {"count": 100, "budget": 12.0},
@@ -74,6 +77,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "overlay": {"peers": 100, "seconds": 2.0, "runs": 2},
         "routed": {"seconds": 2.0, "runs": 2},
         "bgp_scale": {"nodes": 50, "runs": 1, "steady": 10.0},
+        "docker_engine": {"runs": 5, "ports": 100},
     },
     "tiny": {  # the test suite: keeps the code working, the figures mean nothing
         "scale": {"count": 3, "budget": 5.0},
@@ -87,6 +91,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "overlay": {"peers": 10, "seconds": 1.0, "runs": 1},
         "routed": {"seconds": 1.0, "runs": 1},
         "bgp_scale": {"nodes": 5, "runs": 1, "steady": 1.0},
+        "docker_engine": {"runs": 1, "ports": 3},
     },
 }
 
@@ -96,7 +101,8 @@ def runner(section: str) -> Callable[..., dict[str, Any]]:
     module = {"scale": "scale", "publish": "publish", "runtimes": "cni_netavark",
               "dns": "dns_qps", "dataplane": "dataplane", "soak": "soak",
               "convergence": "convergence", "cluster_scale": "cluster_scale",
-              "overlay": "overlay", "routed": "routed", "bgp_scale": "bgp_scale"}[section]
+              "overlay": "overlay", "routed": "routed", "bgp_scale": "bgp_scale",
+              "docker_engine": "docker_engine"}[section]
     run: Callable[..., dict[str, Any]] = __import__(module).run
     return run
 

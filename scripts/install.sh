@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what netbay needs on Debian 12 (run as root): system packages from apt, Python
 # dependencies from pyproject.toml into ./.venv. Safe to run again.
-#   --test   also what the test suite drives: the docker command-line client (taken out of
-#            Debian's docker.io package into .venv/bin, so no Docker daemon is installed),
+#   --test   also what the test suite drives: the docker command-line client 20.10, dockerd,
+#            docker-proxy, containerd, containerd-shim-runc-v2 and ctr (all taken out of
+#            Debian's docker.io and containerd packages into .venv/bin, so no service of
+#            theirs is installed; the tests start them inside sandboxes, tests/docker_env.py),
 #            and everything --bench installs (the suite runs the report once, tiny).
 #   --bench  also the peers the benchmarks compare with (netavark, the CNI reference plugins,
 #            aardvark-dns) and their load tools (dnsperf, iperf3), and everything --cluster
@@ -31,6 +33,9 @@ if [ "$want_test" = 1 ]; then
   # real runtimes drive netbay in the tests: podman (CNI and netavark backends, a busybox
   # image made locally), the CNI reference plugins chained after netbay (they use iptables)
   packages+=(podman runc busybox-static containernetworking-plugins iptables)
+  # dockerd and containerd (taken out of their packages below) need runc, tini-static as
+  # docker-init, and dockerd links libdevmapper
+  packages+=(tini libdevmapper1.02.1)
 fi
 if [ "$want_cluster" = 1 ]; then
   packages+=(etcd-server etcd-client tini bird2)  # bird2: BGP for routed networks
@@ -59,11 +64,41 @@ echo "==> pip install -e .[test,bench]"
 # would ever cache its bytecode: every `netbay` would compile its modules again (~15 ms).
 .venv/bin/python -m compileall -q src/netbay >/dev/null
 
-if [ "$want_test" = 1 ] && ! command -v docker >/dev/null && [ ! -x .venv/bin/docker ]; then
-  echo "==> docker client from Debian's docker.io (client binary only, no daemon)"
+# The Docker engine and containerd, without their packages: installing docker.io or
+# containerd runs their maintainer scripts, which enable and start the services (here PID 1 is
+# not systemd, so invoke-rc.d falls back to their init scripts). A dockerd in the root network
+# namespace makes docker0 and iptables rules on the host, and units masked or a policy-rc.d
+# refusing starts protect only until the next `apt-get install` on a machine without them.
+# Their binaries alone start nothing: the tests run them inside sandboxes of their own.
+# Each entry: package, path inside it, name in .venv/bin.
+runtime_binaries=(
+  "docker.io ./usr/sbin/dockerd dockerd"
+  "docker.io ./usr/sbin/docker-proxy docker-proxy"
+  "containerd ./usr/bin/containerd containerd"
+  "containerd ./usr/bin/containerd-shim-runc-v2 containerd-shim-runc-v2"
+  "containerd ./usr/bin/ctr ctr"
+  # the client of the same version: a newer one refuses options dockerd 20.10's API (1.41)
+  # takes per container, such as --mac-address
+  "docker.io ./usr/bin/docker docker"
+)
+extract_runtime_binaries() {
+  local tmp entry package member name
   tmp=$(mktemp -d)
-  (cd "$tmp" && apt-get download -q docker.io 2>/dev/null \
-     && dpkg-deb --fsys-tarfile docker.io_*.deb | tar -x ./usr/bin/docker)
-  install -m 0755 "$tmp/usr/bin/docker" .venv/bin/docker
+  for entry in "${runtime_binaries[@]}"; do
+    read -r package member name <<<"$entry"
+    [ -x ".venv/bin/$name" ] && continue
+    if ! ls "$tmp/$package"_*.deb >/dev/null 2>&1; then
+      echo "==> $package: binaries only, from its .deb (no service installed)"
+      # as root into a 0700 directory: apt warns that its sandbox user cannot write there
+      (cd "$tmp" && apt-get download -q "$package" 2>/dev/null)
+    fi
+    dpkg-deb --fsys-tarfile "$tmp/$package"_*.deb | tar -C "$tmp" -x "$member"
+    install -m 0755 "$tmp/$member" ".venv/bin/$name"
+  done
   rm -rf "$tmp"
+  # dockerd runs docker-init for `docker run --init`; Debian's is tini-static
+  ln -sfn /usr/bin/tini-static .venv/bin/docker-init
+}
+if [ "$want_test" = 1 ]; then
+  extract_runtime_binaries
 fi

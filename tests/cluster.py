@@ -95,6 +95,18 @@ class ClusterHost(HostSandbox):
             return None
         return self.outer_pid(inner)
 
+    def container_address(self, container: str, network: str) -> str:
+        """CONTAINER's address on NETWORK, as `netbay inspect` shows it."""
+        found = json.loads(self.netbay("inspect", container).stdout)[0]
+        return str(found["NetworkSettings"]["Networks"][network]["IPAddress"])
+
+    def bird_pid(self) -> int:
+        """BIRD's PID in this host's PID namespace, as its PID file names it; 0: none."""
+        try:
+            return int((self.state / "bird" / "bird.pid").read_text().split()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            return 0
+
     def cni(self, plugins: Path, command: str, netns: str, network: str) -> dict[str, Any]:
         """The netbay CNI plugin installed in PLUGINS run as a runtime would: COMMAND (ADD,
         DEL) for the namespace /run/netns/NETNS on NETWORK; its JSON result."""
@@ -164,7 +176,8 @@ class Cluster:
     manager. MTU is the underlay's (every veth on the segments)."""
 
     def __init__(
-        self, hosts: int = 3, segments: Sequence[str] | None = None, *, mtu: int = 1500
+        self, hosts: int = 3, segments: Sequence[str] | None = None, *, mtu: int = 1500,
+        host_type: type[ClusterHost] = ClusterHost,  # tests/docker_env.py DockerHost: dockerd too
     ) -> None:
         placed = list(segments) if segments is not None else default_segments(hosts)
         if len(placed) != hosts:
@@ -177,8 +190,8 @@ class Cluster:
         self.fabric = Machine(self.work / "fabric")
         self.router = Machine(self.work / "router")
         self.hosts = [
-            ClusterHost(f"h{index}", self.work / f"h{index}", segment,
-                        self._address(segment, 10 + index))
+            host_type(f"h{index}", self.work / f"h{index}", segment,
+                      self._address(segment, 10 + index))
             for index, segment in enumerate(placed, 1)
         ]
         self._etcd: Etcd | None = None
@@ -282,6 +295,18 @@ class Cluster:
             "link set eth0 up",
             f"route add default via {self.gateway(segment)}",
         )
+
+    def routed_network(self, name: str, subnet: str, *join: str) -> None:
+        """Every host joined (at its underlay address, with JOIN's extra options), a routed
+        network NAME of SUBNET, and on every host a container c-HOST on it, sleeping."""
+        endpoints = ",".join(self.etcd.endpoints)
+        for host in self.hosts:
+            host.netbay("cluster", "join", "--etcd", endpoints, "--address", host.address,
+                        *join)
+        self.hosts[0].netbay("network", "create", "-d", "routed", "--subnet", subnet, name)
+        for host in self.hosts:
+            host.netbay("run", "-d", "--name", f"c-{host.name}", "--network", name, "--",
+                        "sleep", "infinity")
 
     def router_popen(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
         """ARGV started in the router's network namespace (nsenter execs it: the PID is its

@@ -15,9 +15,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from helpers import Env, Lan, kill_recorded_processes, link_names, sh
 from realhost import RealHost
+
+# Property tests check what an input does, not how fast: with two cores shared by the kernel
+# and e2e tiers, an example may take longer than hypothesis's 200 ms default deadline.
+settings.register_profile("netbay", deadline=None)
+settings.load_profile("netbay")
 
 STATE = "state"  # the state root under the test's directory (a tmpfs on the real host)
 

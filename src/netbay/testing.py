@@ -133,6 +133,8 @@ class FakeKernel(FakeReconcilingKernel):
             namespace = self.namespaces.get(link.peer[0])
             if namespace is not None:
                 namespace.links.pop(link.peer[1], None)
+            elif link.peer[0] == "":  # both ends in the host's namespace
+                self.links.pop(link.peer[1], None)
         for port in self.links.values():
             if port.master == name:
                 port.master = None
@@ -273,6 +275,19 @@ class FakeKernel(FakeReconcilingKernel):
 
     def loopback_up(self, path: Path) -> None:
         self._namespace(path).links["lo"].up = True
+
+    def move_to_host(self, path: Path, ifname: str) -> None:
+        """As the kernel moves a link: its addresses and routes stay behind."""
+        self._step("move_to_host")
+        namespace = self._namespace(path)
+        if ifname not in namespace.links:
+            raise KernelError(f"{ifname} does not exist", errno.ENODEV)
+        if ifname in self.links:
+            raise KernelError("File exists", errno.EEXIST)
+        link = self.links[ifname] = namespace.links.pop(ifname)
+        link.addresses, link.gateway, link.up = [], None, False
+        if link.peer is not None and link.peer[1] in self.links:
+            self.links[link.peer[1]].peer = ("", ifname)
 
     def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
         namespace = self.namespaces.get(str(path))

@@ -10,6 +10,7 @@ its PID and every namespace removed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -239,7 +240,7 @@ os._exit(0)  # as a crashed daemon: nothing stopped
 """
 
 
-def test_a_bird_left_running_by_an_ended_daemon_is_replaced(mesh: dict[str, Node]) -> None:
+def test_a_bird_left_running_by_an_ended_daemon_is_adopted(mesh: dict[str, Node]) -> None:
     wait_until(lambda: converged(mesh), CONVERGED, "every session established")
     a = mesh["a"]
     a.bird.stop()
@@ -253,9 +254,49 @@ def test_a_bird_left_running_by_an_ended_daemon_is_replaced(mesh: dict[str, Node
         assert a.bird.pid_file.read_text().split() == [str(orphan), str(started)]
         with netns.entered(a.ns):
             a.bird.start()
-        assert not _linux.process_alive(orphan, started)
-        assert a.bird.pid not in (None, orphan)
+        assert a.bird.pid == orphan and a.bird.restarts == 0  # supervised again, not replaced
         wait_until(lambda: converged(mesh), CONVERGED, "every session established again")
+        a.bird.stop()
+        assert not _linux.process_alive(orphan, started)
+        assert not a.bird.pid_file.exists()
     finally:
         if _linux.process_alive(orphan, started):
             os.kill(orphan, signal.SIGKILL)
+
+
+def test_detach_leaves_bird_announcing_and_the_next_supervisor_adopts_it(
+        mesh: dict[str, Node]) -> None:
+    wait_until(lambda: converged(mesh), CONVERGED, "every session established")
+    a, b = mesh["a"], mesh["b"]
+    pid, since = a.bird.pid, session_with(b, a).since
+    assert pid is not None
+    a.bird.detach()
+    assert _linux.process_alive(pid, _linux.process_start_time(pid))
+    assert a.bird.pid_file.read_text().split()[0] == str(pid)
+    a.bird = BirdSupervisor(a.bird.config, a.bird.control_socket, a.bird.log_file)
+    with netns.entered(a.ns):
+        a.bird.start()
+    assert a.bird.pid == pid
+    session = session_with(b, a)
+    assert session.established and session.since == since  # b saw nothing of it
+    assert route_to(a, b) in learned(b)
+    a.bird.stop()
+    assert not _linux.process_alive(pid, _linux.process_start_time(pid))
+    with contextlib.suppress(ChildProcessError):  # this test is its parent, no netbayd is
+        os.waitpid(pid, 0)
+
+
+def test_a_pid_file_naming_another_program_is_not_adopted(mesh: dict[str, Node]) -> None:
+    a = mesh["a"]
+    a.bird.stop()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        started = _linux.process_start_time(other.pid)
+        a.bird.pid_file.write_text(f"{other.pid} {started}\n")
+        with netns.entered(a.ns):
+            a.bird.start()
+        assert a.bird.pid not in (None, other.pid)
+        assert other.poll() is None  # not netbay's BIRD: left alone
+    finally:
+        other.kill()
+        other.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import Counter
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "netbay"
@@ -68,3 +69,11 @@ def test_one_module_opens_netlink_sockets() -> None:
         if p != NETLINK_MODULE and _OPENS_NETLINK.search(p.read_text())
     ]
     assert openers == []
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # pytest (rootdir-relative imports, no packages) refuses to collect a second module of a
+    # basename already imported, and only when both are in one run: the full suite
+    tests = SRC.parents[1] / "tests"
+    names = Counter(p.name for p in tests.rglob("test_*.py"))
+    assert sorted(n for n, count in names.items() if count > 1) == []

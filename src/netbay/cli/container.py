@@ -49,11 +49,21 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--help", action="help", help="show this help message and exit")
     p.set_defaults(func=run)
 
-    p = sub.add_parser("ps", help="list containers")
-    p.add_argument("-a", "--all", action="store_true", help="also stopped ones")
+    p = sub.add_parser(
+        "ps",
+        help="list containers",
+        description="List running containers and the attachments container runtimes made "
+        "through netbay (CNI, podman's netavark interface, Docker's plugin), each named as "
+        "its runtime names it (RUNTIME: netbay, cni, podman or docker). A runtime's "
+        "attachment is listed without -a: its runtime runs the process, and whatever that "
+        "process does, the attachment holds its addresses, ports and names until the "
+        "runtime removes it.",
+    )
+    p.add_argument("-a", "--all", action="store_true", help="also stopped netbay containers")
     p.add_argument("-q", "--quiet", action="store_true", help="only IDs")
     p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("--format", help="table (default), json, or a {{.Field}} template")
+    p.add_argument("--format", help="table (default), json (with Runtime and RuntimeID: "
+                   "the runtime's id), or a {{.Field}} template")
     p.set_defaults(func=ps)
 
     p = sub.add_parser("exec", help="run a command inside a running container")
@@ -179,16 +189,19 @@ def ps(client: Client, args: argparse.Namespace) -> int:
     rows = []
     for c in items:
         command = " ".join(c["Config"]["Cmd"])
+        runtime = c["Runtime"]
         rows.append(
             {
                 "ID": c["Id"][:width],
                 "Command": command,
                 "CreatedAt": c["Created"],
                 "RunningFor": render.ago(c["Created"]),
-                "Status": _status(c),
-                "Names": c["Name"].lstrip("/"),
+                "Status": _status(c) if runtime["Name"] == "netbay" else "Attached",
+                "Names": runtime["ContainerName"],
                 "Networks": ",".join(c["NetworkSettings"]["Networks"]),
                 "Pid": c["State"]["Pid"],
+                "Runtime": runtime["Name"],
+                "RuntimeID": runtime["ContainerID"],
             }
         )
 
@@ -198,13 +211,14 @@ def ps(client: Client, args: argparse.Namespace) -> int:
     render.emit(
         rows,
         args.format,
-        ("CONTAINER ID", "COMMAND", "CREATED", "STATUS", "NETWORKS", "NAMES"),
+        ("CONTAINER ID", "COMMAND", "CREATED", "STATUS", "NETWORKS", "RUNTIME", "NAMES"),
         lambda r: (
             r["ID"],
             short(r["Command"]),
             r["RunningFor"],
             r["Status"],
             r["Networks"],
+            r["Runtime"],
             r["Names"],
         ),
     )

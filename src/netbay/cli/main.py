@@ -12,7 +12,7 @@ import time
 from .. import __version__
 from ..client import Client
 from ..errors import NetbayError
-from . import bgp, cluster, container, network, observe
+from . import bgp, cluster, container, docker_cmd, network, observe
 
 # typing costs ~4 ms of start-up the CLI does not need at run time
 TYPE_CHECKING = False
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     observe.add_parsers(sub)
     cluster.add_parser(sub)
     bgp.add_parser(sub)
+    docker_cmd.add_parser(sub)
 
     d = sub.add_parser("daemon", help="control netbayd, or install its systemd units")
     d.add_argument("action", choices=("start", "stop", "status", "install"))

@@ -70,6 +70,14 @@ def attach_error(exc: NetbayError) -> CniError:
     return CniError(INTERNAL, str(exc))
 
 
+def _pod_name(args: Mapping[str, str]) -> str:
+    """Kubernetes' namespace/name of the pod from CNI_ARGS; none from other runtimes
+    (containerd's ctr), whose container id names it."""
+    pod = args.get("K8S_POD_NAME", "")
+    namespace = args.get("K8S_POD_NAMESPACE", "")
+    return f"{namespace}/{pod}" if pod and namespace else pod
+
+
 def _addresses_only(network: Network) -> bool:
     """Endpoints of NETWORK are addresses only: another plugin makes the links."""
     return get_driver(network.driver).mode == "private" and not (
@@ -144,6 +152,7 @@ class CniService:
             mac=want.mac,
             aliases=want.aliases,
             hostname=want.hostname,
+            name=_pod_name(inv.args),
             ports=want.ports if ports else (),
             dns=want.runtime_dns.nameservers,
             tag=inv.name,

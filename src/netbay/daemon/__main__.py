@@ -15,21 +15,30 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import ConfigError
 from ..paths import Paths
+
+if TYPE_CHECKING:
+    from ..docker_plugin.server import DockerPlugin
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="netbayd", description="netbay daemon")
     parser.add_argument("--root", help="state directory (env NETBAY_ROOT)")
     parser.add_argument("--socket", help="API socket (env NETBAY_SOCKET)")
+    parser.add_argument("--docker-plugin", metavar="PATH",
+                        help="serve Docker's network plugin there (env NETBAY_DOCKER_PLUGIN)")
     parser.add_argument("--debug", action="store_true")
     parser.add_argument("--version", action="version", version=f"netbayd {__version__}")
     args = parser.parse_args(argv)
     if args.socket:
         os.environ["NETBAY_SOCKET"] = args.socket
+    if args.docker_plugin:
+        os.environ["NETBAY_DOCKER_PLUGIN"] = args.docker_plugin
     paths = Paths.from_env(args.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
@@ -118,8 +127,20 @@ class Services:
         self.api = Api(host, self.reaper, dns_health=self.dns.health,
                        after_change=_each(self.dns.sync, self.reconciler.poke, self.agent.poke),
                        cluster=ClusterRoutes(self.agent))
+        self.docker = self._docker_plugin(os.environ.get("NETBAY_DOCKER_PLUGIN", ""))
+
+    def _docker_plugin(self, socket_path: str) -> DockerPlugin | None:
+        """Docker's network and IPAM plugin, on its own socket when one is asked for."""
+        if not socket_path:
+            return None
+        from ..docker_plugin.server import DockerPlugin
+
+        return DockerPlugin(self.host, Path(socket_path), cluster=self.agent,
+                            after_change=_each(self.dns.sync, self.reconciler.poke))
 
     def close(self) -> None:
+        if self.docker is not None:
+            self.docker.close()
         self.reaper.close()
         self.agent.close()
         self.reconciler.close()

@@ -7,13 +7,13 @@ import platform
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from .. import __version__
 from ..drivers import capabilities
 from ..engine import Host
-from ..errors import ConfigError, InUseError, NotFoundError
-from ..model import READY, Container, Network
+from ..errors import ConfigError, ConflictError, InUseError, NotFoundError
+from ..model import READY, SANDBOX, Container, Network
 from . import docker_json
 from .bgp_api import BgpRoutes
 from .cluster_api import ClusterRoutes, as_network
@@ -233,10 +233,13 @@ class Api:
         return docker_json.container_json(container, self.host.container_endpoints(container))
 
     def list_containers(self, params: dict[str, str], **_: Any) -> Response:
+        """Running containers and the runtimes' attachments (each is in place while its
+        record is), all=1 the stopped ones too."""
         show_all = params.get("all") in ("1", "true")
         chosen = [
             c for c in self.host.containers()
-            if c.state not in ("creating", "removing") and (show_all or c.state == "running")
+            if c.state not in ("creating", "removing")
+            and (show_all or c.state in ("running", SANDBOX))
         ]
         return 200, [self._container_json(c) for c in chosen]
 
@@ -244,8 +247,26 @@ class Api:
         container = self.host.create_container(docker_json.container_spec(body))
         return 201, {"Id": container.id, "Warnings": []}
 
+    def _runtime_container(self, ref: str) -> Container:
+        """A runtime's attachment by the id or name its runtime gave it (as `netbay ps`
+        shows them): the exact id or name, else a unique prefix of the id. The client
+        percent-encodes the '/' of a pod's namespace/name."""
+        ref = unquote(ref)
+        sandboxes = [(c, docker_json.runtime_json(c)) for c in self.host.containers()
+                     if c.state == SANDBOX]
+        found = [c for c, r in sandboxes if ref in (r["ContainerID"], r["ContainerName"])]
+        found = found or [c for c, r in sandboxes if ref and r["ContainerID"].startswith(ref)]
+        if len(found) > 1:
+            raise ConflictError(f"{ref!r} matches more than one container")
+        if not found:
+            raise NotFoundError(f"no such container: {ref}")
+        return found[0]
+
     def inspect_container(self, ref: str, **_: Any) -> Response:
-        container = self.host.container(ref)
+        try:
+            container = self.host.container(ref)
+        except NotFoundError:
+            container = self._runtime_container(ref)
         body = self._container_json(container)
         body["NetworkSettings"].update(self.observe.container_extras(container))  # routes, ARP
         return 200, body

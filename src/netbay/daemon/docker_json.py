@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from typing import Any
 
@@ -86,6 +87,26 @@ def _endpoint_json(network: Network, e: Endpoint) -> dict[str, Any]:
     }
 
 
+# the runtime a sandbox record names, as its users know it (podman runs netavark)
+_RUNTIMES = {"netavark": "podman"}
+_LONG_ID = re.compile(r"[0-9a-f]{64}")  # Docker's, CRI's, podman's: shown by its first 12
+
+
+def runtime_json(container: Container) -> dict[str, str]:
+    """netbay's own field: the runtime that made the container, and the container's id and
+    name there. A runtime that gives no name (containerd's ctr, Docker's remote driver
+    protocol) is named by its id (a long one by its first 12 digits); records older than
+    the name, by their DNS name."""
+    external_id = container.config.get("external_id")
+    if external_id is None:
+        return {"Name": "netbay", "ContainerID": container.id, "ContainerName": container.name}
+    runtime, runtime_id = str(container.config.get("runtime", "")), str(external_id)
+    short = runtime_id[:12] if _LONG_ID.fullmatch(runtime_id) else runtime_id
+    name = container.config.get("name") or container.hostname or short
+    return {"Name": _RUNTIMES.get(runtime, runtime), "ContainerID": runtime_id,
+            "ContainerName": str(name)}
+
+
 def container_json(
     container: Container, endpoints: list[tuple[Network, Endpoint]]
 ) -> dict[str, Any]:
@@ -122,6 +143,7 @@ def container_json(
             "Networks": networks,
             "Ports": ports_json(container),
         },
+        "Runtime": runtime_json(container),
     }
 
 

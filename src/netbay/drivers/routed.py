@@ -35,7 +35,14 @@ from ..plan.routed import (
     plan_endpoint,
     veth_mtu,
 )
-from ..reconcile.state import Desired, WantedLink, WantedRoute, WantedSysctl
+from ..reconcile.state import (
+    Desired,
+    WantedBlackhole,
+    WantedLink,
+    WantedLocalAddress,
+    WantedRoute,
+    WantedSysctl,
+)
 from .base import (
     OPT_POOL,
     Capabilities,
@@ -92,6 +99,12 @@ def blocks_of(network: Network) -> tuple[IPv4Network, ...]:
 
 def block_holding(network: Network, address: IPv4Address) -> IPv4Network:
     return next(b for b in blocks_of(network) if address in b)
+
+
+def _held_blocks(network: Network) -> tuple[WantedBlackhole, ...]:
+    """Every block of the share (a node may hold several of one network), as setup holds it."""
+    owner = f"network {network.name}"
+    return tuple(WantedBlackhole(s.subnet, owner) for s in network.subnets)
 
 
 def _dns_addresses(network: Network) -> list[IPv4Address]:
@@ -177,7 +190,9 @@ class RoutedDriver:
         return []  # no bridge to find unrecorded ports on
 
     def desired(self, network: Network, endpoints: Sequence[Endpoint]) -> Desired:
-        """Each endpoint's veth up with the network's MTU and its /32 route; forwarding on."""
+        """Each endpoint's veth up with the network's MTU and its /32 route; forwarding on;
+        and what setup holds for each of the node's blocks: its blackhole, its gateway on
+        lo (where the DNS server answers)."""
         links, routes = [], []
         for e in endpoints:
             if not e.host_ifname or e.address is None:
@@ -186,8 +201,11 @@ class RoutedDriver:
             links.append(WantedLink(e.host_ifname, owner, kind="veth", mtu=network.mtu))
             routes.append(WantedRoute(IPv4Network((e.address.ip, 32)), e.host_ifname, owner,
                                       protocol=RTPROT_NETBAY))
-        sysctls = (WantedSysctl("net.ipv4.ip_forward", "1", f"network {network.name}"),)
-        return Desired(tuple(links), tuple(routes), sysctls)
+        owner = f"network {network.name}"
+        sysctls = (WantedSysctl("net.ipv4.ip_forward", "1", owner),)
+        return Desired(tuple(links), tuple(routes), sysctls, blackholes=_held_blocks(network),
+                       local_addresses=tuple(WantedLocalAddress(a, owner)
+                                             for a in _dns_addresses(network)))
 
     def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
         return []

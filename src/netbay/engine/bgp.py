@@ -1,7 +1,9 @@
 """This node's BGP speaker for its routed shares: one BIRD 2, configured from the shares' blocks
 and the peers the cluster view delivered (plan/bird.py plans the text, kernel/bird.py runs
-BIRD). It starts with the first routed share and stops with the last; every sync plans the
-configuration again and reloads BIRD only when the text changed.
+BIRD). It starts with the first routed share and stops with the last (or when the node leaves
+the cluster), not with netbayd: a daemon restart leaves the routes announced, and the next
+netbayd adopts the BIRD. Every sync plans the configuration again and reloads BIRD only when
+the text changed.
 
 Which nodes are BGP peers follows each network's encapsulation: with cross-subnet, the nodes
 on this node's own subnet (the others are reached through VXLAN, which the overlay plane
@@ -178,7 +180,8 @@ class BgpSpeaker:
     def sync(self, settings: BgpSettings | None) -> None:
         """BIRD configured as SETTINGS say (None: stopped)."""
         if settings is None:
-            if self._applied is not None:
+            # the PID file: a BIRD an earlier netbayd left running counts too
+            if self._applied is not None or self.supervisor.pid_file.exists():
                 log.info("bgp: no routed network on this node any more; stopping bird")
                 self.supervisor.stop()
                 self._applied = None
@@ -199,4 +202,6 @@ class BgpSpeaker:
         return self.supervisor.sessions() if self.running else []
 
     def close(self) -> None:
-        self.supervisor.stop()
+        """netbayd stopping: BIRD goes on (announcing, the kernel's routes kept) until the
+        next netbayd adopts it; leaving the cluster or the last routed share stops it."""
+        self.supervisor.detach()

@@ -123,6 +123,9 @@ class ClusterAgent:
             self.bgp.sync(None)
             self._on_change()
 
+    def joined(self) -> bool:
+        return self.node is not None
+
     def status(self) -> tuple[str, ClusterStatus]:
         node = self._require()
         return node.settings.name, node.status()
@@ -284,6 +287,12 @@ class ClusterAgent:
                 node.names.publish(network.name, published_names(records, network.id))
             except NetbayError as exc:  # etcd away: the next sync writes them
                 log.info("overlay %s: names not published yet: %s", network.name, exc)
+
+    def withdraw_names(self, network: str) -> None:
+        """This node has no names on NETWORK any more, written now: a share removed before
+        the next sync would otherwise leave them in etcd (and the network 'in use' here)."""
+        if self.node is not None:
+            self.node.names.publish(network, ())
 
     def _tunnels(self) -> frozenset[str]:
         plane = self.plane

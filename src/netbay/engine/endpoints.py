@@ -76,9 +76,11 @@ class Endpoints:
         *,
         ifname: str | None = None,
         mac: str | None = None,
+        links_in: Path | None = None,
     ) -> Endpoint:
         """IFNAME and MAC: as a runtime asks (CNI, podman); by default the next free ethN and
-        the MAC derived from the address."""
+        the MAC derived from the address. LINKS_IN: the namespace the container's link is
+        made in when it is not the container's (a runtime that moves it there itself)."""
         if container.netns is None or container.network_mode != "private":
             raise ConfigError(
                 "container", container.name, f"uses the {container.network_mode} network mode"
@@ -97,7 +99,7 @@ class Endpoints:
             faults.point("attach:recorded")
             try:
                 driver.attach(
-                    self.kernel, network, endpoint, Path(container.netns),
+                    self.kernel, network, endpoint, links_in or Path(container.netns),
                     default_route=endpoint.gateway is not None,
                 )
                 self._firewall_endpoint(container, network, endpoint, attach=True)

@@ -36,11 +36,13 @@ from ..kernel.nft import Nft
 from ..model import Container, ContainerSpec, Endpoint, Network, NetworkSpec
 from ..paths import Paths
 from ..plan import firewall as fw
+from ..plan import ports as plan_ports
 from ..reconcile.session import PassResult
 from ..reconcile.state import Watched
 from ..store.base import Store
 from ..store.sqlite import SQLiteStore
-from .containers import Containers
+from . import sandbox_ports
+from .containers import Containers, local_port_range
 from .endpoints import Endpoints
 from .etc_files import EtcFiles
 from .firewall import Firewall
@@ -148,6 +150,10 @@ class Host:
 
     def network(self, ref: str) -> Network:
         return self._networks.get(ref)
+
+    def usable_network(self, ref: str) -> Network:
+        """REF for a container to join: a cluster-wide network's share made now if need be."""
+        return self._networks.usable(ref)
 
     def network_named(self, name: str) -> Network | None:
         return self._networks.named(name)
@@ -263,6 +269,34 @@ class Host:
 
     def detach_sandbox(self, external_id: str, ifname: str, tag: str | None = None) -> bool:
         return self._sandboxes.detach(external_id, ifname, tag)
+
+    def publish_sandbox_ports(
+        self, external_id: str, ifname: str, specs: Sequence[plan_ports.PublishSpec]
+    ) -> list[plan_ports.Mapping]:
+        """What the attachment (EXTERNAL_ID, IFNAME) publishes, replaced by SPECS (a runtime
+        that asks after the attach); the mappings chosen."""
+        with self.kernel.lock:
+            chosen = sandbox_ports.publish(self.store, self._firewall, external_id, ifname,
+                                           specs, local_port_range())
+            attached = self._sandboxes.attachment(external_id, ifname)
+            if chosen and attached is not None:
+                sandbox_ports.hairpin(self.kernel, *attached[1:])
+            return chosen
+
+    def unpublish_sandbox_ports(self, external_id: str, ifname: str) -> bool:
+        with self.kernel.lock:
+            return sandbox_ports.unpublish(self.store, self._firewall, external_id, ifname)
+
+    def move_to_host(self, netns: Path, ifname: str) -> None:
+        """IFNAME moved from the namespace at NETNS into netbay's own, for a runtime that
+        moves it into its container itself (Docker)."""
+        self.kernel.move_to_host(netns, ifname)
+
+    def remove_host_link(self, name: str) -> bool:
+        """A link a runtime handed back into netbay's namespace (Docker) removed; True if it
+        was there."""
+        with self.kernel.lock:
+            return self.kernel.remove_link(name)
 
     def setup_sandbox(
         self, runtime: str, wanted: Sequence[RuntimeAttachment]

@@ -46,6 +46,10 @@ class Kernel(DriverKernel, Protocol):
     def loopback_up(self, path: Path) -> None:
         """`lo` up in a runtime's namespace."""
 
+    def move_to_host(self, path: Path, ifname: str) -> None:
+        """IFNAME moved from the namespace at PATH into netbay's own (a runtime that moves
+        the link into its container itself takes it from there: Docker)."""
+
     def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
         """The addresses of IFNAME in the namespace at PATH; None if it has no IFNAME."""
 

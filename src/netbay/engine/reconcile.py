@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from ..drivers import capabilities, find_driver, get_driver
 from ..errors import NetbayError
 from ..model import READY, REMOVING, Container, Endpoint, Network
 from ..plan.ports import container_ports
+from ..plan.routed import BlockRoute
 from ..reconcile.compare import Drift, compare
 from ..reconcile.ledger import Ledger
 from ..reconcile.session import PassResult, run_pass
@@ -64,7 +65,9 @@ class Reconcile:
         desired = Desired(firewall=True)
         for network in networks.values():
             driver = find_driver(network.driver)
-            if driver is not None and self.networks.device_wanted(network):
+            # a network with no device of its own (routed) wants its share whenever ready
+            wanted = network.device is None or self.networks.device_wanted(network)
+            if driver is not None and wanted:
                 mine = [e for e in endpoints if e.network_id == network.id]
                 desired += driver.desired(network, mine)
         return desired.with_hairpin(self._hairpin_ports(networks, endpoints)).with_macs(
@@ -157,6 +160,12 @@ class Reconcile:
 
     def add_route(self, route: WantedRoute) -> None:
         self.kernel.add_route(route)
+
+    def hold_blackhole(self, destination: IPv4Network) -> None:
+        self.kernel.hold_block(BlockRoute(destination))
+
+    def hold_local_address(self, address: IPv4Address) -> None:
+        self.kernel.hold_local_address(address)
 
     def write_sysctl(self, sysctl: WantedSysctl) -> None:
         self.kernel.write_sysctl(sysctl)

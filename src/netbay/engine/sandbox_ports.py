@@ -13,11 +13,13 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..model import Container
+from ..errors import NotFoundError
+from ..model import Container, Endpoint, Network
 from ..plan import firewall as fw
 from ..plan import ports as plan_ports
 from ..store.base import Store
-from .firewall import Firewall
+from .firewall import Firewall, hairpins
+from .kernel import Kernel
 
 
 def attachments(container: Container) -> dict[str, dict[str, Any]]:
@@ -92,3 +94,58 @@ def forget_unmade(
     if unmade:
         forget(store, firewall, sandbox, unmade)
     return unmade
+
+
+def publish(
+    store: Store, firewall: Firewall, external_id: str, ifname: str,
+    specs: Iterable[plan_ports.PublishSpec], local_range: tuple[int, int],
+) -> list[plan_ports.Mapping]:
+    """Publish SPECS for the attachment IFNAME of the runtime's EXTERNAL_ID (a runtime that
+    asks after the attach: Docker's ProgramExternalConnectivity), in place of what it
+    published: host ports chosen and checked in one transaction, then one nft change."""
+    with store.transaction():
+        sandbox = store.container_by_external_id(external_id)
+        if sandbox is None or ifname not in attachments(sandbox):
+            raise NotFoundError(f"endpoint {external_id} not found")
+        taken = [m for c in store.containers() if c.id != sandbox.id
+                 for m in plan_ports.container_ports(c)]
+        chosen = plan_ports.allocate(specs, taken, local_range)
+        _set_ports(store, firewall, sandbox, ifname, chosen)
+    return chosen
+
+
+def hairpin(kernel: Kernel, network: Network, endpoint: Endpoint) -> None:
+    """Hairpin on the attachment's bridge port once it publishes (as an attach with ports
+    sets it): the container reaching its own published port comes back out of that port."""
+    if endpoint.host_ifname and hairpins(network):
+        kernel.set_hairpin(endpoint.host_ifname)
+
+
+def unpublish(store: Store, firewall: Firewall, external_id: str, ifname: str) -> bool:
+    """The attachment IFNAME of EXTERNAL_ID publishes nothing any more; False if there is no
+    such attachment."""
+    with store.transaction():
+        sandbox = store.container_by_external_id(external_id)
+        if sandbox is None or ifname not in attachments(sandbox):
+            return False
+        _set_ports(store, firewall, sandbox, ifname, [])
+    return True
+
+
+def _set_ports(
+    store: Store, firewall: Firewall, sandbox: Container, ifname: str,
+    mappings: list[plan_ports.Mapping],
+) -> None:
+    entries = attachments(sandbox)
+    entries[ifname]["ports"] = plan_ports.record_ports(mappings)
+    have = plan_ports.container_ports(sandbox)
+    ports = _union(entries.values(), plan_ports.record_ports(have))
+    kept = [m for m in have if plan_ports.record_ports([m])[0] in ports]
+    changed = dataclasses.replace(
+        sandbox, config={**sandbox.config, "attachments": entries, "ports": ports}
+    )
+    gone = port_elements(store, firewall, sandbox, [m for m in have if m not in kept])
+    added = port_elements(store, firewall, changed, [m for m in mappings if m not in have])
+    store.update_container(sandbox.id, config=dict(changed.config))
+    if gone or added:
+        firewall.change(added, gone)

@@ -55,9 +55,11 @@ class SandboxRequest:
     mac: str | None = None
     aliases: tuple[str, ...] = ()
     hostname: str = ""  # the runtime's name for the container: a DNS name on the network
+    name: str = ""  # the runtime's name for the container as its users know it (`netbay ps`)
     ports: tuple[plan_ports.Mapping, ...] = ()
     dns: tuple[str, ...] = ()  # servers netbay's DNS forwards other names to
     tag: str = ""  # the runtime's name for this attachment's network (the CNI network name)
+    links_in: Path | None = None  # where the link is made, if the runtime moves it (Docker)
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class Sandboxes:
                 faults.point("sandbox:published")
                 endpoint = self.endpoints.attach(
                     sandbox, network, request.ip, request.aliases,
-                    ifname=request.ifname, mac=request.mac,
+                    ifname=request.ifname, mac=request.mac, links_in=request.links_in,
                 )
             except BaseException:
                 self._unclaim_sandbox(sandbox, before)
@@ -220,6 +222,7 @@ class Sandboxes:
             config={
                 "external_id": request.external_id,
                 "runtime": request.runtime,
+                "name": request.name,
                 "netns_owned": False,
                 "ports": plan_ports.record_ports(request.ports),
                 "attachments": {request.ifname: self._attachment_entry(request)},

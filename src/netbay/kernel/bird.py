@@ -3,6 +3,11 @@ the daemon started as netbay's own child (tracked by PID, never looked up by nam
 (`birdc configure`), restarted when it dies, stopped; its BGP sessions read back from its
 control socket (`birdc show protocols all`).
 
+BIRD outlives the netbayd that started it (detach(): a daemon stopping, or killed, is no
+reason for the peers to withdraw this node's routes), and the next netbayd adopts it through
+its PID file: the PID, its start time (against PID reuse), /proc/PID/exe a BIRD and its
+command line naming this configuration. Only stop() ends it.
+
 BIRD runs in the network namespace of the thread that calls start() (the daemon's): the
 thread that restarts it is started by start(), and a thread begins in its creator's
 namespace. A restarted BIRD is started with -R (graceful restart recovery): the routes the
@@ -13,6 +18,7 @@ new one keeps them until its sessions are back, for at most the configured wait.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -111,6 +117,44 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+class _Bird:
+    """The supervised BIRD: netbay's child (PROC), or one an earlier netbayd started (watched
+    by PID and start time: it is not this process's child to wait for)."""
+
+    def __init__(
+        self, pid: int, started: int, proc: subprocess.Popen[bytes] | None = None
+    ) -> None:
+        self.pid, self.started, self.proc = pid, started, proc
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return _linux.process_alive(self.pid, self.started)
+
+    def status(self) -> str:
+        return "unknown" if self.proc is None else str(self.proc.returncode)
+
+    def end(self) -> None:
+        """SIGTERM, then SIGKILL; returns once it is gone."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.proc is not None:
+                self.proc.send_signal(sig)  # nothing once it was reaped: its PID may be reused
+            elif self.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, sig)
+            if self._gone(STOP_TIMEOUT):
+                return
+
+    def _gone(self, timeout: float) -> bool:
+        if self.proc is None:
+            return _wait_gone(self.pid, self.started, timeout)
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+
 class BirdSupervisor:
     """One BIRD: configuration at CONFIG, control socket at CONTROL_SOCKET, its output
     (the configuration logs to stderr) appended to LOG."""
@@ -126,7 +170,7 @@ class BirdSupervisor:
         self.pid_file = config.with_suffix(".pid")
         self._bird_program, self._birdc_program = bird, birdc
         self._lock = threading.RLock()  # one change of the process or its configuration at a time
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._bird: _Bird | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
         self.restarts = 0
@@ -134,8 +178,8 @@ class BirdSupervisor:
     @property
     def pid(self) -> int | None:
         """The running BIRD's PID (None while there is none)."""
-        proc = self._proc
-        return proc.pid if proc is not None and proc.poll() is None else None
+        bird = self._bird
+        return bird.pid if bird is not None and bird.alive() else None
 
     # --- configuration ------------------------------------------------------------------
     def apply(self, text: str) -> None:
@@ -183,51 +227,67 @@ class BirdSupervisor:
 
     # --- the process --------------------------------------------------------------------
     def start(self) -> None:
-        """Start BIRD with the configuration applied last, and keep it running until stop()."""
+        """Keep BIRD running with the configuration applied last, until stop() or detach():
+        the one an earlier netbayd left running (adopted and reconfigured), else a new one
+        (recovering by graceful restart if one had run)."""
         with self._lock:
             if self._watcher is not None:
                 return
-            recover = self._stop_leftover()
-            self._spawn(recover)
+            recover = self.pid_file.exists()
+            self._bird = self._left_running()
+            if self._bird is not None and not self._adopted():
+                self._end()
+            if self._bird is None:
+                self._spawn(recover)
             self._stopping.clear()
             self._watcher = threading.Thread(target=self._watch, name="bird-supervisor",
                                              daemon=True)
             self._watcher.start()
 
-    def _stop_leftover(self) -> bool:
-        """Stop the BIRD a netbay that ended without stopping it left running (its PID file
-        names it, with its start time against PID reuse); True if there was one."""
+    def _left_running(self) -> _Bird | None:
+        """The BIRD of this configuration that the PID file names, if it still runs: the
+        same PID and start time, /proc/PID/exe a BIRD, its command line `-c CONFIG`."""
         try:
             pid, started = (int(f) for f in self.pid_file.read_text().split())
-        except (FileNotFoundError, ValueError):
+            exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")  # upgraded
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        config = os.fsencode(self.config)
+        ours = Path(exe).name == Path(self._bird_program).name and any(
+            flag == b"-c" and value == config for flag, value in itertools.pairwise(argv))
+        return _Bird(pid, started) if ours and _linux.process_alive(pid, started) else None
+
+    def _adopted(self) -> bool:
+        """Whether the BIRD left running took the current configuration."""
+        assert self._bird is not None
+        try:
+            self._configure()
+        except KernelError as exc:
+            log.warning("the BIRD (pid %d) a previous netbayd left running does not answer "
+                        "(%s): replacing it", self._bird.pid, exc)
             return False
-        if _linux.process_alive(pid, started):
-            log.warning("stopping the BIRD (pid %d) a previous netbay left running", pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            if not _wait_gone(pid, started, STOP_TIMEOUT):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                _wait_gone(pid, started, STOP_TIMEOUT)
-        self.pid_file.unlink(missing_ok=True)
+        log.info("bird (pid %d) adopted from a previous netbayd", self._bird.pid)
         return True
 
     def _spawn(self, recover: bool) -> None:
         argv = [self._bird_program, "-f", "-c", str(self.config), "-s", str(self.control_socket)]
         with open(self.log_file, "ab") as output:
-            try:
+            try:  # a session of its own: it outlives netbayd, and a Ctrl-C meant for it
                 proc = subprocess.Popen(argv + (["-R"] if recover else []),
                                         stdin=subprocess.DEVNULL, stdout=output,
-                                        stderr=subprocess.STDOUT, close_fds=True)
+                                        stderr=subprocess.STDOUT, close_fds=True,
+                                        start_new_session=True)
             except FileNotFoundError as exc:
                 raise _missing(self._bird_program, exc) from exc
-        self._proc = proc
-        # whole or not at all: a reader (a netbay started after a crash) never sees it empty
+        started = _linux.process_start_time(proc.pid)
+        self._bird = _Bird(proc.pid, started, proc)
+        # whole or not at all: a reader (the next netbayd) never sees it empty
         partial = self.pid_file.with_name(self.pid_file.name + ".new")
-        partial.write_text(f"{proc.pid} {_linux.process_start_time(proc.pid)}\n")
+        partial.write_text(f"{proc.pid} {started}\n")
         os.replace(partial, self.pid_file)
         if not self._ready(proc):
-            self._stop_process()
+            self._end()
             raise KernelError(f"bird did not start: {self._log_tail()}")
         log.info("bird started (pid %d)%s", proc.pid, " recovering" if recover else "")
 
@@ -256,12 +316,12 @@ class BirdSupervisor:
     def _watch(self) -> None:
         pause, started = RESTART_MIN, time.monotonic()
         while not self._stopping.is_set():
-            proc = self._proc
-            if proc is not None and proc.poll() is None:
+            bird = self._bird
+            if bird is not None and bird.alive():
                 self._stopping.wait(0.1)
                 continue
-            if proc is not None:
-                log.warning("bird (pid %d) ended (status %s): %s", proc.pid, proc.returncode,
+            if bird is not None:
+                log.warning("bird (pid %d) ended (status %s): %s", bird.pid, bird.status(),
                             self._log_tail())
             if time.monotonic() - started > STABLE:
                 pause = RESTART_MIN
@@ -279,26 +339,35 @@ class BirdSupervisor:
                 self._spawn(recover=True)
             except KernelError as exc:  # the watcher tries again after a longer pause
                 log.error("%s", exc)
-                self._proc = None
+                self._bird = None
+
+    def detach(self) -> None:
+        """Stop supervising and leave BIRD running, its PID file naming it for the next
+        netbayd: the peers keep this node's routes, the kernel keeps theirs."""
+        self._stop_watching()
+        with self._lock:
+            bird, self._bird = self._bird, None
+        if bird is not None and bird.alive():
+            log.info("bird (pid %d) left running", bird.pid)
 
     def stop(self) -> None:
-        """Stop BIRD (SIGTERM, then SIGKILL) and its watcher; the kernel keeps its routes."""
+        """Stop BIRD (SIGTERM, then SIGKILL), also one an earlier netbayd left running, and
+        its watcher; the kernel keeps its routes."""
+        self._stop_watching()
+        with self._lock:
+            self._bird = self._bird or self._left_running()
+            self._end()
+
+    def _stop_watching(self) -> None:
         self._stopping.set()
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.join(timeout=STOP_TIMEOUT + READY_TIMEOUT)
-        with self._lock:
-            self._stop_process()
 
-    def _stop_process(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    def _end(self) -> None:
+        bird, self._bird = self._bird, None
+        if bird is not None:
+            bird.end()
         self.pid_file.unlink(missing_ok=True)
 
 

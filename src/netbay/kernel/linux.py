@@ -18,7 +18,7 @@ from ..reconcile.state import LinkState, Observed, RouteState, WantedRoute, Want
 from . import netns as netns_mod
 from . import overlay, routed, sysctl
 from .rtnetlink import Rtnetlink
-from .rtnl_wire import RT_SCOPE_HOST, Route
+from .rtnl_wire import RT_SCOPE_HOST, RTN_BLACKHOLE, Route
 
 
 @dataclass(frozen=True)
@@ -261,6 +261,7 @@ class LinuxKernel:
                 RouteState(r.destination, names.get(r.index or 0), r.gateway) for r in routes
             ),
             sysctls={(key, device): sysctl.current(key, device) for key, device in sysctls},
+            blackholes=frozenset(r.destination for r in routes if r.type == RTN_BLACKHOLE),
         )
 
     def set_link(
@@ -318,6 +319,12 @@ class LinuxKernel:
     def loopback_up(self, path: Path) -> None:
         with Rtnetlink(path) as inside:
             inside.set_up(1)
+
+    def move_to_host(self, path: Path, ifname: str) -> None:
+        """IFNAME of the namespace at PATH moved into netbayd's own namespace (the main
+        thread's: a worker may be inside another one for a moment)."""
+        with self.lock, Rtnetlink(path) as inside:
+            inside.move_link(ifname, "/proc/self/ns/net")
 
     def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
         """The addresses of IFNAME inside the namespace at PATH (None: no such link)."""

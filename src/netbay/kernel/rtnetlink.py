@@ -24,12 +24,15 @@ from .netlink import (
     NLM_F_REPLACE,
     Netns,
     Resource,
+    attr,
+    u32,
 )
 from .rtnl_wire import (
     AF_BRIDGE,
     BRIDGE,
     DEFAULT,
     IFADDRMSG,
+    IFLA_NET_NS_FD,
     NUD_REACHABLE,
     RT_SCOPE_NOWHERE,
     RT_SCOPE_UNIVERSE,
@@ -212,6 +215,17 @@ class Rtnetlink(Resource):
         """Change the existing link INDEX: enslave it to MASTER, set its MTU or its MAC."""
         self._socket.request(f"set link {index}", RTM_NEWLINK, 0,
                              setlink_body(index, master=master, mtu=mtu, mac=mac))
+
+    def move_link(self, name: str, netns: Path | str) -> None:
+        """Move the link NAME of this namespace into the one at NETNS (its addresses and
+        routes stay behind, as the kernel drops them)."""
+        index = self.require_index(name, f"{name} does not exist")
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._socket.request(f"move link {name} to {netns}", RTM_NEWLINK, 0,
+                                 ifinfomsg(index) + attr(IFLA_NET_NS_FD, u32(fd)))
+        finally:
+            os.close(fd)
 
     def set_hairpin(self, name: str) -> None:
         """Let the bridge send a frame back out of the port it came in by: a container

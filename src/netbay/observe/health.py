@@ -16,6 +16,7 @@ from ..drivers import capabilities
 from ..errors import FirewallError
 from . import facts
 from .doctor import DoctorFacts, ForwardChain, check
+from .doctor_docker import check_docker_plugin
 from .doctor_routed import check_routed_rp_filter
 
 if TYPE_CHECKING:
@@ -143,4 +144,4 @@ def _routed_ports(host: Host) -> list[str]:
 def doctor(host: Host, observer: Observer, dns: Json | None) -> list[Json]:
     found = gather(host, observer, dns)
     routed = check_routed_rp_filter(found.routed_ports, found.rp_filter)
-    return [f.as_json() for f in [*check(found), routed]]
+    return [f.as_json() for f in [*check(found), routed, check_docker_plugin(os.environ)]]

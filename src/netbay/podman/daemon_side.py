@@ -132,6 +132,7 @@ def _request(
         mac=attachment.mac,
         aliases=attachment.aliases,
         hostname=options.container_name if attachment.dns_enabled else "",
+        name=options.container_name,
         # ports go to the bridge networks (netavark's macvlan ignores them too)
         ports=options.ports if can_publish(network) else (),
         dns=options.dns_servers,

@@ -16,17 +16,20 @@ from .fixes import (
     AddAddress,
     AddRoute,
     Fix,
+    HoldBlackhole,
+    HoldLocalAddress,
     RebuildFirewall,
     RemakeNetwork,
     SetHairpin,
     SetLink,
     WriteSysctl,
 )
-from .state import Desired, LinkState, Observed, WantedLink
+from .state import LOOPBACK, Desired, LinkState, Observed, WantedLink
 
 # kinds of drift: the counters' names
 MISSING, KIND, MASTER, DOWN, MTU, MAC = "missing", "kind", "port", "down", "mtu", "mac"
 HAIRPIN, ADDRESS, ROUTE, SYSCTL, FIREWALL = "hairpin", "address", "route", "sysctl", "firewall"
+BLACKHOLE = "blackhole"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ def compare(desired: Desired, observed: Observed) -> list[Drift]:
         if route.device not in unsettled and not observed.routed(route):
             drifts.append(Drift(ROUTE, str(route), f"{route.owner}: {route} missing",
                                 AddRoute(route)))
+    drifts += held_drifts(desired, observed)
     for sysctl in desired.sysctls:
         value = observed.sysctls.get(sysctl.where)
         if sysctl.device not in unsettled and value is not None and value != sysctl.value:
@@ -67,6 +71,22 @@ def compare(desired: Desired, observed: Observed) -> list[Drift]:
         drifts.append(Drift(FIREWALL, "nftables", "netbay's nftables tables are missing",
                             RebuildFirewall()))
     return drifts
+
+
+def held_drifts(desired: Desired, observed: Observed) -> list[Drift]:
+    """The blackholes and lo's local addresses that are gone (each put back alone: neither
+    hangs off a link netbay makes)."""
+    drifts = [
+        Drift(BLACKHOLE, str(hole), f"{hole.owner}: {hole} missing",
+              HoldBlackhole(hole.destination))
+        for hole in desired.blackholes if hole.destination not in observed.blackholes
+    ]
+    have = observed.addresses.get(LOOPBACK, frozenset())
+    return drifts + [
+        Drift(ADDRESS, str(local), f"{local.owner}: {LOOPBACK} lost its address "
+              f"{local.interface}", HoldLocalAddress(local.address))
+        for local in desired.local_addresses if local.interface not in have
+    ]
 
 
 def link_drifts(wanted: WantedLink, observed: Observed, missing: set[str]) -> list[Drift]:

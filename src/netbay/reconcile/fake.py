@@ -5,10 +5,10 @@ repairs. Steps are recorded and fail on request like the FakeKernel's own."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Protocol
 
-from .state import LinkState, Observed, RouteState, WantedRoute, WantedSysctl
+from .state import LOOPBACK, LinkState, Observed, RouteState, WantedRoute, WantedSysctl
 
 
 class _Link(Protocol):
@@ -28,13 +28,15 @@ class FakeReconcilingKernel:
     forwarding: bool
     routes: set[RouteState]  # made by add_route
     unrouted: set[RouteState]  # an address's subnet route, removed
+    blackholes: set[IPv4Network]  # the blocks held (hold_block)
+    local_addresses: set[IPv4Address]  # the /32s on lo (hold_local_address)
 
     def _step(self, step: str) -> None:
         raise NotImplementedError  # FakeKernel records the step, and fails it on request
 
     def observe(self, sysctls: Iterable[tuple[str, str | None]]) -> Observed:
         """Each up link's addresses route their subnet (unless remove_route took it), as
-        the kernel's do, besides the routes add_route made."""
+        the kernel's do, besides the routes add_route made; lo holds the local addresses."""
         connected = {
             RouteState(a.network, link.name)
             for link in self.links.values() if link.up for a in link.addresses
@@ -45,9 +47,13 @@ class FakeReconcilingKernel:
                                 link.mac, link.hairpin)
                 for index, (name, link) in enumerate(self.links.items(), start=2)
             },
-            addresses={name: frozenset(link.addresses) for name, link in self.links.items()},
+            addresses={
+                LOOPBACK: frozenset(IPv4Interface((a, 32)) for a in self.local_addresses),
+                **{name: frozenset(link.addresses) for name, link in self.links.items()},
+            },
             routes=frozenset((connected - self.unrouted) | self.routes),
             sysctls={where: self._sysctl(*where) for where in sysctls},
+            blackholes=frozenset(self.blackholes),
         )
 
     def _sysctl(self, key: str, device: str | None) -> str | None:

@@ -7,7 +7,7 @@ verb to RepairTarget; the comparison and the loop stay as they are."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Protocol
 
 from .state import WantedRoute, WantedSysctl
@@ -26,6 +26,10 @@ class RepairTarget(Protocol):
     def set_hairpin(self, port: str) -> None: ...
     def add_address(self, name: str, address: IPv4Interface) -> None: ...
     def add_route(self, route: WantedRoute) -> None: ...
+    def hold_blackhole(self, destination: IPv4Network) -> None: ...
+    def hold_local_address(self, address: IPv4Address) -> None:
+        """ADDRESS/32 on lo, scope host."""
+
     def write_sysctl(self, sysctl: WantedSysctl) -> None: ...
     def rebuild_firewall(self) -> None: ...
 
@@ -95,6 +99,27 @@ class AddRoute:
 
 
 @dataclass(frozen=True)
+class HoldBlackhole:
+    destination: IPv4Network
+    done = "added it again"
+
+    def apply(self, target: RepairTarget) -> None:
+        target.hold_blackhole(self.destination)
+
+
+@dataclass(frozen=True)
+class HoldLocalAddress:
+    address: IPv4Address
+
+    @property
+    def done(self) -> str:
+        return f"added {self.address}/32 (scope host)"
+
+    def apply(self, target: RepairTarget) -> None:
+        target.hold_local_address(self.address)
+
+
+@dataclass(frozen=True)
 class WriteSysctl:
     sysctl: WantedSysctl
 
@@ -114,4 +139,5 @@ class RebuildFirewall:
         target.rebuild_firewall()
 
 
-Fix = RemakeNetwork | SetLink | SetHairpin | AddAddress | AddRoute | WriteSysctl | RebuildFirewall
+Fix = (RemakeNetwork | SetLink | SetHairpin | AddAddress | AddRoute | HoldBlackhole
+       | HoldLocalAddress | WriteSysctl | RebuildFirewall)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 RTPROT_KERNEL, RTPROT_STATIC = 2, 4  # rtnetlink's protocols: an address's subnet, `ip route`
+LOOPBACK = "lo"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,34 @@ class WantedRoute:
 
 
 @dataclass(frozen=True)
+class WantedBlackhole:
+    """`blackhole DESTINATION` in the main table: a routed network's block, where an address
+    of it that no container holds ends (instead of going back out by the default route)."""
+
+    destination: IPv4Network
+    owner: str
+
+    def __str__(self) -> str:
+        return f"blackhole {self.destination}"
+
+
+@dataclass(frozen=True)
+class WantedLocalAddress:
+    """ADDRESS/32 on lo, scope host: an address the host answers on whichever link a packet
+    came in by (a routed network's DNS, on its block's gateway)."""
+
+    address: IPv4Address
+    owner: str
+
+    @property
+    def interface(self) -> IPv4Interface:
+        return IPv4Interface((self.address, 32))
+
+    def __str__(self) -> str:
+        return f"{self.interface} on {LOOPBACK}"
+
+
+@dataclass(frozen=True)
 class WantedSysctl:
     """net.ipv4.conf.DEVICE.KEY when DEVICE is given (device names may hold dots), else the
     dotted KEY itself."""
@@ -80,6 +109,8 @@ class Desired:
     routes: tuple[WantedRoute, ...] = ()
     sysctls: tuple[WantedSysctl, ...] = ()
     firewall: bool = False  # netbay's nftables tables
+    blackholes: tuple[WantedBlackhole, ...] = ()
+    local_addresses: tuple[WantedLocalAddress, ...] = ()
 
     def __add__(self, other: Desired) -> Desired:
         return Desired(
@@ -87,6 +118,8 @@ class Desired:
             self.routes + other.routes,
             _unique(self.sysctls + other.sysctls),
             self.firewall or other.firewall,
+            self.blackholes + other.blackholes,
+            self.local_addresses + other.local_addresses,
         )
 
     def with_hairpin(self, ports: Iterable[str]) -> Desired:
@@ -145,6 +178,7 @@ class Observed:
     # the wanted sysctls' values; None: no such sysctl (its device is gone)
     sysctls: Mapping[tuple[str, str | None], str | None] = field(default_factory=dict)
     firewall: bool = True
+    blackholes: frozenset[IPv4Network] = frozenset()  # the main table's blackhole routes
 
     def routed(self, route: WantedRoute) -> bool:
         return RouteState(route.destination, route.device, route.gateway) in self.routes
@@ -153,13 +187,17 @@ class Observed:
 @dataclass(frozen=True)
 class Watched:
     """What the last pass wanted, for telling the kernel's events that concern netbay from
-    the rest: the wanted links' (and routes' devices') names, and the indices they had."""
+    the rest: the wanted links' (and routes' and local addresses' devices') names, the
+    indices they had, and the wanted blackholes (a route of no device)."""
 
     names: frozenset[str] = frozenset()
     indices: frozenset[int] = frozenset()
+    blackholes: frozenset[IPv4Network] = frozenset()
 
     @classmethod
     def of(cls, desired: Desired, observed: Observed) -> Watched:
         names = {w.name for w in desired.links} | {r.device for r in desired.routes}
+        names |= {LOOPBACK} if desired.local_addresses else set()
         indices = {link.index for name, link in observed.links.items() if name in names}
-        return cls(frozenset(names), frozenset(indices))
+        blackholes = {b.destination for b in desired.blackholes}
+        return cls(frozenset(names), frozenset(indices), frozenset(blackholes))

@@ -58,7 +58,9 @@ def relevant(event: Event, watched: Watched) -> bool:
     if isinstance(event, AddressEvent):
         return event.change == Change.REMOVED and event.index in watched.indices
     if isinstance(event, RouteEvent):
-        return event.change == Change.REMOVED and event.route.index in watched.indices
+        return event.change == Change.REMOVED and (
+            event.route.index in watched.indices
+            or event.route.destination in watched.blackholes)
     return False
 
 

@@ -1,0 +1,155 @@
+"""IpamDriver: Docker asks netbay for a network's pool and gateway before CreateNetwork, and
+for each container's address before CreateEndpoint.
+
+A pool is only a subnet until CreateNetwork makes it a netbay network's (its PoolID names
+the subnet, so nothing but the pools still being made is kept); a container's address comes
+from that network's record, like any other netbay lease (a cluster-wide network's pool is
+the whole cluster's; its addresses come from this node's share: docker_plugin/cluster.py).
+Between RequestAddress and the Join that records the endpoint, the address is held here
+(in memory: Docker asks and joins within one call of its own, and releases it after
+DeleteEndpoint or a failure)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
+
+from ..drivers import get_driver
+from ..engine import Host
+from ..errors import ConfigError, NotFoundError
+from ..ipam.allocator import check_no_overlap, complete, pick_address
+from ..ipam.pools import choose_subnet
+from ..model import Endpoint, Network, SubnetConfig
+from .cluster import DockerClusterNetworks
+from .protocol import ADDRESS_SPACE, DOCKER_NETWORK_ID, GATEWAY_REQUEST, text
+
+Reply = dict[str, Any]
+
+
+def pool_id(subnet: IPv4Network) -> str:
+    return f"{ADDRESS_SPACE}/{subnet}"
+
+
+def pool_subnet(body: Mapping[str, Any]) -> IPv4Network:
+    value = text(body, "PoolID")
+    space, _, subnet = value.partition("/")
+    try:
+        if space == ADDRESS_SPACE:
+            return IPv4Network(subnet)
+    except ValueError:
+        pass
+    raise NotFoundError(f"pool {value} not found (not one of netbay's)")
+
+
+class Ipam:
+    def __init__(self, host: Host, clusters: DockerClusterNetworks) -> None:
+        self.host = host
+        self.clusters = clusters
+        self._lock = threading.Lock()
+        self._pending_pools: set[IPv4Network] = set()  # requested, no network made yet
+        self._held: dict[IPv4Network, set[int]] = {}  # addresses handed out, not yet released
+
+    def capabilities(self, body: Mapping[str, Any]) -> Reply:
+        return {"RequiresMACAddress": False, "RequiresRequestReplay": False}
+
+    def address_spaces(self, body: Mapping[str, Any]) -> Reply:
+        return {"LocalDefaultAddressSpace": ADDRESS_SPACE,
+                "GlobalDefaultAddressSpace": ADDRESS_SPACE}
+
+    def request_pool(self, body: Mapping[str, Any]) -> Reply:
+        """The subnet asked for (checked against every netbay network not Docker's: those
+        are checked again, with the network, by CreateNetwork; a cluster network's pool is
+        taken as it is, CreateNetwork adopts the network), or a free one."""
+        if body.get("V6"):
+            raise ConfigError("ipv6", True, "netbay's networks are IPv4-only")
+        requested = body.get("Pool")
+        networks = self.host.networks()
+        with self._lock:
+            if requested:
+                subnet = _subnet(str(requested))
+                if self.clusters.is_cluster_pool(subnet):
+                    return {"PoolID": pool_id(subnet), "Pool": str(subnet), "Data": {}}
+                check_no_overlap((SubnetConfig(subnet),), {
+                    n.name: [s.subnet for s in n.subnets]
+                    for n in networks if DOCKER_NETWORK_ID not in n.labels
+                })
+            else:
+                taken = [s.subnet for n in networks for s in n.subnets]
+                taken += [*self.host.kernel.taken_networks(), *self._pending_pools]
+                subnet = choose_subnet(taken)
+            self._pending_pools.add(subnet)
+        return {"PoolID": pool_id(subnet), "Pool": str(subnet), "Data": {}}
+
+    def release_pool(self, body: Mapping[str, Any]) -> Reply:
+        subnet = pool_subnet(body)
+        with self._lock:
+            self._pending_pools.discard(subnet)
+            self._held.pop(subnet, None)
+        return {}
+
+    def pool_made(self, subnets: list[IPv4Network]) -> None:
+        """CreateNetwork made the network: its record holds the pools now."""
+        with self._lock:
+            self._pending_pools.difference_update(subnets)
+
+    def request_address(self, body: Mapping[str, Any]) -> Reply:
+        subnet = pool_subnet(body)
+        options = body.get("Options") or {}
+        wanted = body.get("Address")
+        requested = _ip(str(wanted)) if wanted else None
+        if options.get("RequestAddressType") == GATEWAY_REQUEST:
+            gateway = complete(SubnetConfig(subnet, gateway=requested)).gateway
+            return {"Address": f"{gateway}/{subnet.prefixlen}", "Data": {}}
+        network = self._network_of(subnet)
+        with self._lock:
+            held = self._held.setdefault(subnet, set())
+            used = self.host.store.used_addresses(network.id) | held
+            config, chosen = pick_address(network.subnets, used, requested)
+            held.add(int(chosen))
+        return {"Address": str(_interface(network, config, chosen)), "Data": {}}
+
+    def release_address(self, body: Mapping[str, Any]) -> Reply:
+        subnet = pool_subnet(body)
+        released = _ip(text(body, "Address").partition("/")[0])
+        with self._lock:
+            self._held.get(subnet, set()).discard(int(released))
+        return {}
+
+    def _network_of(self, subnet: IPv4Network) -> Network:
+        for network in self.host.networks():
+            if any(s.subnet == subnet for s in network.subnets):
+                return network
+        share = self.clusters.pool_share(subnet)
+        if share is not None:
+            return share
+        raise NotFoundError(
+            f"pool {subnet} belongs to no netbay network (netbay's IPAM serves networks of "
+            "netbay's driver: docker network create -d netbay --ipam-driver netbay)"
+        )
+
+
+def _interface(network: Network, config: SubnetConfig, address: IPv4Address) -> IPv4Interface:
+    """ADDRESS with the prefix the container holds it by on NETWORK (its driver's: a
+    routed network's endpoint has a /32, a bridge's the subnet's prefix)."""
+    planned = get_driver(network.driver).plan_endpoint(network, Endpoint(
+        id="", network_id=network.id, container_id="", ifname="", host_ifname=None,
+        mac=None, address=IPv4Interface((address, config.subnet.prefixlen)),
+        gateway=config.gateway))
+    assert planned.address is not None
+    return planned.address
+
+
+def _subnet(value: str) -> IPv4Network:
+    try:
+        return IPv4Network(value)
+    except ValueError:
+        raise ConfigError("subnet", value, "not an IPv4 subnet") from None
+
+
+def _ip(value: str) -> IPv4Address:
+    try:
+        return IPv4Address(value.partition("/")[0])
+    except ValueError:
+        raise ConfigError("address", value, "not an IPv4 address") from None
