@@ -59,6 +59,14 @@ def _bird_alive(host: ClusterHost, pid: int) -> bool:
     return pid != 0 and host.run(["kill", "-0", str(pid)], check=False).returncode == 0
 
 
+def _running_bird(host: ClusterHost) -> int:
+    """HOST's BIRD once its PID file names a live one with its sessions up (a BIRD the test
+    before had restarted may have been replaced once more meanwhile)."""
+    wait_until(lambda: _bird_alive(host, host.bird_pid()) and _bgp_established(host), 20,
+               f"{host.name}'s BIRD running with its sessions up")
+    return host.bird_pid()
+
+
 def _bgp_established(host: ClusterHost) -> bool:
     found = json.loads(host.netbay("bgp", "status", "--format", "json", check=False).stdout
                        or "{}")
@@ -112,8 +120,7 @@ def _through(cluster: Cluster, fault: Callable[[], None]) -> None:
 
 def test_a_daemon_restart_keeps_bird_and_cuts_no_traffic(calico: Cluster) -> None:
     h1 = calico.hosts[0]
-    bird = h1.bird_pid()
-    assert _bird_alive(h1, bird)
+    bird = _running_bird(h1)
 
     def restart() -> None:
         h1.kill_daemon(signal.SIGTERM)  # `netbay daemon stop`, waiting until it is gone
@@ -139,7 +146,7 @@ def test_a_bird_that_died_while_the_daemon_was_down_is_started_again(
     calico: Cluster,
 ) -> None:
     h1, h2 = calico.hosts
-    bird = h1.bird_pid()
+    bird = _running_bird(h1)
     h1.kill_daemon(signal.SIGTERM)
     h1.run(["kill", "-KILL", str(bird)])
     wait_until(lambda: not _bird_alive(h1, bird), 5, "h1's BIRD gone")
@@ -158,7 +165,7 @@ def test_a_killed_bird_leaves_its_routes_stale_on_the_peers_until_it_is_back(
 ) -> None:
     """Graceful restart: h2 keeps forwarding to h1's block while h1's BIRD restarts."""
     h1 = calico.hosts[0]
-    bird = h1.bird_pid()
+    bird = _running_bird(h1)
 
     def kill_bird() -> None:
         h1.run(["kill", "-KILL", str(bird)])
@@ -171,7 +178,7 @@ def test_a_killed_bird_leaves_its_routes_stale_on_the_peers_until_it_is_back(
 
 def test_leaving_the_cluster_stops_bird(calico: Cluster) -> None:
     h1 = calico.hosts[0]
-    bird = h1.bird_pid()
+    bird = _running_bird(h1)
     for name in ("c-h1", "echo-h1"):
         h1.netbay("rm", "-f", name)
     h1.netbay("cluster", "leave")
