@@ -2,6 +2,12 @@
 refactor did to the hot path. Not a test. Run as root:
 
     .venv/bin/python benchmarks/ab_attach.py BEFORE_TREE AFTER_TREE [--count N] [--rounds R]
+    .venv/bin/python benchmarks/ab_attach.py TREE... --counts 10,1000,2000
+
+With --counts, no timing: the work each attach and detach does with that many containers on
+the network, counted (Python lines run, SQLite VM steps and statements, nft transactions and
+their bytes), so a load on the machine cannot blur it; past 1,000 containers the rest join a
+second network (a Linux bridge takes at most 1,023 ports).
 
 Each trial runs in `unshare --net --mount` (a throwaway host: its own network and mount
 namespaces, state in a temporary directory) with PYTHONPATH at the tree's src/, makes COUNT
@@ -18,18 +24,23 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-TRIAL = r"""
-import json, os, shutil, subprocess, sys, tempfile, time
+# a throwaway host's state in a temporary directory, with no resolver to forward to
+PRELUDE = r"""
+import collections, json, os, shutil, subprocess, sys, tempfile, time
 from ipaddress import IPv4Network
 from pathlib import Path
 from netbay import ContainerSpec, Host, NetworkSpec, Paths, SubnetConfig
-count = int(sys.argv[1])
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 tmp = Path(tempfile.mkdtemp(prefix="netbay-ab-"))
 (tmp / "resolv.conf").write_text("# benchmark: no resolver\n")
 os.environ["NETBAY_RESOLV_CONF"] = str(tmp / "resolv.conf")
 paths = Paths(root=tmp / "state", socket=tmp / "s.sock", netns_dir=tmp / "netns")
+"""
+
+TRIAL = PRELUDE + r"""
+count = int(sys.argv[1])
 attach, detach = [], []
 with Host(paths) as host:
     host.create_network(NetworkSpec(name="bench",
@@ -50,9 +61,58 @@ print(json.dumps({"attach": attach, "detach": detach}))
 """
 
 
-def trial(tree: Path, count: int) -> dict[str, list[float]]:
+COUNTS = PRELUDE + r"""
+marks = sorted(int(m) for m in sys.argv[1].split(","))
+count, per_bridge = marks[-1] + 2, 1000  # one past the last: the first detach is not counted
+work = collections.Counter()
+def line(frame, event, arg):
+    work["python lines"] += event == "line"
+    return line
+def step():
+    work["sqlite vm steps"] += 1
+    return 0
+def statement(sql):
+    work["sql statements"] += 1
+def counted(db, call):
+    work.clear()
+    db.set_progress_handler(step, 1); db.set_trace_callback(statement); sys.settrace(line)
+    try:
+        call()
+    finally:
+        sys.settrace(None); db.set_progress_handler(None, 1); db.set_trace_callback(None)
+    return dict(work)
+out = {"attach": {}, "detach": {}}
+net = lambda i: "bench" if i < per_bridge else "bench2"
+with Host(paths) as host:
+    for name, subnet in (("bench", "10.140.0.0/20"), ("bench2", "10.141.0.0/20")):
+        host.create_network(NetworkSpec(name=name, subnets=(SubnetConfig(IPv4Network(subnet)),)))
+    for i in range(count):
+        c = host.create_container(ContainerSpec(command=("true",), name=f"c{i}", networks=()))
+        host.store.update_container(c.id, network_mode="private")
+    nft, db = host._firewall.nft, host.store._db
+    apply = nft.apply
+    def nft_apply(text):
+        work["nft transactions"] += 1; work["nft bytes"] += len(text)
+        apply(text)
+    nft.apply = nft_apply
+    for i in range(count):
+        call = lambda: host.connect(net(i), f"c{i}")
+        if i in marks: out["attach"][i] = counted(db, call)
+        else: call()
+    for i in reversed(range(count)):
+        call = lambda: host.disconnect(net(i), f"c{i}")
+        if i in marks: out["detach"][i] = counted(db, call)
+        else: call()
+    for c in host.containers():
+        host.remove_container(c.id, force=True)
+shutil.rmtree(tmp, ignore_errors=True)
+print(json.dumps(out))
+"""
+
+
+def trial(tree: Path, count: int | str, code: str = TRIAL) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
-        script.write(TRIAL)
+        script.write(code)
     out = subprocess.run(
         ["unshare", "--net", "--mount", "--propagation", "private",
          sys.executable, script.name, str(count)],
@@ -62,17 +122,37 @@ def trial(tree: Path, count: int) -> dict[str, list[float]]:
     Path(script.name).unlink()
     if out.returncode:
         raise SystemExit(f"trial of {tree} failed: {out.stderr.strip()[-2000:]}")
-    result: dict[str, list[float]] = json.loads(out.stdout.splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
     return result
+
+
+def show_counts(trees: list[Path], marks: str) -> None:
+    """The work of an attach and a detach with each of MARKS containers on the network."""
+    for tree in trees:
+        got = trial(tree.resolve(), marks, COUNTS)
+        for op in ("attach", "detach"):
+            by_mark = dict(sorted(got[op].items(), key=lambda item: int(item[0])))
+            print(f"{tree} {op}, with N containers on the network:")
+            print(f"  {'':18}" + "".join(f"{'N=' + m:>10}" for m in by_mark))
+            for what in ("python lines", "sqlite vm steps", "sql statements",
+                         "nft transactions", "nft bytes"):
+                print(f"  {what:18}" + "".join(f"{c.get(what, 0):>10}" for c in by_mark.values()))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("before", type=Path)
-    parser.add_argument("after", type=Path)
+    parser.add_argument("trees", type=Path, nargs="+", help="BEFORE AFTER; with --counts, any")
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--counts", metavar="N,N,...",
+                        help="count the work at these numbers of containers instead")
     args = parser.parse_args()
+    if args.counts:
+        show_counts(args.trees, args.counts)
+        return 0
+    if len(args.trees) != 2:
+        parser.error("timing compares two trees: BEFORE AFTER")
+    args.before, args.after = args.trees
     samples: dict[str, dict[str, list[float]]] = {
         "before": {"attach": [], "detach": []}, "after": {"attach": [], "detach": []}}
     for round_ in range(args.rounds):

@@ -11,6 +11,9 @@ Not a test. Run as root:
    passes it: netbay's netavark-compatible executable vs netavark 1.4. Target: >= 2x.
 3. Start-up alone: the interpreter (`python -I -S`), the installed plugin answering VERSION
    (start-up plus its own work, no daemon), and a STATUS round trip to the daemon.
+4. The first operation on a fresh host, from a cold daemon (benchmarks/cold_start.py): CNI
+   ADD and netavark setup with no netbayd running and an empty state root, against the
+   chain's and netavark's first operation; up to 5 rounds, medians. Target: no slower.
 
 Each side has one other container attached throughout (its bridge, chains and DNS server in
 steady state, not made and removed with the measured one); netbay and the peer alternate
@@ -33,6 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import cold_start  # noqa: E402
 import peers  # noqa: E402
 from netbay import Paths  # noqa: E402
 from netbay.client import Client  # noqa: E402
@@ -43,6 +47,8 @@ from sandbox import median, p, sandbox  # noqa: E402
 
 PORT = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]
 ADD_TARGET, DEL_TARGET, NETAVARK_TARGET = 3.0, 5.0, 2.0
+FIRST_PAIRS = (("first CNI ADD, cold daemon", "netbay CNI ADD", "chain ADD"),
+               ("first netavark setup, cold daemon", "netbay netavark setup", "netavark setup"))
 
 
 def timed(call: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
@@ -206,7 +212,8 @@ def compare(label: str, ours: list[float], theirs: list[float], target: float) -
     return f"  {label:<44} {ratio:5.1f}x faster (target >= {target:.0f}x: {verdict})"
 
 
-def report(runs: int, times: dict[str, list[float]], start: dict[str, list[float]]) -> None:
+def report(runs: int, times: dict[str, list[float]], start: dict[str, list[float]],
+           first: dict[str, list[float]]) -> None:
     print(f"CNI and netavark start-up cost, {runs} runs each, interleaved "
           "(one port mapping, one other container attached)")
     for label, values in {**times, **start}.items():
@@ -219,14 +226,21 @@ def report(runs: int, times: dict[str, list[float]], start: dict[str, list[float
         ("teardown vs netavark 1.4", "netbay teardown", "netavark teardown", NETAVARK_TARGET),
     ):
         print(compare(label, times[ours], times[theirs], target))
+    print("first operation on a fresh host (netbayd not running):")
+    for label, values in first.items():
+        print(row(label, values))
+    for label, ours, theirs in FIRST_PAIRS:
+        print(compare(label, first[ours], first[theirs], 1.0))
 
 
 def run(runs: int, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Milliseconds per call: 'times' (ADD/DEL/setup/teardown, netbay's and the peers',
-    interleaved) and 'startup' (interpreter, VERSION, STATUS)."""
+    interleaved), 'startup' (interpreter, VERSION, STATUS) and 'first' (each system's first
+    operation on a fresh host, netbayd not running)."""
     for kind in ("cni", "netavark"):
         if (why := peers.available(kind)) is not None:
             raise RuntimeError(f"peer {kind} not installed: {why}")
+    first = cold_start.run(min(runs, 5), progress)
     with sandbox() as paths:
         work = paths.root.parent
         environ = {**os.environ, "NETBAY_ROOT": str(paths.root),
@@ -247,7 +261,7 @@ def run(runs: int, progress: Callable[[str], None] = print) -> dict[str, Any]:
             bench.anchors(attach=False)
         finally:
             daemon.stop()
-    return {"runs": runs, "times": bench.times, "startup": start}
+    return {"runs": runs, "times": bench.times, "startup": start, **first}
 
 
 def main() -> int:
@@ -259,7 +273,7 @@ def main() -> int:
             print(f"peer {kind} unavailable: {why}")
             return 2
     result = run(args.runs)
-    report(args.runs, result["times"], result["startup"])
+    report(args.runs, result["times"], result["startup"], result["first"])
     return 0
 
 

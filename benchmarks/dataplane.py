@@ -25,6 +25,12 @@ the softirq work lands more than what a many-threaded receiver would gain. A pac
 once whatever its size (a GSO data segment or an ACK); RFS needs the global
 net.core.rps_sock_flow_entries, which only the root namespace can set: it is read, not set.
 
+Ratios (issue 18's fast path): each run's netbay path over its floor from the same run,
+their median: bridge / plain_bridge (>= 97%), masquerade / routed and dnat / routed (>= 100%:
+the NAT paths against plain routing with no rules). The firewall's fast path (docs/design.md)
+is what they measure: a forwarded flow accepted by its conntrack state, bridged traffic
+between containers untracked.
+
 The figure is the client's `end.sum_received.bits_per_second`. The world is built once;
 runs are interleaved (every path, then RPS off and on, per run) so drift hits all alike. All
 of it happens in a throwaway namespace (sandbox.py) and namespaces made under its directory;
@@ -74,6 +80,9 @@ PATHS = (
     ("plain_bridge", "context: plain Linux bridge, no netbay"),
     ("routed", "context: routed via a 3rd netns, no netbay"),
 )
+# (netbay's path, the floor it is held against, the share of the floor it must reach)
+RATIOS = (("bridge", "plain_bridge", 0.97), ("masquerade", "routed", 1.0),
+          ("dnat", "routed", 1.0))
 FLOWS = 4
 RPS_SETTING = "auto"
 PORT = 5201
@@ -358,6 +367,13 @@ def empty_result(seconds: int, runs: int) -> Json:
     }
 
 
+def run_ratios(result: Json) -> dict[str, list[float]]:
+    """'ours/floor' -> each run's ratio (runs where both were measured)."""
+    gbps = {entry["key"]: entry["gbps"] for entry in result["paths"]}
+    return {f"{ours}/{floor}": [a / b for a, b in zip(gbps[ours], gbps[floor], strict=False)
+                                if b > 0] for ours, floor, _ in RATIOS}
+
+
 def build_paths(world: World) -> dict[str, Target | Failed]:
     """Path key -> its target, or why it could not be built."""
     lan = build(build_lan, world)
@@ -441,6 +457,7 @@ def run(seconds: float, runs: int, progress: Callable[[str], None] = print) -> d
                 measure_rps_run(rps_targets, rps, duration, label, progress)
         finally:
             world.close()
+    result["ratios"] = run_ratios(result)
     return result
 
 
@@ -469,6 +486,12 @@ def print_table(result: Json) -> None:
         print(f"{entry['key']:<12} {entry['label']:<44} {mid:>7} {spread(gbps):>12} {pct:>7}")
         if entry["error"]:
             print(f"{'':<12} error: {entry['error']}")
+    print(f"\n{'ratio':<26} {'median of runs':>14} {'min-max':>14} {'target':>7}")
+    for ours, base, goal in RATIOS:
+        each = result["ratios"][f"{ours}/{base}"]
+        mid = f"{median(each) * 100:.1f}%" if each else "-"
+        span = f"{min(each) * 100:.0f}-{max(each) * 100:.0f}%" if each else "-"
+        print(f"{ours + ' / ' + base:<26} {mid:>14} {span:>14} {goal * 100:>6.0f}%")
     rps = result["rps"]
     print(f"\n== RPS: {rps['flows']} flows into one container (bridge), {rps['cpus']} CPUs, "
           f"-o rps={rps['setting']} (rps_sock_flow_entries: {rps['rps_sock_flow_entries']})")

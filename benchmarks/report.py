@@ -50,11 +50,11 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 # mode -> section -> keyword arguments of that section's run()
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
-        "scale": {"count": 1000, "budget": 120.0},
+        "scale": {"count": 2000, "budget": 120.0},
         "publish": {"counts": [1, 10, 100, 1000], "big": 10000, "samples": 1000,
                     "ad_count": 30, "runs": 3},
         "runtimes": {"runs": 20},
-        "dns": {"names": 1000, "seconds": 6.0, "rounds": 2, "rate": 20000},
+        "dns": {"names": 1000, "seconds": 3.0, "rounds": 5, "rate": 20000},
         "dataplane": {"seconds": 3.0, "runs": 5},
         "soak": {"cycles": 5000, "clients": 8, "rounds": 2},
         "convergence": {"starts": 50, "blocks": 8, "joins": 8, "kills": 5},
@@ -69,7 +69,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "publish": {"counts": [1, 10, 100], "big": 2000, "samples": 200, "ad_count": 5,
                     "runs": 1},
         "runtimes": {"runs": 5},
-        "dns": {"names": 200, "seconds": 2.0, "rounds": 1, "rate": 10000},
+        "dns": {"names": 200, "seconds": 1.0, "rounds": 3, "rate": 20000},
         "dataplane": {"seconds": 2.0, "runs": 1},
         "soak": {"cycles": 500, "clients": 8, "rounds": 2},
         "convergence": {"starts": 20, "blocks": 4, "joins": 4, "kills": 2},

@@ -16,8 +16,15 @@ the server received) in two worlds of two nodes each, every node a namespace:
                         bridge (node end <subnet>.1/24, container end .2/24 and its default
                         route via .1, MTU 1500), and a static route to the other node's subnet
                         via that node;
+    lan_plain_tunnel_mtu  lan_plain with the veths at the tunnel's MTU (1450), as netbay's
+                        routed veths have it under encap=cross-subnet (a node on another
+                        subnet may join at any time): netbay's own cost, the MTU's apart;
     lan_overlay_hostgw  netbay's overlay (overlay.py's build_netbay), backend host-gw;
     lan_overlay_vxlan   the same, backend vxlan: what "no VXLAN to unpack" saves.
+    lan_routed_fw       lan_routed in a world of its own (the same two nodes) with netbay's
+                        firewall loaded on each node as it is for a routed network (the
+                        record's elements for it, plan/firewall.rebuild): conntrack and the
+                        fast path's one forward rule per packet (issue 18).
   Two subnets: nodes 198.18.1.11/24 and 198.18.2.13/24 with a router namespace between
   (198.18.1.1 and 198.18.2.1, forwarding, as tests/cluster.py has h1 and h3).
     cross_underlay      node to node through the router (context);
@@ -35,7 +42,7 @@ the node's subnet left to BGP) through LinuxKernel.sync_overlay, the node's /26 
 blackhole (LinuxKernel.hold_block), and one container attached from plan/routed.plan_endpoint
 by LinuxKernel.attach_routed (veth with no bridge, /32, 169.254.1.1 by proxy ARP, MTU 1450:
 the tunnel's, on every veth of a cross-subnet network). No BIRD runs: its routes are typed
-in, and nothing else of BGP is on the data path. No nftables on any path.
+in, and nothing else of BGP is on the data path. No nftables on any path but lan_routed_fw.
 
 Every path is built before the first measurement, then measured RUNS times in turn so drift
 hits every path alike (overlay.interleaved): the figures are medians of RUNS, the ratios
@@ -48,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -59,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from dataplane import MISSING, Target, in_ns  # noqa: E402
 from netbay.drivers.routed import TUNNEL_BACKEND  # noqa: E402
+from netbay.plan import firewall as fw  # noqa: E402
 from netbay.plan.overlay import (  # noqa: E402
     Backend,
     OverlayNode,
@@ -91,7 +100,9 @@ ENCAP = Encapsulation.CROSS_SUBNET  # netbay's default
 ROUTED_MTU = veth_mtu(UNDERLAY_MTU, ENCAP)
 BIRD_PROTOCOL = 12  # what BIRD's routes carry in the kernel
 SUBNETS = {"a": IPv4Interface("198.18.1.11/24"), "b": IPv4Interface("198.18.2.13/24")}
-RATIOS = (("lan_routed", "lan_plain"), ("cross_routed", "cross_vxlan_pair"),
+RATIOS = (("lan_routed", "lan_plain"), ("lan_routed", "lan_plain_tunnel_mtu"),
+          ("lan_routed_fw", "lan_plain"),
+          ("cross_routed", "cross_vxlan_pair"),
           ("lan_routed", "lan_overlay_hostgw"), ("lan_routed", "lan_overlay_vxlan"),
           ("cross_routed", "cross_overlay_vxlan"), ("lan_routed", "lan_underlay"),
           ("cross_routed", "cross_underlay"))
@@ -123,6 +134,15 @@ class TwoSubnets(World):
             in_ns(self.hosts[name], f"ip route add default via {gateway.ip}")
 
 
+def load_firewall(world: World, pool: str) -> None:
+    """netbay's tables on every node of WORLD as they are with one routed network of POOL."""
+    subnet = IPv4Network(f"{pool}.0.0/16")
+    rules = fw.rebuild([fw.NetworkRules(device=None, subnets=(subnet,), pool=subnet)], [], [])
+    for node in world.hosts.values():
+        subprocess.run(["nsenter", f"--net={node}", "nft", "-f", "-"], input=rules, text=True,
+                       check=True)
+
+
 def node_id(host: str) -> str:
     return f"node-{host}"
 
@@ -142,7 +162,7 @@ def build_routed(world: World, pool: str, vni: int, *, same_subnet: bool) -> Tar
         peers = [OverlayPeer(node_id(o), world.addresses[o], blocks[o], vtep_mac(node_id(o), vni),
                              same_subnet) for o in others]
         kernel.sync_overlay(routed_tunnels(plan_overlay(settings, node, peers), ENCAP,
-                                           blocks[name]))
+                                           (blocks[name],)))
         kernel.hold_block(block_route(blocks[name], subnet))
         if same_subnet:
             in_ns(world.hosts[name], *(f"ip route add {blocks[o]} via {world.addresses[o]} "
@@ -184,11 +204,14 @@ def build_vxlan_floor(world: World, pool: str) -> Target:
     return hand_routed(world, pool, ROUTED_MTU, pair_address)
 
 
-def build_paths(lan: World, across: World) -> dict[str, Target]:
+def build_paths(lan: World, across: World, guarded: World) -> dict[str, Target]:
+    load_firewall(guarded, "10.254")
     return {
         "lan_underlay": Target(lan.hosts["b"], lan.hosts["a"], str(lan.addresses["b"])),
         "lan_routed": build_routed(lan, "10.250", 5, same_subnet=True),
         "lan_plain": hand_routed(lan, "10.251", UNDERLAY_MTU, lambda h: lan.addresses[h]),
+        "lan_plain_tunnel_mtu": hand_routed(lan, "10.255", ROUTED_MTU,
+                                            lambda h: lan.addresses[h]),
         "lan_overlay_hostgw": build_netbay(lan, "10.246", 4, Backend.HOST_GW),
         "lan_overlay_vxlan": build_netbay(lan, "10.244", 1, Backend.VXLAN),
         "cross_underlay": Target(across.hosts["b"], across.hosts["a"],
@@ -196,16 +219,18 @@ def build_paths(lan: World, across: World) -> dict[str, Target]:
         "cross_routed": build_routed(across, "10.252", 6, same_subnet=False),
         "cross_vxlan_pair": build_vxlan_floor(across, "10.253"),
         "cross_overlay_vxlan": build_netbay(across, "10.244", 1, Backend.VXLAN),
+        "lan_routed_fw": build_routed(guarded, "10.254", 7, same_subnet=True),
     }
 
 
 @contextmanager
 def two_worlds() -> Iterator[dict[str, Target]]:
     with sandbox() as paths, ExitStack() as stack:
-        directories = [paths.root.parent / name for name in ("lan", "across")]
+        directories = [paths.root.parent / name for name in ("lan", "across", "guarded")]
         for directory in directories:
             directory.mkdir()
-        yield build_paths(Lan(directories[0], stack), TwoSubnets(directories[1], stack))
+        yield build_paths(Lan(directories[0], stack), TwoSubnets(directories[1], stack),
+                          Lan(directories[2], stack))
 
 
 def run(seconds: float = 2.0, runs: int = 9, progress: Callable[[str], None] = print) -> Json:

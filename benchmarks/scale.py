@@ -15,6 +15,10 @@ slow another), each with one bridge network that grows from 0 to COUNT container
   CNI chain        the reference plugins bridge + host-local + portmap + firewall (ADD/DEL);
   netavark         netavark 1.4 setup/teardown, static IPs as podman passes them.
 
+A Linux bridge takes at most 1,023 ports: past PER_BRIDGE (1,000) containers the floor, the
+library and the CLI go on with a second bridge (network bench2), so the record, netbay's nft
+sets and the host's links keep growing to COUNT; the other systems stop at 1,000.
+
 One system at a time (run side by side, each slowed the others through the kernel's shared
 work): containers 1..COUNT are attached, then detached in reverse, so detach sample j is
 taken with j+1 containers on the network. The runtime-style systems attach into one shared
@@ -52,11 +56,17 @@ from netbay.kernel.rtnetlink import Rtnetlink  # noqa: E402
 from sandbox import median, p, sandbox, sh  # noqa: E402
 
 SUBNET = IPv4Network("10.140.0.0/20")  # room for 4,000 containers; only inside each namespace
+SUBNET2 = IPv4Network("10.141.0.0/20")  # the second bridge network's
+# A Linux bridge takes at most 1,023 ports: past this many containers, the systems that can
+# (the floor, the library, the CLI) go on with a second bridge, the others stop there
+PER_BRIDGE = 1000
 NETBAY_CLI = Path(sys.executable).with_name("netbay")
 
 
 class System(Protocol):
     label: str
+    one_bridge: bool  # stops at PER_BRIDGE containers
+
 
     def attach(self, i: int) -> None: ...
     def detach(self, i: int) -> None: ...
@@ -103,6 +113,11 @@ def make_place(root: Path, key: str, pool: Path) -> Place:
     return place
 
 
+def network_of(i: int) -> str:
+    """The network container I joins: the second one past PER_BRIDGE."""
+    return "bench" if i < PER_BRIDGE else "bench2"
+
+
 def make_pool(directory: Path, count: int) -> None:
     """COUNT empty namespaces that every runtime-style system attaches into in turn, as a
     runtime would hand them over, with IPv6 off by default as netbay makes its own: one set
@@ -120,6 +135,8 @@ def make_containers(host: Host, count: int) -> None:
     """COUNT containers with a netns and a record but no endpoint yet (as the library
     benchmark does: a "none" container marked "private", the mode that takes endpoints)."""
     host.create_network(NetworkSpec(name="bench", subnets=(SubnetConfig(SUBNET),)))
+    if count > PER_BRIDGE:
+        host.create_network(NetworkSpec(name="bench2", subnets=(SubnetConfig(SUBNET2),)))
     for i in range(count):
         container = host.create_container(
             ContainerSpec(command=("true",), name=f"c{i}", networks=()))
@@ -129,6 +146,7 @@ def make_containers(host: Host, count: int) -> None:
 # --- the systems -----------------------------------------------------------------------------
 class Library:
     label = "netbay library"
+    one_bridge = False
 
     def __init__(self, place: Place, count: int) -> None:
         self.place = place
@@ -138,10 +156,10 @@ class Library:
                 make_containers(self.host, count)
 
     def attach(self, i: int) -> None:
-        self.host.connect("bench", f"c{i}")
+        self.host.connect(network_of(i), f"c{i}")
 
     def detach(self, i: int) -> None:
-        self.host.disconnect("bench", f"c{i}")
+        self.host.disconnect(network_of(i), f"c{i}")
 
     def close(self) -> None:
         with self.place.inside():
@@ -150,6 +168,7 @@ class Library:
 
 class Cli:
     label = "netbay CLI"
+    one_bridge = False
 
     def __init__(self, place: Place, count: int) -> None:
         self.place = place
@@ -161,7 +180,7 @@ class Cli:
         self.environ = place.environ
 
     def _run(self, verb: str, i: int) -> None:
-        out = subprocess.run([str(NETBAY_CLI), "network", verb, "bench", f"c{i}"],
+        out = subprocess.run([str(NETBAY_CLI), "network", verb, network_of(i), f"c{i}"],
                              env=self.environ, capture_output=True, text=True)
         if out.returncode:
             raise RuntimeError(f"netbay network {verb} c{i}: {out.stderr.strip()}")
@@ -178,6 +197,8 @@ class Cli:
 
 class Plugin:
     """netbay's CNI plugin or its netavark-compatible executable, with a netbayd."""
+
+    one_bridge = True
 
     def __init__(self, place: Place, count: int, netavark: bool) -> None:
         self.place = place
@@ -219,6 +240,7 @@ class Plugin:
 
 class Chain:
     label = "CNI chain"
+    one_bridge = True
 
     def __init__(self, place: Place, count: int) -> None:
         self.place = place
@@ -237,6 +259,7 @@ class Chain:
 
 class Netavark:
     label = "netavark"
+    one_bridge = True
 
     def __init__(self, place: Place, count: int) -> None:
         self.place = place
@@ -259,20 +282,26 @@ class Floor:
     path (attach_detach.floor_attach), no record, no firewall, no IPAM."""
 
     label = "kernel floor"
+    one_bridge = False
 
     def __init__(self, place: Place, count: int) -> None:
         self.place = place
         self.hosts = list(SUBNET.hosts())
+        self.masters: list[int] = []
         with place.inside():
-            sh("ip link add nbfloor0 type bridge && ip link set nbfloor0 up")
             self.nl = Rtnetlink(None)
             self.conf = sysctl.ConfDir.open()
-            master = self.nl.index("nbfloor0")
-        assert master is not None
-        self.master = master
+            for k in range(-(-count // PER_BRIDGE)):
+                sh(f"ip link add nbfloor{k} type bridge && ip link set nbfloor{k} up")
+                master = self.nl.index(f"nbfloor{k}")
+                assert master is not None
+                self.masters.append(master)
 
     def attach(self, i: int) -> None:
-        floor_attach(self.nl, self.conf, self.master, f"fl{i}", str(self.place.container_ns(i)),
+        """Each veth into a namespace of its own, as netbay's are: the kernel's work grows
+        with the namespaces a host's links lead into (it looks their ids up one by one)."""
+        floor_attach(self.nl, self.conf, self.masters[i // PER_BRIDGE], f"fl{i}",
+                     str(self.place.container_ns(i)),
                      IPv4Interface((self.hosts[i + 1], SUBNET.prefixlen)), self.hosts[0])
 
     def detach(self, i: int) -> None:
@@ -381,7 +410,7 @@ def measure_one(place: Place, factory: Callable[[Place, int], System], count: in
 def _grow(place: Place, system: System, entry: dict[str, Any], count: int, budget: float,
           progress: Callable[[str], None]) -> None:
     spent = 0.0
-    for i in range(count):
+    for i in range(min(count, PER_BRIDGE) if system.one_bridge else count):
         if i and i % max(1, count // 5) == 0:
             progress(f"scale: {entry['label']}: {i}/{count} attached")
         with place.inside():
@@ -395,6 +424,8 @@ def _grow(place: Place, system: System, entry: dict[str, Any], count: int, budge
         spent += ms / 1000
         if spent > budget:
             return
+    if entry["reached"] < count:
+        entry["note"] = f"stopped at {entry['reached']}: one bridge (at most 1,023 ports)"
 
 
 def _shrink(place: Place, system: System, entry: dict[str, Any],
@@ -438,6 +469,58 @@ def growth(samples: list[float]) -> float | None:
     return median(samples[-size:]) / median(samples[:size])
 
 
+def shares(result: dict[str, Any], op: str = "attach") -> dict[int, float]:
+    """netbay's own share of an operation by checkpoint: the library's median minus the
+    kernel floor's over the same window."""
+    systems = result["systems"]
+    mine = systems.get("library", {}).get(f"{op}_ms", [])
+    floor = systems.get("floor", {}).get(f"{op}_ms", [])
+    out = {}
+    for mark in checkpoints(result["count"]):
+        a, b = summary(mine, mark), summary(floor, mark)
+        if a and b:
+            out[mark] = a["median"] - b["median"]
+    return out
+
+
+WHY = (
+    "Why netbay's share grew, and what changed (issue 18): counted per operation (Python "
+    "lines run, SQLite VM steps and statements, nft transactions and bytes: "
+    "`benchmarks/ab_attach.py TREE --counts 10,999,1999`, figures no load can blur), the "
+    "only work of netbay's own that grew with the containers on the network was IPAM: the "
+    "lowest free address was found by walking up from the start of the subnet past every "
+    "lease, after copying the network's lease set (3,818 lines per attach with 10 containers "
+    "on the network, 5,796 with 999). The store now keeps each network's leases sorted and "
+    "immutable (ipam/leases.py), hands them out without a copy, and the first free address "
+    "is a binary search: 3,868 lines with 10, 3,892 with 999 and with 1,999 on the host. "
+    "SQL (16 statements, 407 VM steps), nft (one transaction of ~146 bytes) and netlink "
+    "were flat already, and so is detach (2,362-2,369 lines, 12 statements). What still "
+    "grows is the kernel's: per-port walks of the bridge (port numbers, adjacency lists, "
+    "static FDB entries) and the lookup of each peer namespace's id, one by one; perf "
+    "samples show the same kernel functions in the floor and in netbay's attach, with more "
+    "time in them after netbay's own work (cold caches) than in the floor measured alone. "
+    "A Linux bridge takes at most 1,023 ports, so from 1,000 containers the floor, the "
+    "library and the CLI continue on a second bridge network (the record, nft sets, the "
+    "host's links and namespaces keep growing); the other systems stop at 1,000."
+)
+
+
+def explain(result: dict[str, Any]) -> list[str]:
+    """The page's paragraphs on netbay's own share: why it grew, and as measured here."""
+    out = [WHY]
+    for op in ("attach", "detach"):
+        share = shares(result, op)
+        base = share.get(10)
+        if not base or base <= 0:
+            continue
+        cells = ", ".join(f"{share[m]:.2f} ms at {m}" for m in share if m >= 10)
+        ratios = ", ".join(f"{share[m] / base:.2f}x at {m}" for m in share if m >= 100)
+        target = " (target: within 1.15x)" if op == "attach" else ""
+        out.append(f"netbay's own share of the {op} (library minus floor, window medians): "
+                   f"{cells}; against its share at 10: {ratios}{target}.")
+    return out
+
+
 def report(result: dict[str, Any]) -> str:
     marks = checkpoints(result["count"])
     lines = []
@@ -459,7 +542,7 @@ def report(result: dict[str, Any]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--budget", type=float, default=150.0,
                         help="seconds of attach time after which a system stops growing")
     parser.add_argument("--quick", action="store_true", help="100 containers, 20 s budget")

@@ -89,7 +89,8 @@ def test_tiny_report_measures_every_section_against_its_peer(
     result = json.loads((out / "benchmarks.json").read_text())
     sections = result["sections"]
     assert set(sections) == {"scale", "publish", "runtimes", "dns", "dataplane", "soak",
-                             "convergence", "cluster_scale", "overlay", "routed", "bgp_scale"}
+                             "convergence", "cluster_scale", "overlay", "routed", "bgp_scale",
+                             "docker_engine"}
     assert all(s["error"] is None for s in sections.values()), sections
     # every system grew its network to 3 containers and shrank it again, the peers included
     for key, system in sections["scale"]["systems"].items():

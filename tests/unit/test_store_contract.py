@@ -346,6 +346,19 @@ def test_used_addresses_are_the_leases_as_integers(attached: Store) -> None:
     assert attached.endpoint_count("missing") == 0
 
 
+def test_leases_follow_every_put_and_delete_without_being_changed_in_hand(
+    attached: Store,
+) -> None:
+    before = attached.leases(NET_A)
+    assert list(before) == sorted(attached.used_addresses(NET_A))
+    attached.put_container(container("d" * 64, "env3"))
+    attached.put_endpoint(endpoint("e4", cid="d" * 64, address="10.61.0.9/24", ifname="eth9"))
+    attached.delete_endpoint("e1")
+    assert list(attached.leases(NET_A)) == [int(A("10.61.0.3")), int(A("10.61.0.9"))]
+    assert list(before) == [int(A("10.61.0.2")), int(A("10.61.0.3"))]
+    assert list(attached.leases("missing")) == []
+
+
 def test_containers_called_and_aliased_fold_ascii_case_only(attached: Store) -> None:
     attached.put_container(container("d" * 64, "Ärger"))
     attached.put_endpoint(endpoint("e4", NET_B, "d" * 64, "10.61.1.4/24", aliases=("db", "Db")))

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from ..engine import Host
 from ..observe.bgp import BgpSessions
-from ..observe.observer import Observer
 from ..observe.peers import ClusterNodes
-from ..observe.steering import Steering
-from ..observe.tracer import Tracer
+
+if TYPE_CHECKING:
+    from ..observe.observer import Observer
+    from ..observe.steering import Steering
+    from ..observe.tracer import Tracer
 
 Response = tuple[int, Any]
 DnsHealth = Callable[[], dict[str, Any]]  # DnsSupervisor.health
@@ -27,9 +30,26 @@ class ObserveRoutes:
         BIRD's, for routed networks in topology."""
         self.host = host
         self.dns_health = dns_health  # None: this daemon runs no DNS server
-        self.observer = Observer(host, cluster_nodes, bgp_sessions)
-        self.tracer = Tracer(host, cluster_nodes)
-        self.steering = Steering(host)
+        self._cluster_nodes, self._bgp_sessions = cluster_nodes, bgp_sessions
+
+    # made on first use: their modules are ~0.1 s of netbayd's start, which no container needs
+    @cached_property
+    def observer(self) -> Observer:
+        from ..observe.observer import Observer
+
+        return Observer(self.host, self._cluster_nodes, self._bgp_sessions)
+
+    @cached_property
+    def tracer(self) -> Tracer:
+        from ..observe.tracer import Tracer
+
+        return Tracer(self.host, self._cluster_nodes)
+
+    @cached_property
+    def steering(self) -> Steering:
+        from ..observe.steering import Steering
+
+        return Steering(self.host)
 
     def routes(self) -> list[tuple[str, str, Callable[..., Response]]]:
         return [

@@ -1,17 +1,19 @@
-"""netbay's DNS server: one asyncio process in the host's namespace, started and supervised
-by the daemon (supervisor.py), answering on the gateway address of each network in use.
+"""netbay's DNS server: one process in the host's namespace (an asyncio loop and a thread per
+UDP socket), started and supervised by the daemon (supervisor.py), answering on the gateway
+address of each network in use.
 
 - Listening: UDP and TCP on GATEWAY:53, each socket bound to its bridge (SO_BINDTODEVICE), so
   only packets that came in through that bridge reach it (a routed network has no bridge: its
   gateway is held on lo and its sockets take any device); and a query is answered only when
   its source is an endpoint of that network in the record. Anything else (the LAN routing to
   the gateway, the host itself, an unknown address) is dropped: not an open resolver.
-- Freshness: the record is read-only here. Before answering, a batch of received packets is
-  checked against SQLite's `PRAGMA data_version` (it moves when the daemon commits): a change
-  reloads the zone and drops every cached answer, so no query received after a change is
-  answered from the state before it.
-- Hot path: UDP packets are drained up to BATCH per wake-up; an answer already built for the
-  same question and view is reused with the new ID.
+- Freshness: the record is read-only here. Before answering, each received packet is checked
+  against the record (freshness.py: the WAL-index header, then SQLite's `PRAGMA
+  data_version` when it moved): a change reloads the zone, whose views start with empty
+  answer caches, so no query received after a change is answered from the state before it.
+- Hot path: one thread per UDP socket, blocked in recvfrom (udp.py); an answer already built
+  for the same query bytes and view is reused with the new ID. TCP, forwarding and the
+  daemon's control socket run on the asyncio loop.
 """
 
 from __future__ import annotations
@@ -24,20 +26,22 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Coroutine
+import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from ..runtime.files import host_nameservers
 from . import records
 from .forward import forward
-from .records import ListenPoint, Zone
+from .freshness import CommitWatch
+from .records import Asker, ListenPoint, Zone
 from .resolver import Forward, resolve
+from .udp import UdpListener
 
 log = logging.getLogger("netbay.dns")
 
 PORT = 53
-BATCH = 64
 CACHE_MAX = 20_000  # cached answers per view
 MAX_FORWARDS = 512  # forwarded queries in flight; beyond, queries are dropped (clients retry)
 MAX_TCP = 256
@@ -77,34 +81,57 @@ def open_socket(point: ListenPoint, kind: int, port: int = PORT) -> socket.socke
 class DnsServer:
     def __init__(self, db: Path, control: socket.socket | None = None, port: int = PORT) -> None:
         self.conn = records.connect(str(db))
+        self._commits = CommitWatch(db)
+        self._reloading = threading.Lock()
         self.control = control
         self.port = port
         self.version: int | None = None
         self.zone = Zone()
         self.upstream: tuple[str, ...] = ()
         self._resolv_stamp: tuple[float, int] | None = None
-        self._sockets: dict[Key, tuple[socket.socket, socket.socket, str]] = {}
+        self._sockets: dict[Key, tuple[UdpListener, socket.socket, str]] = {}
         self.failed: dict[str, str] = {}  # listen address -> why it is not served
         self._forwards = 0
         self._tcp = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
 
     # --- the record -----------------------------------------------------------------------
-    def fresh(self) -> Zone:
-        """The zone as of now: reloaded if the daemon committed anything since last time."""
-        version = records.data_version(self.conn)
-        if version != self.version:
-            self.zone = records.load(self.conn)
-            self.version = version
-            # The zone lives until the next change and holds no cycles: keep the collector
-            # from walking it again and again (its full passes were the latency tail).
-            gc.freeze()
-            self._refresh_upstream(force=True)
-            if {_safe_key(p) for p in self.zone.listen} != set(self._sockets):
-                self.reconcile()
+    def fresh(self, *, reload: bool = False) -> Zone:
+        """The zone as of now: reloaded if the daemon committed anything since SQLite was
+        last asked (RELOAD: in any case). Called from every UDP thread and the event loop."""
+        header = self._commits.look()  # before SQLite is asked: a commit after it shows next
+        if header is not None and header == self._commits.seen and not reload:
+            return self.zone
+        with self._reloading:
+            moved = self._reload(force=reload)
+            self._commits.seen = header  # after self.zone: a reader seeing it sees the zone
+        if moved and {_safe_key(p) for p in self.zone.listen} != set(self._sockets):
+            self._on_loop(self.reconcile)
         return self.zone
+
+    def _reload(self, force: bool) -> bool:
+        """Under _reloading: load the zone if the record moved; whether it did."""
+        self._commits.open()
+        version = records.data_version(self.conn)
+        if version == self.version and not force:
+            return False
+        self.zone = records.load(self.conn)  # new views, each with an empty answer cache
+        self.version = version
+        # The zone lives until the next change and holds no cycles: keep the collector
+        # from walking it again and again (its full passes were the latency tail).
+        gc.freeze()
+        self._refresh_upstream(force=True)
+        return True
+
+    def _on_loop(self, call: Callable[[], object]) -> None:
+        """CALL now when on the event loop's thread (or with no loop), else soon on it."""
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            call()
+        else:
+            self._loop.call_soon_threadsafe(call)
 
     def _refresh_upstream(self, force: bool = False) -> None:
         """The host's resolvers, loopback ones too: we ask them from the host's namespace.
@@ -151,10 +178,11 @@ class DnsServer:
         return wanted
 
     def _close(self, key: Key) -> None:
-        for sock in self._sockets.pop(key)[:2]:
-            if self._loop is not None:
-                self._loop.remove_reader(sock.fileno())
-            sock.close()
+        udp, tcp, _ = self._sockets.pop(key)
+        udp.stop()
+        if self._loop is not None:
+            self._loop.remove_reader(tcp.fileno())
+        tcp.close()
 
     def _listen(self, key: Key, point: ListenPoint) -> None:
         address, device = key[0], key[1]
@@ -170,9 +198,10 @@ class DnsServer:
                 self.failed[address] = f"{proto} {address}:{self.port}: {exc.strerror or exc}"
                 return
         udp, tcp = opened
-        self._sockets[key] = (udp, tcp, point.network_id)
+        listener = UdpListener(udp, point.network_id, self)
+        self._sockets[key] = (listener, tcp, point.network_id)
+        listener.start()
         if self._loop is not None:
-            self._loop.add_reader(udp.fileno(), self._on_udp, udp, point.network_id)
             self._loop.add_reader(tcp.fileno(), self._on_accept, tcp, point.network_id)
 
     def _retry(self) -> None:
@@ -183,42 +212,25 @@ class DnsServer:
         self.zone = Zone()
         self.reconcile()
 
-    # --- UDP: the hot path ----------------------------------------------------------------
-    def _on_udp(self, sock: socket.socket, network_id: str) -> None:
-        batch = []
-        recvfrom = sock.recvfrom
-        with contextlib.suppress(OSError):  # BlockingIOError: drained
-            for _ in range(BATCH):
-                batch.append(recvfrom(2048))
-        if not batch:
-            return
-        zone = self.fresh()  # after the reads: every packet here was sent before this check
-        askers = zone.askers.get(network_id)
-        if not askers:
-            return
-        sendto = sock.sendto
-        for data, peer in batch:
-            asker = askers.get(peer[0])
-            if asker is None:
-                continue  # not a container of this network: not ours to answer
+    # --- UDP: what the listeners (udp.py) do not answer themselves -------------------
+    def answer(
+        self, sock: socket.socket, data: bytes, asker: Asker, zone: Zone, peer: tuple[str, int]
+    ) -> bytes | None:
+        """A query not answered before for this view (on a UDP listener's thread): the answer
+        to send (kept for the next same query when it may be), or None when it is dropped or
+        forwarded."""
+        decision = resolve(data, asker, zone, self.upstream)
+        if decision is None:
+            return None
+        if isinstance(decision, Forward):
+            self._on_loop(lambda: self._forward_udp(sock, data, decision, peer))
+            return None
+        if decision.cacheable:
             cache = asker.view.cache
-            out = cache.get(data[2:])
-            if out is not None:
-                out = data[:2] + out
-            else:
-                decision = resolve(data, asker, zone, self.upstream)
-                if decision is None:
-                    continue
-                if isinstance(decision, Forward):
-                    self._forward_udp(sock, data, decision, peer)
-                    continue
-                out = decision.packet
-                if decision.cacheable:
-                    if len(cache) >= CACHE_MAX:
-                        cache.clear()
-                    cache[data[2:]] = out[2:]
-            with contextlib.suppress(OSError):  # a full send buffer: the client retries
-                sendto(out, peer)
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            cache[data[2:]] = decision.packet[2:]
+        return decision.packet
 
     def _forward_udp(
         self, sock: socket.socket, data: bytes, decision: Forward, peer: tuple[str, int]
@@ -304,8 +316,7 @@ class DnsServer:
             self._shutdown()
             return
         if message == b"sync":
-            self.version = None
-            self.fresh()
+            self.fresh(reload=True)
             reply = "ok " + ",".join(self.reconcile())
         elif message == b"health":
             reply = "health " + json.dumps({"listening": self.listening(), "failed": self.failed})
@@ -320,11 +331,13 @@ class DnsServer:
 
     def _tick(self) -> None:
         self._refresh_upstream()
+        self._commits.recheck()
         assert self._loop is not None
         self._loop.call_later(RESOLV_CHECK, self._tick)
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._stop = asyncio.Event()
         self.fresh()
         bound = self.reconcile()
@@ -341,6 +354,7 @@ class DnsServer:
             for task in list(self._tasks):
                 task.cancel()
             self.conn.close()
+            self._commits.close()
 
     def stop(self) -> None:
         self._shutdown()

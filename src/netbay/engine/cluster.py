@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("netbay.cluster")
 RESYNC = 5.0  # seconds between the timer's syncs of every share
+JOIN_FILE = "cluster.json"  # netbay.cluster.identity's (tests/unit/test_daemon_startup.py)
 
 
 class ClusterAgent:
@@ -70,11 +71,14 @@ class ClusterAgent:
     # --- the node ------------------------------------------------------------------------
     def start(self) -> None:
         """Resume the join this node's state root holds (if any); start the timer."""
-        from ..cluster import ClusterNode
+        # netbay.cluster loads etcd's client (aetcd, grpc: ~0.4 s of imports), which a node
+        # that never joined (no settings file) does not need at start-up
+        if (self.host.paths.root / JOIN_FILE).exists():
+            from ..cluster import ClusterNode
 
-        node = ClusterNode.resume(self.host.paths.root, self._on_peers, self._on_names)
-        if node is not None:
-            self._adopt(node)
+            node = ClusterNode.resume(self.host.paths.root, self._on_peers, self._on_names)
+            if node is not None:
+                self._adopt(node)
         self._thread.start()
         self._events.start()
 
@@ -313,12 +317,12 @@ class ClusterAgent:
                 log.exception("cluster agent: resync failed")
 
     def _resync(self) -> None:
-        from ..cluster.bgp_status import publish_bgp_status
-
         with self._lock:
             plane, node = self.plane, self.node
             if plane is None or node is None:
                 return
+            from ..cluster.bgp_status import publish_bgp_status  # etcd's client: joined only
+
             follow_address(plane, node)
             for network in plane.shares():
                 self._publish_vtep(network)

@@ -195,7 +195,7 @@ class Containers:
                     )
                 return [], mode
             if request.ip is not None:  # fail before anything is made; rechecked under lock
-                pick_address(network.subnets, self.store.used_addresses(network.id), request.ip)
+                pick_address(network.subnets, self.store.leases(network.id), request.ip)
             resolved.append((network, request.ip, request.aliases))
         return resolved, "private" if resolved else "none"
 

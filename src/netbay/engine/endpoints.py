@@ -134,7 +134,7 @@ class Endpoints:
                 )
             self.check_dns_names(container.name, network, aliases)
             config, address = pick_address(
-                network.subnets, self.store.used_addresses(network.id), ip
+                network.subnets, self.store.leases(network.id), ip
             )
             has_default = any(e.gateway is not None for e in mine)
             endpoint_id = new_id()
@@ -202,12 +202,6 @@ class Endpoints:
             p.target == endpoint.address.ip for p in ports_after
         ):
             self.kernel.set_hairpin(endpoint.host_ifname)
-        if ports_before != ports_after:
-            # A stale TCP entry cannot capture a new connection (new source port, new entry);
-            # a UDP or SCTP client reusing its 5-tuple would keep going to the old address.
-            after = {p.target for p in ports_after}
-            for gone in {p.target for p in ports_before if p.proto != "tcp"} - after:
-                self.firewall.forget_flows(gone)
 
     def _in_order(self, container_id: str, endpoints: list[Endpoint]) -> list[Endpoint]:
         """Endpoints in attach order (the record's order), whatever their state."""

@@ -39,6 +39,7 @@ def network_rules(network: Network) -> fw.NetworkRules | None:
     return fw.NetworkRules(
         device=network.device,
         subnets=tuple(s.subnet for s in network.subnets),
+        gateways=tuple(s.gateway for s in network.subnets if s.gateway),
         internal=network.internal,
         icc=parse_bool(OPT_ICC, options.get(OPT_ICC, "true")),
         masquerade=parse_bool(OPT_MASQ, options.get(OPT_MASQ, "true")),
@@ -107,12 +108,15 @@ class Firewall:
         self.nft.apply(fw.rebuild(net_rules, ep_rules, port_rules))
 
     def change(self, add: fw.Elements, remove: fw.Elements) -> None:
-        """One transaction; if the table is not as expected, rebuild it from the record."""
+        """One transaction; if the table is not as expected, rebuild it from the record. The
+        running flows of what goes end: the rules accept a tracked flow by its state alone."""
         try:
             self.nft.apply(fw.change(add, remove))
         except FirewallError as exc:
             log.warning("nft change failed (%s); rebuilding netbay's table from the record", exc)
             self.rebuild()
+        for address in sorted(fw.released_addresses(add, remove)):
+            self.flows.forget(address)
 
     def intact(self) -> bool:
         return self.nft.has_chain(fw.INET, fw.TABLE, "forward") and self.nft.has_chain(
@@ -126,11 +130,6 @@ class Firewall:
     def apply(self, commands: str) -> None:
         """Commands of netbay's own beyond the record's elements (the tracer's rules)."""
         self.nft.apply(commands)
-
-    def forget_flows(self, address: IPv4Address) -> None:
-        """End the tracked flows of an address that lost its port mappings (asynchronously,
-        within milliseconds; see kernel/conntrack.py)."""
-        self.flows.forget(address)
 
 
 def can_publish(network: Network) -> bool:

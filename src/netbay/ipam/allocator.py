@@ -7,6 +7,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from ..errors import ConfigError, ConflictError, IPAMExhaustedError
 from ..model import SubnetConfig
+from .leases import Leases
 
 
 def default_gateway(subnet: IPv4Network) -> IPv4Address:
@@ -77,10 +78,12 @@ def pick_address(
                 return config, requested
         subnets = ", ".join(str(c.subnet) for c in configs) or "none"
         raise ConfigError("ip", str(requested), f"not inside the network's subnets ({subnets})")
+    leases = used if isinstance(used, Leases) else Leases(used)  # a store's: no copy
     for config in configs:
         span = config.ip_range or config.subnet
-        skip = reserved(config)
-        for value in range(int(span.network_address), int(span.broadcast_address) + 1):
-            if value not in used and value not in skip:
-                return config, IPv4Address(value)
+        value = leases.lowest_free(
+            int(span.network_address), int(span.broadcast_address), reserved(config)
+        )
+        if value is not None:
+            return config, IPv4Address(value)
     raise IPAMExhaustedError("no free address left in the network's subnets")

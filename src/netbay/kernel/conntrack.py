@@ -2,7 +2,7 @@
 packet of an old flow follows a removed port mapping to a stale container address.
 
 Dumping and deleting entries costs milliseconds (and a netlink socket closed after deletes
-waits for the kernel), so a janitor thread with one long-lived socket does it right after the
+waits for the kernel), so a janitor thread with one socket per burst does it right after the
 mapping is gone, off the detach path: new flows already miss the removed map element, and
 the janitor ends the old ones within milliseconds.
 """
@@ -14,8 +14,6 @@ import queue
 import threading
 from ipaddress import IPv4Address
 
-from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
-
 from ..errors import KernelError
 from .netlink import PyRoute2, open_conntrack
 
@@ -25,6 +23,8 @@ log = logging.getLogger("netbay.conntrack")
 def forget_address(ct: PyRoute2, address: IPv4Address) -> int:
     """Delete every entry whose reply comes from ADDRESS (flows DNATed to it, or from it);
     CT: open_conntrack()'s."""
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple  # pyroute2: ~0.5 s
+
     removed = 0
     for entry in ct.dump_entries(tuple_reply=NFCTAttrTuple(saddr=str(address))):
         try:
@@ -37,11 +37,14 @@ def forget_address(ct: PyRoute2, address: IPv4Address) -> int:
 
 class FlowJanitor:
     """Runs forget_address for queued addresses on one thread and one socket, opened in
-    the namespace of the thread that makes the janitor (the host's)."""
+    the namespace of the thread that makes the janitor (the host's: its thread, started
+    there, never leaves it). The socket, and pyroute2 with it, is opened for the first
+    address of a burst and closed when the queue is empty: a daemon's start-up and its first
+    container do without either."""
 
     def __init__(self) -> None:
         self._queue: queue.Queue[IPv4Address | None] = queue.Queue()
-        self._ct = open_conntrack()
+        self._ct: PyRoute2 | None = None
         self._thread = threading.Thread(target=self._run, name="flow-janitor", daemon=True)
         self._thread.start()
 
@@ -58,13 +61,24 @@ class FlowJanitor:
             try:
                 if address is None:
                     return
+                if self._ct is None:
+                    self._ct = open_conntrack()
                 forget_address(self._ct, address)
             except Exception as exc:  # stale flows are a nuisance, never a reason to stop
                 log.warning("conntrack cleanup for %s failed: %s", address, exc)
             finally:
+                self._idle()
                 self._queue.task_done()
+
+    def _idle(self) -> None:
+        """The socket closed once nothing is queued: an idle daemon holds no descriptor for
+        it (the soak counts them), and the next burst of detaches opens one again."""
+        if self._ct is not None and self._queue.empty():
+            self._ct.close()
+            self._ct = None
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=5)
-        self._ct.close()
+        if self._ct is not None:
+            self._ct.close()

@@ -5,6 +5,12 @@ holds anti-spoofing and inter-container (ICC) blocking. Rules never grow with co
 ports: every per-network, per-endpoint and per-port fact is an element of a set or map, so
 attach, detach and publish are element changes in one transaction.
 
+The fast path (docs/design.md, "nftables"): a forwarded flow is decided on its first packet
+and every later one is accepted by its conntrack state before any other rule; container to
+container traffic of one bridge, which br_netfilter hands to the inet hooks, is not tracked
+at all (nothing about it is NATed or remembered). Whatever tightens isolation for a running
+flow ends its conntrack entry (`released_addresses`), so its next packet is judged anew.
+
 Written in nft's own syntax, handed to libnftables in one call: nft 1.0.6 (Debian 12)
 crashes parsing the JSON form of `dnat to <concat> map @m`, and the text reads better.
 """
@@ -25,6 +31,7 @@ SKELETON = """\
 table inet netbay {
   set bridges { type ifname; }
   set internal { type ifname; }
+  set bridged { type ifname . ipv4_addr; flags interval; }
   set same_bridge { type ifname . ifname; }
   set subnets { type ipv4_addr; flags interval; }
   set masq_nets { type ipv4_addr; flags interval; }
@@ -40,6 +47,9 @@ table inet netbay {
     type filter hook prerouting priority raw; policy accept;
     # 127.0.0.0/8 only ever comes from lo: a neighbour routing it to us gets nothing
     iifname != "lo" ip daddr 127.0.0.0/8 drop
+    # container to container on one bridge (br_netfilter hands bridged packets to these
+    # hooks): no NAT, no flow to remember; the bridge's own addresses are not in the set
+    iifname . ip daddr @bridged notrack
   }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
@@ -65,6 +75,9 @@ table inet netbay {
   }
   chain forward {
     type filter hook forward priority filter; policy accept;
+    # a flow's first packet walks the rules below; the rest are accepted by its state (a
+    # change that would drop a running flow ends its conntrack entry)
+    ct state established,related accept
     iifname . oifname @same_bridge accept
     # a cluster-wide network: its own pool's traffic between this node's bridge and the
     # other nodes (tunnel or underlay), and no other network's
@@ -78,7 +91,6 @@ table inet netbay {
     iifname @internal drop
     oifname @internal drop
     ct status dnat oifname @bridges accept
-    ct state established,related oifname @bridges accept
     # anything else into a container network: other networks, routed-in neighbours
     oifname @bridges drop
   }
@@ -90,9 +102,10 @@ table bridge netbay {
 
   chain prerouting {
     type filter hook prerouting priority filter; policy accept;
-    # anti-spoofing: a container's port passes only its own MAC and IPv4 address
-    iifname != @ports accept
+    # anti-spoofing: a container's port passes only its own MAC and IPv4 address (the
+    # common case first: one lookup for a container's IPv4 packet)
     iifname . ether saddr . ip saddr @endpoints accept
+    iifname != @ports accept
     iifname . ether saddr . arp saddr ip @endpoints accept
     drop
   }
@@ -111,6 +124,7 @@ _PROTOS = ("tcp", "udp", "sctp")
 class NetworkRules:
     device: str | None  # None: a routed network (no bridge; its veths are routed to)
     subnets: tuple[IPv4Network, ...]
+    gateways: tuple[IPv4Address, ...] = ()  # the bridge's own addresses in SUBNETS
     internal: bool = False
     icc: bool = True
     masquerade: bool = True
@@ -165,6 +179,8 @@ def network_elements(n: NetworkRules) -> Elements:
         return out
     dev = _ifname(n.device)
     out[(INET, "bridges")] = [dev]
+    out[(INET, "bridged")] = [f"{dev} . {low}-{high}" for low, high in
+                              container_ranges(n.subnets, n.gateways)]
     if n.icc:
         out[(INET, "same_bridge")] = [f"{dev} . {dev}"]
     if n.pool is not None:
@@ -176,6 +192,23 @@ def network_elements(n: NetworkRules) -> Elements:
     elif n.masquerade:
         out[(INET, "masq_nets")] = [str(IPv4Network(s)) for s in n.subnets]
     return out
+
+
+def container_ranges(
+    subnets: Iterable[IPv4Network], gateways: Iterable[IPv4Address]
+) -> list[tuple[IPv4Address, IPv4Address]]:
+    """The addresses of SUBNETS a container can hold, as ranges: every host address but the
+    GATEWAYS (the bridge's own, where a published port or the host is reached)."""
+    ranges = []
+    for subnet in map(IPv4Network, subnets):
+        hosts = (subnet[1], subnet[-2]) if subnet.num_addresses > 2 else (subnet[0], subnet[-1])
+        cuts = sorted(g for g in map(IPv4Address, gateways) if hosts[0] <= g <= hosts[1])
+        low = hosts[0]
+        for cut in [*cuts, hosts[1] + 1]:
+            if low < cut:
+                ranges.append((low, cut - 1))
+            low = cut + 1
+    return ranges
 
 
 def endpoint_elements(e: EndpointRules) -> Elements:
@@ -225,9 +258,24 @@ def delete_elements(elements: Elements) -> str:
     return "\n".join(_element_lines("add", elements) + _element_lines("delete", elements))
 
 
+def released_addresses(add: Elements, remove: Elements) -> set[IPv4Address]:
+    """The containers' addresses whose running flows a change must end: an endpoint that
+    goes, a published port's target that loses a mapping."""
+    gone = _gone(add, remove)
+    targets = [e.rsplit(" . ", 1)[1] for e in gone.get((BRIDGE, "endpoints"), [])]
+    targets += [e.split(" : ")[1].split(" . ")[0] for name in ("pub_any", "pub_ip")
+                for e in gone.get((INET, name), [])]
+    return set(map(IPv4Address, targets))
+
+
+def _gone(add: Elements, remove: Elements) -> Elements:
+    """REMOVE's elements that ADD does not bring back (an element in both stays)."""
+    return {k: [e for e in v if e not in add.get(k, [])] for k, v in remove.items()}
+
+
 def change(add: Elements, remove: Elements) -> str:
     """One transaction: remove what goes, add what comes (an element in both stays)."""
-    gone = {k: [e for e in v if e not in add.get(k, [])] for k, v in remove.items()}
+    gone = _gone(add, remove)
     return "\n".join(filter(None, [delete_elements(gone), add_elements(add)]))
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Protocol
 
+from ..ipam.leases import Leases
 from ..model import READY, Container, Endpoint, Network
 from ..name_entry import NameEntry
 
@@ -115,6 +116,10 @@ class Store(Protocol):
     def delete_endpoint(self, endpoint_id: str) -> None: ...
     def used_addresses(self, network_id: str) -> set[int]:
         """The addresses the network's endpoints hold, as integers (a copy: IPAM's to keep)."""
+
+    def leases(self, network_id: str) -> Leases:
+        """The same addresses, sorted and immutable: no copy, and the lowest free one is a
+        binary search (what attach picks from)."""
 
     def endpoint_count(self, network_id: str) -> int: ...
     def containers_called(self, network_id: str, name: str) -> list[str]:

@@ -20,6 +20,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from ..errors import ConflictError
+from ..ipam.leases import Leases
 from ..model import Container, Endpoint, Network
 from . import rows as codec
 from .base import ContainerRow, DnsRecords, EndpointRow
@@ -198,6 +199,9 @@ class MemoryStore(codec.RowStore):
 
     def used_addresses(self, network_id: str) -> set[int]:
         return {r["address"] for r in self._endpoint_rows(network_id) if r["address"] is not None}
+
+    def leases(self, network_id: str) -> Leases:
+        return Leases(self.used_addresses(network_id))
 
     def endpoint_count(self, network_id: str) -> int:
         return len(self._endpoint_rows(network_id))

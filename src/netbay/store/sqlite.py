@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConflictError
+from ..ipam.leases import Leases
 from ..model import Container, Endpoint, Network
 from . import rows as codec
 from .base import ContainerRow, DnsRecords, EndpointRow
@@ -101,7 +102,8 @@ class SQLiteStore(codec.RowStore):
         # fetching 1,000 rows costs ~0.8 ms, so they are kept here while PRAGMA data_version
         # (it moves when another connection commits) stays at _used_version. This
         # connection's own writes keep them current; a rollback or failed commit drops them.
-        self._used: dict[str, set[int]] = {}
+        # Immutable (Leases): handed out as they are, replaced on each change.
+        self._used: dict[str, Leases] = {}
         self._used_version: int | None = None
         self._commits = 0  # ours: data_version counts only other connections' commits
         self._db = _connect(path, read_only)
@@ -236,8 +238,9 @@ class SQLiteStore(codec.RowStore):
     def put_endpoint(self, endpoint: Endpoint) -> None:
         with self.transaction():
             self._insert("endpoints", codec.endpoint_row(endpoint))
-            if endpoint.address is not None and endpoint.network_id in self._used:
-                self._used[endpoint.network_id].add(int(endpoint.address.ip))
+            leases = self._used.get(endpoint.network_id)
+            if endpoint.address is not None and leases is not None:
+                self._used[endpoint.network_id] = leases.with_lease(int(endpoint.address.ip))
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         with self.transaction():
@@ -245,9 +248,14 @@ class SQLiteStore(codec.RowStore):
                 "DELETE FROM endpoints WHERE id = ? RETURNING network_id, address", (endpoint_id,)
             ).fetchall()
             for network_id, address in rows:
-                self._used.get(network_id, set()).discard(address)
+                leases = self._used.get(network_id)
+                if leases is not None and address is not None:
+                    self._used[network_id] = leases.without(address)
 
     def used_addresses(self, network_id: str) -> set[int]:
+        return set(self.leases(network_id))
+
+    def leases(self, network_id: str) -> Leases:
         with self._lock:
             version = self._db.execute("PRAGMA data_version").fetchone()[0]
             if version != self._used_version:
@@ -258,8 +266,8 @@ class SQLiteStore(codec.RowStore):
                     "SELECT address FROM endpoints WHERE network_id = ? AND address IS NOT NULL",
                     network_id,
                 )
-                self._used[network_id] = {r[0] for r in rows}
-            return set(self._used[network_id])
+                self._used[network_id] = Leases(r[0] for r in rows)
+            return self._used[network_id]
 
     def endpoint_count(self, network_id: str) -> int:
         return int(

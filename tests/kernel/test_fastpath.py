@@ -1,0 +1,110 @@
+"""The firewall's fast path with real packets: a forwarded flow is accepted by its conntrack
+state alone, so a change that would have dropped it must end its tracked state. A TCP flow
+runs through a published port, the port is unpublished, the flow stops."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import Lan, sh, wait_until
+from netbay.engine.sandboxes import SandboxRequest
+from netbay.model import NetworkSpec, SubnetConfig
+from netbay.plan.firewall import container_ranges
+from netbay.plan.ports import PublishSpec
+
+pytestmark = pytest.mark.kernel
+
+HOST_PORT, CONTAINER_PORT = 8080, 80
+# Echoes what it reads, one connection at a time.
+ECHO_SERVER = f"""
+import socket
+server = socket.create_server(("0.0.0.0", {CONTAINER_PORT}))
+while True:
+    conn, _ = server.accept()
+    try:
+        while data := conn.recv(65536):
+            conn.sendall(data)
+    except OSError:
+        pass
+    conn.close()
+"""
+# One line per echo that came back; the error that ended the flow as the last line.
+ECHO_CLIENT = f"""
+import socket, sys, time
+conn = socket.create_connection(("198.51.100.1", {HOST_PORT}), timeout=2)
+try:
+    while True:
+        conn.sendall(b"x" * 1000)
+        got = 0
+        while got < 1000:
+            chunk = conn.recv(1000 - got)
+            if not chunk:
+                raise ConnectionError("closed by the peer")
+            got += len(chunk)
+        print("echo", flush=True)
+        time.sleep(0.01)
+except OSError as exc:
+    print("ended", type(exc).__name__, flush=True)
+"""
+
+
+def spawn(argv: list[str], cleanups: list[subprocess.Popen[Any]]) -> subprocess.Popen[str]:
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    cleanups.append(process)
+    return process
+
+
+@pytest.fixture
+def processes() -> Any:
+    started: list[subprocess.Popen[Any]] = []
+    yield started
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_a_running_flow_stops_when_its_published_port_goes(
+    host: Any, lan: Lan, namespaces: Any, processes: list[subprocess.Popen[Any]]
+) -> None:
+    network = host.create_network(
+        NetworkSpec(name="fast", subnets=(SubnetConfig(IPv4Network("10.97.0.0/24")),))
+    )
+    web: Path = namespaces("web")
+    host.attach_sandbox(network, SandboxRequest("web", "cni", web, "eth0"))
+    host.publish_sandbox_ports(
+        "web", "eth0", [PublishSpec("tcp", None, (HOST_PORT, HOST_PORT),
+                                    (CONTAINER_PORT, CONTAINER_PORT))]
+    )
+    spawn(["nsenter", f"--net={web}", sys.executable, "-c", ECHO_SERVER], processes)
+    wait_until(lambda: lan.sh(f"{sys.executable} -c 'import socket; socket.create_connection("
+                              f"(\"198.51.100.1\", {HOST_PORT}), timeout=1)'", False)
+               .returncode == 0, 10, "the published port answering", interval=0.1)
+    client = spawn(lan.argv(sys.executable, "-c", ECHO_CLIENT), processes)
+    assert client.stdout is not None
+    for _ in range(20):  # the flow runs, accepted by its state
+        assert client.stdout.readline() == "echo\n"
+
+    assert host.unpublish_sandbox_ports("web", "eth0")
+
+    client.wait(timeout=10)  # the flow's next packets are judged anew: no mapping any more
+    last = [line for line in client.stdout.read().splitlines() if line != "echo"]
+    assert len(last) == 1 and last[0].startswith("ended "), last
+    assert "tcp . 8080" not in sh("nft list map inet netbay pub_any").stdout
+
+
+def test_container_to_container_traffic_of_a_bridge_is_not_tracked(host: Any) -> None:
+    """The bridge's own address stays tracked (a published port is reached there too)."""
+    network = host.create_network(
+        NetworkSpec(name="quiet", subnets=(SubnetConfig(IPv4Network("10.98.0.0/24")),))
+    )
+    listed = sh("nft list set inet netbay bridged").stdout
+    assert f'"{network.device}" . 10.98.0.2-10.98.0.254' in listed
+    assert container_ranges([IPv4Network("10.98.0.0/24")], []) == [
+        (IPv4Network("10.98.0.0/24")[1], IPv4Network("10.98.0.0/24")[-2])
+    ]
