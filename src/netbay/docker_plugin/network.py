@@ -127,7 +127,7 @@ class NetworkDriver:
             raise ConfigError("Interface.Address", given, "an address from an IPAM driver is "
                               "required (netbay's or Docker's default)")
         ip = p.address(str(given), "Interface.Address")
-        pick_address(network.subnets, self.host.store.used_addresses(network.id), ip.ip)
+        pick_address(network.subnets, self.host.store.leases(network.id), ip.ip)
         mac = str(interface.get("MacAddress") or "")
         created = Created(network.id, ip, _mac(mac) if mac else mac_for(ip.ip))
         with self._lock:

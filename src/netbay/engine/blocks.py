@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 
 from .. import faults
 from ..drivers import capabilities, get_driver
-from ..errors import IPAMExhaustedError
-from ..ipam.allocator import complete, pick_address
+from ..ipam.allocator import complete, has_free_address
 from ..model import Network, SubnetConfig
 from ..plan import firewall as fw
 from ..store.base import Store
@@ -35,13 +34,9 @@ def with_room(
 ) -> Network:
     """NETWORK, and if it is a cluster share whose blocks are full that may claim more,
     with one more block from the first of SOURCES that has NETWORK."""
-    if not (sources and capabilities(network.driver).more_blocks):
+    if not (sources and capabilities(network.driver).more_blocks) or has_free_address(
+            network.subnets, store.leases(network.id)):
         return network
-    try:
-        pick_address(network.subnets, store.used_addresses(network.id))
-        return network
-    except IPAMExhaustedError:
-        pass
     for source in sources:
         block = source.more_block(network)
         if block is not None:

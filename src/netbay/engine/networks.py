@@ -25,12 +25,11 @@ from ..errors import (
     ConfigError,
     ConflictError,
     InUseError,
-    IPAMExhaustedError,
     NetbayError,
     NotFoundError,
 )
 from ..ids import new_id, valid_name
-from ..ipam.allocator import check_no_overlap, complete, pick_address
+from ..ipam.allocator import check_no_overlap, complete, has_free_address
 from ..ipam.pools import DEFAULT_BRIDGE_POOL, choose_subnet, overlaps_any
 from ..model import CREATING, READY, REMOVING, Network, NetworkSpec, SubnetConfig
 from ..plan import firewall as fw
@@ -229,11 +228,7 @@ class Networks:
         return get_driver(network.driver).upstream_routes(self.kernel, network)
 
     def has_free_address(self, network: Network) -> bool:
-        try:
-            pick_address(network.subnets, self.store.used_addresses(network.id))
-        except IPAMExhaustedError:
-            return False
-        return True
+        return has_free_address(network.subnets, self.store.leases(network.id))
 
     def remove(self, ref: str) -> None:
         with self.kernel.lock:

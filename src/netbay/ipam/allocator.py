@@ -87,3 +87,12 @@ def pick_address(
         if value is not None:
             return config, IPv4Address(value)
     raise IPAMExhaustedError("no free address left in the network's subnets")
+
+
+def has_free_address(configs: Sequence[SubnetConfig], used: Collection[int]) -> bool:
+    """Whether pick_address would find an address in CONFIGS (none requested)."""
+    try:
+        pick_address(configs, used)
+    except IPAMExhaustedError:
+        return False
+    return True
