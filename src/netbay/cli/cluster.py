@@ -160,13 +160,19 @@ def _seen(stamp: str | None, state: str) -> str:
     return "just now" if since < 1 else f"{render.duration(since)} ago"
 
 
+def held_blocks(node: dict[str, Any]) -> str:
+    """Each network with every block the node holds there ("calico 10.0.0.0/26,10.0.0.64/26,
+    podnet 10.5.1.0/24"); a daemon of before "Blocks" gives its first block only."""
+    blocks = node.get("Blocks") or {k: [v] for k, v in node["Subnets"].items()}
+    return ", ".join(f"{k} {','.join(v)}" for k, v in blocks.items()) or "-"
+
+
 def nodes(client: Client, args: argparse.Namespace) -> int:
     found = client.get("/netbay/cluster/nodes")
     render.emit(
         found, args.format,
         ("NAME", "ADDRESS", "STATE", "SUBNETS", "VTEP MAC", "LAST SEEN"),
-        lambda n: (n["Name"], n["Address"], n["State"],
-                   ", ".join(f"{k} {v}" for k, v in n["Subnets"].items()) or "-",
+        lambda n: (n["Name"], n["Address"], n["State"], held_blocks(n),
                    ", ".join(sorted(set(n["VtepMacs"].values()))) or "-",
                    _seen(n["LastSeen"], n["State"])),
     )

@@ -22,7 +22,7 @@ from .membership import Membership, MembershipHealth
 from .names import ClusterNames
 from .networks import GlobalNetworks
 from .subnets import SubnetLeases
-from .view import ClusterView, OnNames, OnPeers
+from .view import ClusterView, OnNames, OnPeers, OnSynced
 
 JOIN_TIMEOUT = 4.5  # the first contact; `cluster join` answers within 5 s either way
 
@@ -42,7 +42,7 @@ class ClusterStatus:
 
 class ClusterNode:
     def __init__(self, root: Path, settings: JoinSettings, on_peers: OnPeers | None = None,
-                 on_names: OnNames | None = None):
+                 on_names: OnNames | None = None, on_synced: OnSynced | None = None):
         self.root = root
         self.settings = settings
         self.client = EtcdClient(EtcdConfig(
@@ -69,13 +69,14 @@ class ClusterNode:
         # keys bound to an expired grace lease went with it: written again on the new one
         self.membership.on_new_grace_lease.append(self.names.republish)
         self.view = ClusterView(self.client, self.layout, on_peers, self.node,
-                                on_names=on_names)
+                                on_names=on_names, on_synced=on_synced)
 
     @classmethod
     def join(cls, root: Path, settings: JoinSettings, on_peers: OnPeers | None = None,
-             on_names: OnNames | None = None) -> ClusterNode:
+             on_names: OnNames | None = None, on_synced: OnSynced | None = None
+             ) -> ClusterNode:
         """Join now: registered, the view started, the settings kept in ROOT."""
-        node = cls(root, settings, on_peers, on_names)
+        node = cls(root, settings, on_peers, on_names, on_synced)
         try:
             node.client.revision(retry_for=JOIN_TIMEOUT)
             node.membership.join()
@@ -88,13 +89,14 @@ class ClusterNode:
 
     @classmethod
     def resume(cls, root: Path, on_peers: OnPeers | None = None,
-               on_names: OnNames | None = None) -> ClusterNode | None:
+               on_names: OnNames | None = None, on_synced: OnSynced | None = None
+               ) -> ClusterNode | None:
         """The node ROOT joined before, registering in the background; None if it has not
         joined."""
         settings = load_join(root)
         if settings is None:
             return None
-        node = cls(root, settings, on_peers, on_names)
+        node = cls(root, settings, on_peers, on_names, on_synced)
         node.membership.start()
         node.view.start()
         return node

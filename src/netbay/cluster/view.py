@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from typing import TypeVar
 
 from ..errors import NetbayError
@@ -35,6 +36,7 @@ log = logging.getLogger("netbay.cluster")
 T = TypeVar("T")
 OnPeers = Callable[[str, tuple[Peer, ...]], None]
 OnNames = Callable[[str, tuple[NameEntry, ...]], None]
+OnSynced = Callable[[], None]
 RELIST_PAUSE = 0.5  # between listings that failed
 
 
@@ -50,12 +52,15 @@ class ClusterView:
     def __init__(
         self, client: EtcdClient, layout: Layout, on_peers: OnPeers | None = None,
         node: str | None = None, *, on_names: OnNames | None = None,
+        on_synced: OnSynced | None = None,
     ) -> None:
-        """NODE: this node's id, left out of every peer list and of the names."""
+        """NODE: this node's id, left out of every peer list and of the names; ON_SYNCED:
+        called after each listing's deliveries (the first makes wait_synced true)."""
         self._client = client
         self._layout = layout
         self._on_peers = on_peers
         self._on_names = on_names
+        self._on_synced = on_synced
         self._node = node
         self._queue: queue.Queue[tuple[int, object]] = queue.Queue()
         self._lock = threading.Lock()
@@ -112,6 +117,11 @@ class ClusterView:
     def networks(self) -> list[GlobalNetwork]:
         with self._lock:
             return sorted(self._state.networks.values(), key=lambda n: (n.created, n.name))
+
+    def blocks_of(self, node: str) -> dict[str, tuple[IPv4Network, ...]]:
+        """NODE's blocks of each network (lowest first), as their keys in etcd say."""
+        with self._lock:
+            return self._state.blocks_of(node)
 
     def nodes(self) -> list[NodeStatus]:
         with self._lock:
@@ -180,6 +190,11 @@ class ClusterView:
             self.relists += 1
             self._publish()
             self._synced.set()
+            if self._on_synced is not None:
+                try:
+                    self._on_synced()
+                except Exception:
+                    log.exception("cluster view: the consumer of the listing failed")
             return
 
     def _start_watch(self, revision: int, generation: int) -> WatchHandle:

@@ -34,6 +34,8 @@ def node_json(node: NodeStatus) -> dict[str, Any]:
     return {
         "Id": node.id, "Name": node.name, "Address": str(node.address), "State": node.state,
         "Version": node.version, "Subnets": {k: str(v) for k, v in sorted(node.subnets.items())},
+        # every block of each network ("Subnets": the first only, as older readers take it)
+        "Blocks": {k: [str(b) for b in v] for k, v in sorted(node.blocks.items())},
         "VtepMacs": dict(sorted(node.vteps.items())), "LastSeen": _time(node.last_seen),
     }
 

@@ -2,8 +2,10 @@
 and the peers the cluster view delivered (plan/bird.py plans the text, kernel/bird.py runs
 BIRD). It starts with the first routed share and stops with the last (or when the node leaves
 the cluster), not with netbayd: a daemon restart leaves the routes announced, and the next
-netbayd adopts the BIRD. Every sync plans the configuration again and reloads BIRD only when
-the text changed.
+netbayd adopts the BIRD once its cluster view has listed the record (the agent syncs no BGP
+before: a view that knows no reflector, network or peer yet would stop a reflector's BIRD or
+drop its sessions). Every sync plans the configuration again and reloads BIRD only when the
+text changed.
 
 Which nodes are BGP peers follows each network's encapsulation: with cross-subnet, the nodes
 on this node's own subnet (the others are reached through VXLAN, which the overlay plane

@@ -3,7 +3,9 @@ plane (engine/overlay.py). It joins, resumes after a restart, leaves; creates an
 the cluster-wide networks; makes this node's share of one when a container first needs it
 (its block leased then, as flannel leases a node's subnet); feeds the plane the peers the
 cluster view delivers; and keeps the shares in sync on a timer, so what was missed while
-the daemon or etcd was down is put right without a restart.
+the daemon or etcd was down is put right without a restart (a block held in etcd that a
+killed daemon did not record is adopted: engine/blocks.py). Until the view has listed the
+record once, a sync changes nothing that needs it (BGP, the published BGP status, shares).
 
 Importing netbay.cluster loads aetcd and gRPC: done here, in the daemon, never in the CLI.
 """
@@ -32,6 +34,7 @@ from ..name_entry import NameEntry
 from ..plan.overlay import Backend, vtep_mac, vxlan_device
 from .bgp import BgpSpeaker, require_bird
 from .bgp_cluster import ClusterBgp
+from .blocks import adopt_held
 from .cluster_join import JoinRequest, follow_address, join_settings
 from .overlay import OverlayKernel, OverlayPlane, PeerRecord
 from .overlay_events import OverlayEvents
@@ -76,7 +79,8 @@ class ClusterAgent:
         if (self.host.paths.root / JOIN_FILE).exists():
             from ..cluster import ClusterNode
 
-            node = ClusterNode.resume(self.host.paths.root, self._on_peers, self._on_names)
+            node = ClusterNode.resume(self.host.paths.root, self._on_peers, self._on_names,
+                                      self.poke)
             if node is not None:
                 self._adopt(node)
         self._thread.start()
@@ -92,7 +96,7 @@ class ClusterAgent:
                                     f"({', '.join(joined.endpoints)}); leave first")
             settings = join_settings(request, self.host.kernel)
             self._adopt(ClusterNode.join(self.host.paths.root, settings, self._on_peers,
-                                         self._on_names))
+                                         self._on_names, self.poke))
             return self._own_status()
 
     def _adopt(self, node: ClusterNode) -> None:
@@ -326,12 +330,16 @@ class ClusterAgent:
             follow_address(plane, node)
             for network in plane.shares():
                 self._publish_vtep(network)
+            synced = node.view.wait_synced(0)  # before, the view knows nothing of the cluster
+            if synced and adopt_held(self.host, plane.shares(), node.view.blocks_of(node.node)):
+                self._on_change()
             plane.sync()
             self._sync_bgp(plane)
-            publish_bgp_status(node, self.bgp)  # for `bgp status --node` and node readiness
+            if synced:  # for `bgp status --node` and node readiness
+                publish_bgp_status(node, self.bgp)
             self._publish_names(plane, node)
             self._apply_names()
-            if node.view.wait_synced(0):
+            if synced:
                 self._drop_orphan_shares(plane, node)
 
     def _sync_bgp(self, plane: OverlayPlane | None) -> None:
@@ -341,6 +349,8 @@ class ClusterAgent:
         if plane is None or node is None:
             self.bgp.sync(None)
             return
+        if not node.view.wait_synced(0):
+            return  # no reflector, network or peer known yet: BIRD stays as it was left
         with self._delivering:
             peers = dict(self._peers)
         try:
