@@ -3,7 +3,6 @@ system endpoints. Pure dispatch over the engine; HTTP plumbing lives in server.p
 
 from __future__ import annotations
 
-import platform
 import re
 from collections.abc import Callable
 from typing import Any
@@ -119,6 +118,8 @@ class Api:
         return 200, "OK"
 
     def version(self, **_: Any) -> Response:
+        import platform  # here: 3 ms of the daemon's start for one rare request
+
         return 200, {
             "Platform": {"Name": "netbay"},
             "Version": __version__,

@@ -2,7 +2,8 @@
 
 The daemon starts it (supervisor.py) with --control-fd and --parent: the server dies with the
 daemon (PR_SET_PDEATHSIG, and an empty read on the control socket), so a new daemon never
-meets an old server holding port 53.
+meets an old server holding port 53. --listen: sockets the daemon bound before it started
+this process (dns/listen.py), served as they are, with whatever queries wait in them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import socket
 import sys
 
 from ..paths import Paths
-from .server import PORT, DnsServer
+from .listen import PORT, adopt
+from .server import DnsServer
 
 PR_SET_PDEATHSIG = 1
 
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=PORT)
     parser.add_argument("--control-fd", type=int, help="socket to the daemon (SEQPACKET)")
     parser.add_argument("--parent", type=int, help="die when this process (the daemon) dies")
+    parser.add_argument("--listen", action="append", default=[], metavar="ADDR,DEV,IDX,UDP,TCP",
+                        help="sockets the daemon bound for a listen point (inherited fds)")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     control = None
     if args.control_fd is not None:
         control = socket.socket(fileno=args.control_fd)
-    server = DnsServer(paths.db, control, args.port)
+    server = DnsServer(paths.db, control, args.port, dict(map(adopt, args.listen)))
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()

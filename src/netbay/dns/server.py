@@ -35,51 +35,24 @@ from ..runtime.files import host_nameservers
 from . import records
 from .forward import forward
 from .freshness import CommitWatch
+from .listen import PORT, Key, Pair, key_of, open_socket
 from .records import Asker, ListenPoint, Zone
 from .resolver import Forward, resolve
 from .udp import UdpListener
 
 log = logging.getLogger("netbay.dns")
 
-PORT = 53
 CACHE_MAX = 20_000  # cached answers per view
 MAX_FORWARDS = 512  # forwarded queries in flight; beyond, queries are dropped (clients retry)
 MAX_TCP = 256
 TCP_IDLE = 10.0
 RETRY = 0.5  # seconds between attempts to bind a listen point that failed
 RESOLV_CHECK = 1.0  # seconds between looks at the host's resolv.conf
-_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
-
-Key = tuple[str, str, int]  # address, device, ifindex: a re-made bridge gets new sockets
-
-
-def _key(point: ListenPoint) -> Key:
-    if point.device is None:
-        return str(point.address), "", 0
-    return str(point.address), point.device, socket.if_nametoindex(point.device)
-
-
-def open_socket(point: ListenPoint, kind: int, port: int = PORT) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, kind)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_IP, _IP_FREEBIND, 1)  # the gateway address may come later
-        if point.device is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, point.device.encode())
-        if kind == socket.SOCK_DGRAM:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.bind((str(point.address), port))
-        if kind == socket.SOCK_STREAM:
-            sock.listen(128)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 class DnsServer:
-    def __init__(self, db: Path, control: socket.socket | None = None, port: int = PORT) -> None:
+    def __init__(self, db: Path, control: socket.socket | None = None, port: int = PORT,
+                 adopted: dict[Key, Pair] | None = None) -> None:
         self.conn = records.connect(str(db))
         self._commits = CommitWatch(db)
         self._reloading = threading.Lock()
@@ -90,6 +63,8 @@ class DnsServer:
         self.upstream: tuple[str, ...] = ()
         self._resolv_stamp: tuple[float, int] | None = None
         self._sockets: dict[Key, tuple[UdpListener, socket.socket, str]] = {}
+        # bound by the daemon before this process started (listen.py): used, not bound again
+        self._adopted = dict(adopted or {})
         self.failed: dict[str, str] = {}  # listen address -> why it is not served
         self._forwards = 0
         self._tcp = 0
@@ -159,6 +134,10 @@ class DnsServer:
         for key, point in wanted.items():
             if key not in self._sockets:
                 self._listen(key, point)
+        for udp, tcp in self._adopted.values():  # for points the record no longer has
+            udp.close()
+            tcp.close()
+        self._adopted.clear()
         if self.failed and self._loop is not None:
             self._loop.call_later(RETRY, self._retry)
         return self.listening()
@@ -171,7 +150,7 @@ class DnsServer:
         self.failed = {}
         for point in self.zone.listen:
             try:
-                wanted[_key(point)] = point
+                wanted[key_of(point)] = point
             except OSError:
                 log.warning("bridge %s of %s is missing", point.device, point.address)
                 self.failed[str(point.address)] = f"its bridge {point.device} is missing"
@@ -185,6 +164,18 @@ class DnsServer:
         tcp.close()
 
     def _listen(self, key: Key, point: ListenPoint) -> None:
+        pair = self._adopted.pop(key, None) or self._open(key, point)
+        if pair is None:
+            return
+        udp, tcp = pair
+        tcp.setblocking(False)
+        listener = UdpListener(udp, point.network_id, self)
+        self._sockets[key] = (listener, tcp, point.network_id)
+        listener.start()
+        if self._loop is not None:
+            self._loop.add_reader(tcp.fileno(), self._on_accept, tcp, point.network_id)
+
+    def _open(self, key: Key, point: ListenPoint) -> Pair | None:
         address, device = key[0], key[1]
         opened: list[socket.socket] = []
         for kind, proto in ((socket.SOCK_DGRAM, "udp"), (socket.SOCK_STREAM, "tcp")):
@@ -196,13 +187,8 @@ class DnsServer:
                 log.warning("cannot listen on %s %s:%d (%s): %s", proto, address, self.port,
                             device or "any device", exc)
                 self.failed[address] = f"{proto} {address}:{self.port}: {exc.strerror or exc}"
-                return
-        udp, tcp = opened
-        listener = UdpListener(udp, point.network_id, self)
-        self._sockets[key] = (listener, tcp, point.network_id)
-        listener.start()
-        if self._loop is not None:
-            self._loop.add_reader(tcp.fileno(), self._on_accept, tcp, point.network_id)
+                return None
+        return opened[0], opened[1]
 
     def _retry(self) -> None:
         if self.failed:
@@ -362,6 +348,6 @@ class DnsServer:
 
 def _safe_key(point: ListenPoint) -> Key | None:
     try:
-        return _key(point)
+        return key_of(point)
     except OSError:
         return None

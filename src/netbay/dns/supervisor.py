@@ -1,7 +1,11 @@
 """The daemon's side of the DNS server: start it when the first user-defined bridge network
 exists (in the background, so the network's first container does not wait ~0.1 s for a
 Python process to start), make it listen on a network's gateway before that network's first
-container can ask, restart it when it dies.
+container can ask, restart it when it dies. When a change needs listen points before any
+server ran (one request made the network and its first container: a CNI ADD, a netavark
+setup, a daemon restarted with containers), the daemon binds their sockets itself and starts
+the server with them (`_start_bound`), so that change returns without waiting ~0.3 s for the
+server to load; queries sent meanwhile wait in the sockets' queues.
 
 The server is a child process (`python -m netbay.dns`), spawned by one long-lived thread (a
 child's PR_SET_PDEATHSIG fires when the thread that forked it exits). A SEQPACKET socket pair
@@ -19,6 +23,7 @@ record, so nothing done meanwhile is missed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,6 +39,7 @@ from typing import Any
 from ..model import Network
 from ..paths import Paths
 from ..store.base import Store
+from .listen import PORT, Key, Pair, handoff_arg, key_of, open_pair
 from .records import ListenPoint, listen_points, serves
 
 log = logging.getLogger("netbayd")
@@ -85,6 +91,7 @@ class DnsSupervisor:
         self._retry_at = 0.0  # time.monotonic() when a backoff ends
         self._restarts = 0
         self._last_exit: Exit | None = None
+        self._handoff: dict[Key, Pair] = {}  # bound here for the next server to serve
         self._thread = threading.Thread(target=self._run, name="dns-supervisor", daemon=True)
         self._thread.start()
 
@@ -104,9 +111,12 @@ class DnsSupervisor:
 
     def _sync(self) -> None:
         with self._sync_lock:
-            wanted = sorted({str(p.address) for p in self.wanted_points()})
-            if not wanted and self._phase == IDLE:
-                if any(serves(n) and not n.builtin for n in self.store.networks()):
+            points = self.wanted_points()
+            wanted = sorted({str(p.address) for p in points})
+            if self._phase == IDLE:
+                if wanted:
+                    self._start_bound(points)
+                elif any(serves(n) and not n.builtin for n in self.store.networks()):
                     self._set(STARTING)  # warm it up; nothing waits for it yet
                 return
             if not self._wait_running():
@@ -119,6 +129,19 @@ class DnsSupervisor:
                 served = self._served  # it died meanwhile: the restarted one loaded everything
             if served is not None and set(wanted) - set(served):
                 log.warning("netbay-dns does not listen on %s", sorted(set(wanted) - set(served)))
+
+    def _start_bound(self, points: list[ListenPoint]) -> None:
+        """Bind POINTS' sockets here and start the server with them (listen.py): a query
+        sent before the server has loaded (~0.3 s of imports) waits in its socket, so the
+        change that needs it does not wait for the server. A point that cannot be bound
+        here is left to the server, which retries and reports it."""
+        bound = {}
+        for point in points:
+            with contextlib.suppress(OSError):
+                bound[key_of(point)] = open_pair(point, PORT if self.port is None else self.port)
+        with self._cond:
+            self._handoff = bound
+        self._set(STARTING)
 
     def _wait_running(self) -> bool:
         with self._cond:
@@ -234,23 +257,10 @@ class DnsSupervisor:
 
     def _start(self) -> subprocess.Popen[bytes] | None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        argv = [
-            sys.executable, "-m", "netbay.dns", "--root", str(self.paths.root),
-            "--control-fd", str(theirs.fileno()), "--parent", str(os.getpid()),
-        ]
-        if self.port is not None:
-            argv += ["--port", str(self.port)]
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), close_fds=True
-            )
-        except OSError as exc:
-            log.error("cannot start netbay-dns: %s", exc)
-            self._record_exit(None, f"could not be started: {exc}")
+        proc = self._spawn(theirs)
+        if proc is None:
             ours.close()
             return None
-        finally:
-            theirs.close()
         self._proc = proc
         ours.settimeout(READY_TIMEOUT)
         try:
@@ -275,6 +285,31 @@ class DnsSupervisor:
         self._set(RUNNING)
         log.info("netbay-dns started (pid %d), serving %s", proc.pid, hello[6:] or "nothing")
         return proc
+
+    def _spawn(self, control: socket.socket) -> subprocess.Popen[bytes] | None:
+        """The server's process, with CONTROL and the sockets bound for it (closed here
+        either way: the child holds its copies)."""
+        with self._cond:
+            handoff, self._handoff = self._handoff, {}
+        argv = [
+            sys.executable, "-m", "netbay.dns", "--root", str(self.paths.root),
+            "--control-fd", str(control.fileno()), "--parent", str(os.getpid()),
+        ]
+        if self.port is not None:
+            argv += ["--port", str(self.port)]
+        for key, pair in handoff.items():
+            argv += ["--listen", handoff_arg(key, pair)]
+        inherited = [control, *(sock for pair in handoff.values() for sock in pair)]
+        try:
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, close_fds=True,
+                                    pass_fds=[sock.fileno() for sock in inherited])
+        except OSError as exc:
+            log.error("cannot start netbay-dns: %s", exc)
+            self._record_exit(None, f"could not be started: {exc}")
+            return None
+        finally:
+            for sock in inherited:
+                sock.close()
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         while proc.poll() is None:
@@ -305,4 +340,7 @@ class DnsSupervisor:
             self._phase = CLOSED
             self._cond.notify_all()
         self._thread.join(timeout=5)
+        for pair in self._handoff.values():  # bound for a server that never started
+            for sock in pair:
+                sock.close()
         self.pid_file.unlink(missing_ok=True)
