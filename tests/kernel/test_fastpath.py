@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from echo import ECHO_CLIENT, ECHO_PORT, ECHO_SERVER
 from helpers import Lan, sh, wait_until
 from netbay.engine.sandboxes import SandboxRequest
 from netbay.model import NetworkSpec, SubnetConfig
@@ -20,38 +21,7 @@ from netbay.plan.ports import PublishSpec
 
 pytestmark = pytest.mark.kernel
 
-HOST_PORT, CONTAINER_PORT = 8080, 80
-# Echoes what it reads, one connection at a time.
-ECHO_SERVER = f"""
-import socket
-server = socket.create_server(("0.0.0.0", {CONTAINER_PORT}))
-while True:
-    conn, _ = server.accept()
-    try:
-        while data := conn.recv(65536):
-            conn.sendall(data)
-    except OSError:
-        pass
-    conn.close()
-"""
-# One line per echo that came back; the error that ended the flow as the last line.
-ECHO_CLIENT = f"""
-import socket, sys, time
-conn = socket.create_connection(("198.51.100.1", {HOST_PORT}), timeout=2)
-try:
-    while True:
-        conn.sendall(b"x" * 1000)
-        got = 0
-        while got < 1000:
-            chunk = conn.recv(1000 - got)
-            if not chunk:
-                raise ConnectionError("closed by the peer")
-            got += len(chunk)
-        print("echo", flush=True)
-        time.sleep(0.01)
-except OSError as exc:
-    print("ended", type(exc).__name__, flush=True)
-"""
+HOST_PORT = 8080
 
 
 def spawn(argv: list[str], cleanups: list[subprocess.Popen[Any]]) -> subprocess.Popen[str]:
@@ -79,13 +49,14 @@ def test_a_running_flow_stops_when_its_published_port_goes(
     host.attach_sandbox(network, SandboxRequest("web", "cni", web, "eth0"))
     host.publish_sandbox_ports(
         "web", "eth0", [PublishSpec("tcp", None, (HOST_PORT, HOST_PORT),
-                                    (CONTAINER_PORT, CONTAINER_PORT))]
+                                    (ECHO_PORT, ECHO_PORT))]
     )
     spawn(["nsenter", f"--net={web}", sys.executable, "-c", ECHO_SERVER], processes)
     wait_until(lambda: lan.sh(f"{sys.executable} -c 'import socket; socket.create_connection("
                               f"(\"198.51.100.1\", {HOST_PORT}), timeout=1)'", False)
                .returncode == 0, 10, "the published port answering", interval=0.1)
-    client = spawn(lan.argv(sys.executable, "-c", ECHO_CLIENT), processes)
+    client = spawn(lan.argv(sys.executable, "-c", ECHO_CLIENT, "198.51.100.1", str(HOST_PORT)),
+                   processes)
     assert client.stdout is not None
     for _ in range(20):  # the flow runs, accepted by its state
         assert client.stdout.readline() == "echo\n"

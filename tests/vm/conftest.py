@@ -35,6 +35,15 @@ def missing_kinds() -> tuple[str, ...]:
     return tuple(line for line in result.stdout.splitlines() if line)
 
 
+@functools.cache
+def has_flowtables() -> bool:
+    """Whether the running kernel makes an nftables flowtable (in a throwaway namespace)."""
+    flowtable = ("add table inet p; add flowtable inet p ft { hook ingress priority filter; "
+                 "devices = { lo }; }")
+    return os.geteuid() == 0 and subprocess.run(
+        ["unshare", "-n", "nft", flowtable], capture_output=True).returncode == 0
+
+
 def _vm_requested(config: pytest.Config) -> bool:
     return "vm" in (config.option.markexpr or "")
 
@@ -43,6 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "vm: needs ipvlan, 802.1q vlan or dummy links (scripts/vm-tests.sh)"
     )
+    config.addinivalue_line("markers", "flowtable: needs nftables flowtables (a vm test too)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -54,12 +64,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [i for i in items if "vm" not in i.keywords]
         config.stash[_LEFT] = len(mine)
         return
-    missing = missing_kinds()
-    if missing:
-        reason = f"VM TIER NOT RUN: this kernel lacks {', '.join(missing)}"
-        for item in mine:
+    for item in mine:  # a flowtable test needs the kinds and flowtables
+        missing = missing_kinds() + (
+            ("flowtables",) if "flowtable" in item.keywords and not has_flowtables() else ())
+        if missing:
+            reason = f"VM TIER NOT RUN: this kernel lacks {', '.join(missing)}"
             item.add_marker(pytest.mark.skip(reason=reason))
-        config.stash[_SKIPPED] = reason
+            config.stash[_SKIPPED] = reason
 
 
 _LEFT = pytest.StashKey[int]()

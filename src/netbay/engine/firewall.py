@@ -3,19 +3,24 @@
 Every change is one nft transaction of set/map elements; anything unexpected (the table
 flushed by someone, an element missing) falls back to rebuilding the whole table from the
 record, which is always the truth.
+
+The data-plane fast path (docs/design.md): where the kernel has flowtables (asked once per
+Firewall, i.e. per namespace), the table also has one, hooked on the bridges and the
+uplinks; its devices change with the networks, never with an attach.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from ..drivers import capabilities
 from ..drivers.base import OPT_POOL, parse_bool
 from ..errors import FirewallError
+from ..kernel.uplinks import ForwardingLinks, forwarding_links
 from ..model import REMOVING, Container, Endpoint, Network
 from ..plan import firewall as fw
 from ..plan.ports import container_ports
@@ -63,6 +68,8 @@ class Firewall:
     store: Store
     nft: Nftables
     flows: Flows
+    links: Callable[[], ForwardingLinks] = forwarding_links  # asked only with flowtables
+    _flowtables: dict[str, bool] = field(default_factory=dict, init=False, repr=False)
 
     def _primary(
         self, networks: dict[str, Network], endpoints: Iterable[Endpoint]
@@ -105,13 +112,51 @@ class Firewall:
         for container_id, endpoints in by_container.items():
             if container_id in containers:
                 port_rules += self.port_rules(containers[container_id], endpoints, networks)
-        self.nft.apply(fw.rebuild(net_rules, ep_rules, port_rules))
+        bridges = {r.device for r in net_rules if r.device}
+        devices = self._fast_path_devices(bridges) if self.fast_path() else None
+        self.nft.apply(fw.rebuild(net_rules, ep_rules, port_rules, devices))
+
+    def fast_path(self) -> bool:
+        """Whether the kernel has flowtables: one throwaway transaction, the first time."""
+        if "answer" not in self._flowtables:
+            try:
+                self.nft.apply(fw.FLOWTABLE_PROBE)
+                self._flowtables["answer"] = True
+            except FirewallError as exc:
+                log.info("no flowtables here (%s): no data-plane offload", exc)
+                self._flowtables["answer"] = False
+        return self._flowtables["answer"]
+
+    def _fast_path_devices(self, bridges: set[str]) -> set[str]:
+        """The flowtable's devices: BRIDGES and the uplinks, those that exist."""
+        links = self.links()
+        return (bridges | links.uplinks) & links.names
+
+    def flowtable_devices(self) -> set[str]:
+        """The devices the kernel has in netbay's flowtable (it drops a deleted link)."""
+        listed = self.nft.list(f"flowtable {fw.INET} {fw.TABLE} {fw.FLOWTABLE}")
+        found = [o["flowtable"].get("dev", []) for o in listed if "flowtable" in o]
+        return {d for dev in found for d in ([dev] if isinstance(dev, str) else dev)}
+
+    def _device_change(self, add: fw.Elements, remove: fw.Elements) -> str:
+        """A network's bridge that comes or goes is hooked or unhooked, and the uplinks are
+        looked at again; nothing for any other change (an attach)."""
+        brought, gone = fw.bridges_changed(add, remove)
+        if not (brought or gone) or not self.fast_path():
+            return ""
+        networks = (n for n in self.store.networks() if n.state != REMOVING)
+        bridges = {r.device for r in map(network_rules, networks) if r and r.device}
+        had = self.flowtable_devices()
+        want = self._fast_path_devices((bridges | brought) - gone)
+        return fw.flowtable_devices(want - had, had - want)
 
     def change(self, add: fw.Elements, remove: fw.Elements) -> None:
         """One transaction; if the table is not as expected, rebuild it from the record. The
-        running flows of what goes end: the rules accept a tracked flow by its state alone."""
+        running flows of what goes end: the rules accept a tracked flow by its state alone
+        (and a flow's offload ends with its conntrack entry)."""
         try:
-            self.nft.apply(fw.change(add, remove))
+            commands = fw.change(add, remove)
+            self.nft.apply("\n".join(filter(None, [commands, self._device_change(add, remove)])))
         except FirewallError as exc:
             log.warning("nft change failed (%s); rebuilding netbay's table from the record", exc)
             self.rebuild()

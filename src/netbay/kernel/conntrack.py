@@ -25,10 +25,17 @@ def forget_address(ct: PyRoute2, address: IPv4Address) -> int:
     CT: open_conntrack()'s."""
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple  # pyroute2: ~0.5 s
 
+    # raw messages, not dump_entries: an offloaded TCP entry (a flowtable's) comes without
+    # its protoinfo, which pyroute2's entry parser cannot do without
+    reply = NFCTAttrTuple(saddr=str(address))
     removed = 0
-    for entry in ct.dump_entries(tuple_reply=NFCTAttrTuple(saddr=str(address))):
+    for msg in ct.dump(tuple_reply=reply):
+        family = msg["nfgen_family"]
+        if not reply.nla_eq(family, msg.get_attr("CTA_TUPLE_REPLY")):
+            continue
         try:
-            ct.entry("del", tuple_orig=entry.tuple_orig)
+            ct.entry("del", tuple_orig=NFCTAttrTuple.from_netlink(
+                family, msg.get_attr("CTA_TUPLE_ORIG")))
             removed += 1
         except KernelError:
             continue  # gone meanwhile

@@ -10,6 +10,9 @@ and every later one is accepted by its conntrack state before any other rule; co
 container traffic of one bridge, which br_netfilter hands to the inet hooks, is not tracked
 at all (nothing about it is NATed or remembered). Whatever tightens isolation for a running
 flow ends its conntrack entry (`released_addresses`), so its next packet is judged anew.
+Where the kernel has flowtables, an established flow with a bridge at one end is offloaded
+(`fast_path`): its packets skip the inet hooks, and ending its conntrack entry ends the
+offload too.
 
 Written in nft's own syntax, handed to libnftables in one call: nft 1.0.6 (Debian 12)
 crashes parsing the JSON form of `dnat to <concat> map @m`, and the text reads better.
@@ -26,6 +29,15 @@ from .naming import valid_ifname
 
 TABLE = "netbay"
 INET, BRIDGE = "inet", "bridge"
+FLOWTABLE = "ft"
+_HOOK = "hook ingress priority filter;"
+# the forward chain's first rule where the kernel has flowtables (`fast_path`)
+OFFLOAD = f"iifname @bridges ct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}"
+# One transaction that makes and drops a flowtable: refused by a kernel without flowtables.
+FLOWTABLE_PROBE = f"""\
+add table {INET} netbay_probe
+add flowtable {INET} netbay_probe {FLOWTABLE} {{ {_HOOK} devices = {{ "lo" }}; }}
+delete table {INET} netbay_probe"""
 
 SKELETON = """\
 table inet netbay {
@@ -279,14 +291,47 @@ def change(add: Elements, remove: Elements) -> str:
     return "\n".join(filter(None, [delete_elements(gone), add_elements(add)]))
 
 
+def fast_path(devices: Iterable[str]) -> str:
+    """The flowtable of DEVICES (the bridges and the uplinks) and the forward chain's offload,
+    ahead of its first rule. Only an established flow is offloaded: its first packet was
+    judged by every rule below. Only a flow with a bridge at one end (its packets from the
+    bridge): other software's forwarded flows keep their own rules."""
+    named = sorted(set(devices))
+    listed = f" devices = {{ {', '.join(map(_ifname, named))} }};" if named else ""
+    return "\n".join([
+        f"add flowtable {INET} {TABLE} {FLOWTABLE} {{ {_HOOK}{listed} }}",
+        f"insert rule {INET} {TABLE} forward {OFFLOAD}",
+    ])
+
+
+def flowtable_devices(add: Iterable[str], remove: Iterable[str]) -> str:
+    """The flowtable's devices changed: ADD hooked, REMOVE unhooked."""
+    lines = []
+    for verb, names in (("delete", sorted(set(remove))), ("add", sorted(set(add)))):
+        if names:
+            lines.append(f"{verb} flowtable {INET} {TABLE} {FLOWTABLE} {{ {_HOOK} devices = "
+                         f"{{ {', '.join(map(_ifname, names))} }}; }}")
+    return "\n".join(lines)
+
+
+def bridges_changed(add: Elements, remove: Elements) -> tuple[set[str], set[str]]:
+    """The bridges a change brings and the bridges it takes away (an element in both stays)."""
+    def names(elements: Elements) -> set[str]:
+        return {e.strip('"') for e in elements.get((INET, "bridges"), [])}
+    return names(add) - names(remove), names(_gone(add, remove))
+
+
 def rebuild(
-    networks: Iterable[NetworkRules], endpoints: Iterable[EndpointRules], ports: Iterable[PortRules]
+    networks: Iterable[NetworkRules], endpoints: Iterable[EndpointRules],
+    ports: Iterable[PortRules], fast_path_devices: Iterable[str] | None = None,
 ) -> str:
-    """Everything from scratch, replacing whatever is there, as one transaction."""
+    """Everything from scratch, replacing whatever is there, as one transaction; with the
+    flowtable of FAST_PATH_DEVICES unless None (a kernel without flowtables)."""
     reset = [f"add table {f} {TABLE}\ndelete table {f} {TABLE}" for f in (INET, BRIDGE)]
     elements = merge(
         *(network_elements(n) for n in networks),
         *(endpoint_elements(e) for e in endpoints),
         *(port_elements(p) for p in ports),
     )
-    return "\n".join([*reset, SKELETON, add_elements(elements)])
+    offload = [] if fast_path_devices is None else [fast_path(fast_path_devices)]
+    return "\n".join([*reset, SKELETON, *offload, add_elements(elements)])
