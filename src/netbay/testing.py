@@ -301,10 +301,13 @@ class FakeFlows:
 
     def __init__(self) -> None:
         self.forgotten: list[IPv4Address] = []
+        self.departed: list[IPv4Address] = []  # forgotten with the flows they started
         self.closed = False
 
-    def forget(self, address: IPv4Address) -> None:
+    def forget(self, address: IPv4Address, started: bool = False) -> None:
         self.forgotten.append(address)
+        if started:
+            self.departed.append(address)
 
     def close(self) -> None:
         self.closed = True

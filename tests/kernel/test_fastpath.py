@@ -69,6 +69,47 @@ def test_a_running_flow_stops_when_its_published_port_goes(
     assert "tcp . 8080" not in sh("nft list map inet netbay pub_any").stdout
 
 
+def test_the_flows_a_container_started_end_when_its_endpoint_goes(
+    host: Any, lan: Lan, namespaces: Any, processes: list[subprocess.Popen[Any]]
+) -> None:
+    """A masqueraded flow out: its replies come from the LAN, not from the container, so
+    only the endpoint's departure can end it (the address's next owner gets no replies)."""
+    network = host.create_network(
+        NetworkSpec(name="out", subnets=(SubnetConfig(IPv4Network("10.96.0.0/24")),))
+    )
+    client_ns: Path = namespaces("client")
+    _, endpoint = host.attach_sandbox(network, SandboxRequest("client", "cni", client_ns, "eth0"))
+    spawn(lan.argv(sys.executable, "-c", ECHO_SERVER), processes)
+    wait_until(lambda: lan.sh(f"ss -ltn sport = :{ECHO_PORT}").stdout.count("LISTEN") == 1, 10,
+               "the LAN's echo server listening", interval=0.05)
+    client = spawn(["nsenter", f"--net={client_ns}", sys.executable, "-c", ECHO_CLIENT,
+                    "198.51.100.2", str(ECHO_PORT)], processes)
+    assert client.stdout is not None
+    for _ in range(5):
+        assert client.stdout.readline() == "echo\n"
+    assert flows_started_by(str(endpoint.address.ip)) == 1
+
+    host.detach_sandbox("client", "eth0")
+
+    wait_until(lambda: flows_started_by(str(endpoint.address.ip)) == 0, 5,
+               "the container's outbound flow forgotten", interval=0.05)
+
+
+def flows_started_by(address: str) -> int:
+    """Conntrack entries of this namespace whose original source is ADDRESS."""
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    from netbay.kernel.netlink import open_conntrack
+
+    match = NFCTAttrTuple(saddr=address)
+    ct = open_conntrack()
+    try:
+        return sum(match.nla_eq(m["nfgen_family"], m.get_attr("CTA_TUPLE_ORIG"))
+                   for m in ct.dump(tuple_orig=match))
+    finally:
+        ct.close()
+
+
 def test_container_to_container_traffic_of_a_bridge_is_not_tracked(host: Any) -> None:
     """The bridge's own address stays tracked (a published port is reached there too)."""
     network = host.create_network(

@@ -17,6 +17,12 @@ def test_an_endpoint_or_a_mapping_that_goes_releases_its_address() -> None:
     assert fw.released_addresses({}, gone) == {IPv4Address("10.0.0.2"), IPv4Address("10.0.0.3")}
 
 
+def test_only_an_endpoint_that_goes_ends_the_flows_its_address_started() -> None:
+    gone = fw.merge(fw.endpoint_elements(WEB), fw.port_elements(PORT))
+    assert fw.departed_addresses({}, gone) == {IPv4Address("10.0.0.2")}
+    assert fw.departed_addresses(fw.endpoint_elements(WEB), fw.endpoint_elements(WEB)) == set()
+
+
 def test_what_stays_or_only_comes_releases_nothing() -> None:
     both = fw.port_elements(PORT)
     assert fw.released_addresses(both, both) == set()

@@ -160,8 +160,9 @@ class Firewall:
         except FirewallError as exc:
             log.warning("nft change failed (%s); rebuilding netbay's table from the record", exc)
             self.rebuild()
+        departed = fw.departed_addresses(add, remove)
         for address in sorted(fw.released_addresses(add, remove)):
-            self.flows.forget(address)
+            self.flows.forget(address, started=address in departed)
 
     def intact(self) -> bool:
         return self.nft.has_chain(fw.INET, fw.TABLE, "forward") and self.nft.has_chain(

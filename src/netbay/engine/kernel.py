@@ -63,7 +63,8 @@ class Nftables(Protocol):
 
 
 class Flows(Protocol):
-    """Ends the tracked flows of addresses that lost their port mappings (asynchronously)."""
+    """Ends the tracked flows of addresses that lost their port mappings, or their endpoint
+    (STARTED: the flows the address started too), asynchronously."""
 
-    def forget(self, address: IPv4Address) -> None: ...
+    def forget(self, address: IPv4Address, started: bool = False) -> None: ...
     def close(self) -> None: ...

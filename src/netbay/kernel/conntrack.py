@@ -20,25 +20,30 @@ from .netlink import PyRoute2, open_conntrack
 log = logging.getLogger("netbay.conntrack")
 
 
-def forget_address(ct: PyRoute2, address: IPv4Address) -> int:
-    """Delete every entry whose reply comes from ADDRESS (flows DNATed to it, or from it);
+def forget_address(ct: PyRoute2, address: IPv4Address, started: bool = False) -> int:
+    """Delete every entry whose reply comes from ADDRESS (flows DNATed to it, or from it
+    unNATed) and, with STARTED (its endpoint is gone), every entry it started (masqueraded
+    out, or to another network): the address's next owner must not get their replies.
     CT: open_conntrack()'s."""
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple  # pyroute2: ~0.5 s
 
     # raw messages, not dump_entries: an offloaded TCP entry (a flowtable's) comes without
     # its protoinfo, which pyroute2's entry parser cannot do without
-    reply = NFCTAttrTuple(saddr=str(address))
+    match = NFCTAttrTuple(saddr=str(address))
+    sides = ["CTA_TUPLE_REPLY", "CTA_TUPLE_ORIG"] if started else ["CTA_TUPLE_REPLY"]
     removed = 0
-    for msg in ct.dump(tuple_reply=reply):
-        family = msg["nfgen_family"]
-        if not reply.nla_eq(family, msg.get_attr("CTA_TUPLE_REPLY")):
-            continue
-        try:
-            ct.entry("del", tuple_orig=NFCTAttrTuple.from_netlink(
-                family, msg.get_attr("CTA_TUPLE_ORIG")))
-            removed += 1
-        except KernelError:
-            continue  # gone meanwhile
+    for side in sides:
+        key = "tuple_reply" if side == "CTA_TUPLE_REPLY" else "tuple_orig"
+        for msg in ct.dump(**{key: match}):
+            family = msg["nfgen_family"]
+            if not match.nla_eq(family, msg.get_attr(side)):
+                continue
+            try:
+                ct.entry("del", tuple_orig=NFCTAttrTuple.from_netlink(
+                    family, msg.get_attr("CTA_TUPLE_ORIG")))
+                removed += 1
+            except KernelError:
+                continue  # gone meanwhile (a flow both started and answered by ADDRESS)
     return removed
 
 
@@ -50,13 +55,15 @@ class FlowJanitor:
     container do without either."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[IPv4Address | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[IPv4Address, bool] | None] = queue.Queue()
         self._ct: PyRoute2 | None = None
         self._thread = threading.Thread(target=self._run, name="flow-janitor", daemon=True)
         self._thread.start()
 
-    def forget(self, address: IPv4Address) -> None:
-        self._queue.put(address)
+    def forget(self, address: IPv4Address, started: bool = False) -> None:
+        """ADDRESS's flows end (forget_address): those it answers, and with STARTED those
+        it started."""
+        self._queue.put((address, started))
 
     def drain(self) -> None:
         """Wait until every queued address is handled."""
@@ -64,15 +71,15 @@ class FlowJanitor:
 
     def _run(self) -> None:
         while True:
-            address = self._queue.get()
+            item = self._queue.get()
             try:
-                if address is None:
+                if item is None:
                     return
                 if self._ct is None:
                     self._ct = open_conntrack()
-                forget_address(self._ct, address)
+                forget_address(self._ct, *item)
             except Exception as exc:  # stale flows are a nuisance, never a reason to stop
-                log.warning("conntrack cleanup for %s failed: %s", address, exc)
+                log.warning("conntrack cleanup for %s failed: %s", item, exc)
             finally:
                 self._idle()
                 self._queue.task_done()

@@ -273,11 +273,15 @@ def delete_elements(elements: Elements) -> str:
 def released_addresses(add: Elements, remove: Elements) -> set[IPv4Address]:
     """The containers' addresses whose running flows a change must end: an endpoint that
     goes, a published port's target that loses a mapping."""
-    gone = _gone(add, remove)
-    targets = [e.rsplit(" . ", 1)[1] for e in gone.get((BRIDGE, "endpoints"), [])]
-    targets += [e.split(" : ")[1].split(" . ")[0] for name in ("pub_any", "pub_ip")
-                for e in gone.get((INET, name), [])]
-    return set(map(IPv4Address, targets))
+    targets = [e.split(" : ")[1].split(" . ")[0] for name in ("pub_any", "pub_ip")
+               for e in _gone(add, remove).get((INET, name), [])]
+    return departed_addresses(add, remove) | set(map(IPv4Address, targets))
+
+
+def departed_addresses(add: Elements, remove: Elements) -> set[IPv4Address]:
+    """The addresses whose endpoint goes: the flows they started end too."""
+    gone = _gone(add, remove).get((BRIDGE, "endpoints"), [])
+    return {IPv4Address(e.rsplit(" . ", 1)[1]) for e in gone}
 
 
 def _gone(add: Elements, remove: Elements) -> Elements:
