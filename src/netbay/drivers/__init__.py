@@ -3,31 +3,43 @@
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from typing import cast
 
 from ..errors import ConfigError
 from .base import Capabilities, ClusterDriver, Driver, GlobalOptions, Route, RuntimeOptions
 
+# Each driver's name and the module that lists it in DRIVERS, imported on the first use of
+# one of its names: the daemon's start loads only the drivers its networks use (the cluster
+# drivers and their planning modules were ~1/4 of its imports). tests/unit/
+# test_driver_registry.py checks this against every module of the package.
+MODULES = {
+    "bridge": "bridge",
+    "external": "external",
+    "host": "modes",
+    "ipvlan": "ipvlan",
+    "macvlan": "macvlan",
+    "null": "modes",
+    "overlay": "overlay",
+    "routed": "routed",
+}
 
-def _registry() -> dict[str, Driver]:
-    """Every module of this package that lists DRIVERS: adding a driver is adding a module."""
-    found: dict[str, Driver] = {}
-    for module in pkgutil.iter_modules(__path__):
-        for driver in getattr(importlib.import_module(f"{__name__}.{module.name}"), "DRIVERS", ()):
-            found[driver.name] = driver
-    return found
+_DRIVERS: dict[str, Driver] = {}
 
 
-_DRIVERS = _registry()
+def _lookup(name: str) -> Driver | None:
+    if name not in _DRIVERS and name in MODULES:
+        module = importlib.import_module(f"{__name__}.{MODULES[name]}")
+        for driver in getattr(module, "DRIVERS", ()):
+            _DRIVERS[driver.name] = driver
+    return _DRIVERS.get(name)
 
 
 def get_driver(name: str) -> Driver:
-    try:
-        return _DRIVERS[name]
-    except KeyError:
-        known = ", ".join(sorted(_DRIVERS))
-        raise ConfigError("driver", name, f"unknown driver (known: {known})") from None
+    found = _lookup(name)
+    if found is None:
+        known = ", ".join(sorted(MODULES))
+        raise ConfigError("driver", name, f"unknown driver (known: {known})")
+    return found
 
 
 def cluster_driver(name: str) -> ClusterDriver:
@@ -41,24 +53,24 @@ def cluster_driver(name: str) -> ClusterDriver:
 def find_driver(name: str) -> Driver | None:
     """The driver of a recorded network; None for a name this netbay does not know (a record
     of another version), which has nothing netbay could restore, audit or clean up."""
-    return _DRIVERS.get(name)
+    return _lookup(name)
 
 
 def capabilities(driver: str) -> Capabilities:
     """What networks of DRIVER take from netbay (an unknown driver, from an old record: none)."""
-    found = _DRIVERS.get(driver)
+    found = _lookup(driver)
     return found.caps if found is not None else Capabilities()
 
 
 def runtime_options(driver: str) -> RuntimeOptions | None:
     """The options a runtime may set on networks of DRIVER; None: runtimes cannot make them."""
-    found = _DRIVERS.get(driver)
+    found = _lookup(driver)
     return found.runtime if found is not None else None
 
 
 def runtime_drivers() -> list[str]:
     """The drivers runtimes may make networks of."""
-    return [name for name, driver in _DRIVERS.items() if driver.runtime is not None]
+    return [name for name in MODULES if get_driver(name).runtime is not None]
 
 
 __all__ = [
