@@ -50,7 +50,7 @@ from netbay.plan import firewall as fw  # noqa: E402
 from sandbox import median, sandbox, sh  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-KERNEL = Path("/boot/vmlinuz-6.1.0-57-amd64")
+VNG = ROOT / ".venv/bin/vng"
 BRIDGE_NET = IPv4Network("10.135.0.0/24")
 PATHS = ("masquerade", "dnat", "routed")
 MODES = ("on", "off")
@@ -116,16 +116,25 @@ def print_table(result: dict[str, Any]) -> None:
             print(f"{key:<12} {mode:<8} {median(values):>7.3f} {mid:>18} {span:>12}")
 
 
+def stock_kernel() -> Path | None:
+    """Debian's newest stock kernel image, the one scripts/vm-tests.sh boots."""
+    found = sorted(Path("/boot").glob("vmlinuz-*-amd64"))
+    return found[-1] if found else None
+
+
 def in_vm(seconds: int, runs: int) -> dict[str, Any]:
     """This script's --inside run in one boot of the stock kernel (scripts/vm-tests.sh's
     recipe: ../shared/notes/kernel-vm.md); its JSON back through a shared directory."""
+    kernel = stock_kernel()
+    if kernel is None or not VNG.exists():
+        raise SystemExit("no stock kernel or virtme-ng: scripts/vm-tests.sh --install")
     out = Path(tempfile.mkdtemp(prefix="netbay-offload-"))
     inner = (f"cd {shlex.quote(str(ROOT))} && PYTHONDONTWRITEBYTECODE=1 .venv/bin/python "
              f"benchmarks/dataplane_vm.py --inside {shlex.quote(str(out))} "
              f"--seconds {seconds} --runs {runs}")
     env = {**os.environ, "PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}"}
     subprocess.run(["timeout", "-k", "30", "3000", "vng", "--disable-kvm", "--force-9p",
-                    "--run", str(KERNEL), "--user", "root", "--memory", "1G",
+                    "--run", str(kernel), "--user", "root", "--memory", "1G",
                     f"--rwdir={out}", "--exec", inner], stdin=subprocess.DEVNULL, env=env,
                    check=False)
     found = out / "offload.json"
@@ -133,6 +142,46 @@ def in_vm(seconds: int, runs: int) -> dict[str, Any]:
         raise SystemExit(f"the VM wrote no {found} (timeout, panic or a failure inside)")
     result: dict[str, Any] = json.loads(found.read_text())
     return result
+
+
+def run(seconds: int = 3, runs: int = 5, progress: Any = print) -> dict[str, Any]:
+    """report.py's section: here where the kernel has flowtables, else in the VM."""
+    try:
+        progress(f"offload: {runs} runs of {seconds} s, the NAT paths with and without it")
+        native = subprocess.run(["unshare", "-n", "nft", fw.FLOWTABLE_PROBE],
+                                capture_output=True).returncode == 0
+        result = measure(seconds, runs) if native else in_vm(seconds, runs)
+    except SystemExit as exc:
+        return {"error": str(exc)}
+    return {**result, "where": "here" if native else "Debian's stock kernel under QEMU (TCG)",
+            "ratios": ratios(result), "error": None}
+
+
+OFFLOAD_GOAL = 1.0  # issue 18: the NAT paths at least as fast as plain routing
+
+
+def render(page: Any, data: dict[str, Any], images: Path) -> None:
+    """This section of docs/benchmarks.md (render.py calls it; PAGE a render.Page)."""
+    from render import table
+
+    page.add(
+        f"nftables flowtables (software offload, docs/design.md) on kernel {data['kernel']} "
+        f"({data['where']}): iperf3, one stream, {data['seconds']} s, {data['runs']} runs "
+        "with the offload rule on and off alternating; each run's path over plain routing "
+        "through a third namespace with no rules, medians. This machine's own kernel has no "
+        "flowtables; under emulation only the ratios within the run mean anything.")
+    rows = []
+    for key, label in (("masquerade", "container to the LAN (masquerade)"),
+                       ("dnat", "LAN to a published port (DNAT)")):
+        cells = [label]
+        for mode in MODES:
+            each = data["ratios"][mode][key]
+            cells.append(f"{median(each):.1%} ({min(each):.0%}–{max(each):.0%})")
+        rows.append(cells)
+        mid = median(data["ratios"]["on"][key])
+        page.target(f"throughput with the flowtable, {label}, vs plain routing",
+                    f">= {OFFLOAD_GOAL:.0%}", f"{mid:.1%}", mid >= OFFLOAD_GOAL)
+    page.add(table(["path / plain routing", "offload on", "offload off"], rows))
 
 
 def main() -> int:

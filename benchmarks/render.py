@@ -457,6 +457,7 @@ TITLES = {
     "runtimes": "CNI plugin and netavark backend start-up",
     "dns": "Embedded DNS",
     "dataplane": "Data plane and RPS",
+    "offload": "Data plane: the flowtable offload",
     "soak": "Soak: what the daemon holds comes back",
     "convergence": "Convergence across hosts: overlay and routed",
     "cluster_scale": "Multi-host: the control plane at scale",
@@ -477,7 +478,8 @@ RENDERERS = {"scale": render_scale, "publish": render_publish, "runtimes": rende
              "overlay": from_cluster_page("render_overlay"),
              "routed": from_page("routed_page", "render"),
              "bgp_scale": from_page("bgp_scale_page", "render"),
-             "docker_engine": from_page("docker_engine", "render")}
+             "docker_engine": from_page("docker_engine", "render"),
+             "offload": from_page("dataplane_vm", "render")}
 
 
 def write(result: dict[str, Any], out: Path) -> Path:

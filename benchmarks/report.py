@@ -56,6 +56,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "runtimes": {"runs": 20},
         "dns": {"names": 1000, "seconds": 3.0, "rounds": 5, "rate": 20000},
         "dataplane": {"seconds": 3.0, "runs": 5},
+        "offload": {"seconds": 3, "runs": 5},
         "soak": {"cycles": 5000, "clients": 8, "rounds": 2},
         "convergence": {"starts": 50, "blocks": 8, "joins": 8, "kills": 5},
         "cluster_scale": {"nodes": [100, 500, 1000], "changes": 10},
@@ -99,7 +100,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
 def runner(section: str) -> Callable[..., dict[str, Any]]:
     """The section's run(); imported late so one broken module fails only its section."""
     module = {"scale": "scale", "publish": "publish", "runtimes": "cni_netavark",
-              "dns": "dns_qps", "dataplane": "dataplane", "soak": "soak",
+              "dns": "dns_qps", "dataplane": "dataplane", "offload": "dataplane_vm", "soak": "soak",
               "convergence": "convergence", "cluster_scale": "cluster_scale",
               "overlay": "overlay", "routed": "routed", "bgp_scale": "bgp_scale",
               "docker_engine": "docker_engine"}[section]

@@ -11,7 +11,8 @@
 #   NETBAY_VM=force    boot the VM even where the kernel has the device types
 #   NETBAY_VM_STRICT=1 fail instead of skipping (loudly) when neither way can run
 #
-# (`vm-tests.sh --inside DIR` is what runs in the guest: pytest, its status into DIR.)
+# (`vm-tests.sh --inside DIR` is what runs in the guest: pytest, its status into DIR;
+# `vm-tests.sh --install` only installs the prerequisites.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -87,6 +88,10 @@ ensure_prerequisites() {
 
 [ "$(id -u)" = 0 ] || not_run "needs root"
 [ -x "$venv/bin/python" ] || not_run "no project venv at $venv (run scripts/install.sh --test)"
+if [ "${1:-}" = "--install" ]; then  # only the prerequisites (benchmarks/dataplane_vm.py)
+  ensure_prerequisites
+  exit
+fi
 rm -rf "$results"
 mkdir -p "$results"
 started=$SECONDS
