@@ -3,43 +3,31 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import cast
 
 from ..errors import ConfigError
 from .base import Capabilities, ClusterDriver, Driver, GlobalOptions, Route, RuntimeOptions
 
-# Each driver's name and the module that lists it in DRIVERS, imported on the first use of
-# one of its names: the daemon's start loads only the drivers its networks use (the cluster
-# drivers and their planning modules were ~1/4 of its imports). tests/unit/
-# test_driver_registry.py checks this against every module of the package.
-MODULES = {
-    "bridge": "bridge",
-    "external": "external",
-    "host": "modes",
-    "ipvlan": "ipvlan",
-    "macvlan": "macvlan",
-    "null": "modes",
-    "overlay": "overlay",
-    "routed": "routed",
-}
 
-_DRIVERS: dict[str, Driver] = {}
+def _registry() -> dict[str, Driver]:
+    """Every module of this package that lists DRIVERS: adding a driver is adding a module."""
+    found: dict[str, Driver] = {}
+    for module in pkgutil.iter_modules(__path__):
+        for driver in getattr(importlib.import_module(f"{__name__}.{module.name}"), "DRIVERS", ()):
+            found[driver.name] = driver
+    return found
 
 
-def _lookup(name: str) -> Driver | None:
-    if name not in _DRIVERS and name in MODULES:
-        module = importlib.import_module(f"{__name__}.{MODULES[name]}")
-        for driver in getattr(module, "DRIVERS", ()):
-            _DRIVERS[driver.name] = driver
-    return _DRIVERS.get(name)
+_DRIVERS = _registry()
 
 
 def get_driver(name: str) -> Driver:
-    found = _lookup(name)
-    if found is None:
-        known = ", ".join(sorted(MODULES))
-        raise ConfigError("driver", name, f"unknown driver (known: {known})")
-    return found
+    try:
+        return _DRIVERS[name]
+    except KeyError:
+        known = ", ".join(sorted(_DRIVERS))
+        raise ConfigError("driver", name, f"unknown driver (known: {known})") from None
 
 
 def cluster_driver(name: str) -> ClusterDriver:
@@ -53,24 +41,24 @@ def cluster_driver(name: str) -> ClusterDriver:
 def find_driver(name: str) -> Driver | None:
     """The driver of a recorded network; None for a name this netbay does not know (a record
     of another version), which has nothing netbay could restore, audit or clean up."""
-    return _lookup(name)
+    return _DRIVERS.get(name)
 
 
 def capabilities(driver: str) -> Capabilities:
     """What networks of DRIVER take from netbay (an unknown driver, from an old record: none)."""
-    found = _lookup(driver)
+    found = _DRIVERS.get(driver)
     return found.caps if found is not None else Capabilities()
 
 
 def runtime_options(driver: str) -> RuntimeOptions | None:
     """The options a runtime may set on networks of DRIVER; None: runtimes cannot make them."""
-    found = _lookup(driver)
+    found = _DRIVERS.get(driver)
     return found.runtime if found is not None else None
 
 
 def runtime_drivers() -> list[str]:
     """The drivers runtimes may make networks of."""
-    return [name for name in MODULES if get_driver(name).runtime is not None]
+    return [name for name, driver in _DRIVERS.items() if driver.runtime is not None]
 
 
 __all__ = [

@@ -12,14 +12,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import ConfigError
 from ..model import CLUSTER_POOL, Endpoint, Network, NetworkSpec
+from ..plan.routed import BlockRoute, RoutedEndpoint
 from ..reconcile.state import Desired
-
-if TYPE_CHECKING:
-    from ..plan.routed import BlockRoute, RoutedEndpoint
 
 # (destination, next hop); None: straight out of the link, no gateway to go via
 Route = tuple[IPv4Network, IPv4Address | None]
