@@ -397,7 +397,7 @@ def test_dump_is_every_stored_row_by_column_name(attached: Store) -> None:
         "id": "e1", "network_id": NET_A, "container_id": CTR_1, "ifname": "eth0",
         "host_ifname": "nbve1", "mac": "02:42:0a:3d:00:02", "address": int(A("10.61.0.2")),
         "prefixlen": 24, "gateway": "10.61.0.1", "aliases": '["db", "DB2"]', "state": READY,
-        "owner": "",
+        "owner": "", "address6": None, "gateway6": None,
     }
 
 

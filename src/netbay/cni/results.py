@@ -16,7 +16,7 @@ from typing import Any
 
 from ..drivers import get_driver
 from ..drivers.base import Route
-from ..model import Endpoint, Network
+from ..model import Endpoint, Network, only_v4_address
 from .asks import Dns
 
 
@@ -31,9 +31,9 @@ def subnet_gateway(network: Network, endpoint: Endpoint) -> IPv4Address | None:
         return None
     if endpoint.gateway is not None:
         return endpoint.gateway
-    for config in network.subnets:
+    for config in network.subnets4:
         if endpoint.address.ip in config.subnet:
-            return config.gateway
+            return only_v4_address(config.gateway)
     return None
 
 

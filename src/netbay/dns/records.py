@@ -17,7 +17,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from ..drivers import capabilities
-from ..model import CREATING, READY, REMOVING, Network
+from ..model import CREATING, READY, REMOVING, Network, only_v4, only_v4_address
 from ..name_entry import NameEntry
 from ..store.base import ContainerRow, DnsRecords, EndpointRow, RemoteName, Store
 from ..store.sqlite import SQLiteStore
@@ -53,7 +53,8 @@ def dns_address(network: Network, address: IPv4Address) -> IPv4Address | None:
     gateway of its subnet (not the endpoint's gateway: a routed one's is 169.254.1.1)."""
     if not serves(network):
         return None
-    return next((s.gateway for s in network.subnets if address in s.subnet), None)
+    return next((only_v4_address(s.gateway) for s in network.subnets4 if address in s.subnet),
+                None)
 
 
 def listen_points(networks: Iterable[Network], in_use: Callable[[str], bool]) -> list[ListenPoint]:
@@ -63,9 +64,9 @@ def listen_points(networks: Iterable[Network], in_use: Callable[[str], bool]) ->
     for network in networks:
         if serves(network) and in_use(network.id):
             points += [
-                ListenPoint(s.gateway, network.device, network.id)
-                for s in network.subnets
-                if s.gateway is not None
+                ListenPoint(gateway, network.device, network.id)
+                for s in network.subnets4
+                if (gateway := only_v4_address(s.gateway)) is not None
             ]
     return sorted(points)
 
@@ -192,7 +193,7 @@ def build_zone(
     zone = Zone(
         listen=listen_points(nets.values(), in_use.__contains__),
         known=frozenset(k for names in members.names.values() for k in names),
-        subnets=tuple(s.subnet for n in nets.values() for s in n.subnets),
+        subnets=tuple(only_v4(s.subnet) for n in nets.values() for s in n.subnets4),
     )
     views: dict[tuple[str, ...], View] = {}  # containers on the same networks share one
     for e in members.endpoints:

@@ -21,7 +21,7 @@ from ..engine import Host
 from ..errors import ConfigError, NotFoundError
 from ..ipam.allocator import check_no_overlap, complete, pick_address
 from ..ipam.pools import choose_subnet
-from ..model import Endpoint, Network, SubnetConfig
+from ..model import Endpoint, Network, SubnetConfig, only_v4_address
 from .cluster import DockerClusterNetworks
 from .protocol import ADDRESS_SPACE, DOCKER_NETWORK_ID, GATEWAY_REQUEST, text
 
@@ -106,7 +106,9 @@ class Ipam:
         with self._lock:
             held = self._held.setdefault(subnet, set())
             used = self.host.store.used_addresses(network.id) | held
-            config, chosen = pick_address(network.subnets, used, requested)
+            config, picked = pick_address(network.subnets4, used, requested)
+            chosen = only_v4_address(picked)
+            assert chosen is not None
             held.add(int(chosen))
         return {"Address": str(_interface(network, config, chosen)), "Data": {}}
 
@@ -136,7 +138,7 @@ def _interface(network: Network, config: SubnetConfig, address: IPv4Address) -> 
     planned = get_driver(network.driver).plan_endpoint(network, Endpoint(
         id="", network_id=network.id, container_id="", ifname="", host_ifname=None,
         mac=None, address=IPv4Interface((address, config.subnet.prefixlen)),
-        gateway=config.gateway))
+        gateway=only_v4_address(config.gateway)))
     assert planned.address is not None
     return planned.address
 

@@ -25,7 +25,7 @@ from ..engine.firewall import can_publish
 from ..engine.sandboxes import SandboxRequest
 from ..errors import ConfigError, NotFoundError
 from ..ipam.allocator import pick_address
-from ..model import Endpoint, Network, NetworkSpec
+from ..model import Endpoint, Network, NetworkSpec, only_v4
 from ..plan.naming import mac_for
 from ..plan.ports import container_ports
 from . import protocol as p
@@ -95,11 +95,11 @@ class NetworkDriver:
             # every host's dockerd has an id of its own for it: kept on this node, not as
             # the cluster network's label
             self.clusters.create(docker_id, spec)
-            self.ipam.pool_made([s.subnet for s in spec.subnets])
+            self.ipam.pool_made([only_v4(s.subnet) for s in spec.subnets])
             return {}
         labelled = dataclasses.replace(spec, labels={p.DOCKER_NETWORK_ID: docker_id})
         network = self.host.create_network(labelled)
-        self.ipam.pool_made([s.subnet for s in network.subnets])
+        self.ipam.pool_made([only_v4(s.subnet) for s in network.subnets4])
         return {}
 
     def delete_network(self, body: Mapping[str, Any]) -> Reply:
@@ -127,9 +127,9 @@ class NetworkDriver:
             raise ConfigError("Interface.Address", given, "an address from an IPAM driver is "
                               "required (netbay's or Docker's default)")
         ip = p.address(str(given), "Interface.Address")
-        pick_address(network.subnets, self.host.store.leases(network.id), ip.ip)
+        pick_address(network.subnets4, self.host.store.leases(network.id), ip.ip)
         mac = str(interface.get("MacAddress") or "")
-        created = Created(network.id, ip, _mac(mac) if mac else mac_for(ip.ip))
+        created = Created(network.id, ip, _mac(mac) if mac else mac_for(ip.ip) or "")
         with self._lock:
             self._created[endpoint_id] = created
         return {} if mac else {"Interface": {"MacAddress": created.mac}}

@@ -107,6 +107,8 @@ class Capabilities:
     # a node whose blocks of the cluster network are full claims another (Calico's IPAM); an
     # overlay keeps flannel's one lease per node, which its bridge's gateway needs
     more_blocks: bool = False
+    # IPv6 subnets (dual stack or IPv6 only): its endpoints get an IPv6 address too
+    ipv6: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..kernel import sublinks
-from ..model import Endpoint, Network
+from ..model import Endpoint, Network, only_v4
 from .base import Route
 from .parent import OPT_HOST_LINK, OPT_PARENT, ParentDriver
 
@@ -69,7 +69,7 @@ class IpvlanDriver(ParentDriver):
         with kernel.lock:
             addresses = sublinks.ipv4_addresses(network.device)
         via = addresses[0].ip if addresses else None
-        return [(config.subnet, via) for config in network.subnets]
+        return [(only_v4(config.subnet), via) for config in network.subnets4]
 
 
 DRIVERS = (IpvlanDriver(),)

@@ -17,7 +17,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..model import Endpoint, Network, NetworkSpec
+from ..model import Endpoint, Network, NetworkSpec, only_v4
 from ..plan.naming import bridge_device
 from ..plan.overlay import (
     DEFAULT_VXLAN_PORT,
@@ -75,7 +75,7 @@ class OverlayDriver(BridgeDriver):
         pool = IPv4Network(spec.options[OPT_POOL])
         parse_int(f"opt {OPT_VNI}", spec.options[OPT_VNI], 1, (1 << 24) - 1)
         parse_backend(spec.options.get(OPT_BACKEND, Backend.AUTO.value))
-        if len(spec.subnets) != 1 or not spec.subnets[0].subnet.subnet_of(pool):
+        if len(spec.subnets) != 1 or not only_v4(spec.subnets[0].subnet).subnet_of(pool):
             raise ConfigError("subnet", [str(s.subnet) for s in spec.subnets],
                               f"an overlay node holds one block of {pool}")
         bridge_options = {k: v for k, v in spec.options.items() if k == OPT_MTU}

@@ -23,7 +23,7 @@ from .. import faults
 from ..errors import ConfigError, ConflictError, KernelError, NetbayError
 from ..ipam.allocator import reserved
 from ..kernel import sublinks
-from ..model import READY, Endpoint, Network, NetworkSpec, SubnetConfig
+from ..model import READY, Endpoint, Network, NetworkSpec, SubnetConfig, only_v4
 from ..plan.naming import IFNAME_RULE, valid_ifname
 from ..reconcile.state import Desired, WantedLink, WantedRoute
 from .base import (
@@ -69,7 +69,7 @@ def host_link_addresses(network: Network) -> list[tuple[IPv4Network, IPv4Interfa
         address = config.aux_addresses.get(HOST_LINK_AUX)
         if address is not None:
             span = config.ip_range or config.subnet
-            out.append((span, IPv4Interface((address, config.subnet.prefixlen))))
+            out.append((only_v4(span), IPv4Interface((address, config.subnet.prefixlen))))
     return out
 
 

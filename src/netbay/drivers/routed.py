@@ -23,7 +23,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..model import Endpoint, Network, NetworkSpec
+from ..model import Endpoint, Network, NetworkSpec, only_v4, only_v4_address
 from ..plan.bird import MAX_ASN
 from ..plan.overlay import Backend, vxlan_device
 from ..plan.routed import (
@@ -94,7 +94,7 @@ def _all_rp_filter() -> int:
 def blocks_of(network: Network) -> tuple[IPv4Network, ...]:
     """The node's blocks of the network: the first it claimed, then any it claimed when
     those were full."""
-    return tuple(s.subnet for s in network.subnets)
+    return tuple(only_v4(s.subnet) for s in network.subnets)
 
 
 def block_holding(network: Network, address: IPv4Address) -> IPv4Network:
@@ -104,12 +104,12 @@ def block_holding(network: Network, address: IPv4Address) -> IPv4Network:
 def _held_blocks(network: Network) -> tuple[WantedBlackhole, ...]:
     """Every block of the share (a node may hold several of one network), as setup holds it."""
     owner = f"network {network.name}"
-    return tuple(WantedBlackhole(s.subnet, owner) for s in network.subnets)
+    return tuple(WantedBlackhole(block, owner) for block in blocks_of(network))
 
 
 def _dns_addresses(network: Network) -> list[IPv4Address]:
     """Where the DNS server answers the share's containers (dns/records.py listen_points)."""
-    return [s.gateway for s in network.subnets if s.gateway is not None]
+    return [g for s in network.subnets if (g := only_v4_address(s.gateway)) is not None]
 
 
 class RoutedDriver:
@@ -145,7 +145,7 @@ class RoutedDriver:
         pool = IPv4Network(spec.options[OPT_POOL])
         parse_encap(spec.options.get(OPT_ENCAP, Encapsulation.CROSS_SUBNET.value))
         mtu = parse_int(f"opt {OPT_MTU}", spec.options.get(OPT_MTU, "1500"), 68, 65535)
-        if not spec.subnets or not all(s.subnet.subnet_of(pool) for s in spec.subnets):
+        if not spec.subnets or not all(only_v4(s.subnet).subnet_of(pool) for s in spec.subnets):
             raise ConfigError("subnet", [str(s.subnet) for s in spec.subnets],
                               f"a routed node holds blocks of {pool}")
         return Network(id=network_id, name=spec.name, driver=self.name, created="",

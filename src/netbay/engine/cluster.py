@@ -29,7 +29,7 @@ from ..errors import (
     NotFoundError,
     NotJoinedError,
 )
-from ..model import Network, NetworkSpec, SubnetConfig
+from ..model import Network, NetworkSpec, SubnetConfig, only_v4
 from ..name_entry import NameEntry
 from ..plan.overlay import Backend, vtep_mac, vxlan_device
 from .bgp import BgpSpeaker, require_bird
@@ -173,7 +173,7 @@ class ClusterAgent:
                               "a cluster-wide network has one subnet")
         if self.host.find_network(spec.name) is not None:
             raise ConflictError(f"network with name {spec.name} already exists")
-        subnet = spec.subnets[0].subnet if spec.subnets else None
+        subnet = only_v4(spec.subnets[0].subnet) if spec.subnets else None
         checked = driver.global_options(spec.options, subnet)
         if subnet is not None:
             self._check_local_overlap(subnet)

@@ -7,7 +7,7 @@ import dataclasses
 import shutil
 import subprocess
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,21 @@ from ..clock import now_rfc3339
 from ..drivers import capabilities, get_driver
 from ..errors import ConfigError, ConflictError, NotFoundError
 from ..ids import new_id, random_name, valid_name
-from ..ipam.allocator import pick_address
-from ..model import CREATING, READY, REMOVING, Container, ContainerSpec, Endpoint, Network
+from ..model import (
+    CREATING,
+    READY,
+    REMOVING,
+    AttachRequest,
+    Container,
+    ContainerSpec,
+    Endpoint,
+    Network,
+)
 from ..paths import Paths
 from ..plan.ports import PublishSpec, allocate, container_ports, parse_publish, record_ports
 from ..runtime import process
 from ..store.base import Store
-from .endpoints import Endpoints, check_aliases
+from .endpoints import Asked, Endpoints, check_aliases, pick_leases
 from .etc_files import ETC_FILES, EtcFiles
 from .firewall import can_publish
 from .kernel import Kernel
@@ -31,7 +39,7 @@ from .records import container_endpoints
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 # (network, static address, aliases) of each network a container joins
-Joined = list[tuple[Network, IPv4Address | None, tuple[str, ...]]]
+Joined = list[tuple[Network, AttachRequest]]
 
 
 def local_port_range() -> tuple[int, int]:
@@ -58,9 +66,9 @@ def _check_names(spec: ContainerSpec) -> tuple[str, str]:
 
 def _check_publish(spec: ContainerSpec, networks: Joined) -> list[PublishSpec]:
     publish = [parse_publish(p) for p in spec.publish]
-    if publish and not any(can_publish(n) for n, _, _ in networks):
+    if publish and not any(can_publish(n) for n, _ in networks):
         reason = "needs a bridge network that is not internal"
-        direct = next((n for n, _, _ in networks if capabilities(n.driver).parent_link), None)
+        direct = next((n for n, _ in networks if capabilities(n.driver).parent_link), None)
         if direct is not None:
             reason += (
                 f" ({direct.driver} network {direct.name} publishes no ports: its "
@@ -144,9 +152,9 @@ class Containers:
     def create(self, spec: ContainerSpec) -> Container:
         name, hostname = _check_names(spec)
         networks, mode = self._resolve_networks(spec)
-        for network, _, aliases in networks:  # refused before anything is made
-            check_aliases(aliases)
-            self.endpoints.check_dns_names(name, network, aliases)
+        for network, request in networks:  # refused before anything is made
+            check_aliases(request.aliases)
+            self.endpoints.check_dns_names(name, network, request.aliases)
         publish = _check_publish(spec, networks)
         container = self._record(
             _new_record(spec, name, hostname, mode, self.paths, self.owner), publish
@@ -189,14 +197,15 @@ class Containers:
                     "network", request.network, "the host and none modes cannot be combined"
                 )
             if mode != "private":
-                if request.ip is not None:
-                    raise ConfigError(
-                        "ip", str(request.ip), f"not allowed with network {network.name}"
-                    )
+                for name, asked in (("ip", request.ip), ("ip6", request.ip6)):
+                    if asked is not None:
+                        raise ConfigError(
+                            name, str(asked), f"not allowed with network {network.name}"
+                        )
                 return [], mode
-            if request.ip is not None:  # fail before anything is made; rechecked under lock
-                pick_address(network.subnets, self.store.leases(network.id), request.ip)
-            resolved.append((network, request.ip, request.aliases))
+            # fail before anything is made; rechecked under lock
+            pick_leases(self.store, network, Asked(request.ip, request.ip6))
+            resolved.append((network, request))
         return resolved, "private" if resolved else "none"
 
     def _make(self, container: Container, networks: Joined) -> None:
@@ -205,8 +214,9 @@ class Containers:
         if container.netns is not None:
             self.kernel.create_netns(Path(container.netns))
             faults.point("container:netns")
-        for network, ip, aliases in networks:
-            self.endpoints.attach(container, network, ip, aliases)
+        for network, request in networks:
+            self.endpoints.attach(container, network, request.ip, request.aliases,
+                                  ip6=request.ip6)
         self.files.write_all(container)
 
     # --- start / stop ----------------------------------------------------------------
@@ -260,10 +270,11 @@ class Containers:
         container_ref: str,
         ip: IPv4Address | None = None,
         aliases: tuple[str, ...] = (),
+        ip6: IPv6Address | None = None,
     ) -> Endpoint:
         container = self.get(container_ref)
         endpoint = self.endpoints.attach(container, self.networks.usable(network_ref), ip,
-                                         aliases)
+                                         aliases, ip6=ip6)
         self.files.refresh(container)
         return endpoint
 

@@ -8,7 +8,7 @@ import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 
 from .. import faults
@@ -36,6 +36,52 @@ def check_aliases(aliases: Iterable[str]) -> None:
                 "alias", alias, "not a DNS name (letters, digits, '-', '_'; labels of 1-63 "
                 "joined by '.')"
             )
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The static addresses a container asked for on a network (`--ip`, `--ip6`)."""
+
+    ip: IPv4Address | None = None
+    ip6: IPv6Address | None = None
+
+
+@dataclass(frozen=True)
+class Leases:
+    """An endpoint's addresses, one per family the network has, with their pools' gateways."""
+
+    address: IPv4Interface | None = None
+    gateway: IPv4Address | None = None
+    address6: IPv6Interface | None = None
+    gateway6: IPv6Address | None = None
+
+    @property
+    def first_ip(self) -> IPv4Address | IPv6Address | None:
+        """The address the endpoint's MAC derives from: IPv4's, else IPv6's."""
+        held = self.address or self.address6
+        return None if held is None else held.ip
+
+
+def pick_leases(store: Store, network: Network, asked: Asked) -> Leases:
+    """The lowest free address (or the one asked for) of each family NETWORK has. An address
+    asked for in a family the network lacks is refused, naming its field."""
+    if asked.ip is not None and not network.subnets4:
+        raise ConfigError("ip", str(asked.ip), f"network {network.name} has no IPv4 subnet")
+    if asked.ip6 is not None and not network.subnets6:
+        raise ConfigError("ip6", str(asked.ip6), f"network {network.name} has no IPv6 subnet")
+    leases = Leases()
+    if network.subnets4:
+        config, ip = pick_address(network.subnets4, store.leases(network.id), asked.ip)
+        assert isinstance(ip, IPv4Address) and isinstance(config.gateway, IPv4Address | None)
+        leases = dataclasses.replace(leases, address=IPv4Interface((ip, config.subnet.prefixlen)),
+                                     gateway=config.gateway)
+    if network.subnets6:
+        config, ip = pick_address(network.subnets6, store.leases(network.id, 6), asked.ip6,
+                                  field="ip6")
+        assert isinstance(ip, IPv6Address) and isinstance(config.gateway, IPv6Address | None)
+        leases = dataclasses.replace(leases, address6=IPv6Interface((ip, config.subnet.prefixlen)),
+                                     gateway6=config.gateway)
+    return leases
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +123,7 @@ class Endpoints:
         ifname: str | None = None,
         mac: str | None = None,
         links_in: Path | None = None,
+        ip6: IPv6Address | None = None,
     ) -> Endpoint:
         """IFNAME and MAC: as a runtime asks (CNI, podman); by default the next free ethN and
         the MAC derived from the address. LINKS_IN: the namespace the container's link is
@@ -92,7 +139,9 @@ class Endpoints:
         with self.kernel.lock:
             network = self.networks.ensure_device(network)
             try:
-                endpoint = self._record_endpoint(container, network, ip, aliases, ifname, mac)
+                endpoint = self._record_endpoint(
+                    container, network, Asked(ip, ip6), aliases, ifname, mac
+                )
             except BaseException:
                 self.networks.release_unused_device(network)
                 raise
@@ -114,7 +163,7 @@ class Endpoints:
         self,
         container: Container,
         network: Network,
-        ip: IPv4Address | None,
+        asked: Asked,
         aliases: tuple[str, ...],
         ifname: str | None = None,
         mac: str | None = None,
@@ -133,10 +182,7 @@ class Endpoints:
                     f"interface {ifname} already exists in container {container.name}"
                 )
             self.check_dns_names(container.name, network, aliases)
-            config, address = pick_address(
-                network.subnets, self.store.leases(network.id), ip
-            )
-            has_default = any(e.gateway is not None for e in mine)
+            leases = pick_leases(self.store, network, asked)
             endpoint_id = new_id()
             endpoint = Endpoint(
                 id=endpoint_id,
@@ -144,12 +190,16 @@ class Endpoints:
                 container_id=container.id,
                 ifname=ifname or next_ifname(e.ifname for e in mine),
                 host_ifname=host_veth(endpoint_id),
-                mac=mac or mac_for(address),
-                address=IPv4Interface((address, config.subnet.prefixlen)),
-                gateway=None if (network.internal or has_default) else config.gateway,
+                mac=mac or mac_for(leases.first_ip),
+                address=leases.address,
+                gateway=None if (network.internal or any(e.gateway for e in mine))
+                else leases.gateway,
                 aliases=aliases,
                 state=CREATING,
                 owner=self.owner,
+                address6=leases.address6,
+                gateway6=None if (network.internal or any(e.gateway6 for e in mine))
+                else leases.gateway6,
             )
             endpoint = get_driver(network.driver).plan_endpoint(network, endpoint)
             self.store.put_endpoint(endpoint)

@@ -21,7 +21,7 @@ from ..drivers import capabilities
 from ..drivers.base import OPT_POOL, parse_bool
 from ..errors import FirewallError
 from ..kernel.uplinks import ForwardingLinks, forwarding_links
-from ..model import REMOVING, Container, Endpoint, Network
+from ..model import REMOVING, Container, Endpoint, Network, only_v4, only_v4_address
 from ..plan import firewall as fw
 from ..plan.ports import container_ports
 from ..store.base import Store
@@ -43,8 +43,8 @@ def network_rules(network: Network) -> fw.NetworkRules | None:
     pool = options.get(OPT_POOL) if capabilities(network.driver).cluster else None
     return fw.NetworkRules(
         device=network.device,
-        subnets=tuple(s.subnet for s in network.subnets),
-        gateways=tuple(s.gateway for s in network.subnets if s.gateway),
+        subnets=tuple(only_v4(s.subnet) for s in network.subnets4),
+        gateways=tuple(g for s in network.subnets4 if (g := only_v4_address(s.gateway))),
         internal=network.internal,
         icc=parse_bool(OPT_ICC, options.get(OPT_ICC, "true")),
         masquerade=parse_bool(OPT_MASQ, options.get(OPT_MASQ, "true")),

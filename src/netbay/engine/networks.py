@@ -31,11 +31,12 @@ from ..errors import (
 from ..ids import new_id, valid_name
 from ..ipam.allocator import check_no_overlap, complete, has_free_address
 from ..ipam.pools import DEFAULT_BRIDGE_POOL, choose_subnet, overlaps_any
-from ..model import CREATING, READY, REMOVING, Network, NetworkSpec, SubnetConfig
+from ..model import CREATING, READY, REMOVING, IPNetwork, Network, NetworkSpec, SubnetConfig
 from ..plan import firewall as fw
 from ..plan.naming import DEFAULT_BRIDGE_DEVICE
 from ..store.base import Store
 from .blocks import with_room
+from .families import families, with_default_subnets
 from .firewall import Firewall, network_rules
 from .kernel import Kernel
 
@@ -59,7 +60,7 @@ def _provisional(network: Network) -> bool:
     return is_default_bridge(network) and network.device is None
 
 
-def _default_bridge_subnet(taken: list[IPv4Network]) -> IPv4Network:
+def _default_bridge_subnet(taken: list[IPNetwork]) -> IPv4Network:
     if overlaps_any(DEFAULT_BRIDGE_POOL, taken):
         return choose_subnet(taken)
     return DEFAULT_BRIDGE_POOL
@@ -139,7 +140,9 @@ class Networks:
         network = driver.validate(spec, network_id or new_id())
         with self.kernel.lock:
             with self.store.transaction():
-                network = driver.claim(self.kernel, self._complete_new_network(network))
+                network = driver.claim(
+                    self.kernel, self._complete_new_network(network, *families(spec, driver))
+                )
                 self.store.put_network(network)
             faults.point("network:recorded")
             try:
@@ -152,16 +155,17 @@ class Networks:
             )
         return dataclasses.replace(network, state=READY, owner="")
 
-    def _complete_new_network(self, network: Network) -> Network:
+    def _complete_new_network(self, network: Network, ipv4: bool, ipv6: bool) -> Network:
+        """NETWORK's subnets completed: a family it has without a subnet given gets a free
+        one of the default pools (IPv4: Docker's; IPv6: this host's ULA /48)."""
         existing = self.store.networks()
         for other in existing:
             if other.name == network.name:
                 raise ConflictError(f"network with name {network.name} already exists")
-        subnets = network.subnets
-        if not subnets:
-            taken = [s.subnet for n in existing for s in n.subnets]
-            taken += self.kernel.taken_networks()
-            subnets = (SubnetConfig(choose_subnet(taken)),)
+        subnets = with_default_subnets(
+            network.subnets, ipv4, ipv6,
+            lambda: [s.subnet for n in existing for s in n.subnets] + self.kernel.taken_networks(),
+        )
         completed = tuple(complete(s) for s in subnets)
         # the default bridge's device name is held even while it has no device
         as_used = [

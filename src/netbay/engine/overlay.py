@@ -23,7 +23,7 @@ from ..drivers import capabilities
 from ..drivers.overlay import settings_of
 from ..drivers.routed import OPT_ENCAP, parse_encap
 from ..errors import NetbayError
-from ..model import READY, Network
+from ..model import READY, Network, only_v4
 from ..plan.overlay import (
     OverlayNode,
     OverlayPeer,
@@ -124,7 +124,7 @@ class OverlayPlane:
         settings = settings_of(network)
         underlay = self.underlay()
         node = OverlayNode(self.node, self.address, underlay.device, underlay.mtu,
-                           network.subnets[0].subnet)
+                           only_v4(network.subnets[0].subnet))
         state = plan_overlay(settings, node, (
             OverlayPeer(p.node, p.address, p.subnet, p.vtep_mac or vtep_mac(p.node, settings.vni),
                         underlay.same_segment(p.address)) for p in peers
@@ -132,7 +132,7 @@ class OverlayPlane:
         encap = network.options.get(OPT_ENCAP)
         if encap is None:
             return state
-        blocks = tuple(s.subnet for s in network.subnets)
+        blocks = tuple(only_v4(s.subnet) for s in network.subnets)
         return routed_tunnels(state, parse_encap(encap), blocks)
 
     def _sync_one(self, network: Network) -> None:

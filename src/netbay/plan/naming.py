@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 DEFAULT_BRIDGE_DEVICE = "netbay0"
 IFNAME_RULE = "1-15 characters of ASCII letters, digits, '_', '-' and '.'"
@@ -27,9 +27,13 @@ def host_veth(endpoint_id: str) -> str:
     return f"nbv{endpoint_id[:12]}"
 
 
-def mac_for(address: IPv4Address) -> str:
-    """Docker's classic scheme: 02:42 then the IPv4 bytes; stable across restarts."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in address.packed)
+def mac_for(address: IPv4Address | IPv6Address | None) -> str | None:
+    """Docker's classic scheme: 02:42 then the IPv4 bytes; stable across restarts. An
+    IPv6-only endpoint's: 02:42 then the last four bytes of its IPv6 address (unique on its
+    /64 for the lowest-free addresses netbay picks). None for no address: the kernel's."""
+    if address is None:
+        return None
+    return "02:42:" + ":".join(f"{b:02x}" for b in address.packed[-4:])
 
 
 def next_ifname(taken: Iterable[str], prefix: str = "eth") -> str:

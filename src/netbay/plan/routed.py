@@ -131,7 +131,7 @@ def plan_endpoint(
     host_ifname = host_veth(endpoint_id)
     return RoutedEndpoint(
         host_ifname=host_ifname, ifname=ifname, address=IPv4Interface((address, 32)),
-        mac=mac_for(address), mtu=mtu,
+        mac=mac_for(address) or "", mtu=mtu,
         host_route=RoutePlan(IPv4Network((address, 32)), host_ifname),
         container_routes=inside,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol
 
 from ..ipam.leases import Leases
@@ -41,6 +41,7 @@ class EndpointRow:
     address: IPv4Address | None
     aliases: tuple[str, ...] = ()
     state: str = READY
+    address6: IPv6Address | None = None
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,11 @@ class Store(Protocol):
     def put_endpoint(self, endpoint: Endpoint) -> None: ...
     def update_endpoint(self, endpoint_id: str, **fields: Any) -> None: ...
     def delete_endpoint(self, endpoint_id: str) -> None: ...
-    def used_addresses(self, network_id: str) -> set[int]:
-        """The addresses the network's endpoints hold, as integers (a copy: IPAM's to keep)."""
+    def used_addresses(self, network_id: str, version: int = 4) -> set[int]:
+        """The addresses of family VERSION the network's endpoints hold, as integers (a copy:
+        IPAM's to keep)."""
 
-    def leases(self, network_id: str) -> Leases:
+    def leases(self, network_id: str, version: int = 4) -> Leases:
         """The same addresses, sorted and immutable: no copy, and the lowest free one is a
         binary search (what attach picks from)."""
 

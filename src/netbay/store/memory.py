@@ -16,7 +16,7 @@ import string
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Interface
 from typing import Any
 
 from ..errors import ConflictError
@@ -33,8 +33,8 @@ _UNIQUE: dict[str, tuple[tuple[str, ...], ...]] = {
     "networks": (("name",), ("id",)),
     "containers": (("name",), ("id",)),
     "endpoints": (
-        ("network_id", "address"), ("container_id", "ifname"), ("network_id", "container_id"),
-        ("id",),
+        ("network_id", "address6"), ("network_id", "address"), ("container_id", "ifname"),
+        ("network_id", "container_id"), ("id",),
     ),
 }
 _REFERENCES = {"network_id": "networks", "container_id": "containers"}  # endpoints'
@@ -197,11 +197,14 @@ class MemoryStore(codec.RowStore):
     def delete_endpoint(self, endpoint_id: str) -> None:
         self._delete("endpoints", endpoint_id)
 
-    def used_addresses(self, network_id: str) -> set[int]:
-        return {r["address"] for r in self._endpoint_rows(network_id) if r["address"] is not None}
+    def used_addresses(self, network_id: str, version: int = 4) -> set[int]:
+        rows = self._endpoint_rows(network_id)
+        if version == 6:
+            return {codec.lease6(r["address6"]) or 0 for r in rows if r["address6"]}
+        return {r["address"] for r in rows if r["address"] is not None}
 
-    def leases(self, network_id: str) -> Leases:
-        return Leases(self.used_addresses(network_id))
+    def leases(self, network_id: str, version: int = 4) -> Leases:
+        return Leases(self.used_addresses(network_id, version))
 
     def endpoint_count(self, network_id: str) -> int:
         return len(self._endpoint_rows(network_id))
@@ -248,6 +251,7 @@ class MemoryStore(codec.RowStore):
                         r["network_id"], r["container_id"],
                         None if r["address"] is None else IPv4Address(r["address"]),
                         tuple(json.loads(r["aliases"])), r["state"],
+                        IPv6Interface(r["address6"]).ip if r["address6"] else None,
                     )
                     for r in self._rows("endpoints")
                 ],

@@ -9,7 +9,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_address, ip_network
 from typing import Any, Protocol
 
 from ..model import Container, Endpoint, Network, SubnetConfig
@@ -28,7 +28,10 @@ class Row(Protocol):
 
 # Fields kept as JSON or split into columns: update_* cannot set them (a runtime's config
 # and a network's subnets excepted, which update_container and update_network encode).
-_ENCODED = frozenset({"subnets", "options", "labels", "command", "address", "gateway", "aliases"})
+_ENCODED = frozenset({
+    "subnets", "options", "labels", "command", "address", "gateway", "aliases", "address6",
+    "gateway6",
+})
 UPDATABLE = {
     table: frozenset(f.name for f in fields(record)) - _ENCODED | extra
     for table, record, extra in zip(
@@ -66,10 +69,10 @@ def _subnets_to_json(subnets: tuple[SubnetConfig, ...]) -> str:
 def _subnets_from_json(raw: str) -> tuple[SubnetConfig, ...]:
     return tuple(
         SubnetConfig(
-            IPv4Network(s["subnet"]),
-            IPv4Address(s["gateway"]) if s["gateway"] else None,
-            IPv4Network(s["ip_range"]) if s["ip_range"] else None,
-            {k: IPv4Address(v) for k, v in s["aux"].items()},
+            ip_network(s["subnet"]),
+            ip_address(s["gateway"]) if s["gateway"] else None,
+            ip_network(s["ip_range"]) if s["ip_range"] else None,
+            {k: ip_address(v) for k, v in s["aux"].items()},
         )
         for s in json.loads(raw)
     )
@@ -125,6 +128,9 @@ def endpoint_row(e: Endpoint) -> dict[str, Any]:
         "aliases": json.dumps(list(e.aliases)),
         "state": e.state,
         "owner": e.owner,
+        # text: an IPv6 address is wider than SQLite's integers
+        "address6": str(e.address6) if e.address6 else None,
+        "gateway6": str(e.gateway6) if e.gateway6 else None,
     }
 
 
@@ -144,7 +150,14 @@ def endpoint(row: Row) -> Endpoint:
         aliases=tuple(json.loads(row["aliases"])),
         state=row["state"],
         owner=row["owner"],
+        address6=IPv6Interface(row["address6"]) if row["address6"] else None,
+        gateway6=IPv6Address(row["gateway6"]) if row["gateway6"] else None,
     )
+
+
+def lease6(address6: str | None) -> int | None:
+    """An endpoint row's IPv6 lease as an integer (what IPAM picks among)."""
+    return None if address6 is None else int(IPv6Interface(address6).ip)
 
 
 def remote_name_row(network_id: str, entry: NameEntry) -> dict[str, Any]:

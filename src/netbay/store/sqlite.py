@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Interface
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,14 @@ ADDED_COLUMNS = (
     ("containers", "netns_dev", "INTEGER NOT NULL DEFAULT 0"),
     ("containers", "netns_ino", "INTEGER NOT NULL DEFAULT 0"),
     ("containers", "netns_pid_start", "INTEGER NOT NULL DEFAULT 0"),
+    ("endpoints", "address6", "TEXT"),  # an IPv6 interface, as text ("fd00::2/64")
+    ("endpoints", "gateway6", "TEXT"),
 )
+# Made once the columns above exist: one endpoint per IPv6 address of a network
+AFTER_COLUMNS = """
+CREATE UNIQUE INDEX IF NOT EXISTS endpoints_by_address6 ON endpoints(network_id, address6)
+    WHERE address6 IS NOT NULL
+"""
 
 
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -103,7 +110,7 @@ class SQLiteStore(codec.RowStore):
         # (it moves when another connection commits) stays at _used_version. This
         # connection's own writes keep them current; a rollback or failed commit drops them.
         # Immutable (Leases): handed out as they are, replaced on each change.
-        self._used: dict[str, Leases] = {}
+        self._used: dict[tuple[str, int], Leases] = {}  # by (network id, family)
         self._used_version: int | None = None
         self._commits = 0  # ours: data_version counts only other connections' commits
         self._db = _connect(path, read_only)
@@ -113,6 +120,7 @@ class SQLiteStore(codec.RowStore):
                     if statement.strip():
                         self._db.execute(statement)
                 self._add_missing_columns()
+                self._db.execute(AFTER_COLUMNS)
 
     def _add_missing_columns(self) -> None:
         for table, column, definition in ADDED_COLUMNS:
@@ -203,7 +211,8 @@ class SQLiteStore(codec.RowStore):
 
     def delete_network(self, network_id: str) -> None:
         self._write("DELETE FROM networks WHERE id = ?", network_id)
-        self._used.pop(network_id, None)
+        for family in (4, 6):
+            self._used.pop((network_id, family), None)
 
     # containers
     def containers(self) -> list[Container]:
@@ -238,36 +247,42 @@ class SQLiteStore(codec.RowStore):
     def put_endpoint(self, endpoint: Endpoint) -> None:
         with self.transaction():
             self._insert("endpoints", codec.endpoint_row(endpoint))
-            leases = self._used.get(endpoint.network_id)
-            if endpoint.address is not None and leases is not None:
-                self._used[endpoint.network_id] = leases.with_lease(int(endpoint.address.ip))
+            for family, address in ((4, endpoint.address), (6, endpoint.address6)):
+                leases = self._used.get((endpoint.network_id, family))
+                if address is not None and leases is not None:
+                    self._used[(endpoint.network_id, family)] = leases.with_lease(int(address.ip))
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         with self.transaction():
             rows = self._db.execute(
-                "DELETE FROM endpoints WHERE id = ? RETURNING network_id, address", (endpoint_id,)
+                "DELETE FROM endpoints WHERE id = ? RETURNING network_id, address, address6",
+                (endpoint_id,),
             ).fetchall()
-            for network_id, address in rows:
-                leases = self._used.get(network_id)
-                if leases is not None and address is not None:
-                    self._used[network_id] = leases.without(address)
+            for network_id, address, address6 in rows:
+                for family, lease in ((4, address), (6, codec.lease6(address6))):
+                    leases = self._used.get((network_id, family))
+                    if leases is not None and lease is not None:
+                        self._used[(network_id, family)] = leases.without(lease)
 
-    def used_addresses(self, network_id: str) -> set[int]:
-        return set(self.leases(network_id))
+    def used_addresses(self, network_id: str, version: int = 4) -> set[int]:
+        return set(self.leases(network_id, version))
 
-    def leases(self, network_id: str) -> Leases:
+    def leases(self, network_id: str, version: int = 4) -> Leases:
         with self._lock:
-            version = self._db.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._used_version:
+            data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if data_version != self._used_version:
                 self._used.clear()
-                self._used_version = version
-            if network_id not in self._used:
+                self._used_version = data_version
+            key = (network_id, version)
+            if key not in self._used:
+                column = "address6" if version == 6 else "address"
                 rows = self._query(
-                    "SELECT address FROM endpoints WHERE network_id = ? AND address IS NOT NULL",
+                    f"SELECT {column} FROM endpoints WHERE network_id = ? AND {column} IS NOT NULL",
                     network_id,
                 )
-                self._used[network_id] = Leases(r[0] for r in rows)
-            return self._used[network_id]
+                found = (codec.lease6(r[0]) if version == 6 else r[0] for r in rows)
+                self._used[key] = Leases(v for v in found if v is not None)
+            return self._used[key]
 
     def endpoint_count(self, network_id: str) -> int:
         return int(
@@ -320,10 +335,11 @@ class SQLiteStore(codec.RowStore):
                 EndpointRow(
                     nid, cid, IPv4Address(address) if address is not None else None,
                     tuple(json.loads(aliases)), state,
+                    IPv6Interface(address6).ip if address6 else None,
                 )
-                for nid, cid, address, aliases, state in cursor.execute(
-                    "SELECT network_id, container_id, address, aliases, state FROM endpoints"
-                    " ORDER BY rowid"
+                for nid, cid, address, aliases, state, address6 in cursor.execute(
+                    "SELECT network_id, container_id, address, aliases, state, address6"
+                    " FROM endpoints ORDER BY rowid"
                 )
             ]
             remote = self.remote_names()
