@@ -453,6 +453,7 @@ def from_page(module: str, name: str) -> Callable[..., None]:
 # --- the page ----------------------------------------------------------------------------------
 TITLES = {
     "scale": "Attach and detach against containers on the network",
+    "dual_stack": "Dual stack: attach beside IPv4 only",
     "publish": "Publishing ports",
     "runtimes": "CNI plugin and netavark backend start-up",
     "dns": "Embedded DNS",
@@ -479,7 +480,8 @@ RENDERERS = {"scale": render_scale, "publish": render_publish, "runtimes": rende
              "routed": from_page("routed_page", "render"),
              "bgp_scale": from_page("bgp_scale_page", "render"),
              "docker_engine": from_page("docker_engine", "render"),
-             "offload": from_page("dataplane_vm", "render")}
+             "offload": from_page("dataplane_vm", "render"),
+             "dual_stack": from_page("dual_stack", "render")}
 
 
 def write(result: dict[str, Any], out: Path) -> Path:

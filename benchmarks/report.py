@@ -7,6 +7,7 @@ same run, written to docs/benchmarks.md with PNG plots (issue 7). Not a test. As
 
 Sections (each in its own throwaway namespaces, one after the other, never at once):
   scale      attach/detach latency against containers on the network (scale.py)
+  dual_stack  dual-stack attach/detach beside IPv4-only, to 1,000 containers (dual_stack.py)
   publish    publishing N ports, connect latency, attach with a port (publish.py)
   runtimes   CNI plugin and netavark start-up (cni_netavark.py)
   dns        queries per second and p99 with dnsperf (dns_qps.py)
@@ -51,6 +52,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "scale": {"count": 2000, "budget": 120.0},
+        "dual_stack": {"count": 1000, "runs": 3},
         "publish": {"counts": [1, 10, 100, 1000], "big": 10000, "samples": 1000,
                     "ad_count": 30, "runs": 3},
         "runtimes": {"runs": 20},
@@ -67,6 +69,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "quick": {  # under 3 minutes on a quiet machine: every section, at its smallest sizes
         "scale": {"count": 40, "budget": 8.0},
+        "dual_stack": {"count": 100, "runs": 1},
         "publish": {"counts": [1, 10, 100], "big": 1001, "samples": 100, "ad_count": 3,
                     "runs": 1},
         "runtimes": {"runs": 3},
@@ -82,6 +85,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "tiny": {  # the test suite: keeps the code working, the figures mean nothing
         "scale": {"count": 3, "budget": 5.0},
+        "dual_stack": {"count": 3, "runs": 1},
         "publish": {"counts": [1, 10], "big": 1001, "samples": 10, "ad_count": 1, "runs": 1},
         "runtimes": {"runs": 1},
         "dns": {"names": 3, "seconds": 1.0, "rounds": 1, "rate": 1000},
@@ -99,7 +103,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
 
 def runner(section: str) -> Callable[..., dict[str, Any]]:
     """The section's run(); imported late so one broken module fails only its section."""
-    module = {"scale": "scale", "publish": "publish", "runtimes": "cni_netavark",
+    module = {"scale": "scale", "dual_stack": "dual_stack", "publish": "publish",
+              "runtimes": "cni_netavark",
               "dns": "dns_qps", "dataplane": "dataplane", "offload": "dataplane_vm", "soak": "soak",
               "convergence": "convergence", "cluster_scale": "cluster_scale",
               "overlay": "overlay", "routed": "routed", "bgp_scale": "bgp_scale",

@@ -17,6 +17,7 @@ from .paths import Paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -105,8 +106,9 @@ class Client:
             self.close()
             return False
 
-    def start_daemon(self, wait: float = 30.0) -> None:
-        """Start netbayd detached (its own session, output to its log); wait for the socket.
+    def start_daemon(self, wait: float = 30.0, options: Sequence[str] = ()) -> None:
+        """Start netbayd detached (its own session, output to its log), with OPTIONS (its
+        flags, e.g. --ipv6); wait for the socket.
 
         Many clients may race here: the daemon's lock lets one win, the rest exit quietly.
         """
@@ -124,6 +126,7 @@ class Client:
                     str(self.paths.root),
                     "--socket",
                     str(self.paths.socket),
+                    *options,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -20,16 +20,17 @@ import errno
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import Any
 
 from .engine import Host
 from .errors import KernelError
+from .model import IPAddress, IPNetwork
 from .paths import Paths
 from .plan.routed import BlockRoute, RoutedEndpoint
 from .reconcile.fake import FakeReconcilingKernel
-from .reconcile.state import RouteState
+from .reconcile.state import Interface, RouteState
 from .store.memory import MemoryStore
 from .testing_nft import FakeNft
 
@@ -45,8 +46,9 @@ class FakeLink:
     peer: tuple[str, str] | None = None  # a veth's other end: (namespace path, name)
     mac: str | None = None
     mtu: int | None = None
-    addresses: list[IPv4Interface] = field(default_factory=list)
+    addresses: list[Interface] = field(default_factory=list)  # IPv4's first
     gateway: IPv4Address | None = None  # a default route through this link
+    gateway6: IPv6Address | None = None  # the IPv6 default route through this link
     hairpin: bool = False
     route_localnet: bool = False
 
@@ -62,6 +64,11 @@ class FakeNamespace:
         """The default route's (it goes with its link)."""
         return next((link.gateway for link in self.links.values() if link.gateway), None)
 
+    @property
+    def gateway6(self) -> IPv6Address | None:
+        """The IPv6 default route's."""
+        return next((link.gateway6 for link in self.links.values() if link.gateway6), None)
+
 
 class FakeKernel(FakeReconcilingKernel):
     """The engine's Kernel (and the drivers'), in memory. `calls` lists every change asked
@@ -70,7 +77,7 @@ class FakeKernel(FakeReconcilingKernel):
     attach leaves the pair to the engine to remove, as the kernel would)."""
 
     def __init__(
-        self, *, taken: Iterable[IPv4Network] = (), max_ports: int = MAX_BRIDGE_PORTS
+        self, *, taken: Iterable[IPNetwork] = (), max_ports: int = MAX_BRIDGE_PORTS
     ) -> None:
         self.lock = threading.RLock()
         self.links: dict[str, FakeLink] = {}
@@ -78,6 +85,7 @@ class FakeKernel(FakeReconcilingKernel):
         self.taken = list(taken)  # subnets the host uses outside netbay
         self.max_ports = max_ports
         self.forwarding = False
+        self.forwarding6 = False
         self.routes: set[RouteState] = set()  # made by add_route
         self.unrouted: set[RouteState] = set()  # an address's subnet route, removed
         self.neighbours: dict[tuple[str, IPv4Address], str] = {}  # (bridge, address) -> MAC
@@ -103,7 +111,7 @@ class FakeKernel(FakeReconcilingKernel):
 
     # --- networks --------------------------------------------------------------------
     def ensure_bridge(
-        self, key: str, name: str, mtu: int | None, addresses: Iterable[IPv4Interface]
+        self, key: str, name: str, mtu: int | None, addresses: Iterable[Interface]
     ) -> bool:
         self._step("ensure_bridge")
         link = self.links.get(name)
@@ -118,8 +126,11 @@ class FakeKernel(FakeReconcilingKernel):
     def forget_bridge(self, key: str) -> None:
         """Nothing cached here."""
 
-    def enable_forwarding(self) -> None:
-        self.forwarding = True
+    def enable_forwarding(self, version: int = 4) -> None:
+        if version == 6:
+            self.forwarding6 = True
+        else:
+            self.forwarding = True
 
     def allow_localnet(self, device: str) -> None:
         self.links[device].route_localnet = True
@@ -149,8 +160,8 @@ class FakeKernel(FakeReconcilingKernel):
     def bridge_ports(self, bridge: str) -> set[str]:
         return {link.name for link in self.links.values() if link.master == bridge}
 
-    def taken_networks(self) -> list[IPv4Network]:
-        own = [a.network for link in self.links.values() for a in link.addresses]
+    def taken_networks(self) -> list[IPNetwork]:
+        own: list[IPNetwork] = [a.network for link in self.links.values() for a in link.addresses]
         return [*self.taken, *own]
 
     def learn_neighbour(
@@ -171,6 +182,8 @@ class FakeKernel(FakeReconcilingKernel):
         mtu: int | None,
         address: IPv4Interface | None,
         gateway: IPv4Address | None,
+        address6: IPv6Interface | None = None,
+        gateway6: IPv6Address | None = None,
     ) -> None:
         self._step("attach_veth")
         namespace = self._namespace(netns)
@@ -187,8 +200,8 @@ class FakeKernel(FakeReconcilingKernel):
             ifname, "veth", peer=("", host_ifname), mac=mac, mtu=mtu
         )
         self._step("attach_veth:configure")
-        inside.addresses = [address] if address is not None else []
-        inside.gateway = gateway
+        inside.addresses = [a for a in (address, address6) if a is not None]
+        inside.gateway, inside.gateway6 = gateway, gateway6
 
     def attach_routed(self, endpoint: RoutedEndpoint, netns: Path) -> None:
         self._step("attach_routed")
@@ -285,26 +298,33 @@ class FakeKernel(FakeReconcilingKernel):
         if ifname in self.links:
             raise KernelError("File exists", errno.EEXIST)
         link = self.links[ifname] = namespace.links.pop(ifname)
-        link.addresses, link.gateway, link.up = [], None, False
+        link.addresses, link.gateway, link.gateway6, link.up = [], None, None, False
         if link.peer is not None and link.peer[1] in self.links:
             self.links[link.peer[1]].peer = ("", ifname)
 
     def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
+        """IFNAME's IPv4 addresses, as the kernel's lists them."""
         namespace = self.namespaces.get(str(path))
         if namespace is None or ifname not in namespace.links:
             return None
-        return set(namespace.links[ifname].addresses)
+        return {a for a in namespace.links[ifname].addresses if isinstance(a, IPv4Interface)}
+
+    def addresses6_in(self, path: Path, ifname: str) -> set[IPv6Interface] | None:
+        namespace = self.namespaces.get(str(path))
+        if namespace is None or ifname not in namespace.links:
+            return None
+        return {a for a in namespace.links[ifname].addresses if isinstance(a, IPv6Interface)}
 
 
 class FakeFlows:
     """Records the addresses whose tracked flows the engine asks to end."""
 
     def __init__(self) -> None:
-        self.forgotten: list[IPv4Address] = []
-        self.departed: list[IPv4Address] = []  # forgotten with the flows they started
+        self.forgotten: list[IPAddress] = []
+        self.departed: list[IPAddress] = []  # forgotten with the flows they started
         self.closed = False
 
-    def forget(self, address: IPv4Address, started: bool = False) -> None:
+    def forget(self, address: IPAddress, started: bool = False) -> None:
         self.forgotten.append(address)
         if started:
             self.departed.append(address)

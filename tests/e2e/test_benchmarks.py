@@ -88,10 +88,13 @@ def test_tiny_report_measures_every_section_against_its_peer(
 
     result = json.loads((out / "benchmarks.json").read_text())
     sections = result["sections"]
-    assert set(sections) == {"scale", "publish", "runtimes", "dns", "dataplane", "soak",
-                             "convergence", "cluster_scale", "overlay", "routed", "bgp_scale",
-                             "docker_engine"}
+    assert set(sections) == {"scale", "dual_stack", "publish", "runtimes", "dns", "dataplane",
+                             "soak", "convergence", "cluster_scale", "overlay", "routed",
+                             "bgp_scale", "docker_engine"}
     assert all(s["error"] is None for s in sections.values()), sections
+    # both networks grew to 3 containers and shrank again
+    for kind in ("v4", "dual"):
+        assert [len(s) for s in sections["dual_stack"]["samples"][kind]["attach_ms"]] == [3]
     # every system grew its network to 3 containers and shrank it again, the peers included
     for key, system in sections["scale"]["systems"].items():
         assert system["error"] is None, (key, system["error"])

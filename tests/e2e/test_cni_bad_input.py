@@ -94,7 +94,8 @@ def test_each_bad_input_is_refused_with_the_spec_code(env: Env, world: tuple[Cni
                      "subnet": "10.50.0.128/25"}), 7, "overlaps 10.50.0.0/24 of network asgard"),
         (cni.env("ADD", "c1", ns),
          json.dumps({"cniVersion": "1.0.0", "name": "v6", "type": "netbay",
-                     "subnet": "fd00::/64"}), 2, "unsupported field subnet"),
+                     "ranges": [[{"subnet": "fd00::/64"}], [{"subnet": "fd01::/64"}]]}), 2,
+         "unsupported field ranges: 2 range sets of IPv6"),
         (cni.env("ADD", "c1", ns),
          json.dumps({"cniVersion": "1.0.0", "name": "two", "type": "netbay",
                      "ranges": [[{"subnet": "10.70.0.0/24"}], [{"subnet": "10.71.0.0/24"}]]}),
@@ -225,7 +226,8 @@ def test_netavark_bad_input(env: Env, world: tuple[Cni, Path], tmp_path: Path) -
         (("frob", str(ns)), good, "unsupported command"),
         (("setup", str(ns)), {**good, "container_id": "bad/id"}, "invalid container id"),
         (("setup", str(ns)), netavark_options("b" * 64, "web", [(
-            "v6", {"subnet": "fd00::/64", "gateway": "fd00::1"})]), "IPv6 subnet"),
+            "v6", {"subnet": "fd00::/64", "gateway": "10.0.0.1"})]),
+         "is not of subnet fd00::/64's address family"),
         (("setup", str(ns)), netavark_options("b" * 64, "web", [(
             "clash", {"subnet": "10.50.0.0/25", "gateway": "10.50.0.1", "ip": "10.50.0.6"})]),
          "overlaps 10.50.0.0/24 of network asgard"),

@@ -197,7 +197,8 @@ def test_errors_come_back_as_docker_error_responses(env: Env, docker: Docker) ->
             or "Error: No such network: nowhere" in err), err
     err = refused(docker, "network", "rm", "bridge")
     assert "bridge is a pre-defined network and cannot be removed" in err
-    for flags in (["--ipv6"], ["--config-only"], ["--ipam-opt", "x=y"], ["-d", "macvlan2"]):
+    for flags in (["--ipv6", "--subnet", "fd12::1/64"], ["--config-only"], ["--ipam-opt", "x=y"],
+                  ["-d", "macvlan2"]):
         err = refused(docker, "network", "create", *flags, "refused")
         assert "Error response from daemon: invalid " in err, (flags, err)
     # Nothing refused left a record or a kernel object behind.

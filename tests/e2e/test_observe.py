@@ -282,7 +282,7 @@ def test_trace_a_published_port_shows_the_dnat_rewrite(env: Env, world: dict[str
 def test_trace_refuses_what_it_cannot_probe(env: Env, world: dict[str, str]) -> None:
     for args, message in (
         (("a1", "nosuch"), "Error: no container nosuch (a destination is a container, `host` "
-                           "or an IPv4 address)"),
+                           "or an IP address)"),
         (("203.0.113.9", "a1"), "Error: invalid source '203.0.113.9': not an address of a "
                                 "running container or of the host: a probe must start somewhere"
                                 " netbay can enter"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from typing import Any
 
 import pytest
@@ -69,7 +69,7 @@ def test_existing_and_self_contained_networks() -> None:
     ("config", "code"),
     [
         ({"network": "asgard", "subnet": "10.1.0.0/24"}, 7),
-        ({"subnet": "fd00::/64"}, 2),
+        ({"ranges": [[{"subnet": "fd00::/64"}], [{"subnet": "fd01::/64"}]]}, 2),
         ({"subnet": "banana"}, 7),
         ({"gateway": "10.1.0.1"}, 7),
         ({"ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "10.2.0.0/24"}]]}, 2),
@@ -99,7 +99,7 @@ def test_requested_ip_mac_ports_aliases_dns() -> None:
             {"hostPort": 8080, "containerPort": 80, "protocol": "TCP"},
             {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
             {"hostPort": 53, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"},
-            {"hostPort": 9, "containerPort": 9, "hostIP": "::1"},
+            {"hostPort": 9, "containerPort": 9, "hostIP": "::"},
             {"hostPort": 10, "containerPort": 10, "hostIP": "0.0.0.0"},
         ],
         "aliases": {"net1": ["db"], "other": ["x"]},
@@ -110,7 +110,8 @@ def test_requested_ip_mac_ports_aliases_dns() -> None:
                                                    "02:aa:00:00:00:01")
     assert want.ports == (Mapping("tcp", None, 8080, 80),
                           Mapping("udp", IPv4Address("127.0.0.1"), 53, 53),
-                          Mapping("tcp", None, 10, 10))
+                          Mapping("tcp", IPv6Address("::"), 9, 9),
+                          Mapping("tcp", IPv4Address("0.0.0.0"), 10, 10))
     assert want.aliases == ("db",) and want.hostname == "web"
     assert want.runtime_dns.nameservers == ("10.0.0.53",)
     assert want.static_dns.nameservers == ("192.0.2.53",)
@@ -125,7 +126,7 @@ def test_requested_ip_mac_ports_aliases_dns() -> None:
     ("runtime", "code"),
     [
         ({"ips": ["10.1.0.9", "10.1.0.10"]}, 7),
-        ({"ips": ["fd00::9"]}, 2),
+        ({"ips": ["fd00::9", "fd00::10"]}, 7),  # one address of each family
         ({"ips": ["x"]}, 7),
         ({"ips": "10.1.0.9"}, 7),
         ({"mac": "zz:00:00:00:00:00"}, 7),

@@ -4,7 +4,7 @@ the command line, the status block."""
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from typing import Any
 
 import pytest
@@ -50,9 +50,9 @@ def test_ports_ranges_and_protocol_lists() -> None:
     options = parse({**PODMAN, "port_mappings": [
         {"host_ip": "", "container_port": 80, "host_port": 8000, "range": 3,
          "protocol": "tcp,udp"},
-        {"host_ip": "::1", "container_port": 1, "host_port": 1, "range": 1, "protocol": "tcp"},
+        {"host_ip": "::", "container_port": 1, "host_port": 1, "range": 1, "protocol": "tcp"},
     ]})
-    assert len(options.ports) == 6
+    assert len(options.ports) == 7 and options.ports[6].host_ip == IPv6Address("::")
     assert options.ports[0] == Mapping("tcp", None, 8000, 80)
     assert options.ports[5] == Mapping("udp", None, 8002, 82)
 
@@ -79,7 +79,8 @@ def broken(**change: Any) -> dict[str, Any]:
         (broken(networks={}), "network options for network nbtry not found"),
         (broken(networks__nbtry__interface_name=""), "no container interface name given"),
         (broken(network_info__nbtry__driver="ipvlan"), "unsupported driver ipvlan"),
-        (broken(network_info__nbtry__subnets=[{"subnet": "fd00::/64"}]), "IPv6 subnet"),
+        (broken(network_info__nbtry__subnets=[{"subnet": "fd00::/64", "gateway": "10.0.0.1"}]),
+         "is not of subnet fd00::/64's address family"),
         (broken(network_info__nbtry__ipam_options={"driver": "dhcp"}), "ipam driver 'dhcp'"),
         (broken(networks__nbtry__static_ips=["10.89.50.2", "10.89.50.3"]), "one IPv4 address"),
         (broken(port_mappings=[{"host_ip": "", "container_port": 80, "host_port": 65535,

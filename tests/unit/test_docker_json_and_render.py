@@ -54,7 +54,7 @@ def test_network_spec_from_docker_body() -> None:
             "gateway",
         ),
         ({"Name": ""}, "name"),
-        ({"Name": "x", "EnableIPv6": True}, "ipv6"),
+        ({"Name": "x", "IPAM": {"Config": [{"Subnet": "fd12::zz/64"}]}}, "subnet"),  # IPv6 now
     ],
 )
 def test_bad_network_bodies_name_the_field(body: dict[str, object], field: str) -> None:

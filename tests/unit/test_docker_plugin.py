@@ -179,11 +179,6 @@ def test_subnet_clash_refused_with_nothing_changed(docker: Docker) -> None:
     assert docker.fake.snapshot() == before
 
 
-def test_ipv6_refused(docker: Docker) -> None:
-    assert docker.call("/IpamDriver.RequestPool", {"Pool": "", "V6": True}) == {
-        "Error": "invalid ipv6 True: netbay's networks are IPv4-only"}
-
-
 def test_run_joins_through_the_staging_namespace(docker: Docker) -> None:
     docker.network({}, pool="10.77.0.0/24")
     created, joined = docker.endpoint()

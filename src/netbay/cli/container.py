@@ -34,6 +34,7 @@ def add_parsers(sub: Any) -> None:
         help="network to join (default: bridge); host and none are modes",
     )
     p.add_argument("--ip", help="IPv4 address on the (first) network")
+    p.add_argument("--ip6", help="IPv6 address on the (first) network")
     p.add_argument("--network-alias", "--alias", action="append", default=[], dest="alias")
     p.add_argument("-h", "--hostname")
     p.add_argument("--dns", action="append", default=[], help="nameserver for resolv.conf")
@@ -63,7 +64,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only IDs")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("--format", help="table (default), json (with Runtime and RuntimeID: "
-                   "the runtime's id), or a {{.Field}} template")
+                   "the runtime's id, IPAddresses: both families'), or a {{.Field}} template")
     p.set_defaults(func=ps)
 
     p = sub.add_parser("exec", help="run a command inside a running container")
@@ -116,6 +117,7 @@ def run(client: Client, args: argparse.Namespace) -> int:
             {
                 "Network": n,
                 "IPv4Address": args.ip if i == 0 else None,
+                "IPv6Address": args.ip6 if i == 0 else None,
                 "Aliases": args.alias if i == 0 else [],
             }
             for i, n in enumerate(networks)
@@ -199,6 +201,7 @@ def ps(client: Client, args: argparse.Namespace) -> int:
                 "Status": _status(c) if runtime["Name"] == "netbay" else "Attached",
                 "Names": runtime["ContainerName"],
                 "Networks": ",".join(c["NetworkSettings"]["Networks"]),
+                "IPAddresses": ",".join(_addresses(c)),
                 "Pid": c["State"]["Pid"],
                 "Runtime": runtime["Name"],
                 "RuntimeID": runtime["ContainerID"],
@@ -223,6 +226,14 @@ def ps(client: Client, args: argparse.Namespace) -> int:
         ),
     )
     return 0
+
+
+def _addresses(c: dict[str, Any]) -> list[str]:
+    """The container's addresses on its networks, each network's IPv4 one first."""
+    found = []
+    for settings in c["NetworkSettings"]["Networks"].values():
+        found += [settings.get(k) for k in ("IPAddress", "GlobalIPv6Address")]
+    return [a for a in found if a]
 
 
 def exec_(client: Client, args: argparse.Namespace) -> int:

@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="install: also netbayd.socket, which holds the API socket for netbayd")
     d.add_argument("--prefix", help="install: the directory for the units "
                    "(default /etc/systemd/system)")
+    d.add_argument("--ipv6", action="store_true", help="start: the default bridge is dual "
+                   "stack (Docker's daemon.json ipv6; netbayd --ipv6, env NETBAY_IPV6=true)")
+    d.add_argument("--fixed-cidr-v6", metavar="CIDR", help="start: the default bridge's IPv6 "
+                   "subnet (default: a /64 of this host's ULA /48)")
     d.set_defaults(func=daemon)
 
     s = sub.add_parser("system", help="maintenance")
@@ -112,8 +116,11 @@ def daemon(client: Client, args: argparse.Namespace) -> int:
     if args.action == "install":
         return install_units(args)
     if args.action == "start":
+        options = bridge_options(args)
         if not client.ping():
-            client.start_daemon()
+            client.start_daemon(options=options)
+        elif options:
+            check_bridge_options(client, args)
         print(f"netbayd running, socket {client.paths.socket}")
         return 0
     pid_file = client.paths.root / "netbayd.pid"
@@ -134,6 +141,32 @@ def daemon(client: Client, args: argparse.Namespace) -> int:
         time.sleep(0.05)
     print("netbayd stopped")
     return 0
+
+
+def bridge_options(args: argparse.Namespace) -> list[str]:
+    """netbayd's options for the default bridge, checked here first (one line, at once)."""
+    if not (args.ipv6 or args.fixed_cidr_v6):
+        return []
+    from ..engine.default_bridge import ENV_FIXED_CIDR_V6, ENV_IPV6, bridge_defaults
+
+    bridge_defaults({ENV_IPV6: str(args.ipv6), ENV_FIXED_CIDR_V6: args.fixed_cidr_v6 or ""})
+    fixed = ["--fixed-cidr-v6", args.fixed_cidr_v6] if args.fixed_cidr_v6 else []
+    return ["--ipv6", *fixed]
+
+
+def check_bridge_options(client: Client, args: argparse.Namespace) -> None:
+    """A running netbayd keeps its settings: options it does not have are refused, not
+    dropped (stop it, then start it with them)."""
+    from ..errors import ConfigError
+
+    bridge = client.get("/networks/bridge")
+    subnets6 = [c["Subnet"] for c in bridge["IPAM"]["Config"] if ":" in c["Subnet"]]
+    if not bridge["EnableIPv6"]:
+        raise ConfigError("ipv6", True, "netbayd runs with an IPv4-only default bridge: "
+                          "netbay daemon stop, then start with --ipv6")
+    if args.fixed_cidr_v6 and args.fixed_cidr_v6 not in subnets6:
+        raise ConfigError("fixed-cidr-v6", args.fixed_cidr_v6, "netbayd runs with "
+                          f"{', '.join(subnets6)}: netbay daemon stop, then start with it")
 
 
 def system(client: Client, args: argparse.Namespace) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from ipaddress import IPv4Address, IPv4Network
 
 from ..client import Client, path_of
+from ..daemon import addresses
 from ..errors import ConfigError
 from . import render
 
@@ -27,9 +27,15 @@ def add_parser(sub: Any) -> None:
                    "backend=auto|vxlan|host-gw, -o vni=N, -o vxlan_port=P, -o subnet_size=N) "
                    "or routed (BGP, no bridge: -o encap=cross-subnet|always|never, "
                    "-o block_size=N, -o asn=N)")
-    p.add_argument("--subnet", action="append", default=[], help="subnet in CIDR form")
-    p.add_argument("--gateway", action="append", default=[], help="gateway of a subnet")
+    p.add_argument("--subnet", action="append", default=[],
+                   help="subnet in CIDR form, IPv4 or IPv6 (repeat for several, of both "
+                   "families for dual stack)")
+    p.add_argument("--gateway", action="append", default=[],
+                   help="gateway of a subnet (goes to the --subnet of its family holding it)")
     p.add_argument("--ip-range", action="append", default=[], help="allocate from a sub-range")
+    add_bool_flag(p, "ipv6", False, "IPv6 too (dual stack); without an IPv6 --subnet, a /64 "
+                  "of this host's ULA /48")
+    add_bool_flag(p, "ipv4", True, "IPv4 (default true; --ipv4=false with --ipv6: IPv6 only)")
     p.add_argument(
         "--aux-address",
         action="append",
@@ -81,6 +87,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("network", metavar="NETWORK")
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("--ip", help="IPv4 address")
+    p.add_argument("--ip6", help="IPv6 address")
     p.add_argument("--alias", action="append", default=[], help="network-scoped alias")
     p.set_defaults(func=connect)
 
@@ -89,6 +96,19 @@ def add_parser(sub: Any) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("-f", "--force", action="store_true")
     p.set_defaults(func=disconnect)
+
+
+_TRUE = ("1", "t", "T", "true", "TRUE", "True")  # what docker's bool flags take after '='
+_FALSE = ("0", "f", "F", "false", "FALSE", "False")
+
+
+def add_bool_flag(p: Any, name: str, default: bool, help: str) -> None:
+    """--NAME, or --NAME=true|false, as docker's bool flags: never a value of its own after
+    a space (it would take the network's name)."""
+    p.add_argument(f"--{name}", dest=name, action="store_true", default=default, help=help)
+    for words, action in ((_TRUE, "store_true"), (_FALSE, "store_false")):
+        for word in words:
+            p.add_argument(f"--{name}={word}", dest=name, action=action, help=argparse.SUPPRESS)
 
 
 def key_values(field: str, items: list[str]) -> dict[str, str]:
@@ -101,16 +121,10 @@ def key_values(field: str, items: list[str]) -> dict[str, str]:
     return out
 
 
-def _cidr(field: str, value: str) -> IPv4Network:
-    try:
-        return IPv4Network(value, strict=True)
-    except ValueError as exc:
-        raise ConfigError(field, value, f"not an IPv4 CIDR ({exc})") from None
-
-
 def ipam_config(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Pair each --gateway/--ip-range/--aux-address with the --subnet that contains it."""
-    subnets = [_cidr("subnet", s) for s in args.subnet]
+    """Pair each --gateway/--ip-range/--aux-address with the --subnet of its family that
+    contains it (docker's pairing: IPv4 and IPv6 subnets may be given together)."""
+    subnets = [addresses.subnet("subnet", s) for s in args.subnet]
     configs: list[dict[str, Any]] = [{"Subnet": str(s)} for s in subnets]
 
     def owner(field: str, value: str, contains: Any) -> dict[str, Any]:
@@ -120,25 +134,20 @@ def ipam_config(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise ConfigError(field, value, "not inside any --subnet")
 
     for gw in args.gateway:
-        try:
-            address = IPv4Address(gw)
-        except ValueError:
-            raise ConfigError("gateway", gw, "not an IPv4 address") from None
+        address = addresses.address("gateway", gw)
         config = owner("gateway", gw, lambda s, a=address: a in s)
         if "Gateway" in config:
             raise ConfigError("gateway", gw, f"subnet {config['Subnet']} has a gateway already")
         config["Gateway"] = gw
     for rng in args.ip_range:
-        network = _cidr("ip-range", rng)
-        config = owner("ip-range", rng, lambda s, n=network: n.subnet_of(s))
+        network = addresses.subnet("ip-range", rng)
+        config = owner("ip-range", rng,
+                       lambda s, n=network: s.version == n.version and n.subnet_of(s))
         if "IPRange" in config:
             raise ConfigError("ip-range", rng, f"subnet {config['Subnet']} has an ip-range already")
         config["IPRange"] = rng
     for name, value in key_values("aux-address", args.aux_address).items():
-        try:
-            address = IPv4Address(value)
-        except ValueError:
-            raise ConfigError("aux-address", f"{name}={value}", "not an IPv4 address") from None
+        address = addresses.address("aux-address", value)
         config = owner("aux-address", f"{name}={value}", lambda s, a=address: a in s)
         config.setdefault("AuxiliaryAddresses", {})[name] = value
     return configs
@@ -151,6 +160,8 @@ def create(client: Client, args: argparse.Namespace) -> int:
         "Driver": args.driver,
         "Internal": args.internal,
         "Attachable": args.attachable,
+        "EnableIPv6": args.ipv6,
+        "EnableIPv4": args.ipv4,
         "IPAM": {"Driver": "default", "Config": ipam_config(args), "Options": {}},
         "Options": key_values("opt", args.opt),
         "Labels": key_values("label", args.label),
@@ -175,14 +186,25 @@ def ls(client: Client, args: argparse.Namespace) -> int:
         for n in nets:
             print(n["Id"][:width])
         return 0
-    rows = [{**n, "ID": n["Id"][:width]} for n in nets]
+    # docker's ls fields IPv4 and IPv6 ("true"/"false"); the table shows IPV6 only when
+    # some network has it, so an IPv4-only host's table stays as docker's
+    rows = [{**n, "ID": n["Id"][:width], "IPv4": _flag(n.get("EnableIPv4", True)),
+             "IPv6": _flag(n.get("EnableIPv6"))} for n in nets]
+    headers: tuple[str, ...] = ("NETWORK ID", "NAME", "DRIVER", "SCOPE")
+    if any(n.get("EnableIPv6") for n in nets):
+        headers += ("IPV4", "IPV6")
     render.emit(
         rows,
         args.format,
-        ("NETWORK ID", "NAME", "DRIVER", "SCOPE"),
-        lambda n: (n["ID"], n["Name"], n["Driver"], n["Scope"]),
+        headers,
+        lambda n: (n["ID"], n["Name"], n["Driver"], n["Scope"], n["IPv4"], n["IPv6"])[
+            : len(headers)],
     )
     return 0
+
+
+def _flag(value: object) -> str:
+    return "true" if value else "false"
 
 
 def inspect(client: Client, args: argparse.Namespace) -> int:
@@ -216,8 +238,9 @@ def prune(client: Client, args: argparse.Namespace) -> int:
 
 def connect(client: Client, args: argparse.Namespace) -> int:
     config: dict[str, Any] = {"Aliases": args.alias}
-    if args.ip:
-        config["IPAMConfig"] = {"IPv4Address": args.ip}
+    static = {"IPv4Address": args.ip, "IPv6Address": args.ip6}
+    if args.ip or args.ip6:
+        config["IPAMConfig"] = {k: v for k, v in static.items() if v}
     client.post(
         path_of("networks", args.network, "connect"),
         {"Container": args.container, "EndpointConfig": config},

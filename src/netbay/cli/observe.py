@@ -32,14 +32,23 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=topology)
 
     p = sub.add_parser("trace", help="send a probe and show its path hop by hop",
-                       description="SRC and DST are containers, `host` or addresses. Sends a "
-                       "real probe (ICMP echo, or TCP/UDP with --port) and shows the routes, "
-                       "interfaces, bridges and the nftables rules it passed, NAT, and where "
-                       "and why it was dropped.")
+                       description="SRC and DST are containers, `host` or addresses (IPv4 or "
+                       "IPv6). Sends a real probe (ICMP echo, ICMPv6's over IPv6, or TCP/UDP "
+                       "with --port) and shows the routes, interfaces, bridges and the "
+                       "nftables rules it passed, NAT, and where and why it was dropped.")
     p.add_argument("source", metavar="SRC")
     p.add_argument("destination", metavar="DST")
     p.add_argument("--port", type=str, help="TCP/UDP port (then the probe is TCP by default)")
-    p.add_argument("--proto", choices=("tcp", "udp", "icmp"))
+    p.add_argument("--proto", choices=("tcp", "udp", "icmp"),
+                   help="icmp (the default without --port) is ICMPv6 over IPv6")
+    family = p.add_mutually_exclusive_group()
+    family.add_argument("--family", choices=("4", "6"),
+                        help="probe containers at their IPv4 or IPv6 address (default: an "
+                        "address given decides, else IPv4 where a container has it)")
+    family.add_argument("-4", dest="family", action="store_const", const="4",
+                        help="same as --family 4")
+    family.add_argument("-6", dest="family", action="store_const", const="6",
+                        help="same as --family 6")
     p.add_argument("--timeout", type=str, default="1", help="seconds to wait for an answer")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=trace)
@@ -136,7 +145,7 @@ def trace(client: Client, args: argparse.Namespace) -> int:
 
     result = client.post("/netbay/trace", {
         "Source": args.source, "Destination": args.destination, "Port": args.port,
-        "Proto": args.proto, "Timeout": args.timeout,
+        "Proto": args.proto, "Timeout": args.timeout, "Family": args.family,
     })
     if args.format == "json":
         render.dump_json(result)

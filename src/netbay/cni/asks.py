@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, ip_address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
 
+from ..model import IPAddress
 from ..plan import ports as plan_ports
 from .config import Invocation
 from .fields import read_int, read_str, read_strings
-from .plugin import INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
+from .plugin import INVALID_CONFIG, CniError
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -50,10 +51,13 @@ class Requested:
     hostname: str = ""
     runtime_dns: Dns = field(default_factory=Dns)  # the dns capability
     static_dns: Dns = field(default_factory=Dns)  # the configuration's "dns"
+    ip6: IPv6Address | None = None
+    prefixlen6: int | None = None
 
 
-def _requested_ip(inv: Invocation) -> tuple[IPv4Address | None, int | None]:
-    """runtimeConfig.ips, else args.cni.ips, else CNI_ARGS IP (the conventions' order)."""
+def _requested_ips(inv: Invocation) -> dict[int, tuple[IPAddress, int | None]]:
+    """runtimeConfig.ips, else args.cni.ips, else CNI_ARGS IP (the conventions' order): at
+    most one address of each family, by family (4, 6), each with its prefix length if given."""
     raw: tuple[str, ...] = ()
     where = "runtimeConfig.ips"
     if "ips" in inv.runtime_config:
@@ -67,20 +71,18 @@ def _requested_ip(inv: Invocation) -> tuple[IPv4Address | None, int | None]:
         elif inv.args.get("IP"):
             where = "CNI_ARGS IP"
             raw = tuple(inv.args["IP"].split(","))
-    if not raw:
-        return None, None
-    if len(raw) > 1:
-        raise CniError(INVALID_CONFIG, f"invalid {where}: {list(raw)}",
-                       "netbay gives one IPv4 address per attachment")
-    text = raw[0]
-    try:
-        interface = ip_network(text, strict=False) if "/" in text else None
-        address = ip_address(text.split("/")[0])
-    except ValueError:
-        raise CniError(INVALID_CONFIG, f"invalid {where}: not an IP address", text) from None
-    if not isinstance(address, IPv4Address):
-        raise CniError(UNSUPPORTED_FIELD, f"unsupported field {where}: {text}", "IPv4 only")
-    return address, interface.prefixlen if interface is not None else None
+    found: dict[int, tuple[IPAddress, int | None]] = {}
+    for text in raw:
+        try:
+            interface = ip_network(text, strict=False) if "/" in text else None
+            address = ip_address(text.split("/")[0])
+        except ValueError:
+            raise CniError(INVALID_CONFIG, f"invalid {where}: not an IP address", text) from None
+        if address.version in found:
+            raise CniError(INVALID_CONFIG, f"invalid {where}: {list(raw)}",
+                           "netbay gives one address of each family per attachment")
+        found[address.version] = (address, interface.prefixlen if interface else None)
+    return found
 
 
 def _requested_mac(inv: Invocation) -> str | None:
@@ -117,21 +119,26 @@ def _requested_ports(inv: Invocation) -> tuple[plan_ports.Mapping, ...]:
         if proto not in plan_ports.PROTOCOLS:
             raise CniError(INVALID_CONFIG, f"invalid portMappings protocol {proto!r}",
                            "tcp, udp or sctp")
-        host_ip_text = read_str(entry, "hostIP") or ""
-        host_ip = None
-        if host_ip_text:
-            try:
-                parsed = ip_address(host_ip_text)
-            except ValueError:
-                raise CniError(INVALID_CONFIG, "invalid portMappings hostIP", host_ip_text) \
-                    from None
-            if not isinstance(parsed, IPv4Address):
-                continue  # an IPv6 binding: netbay's networks are IPv4
-            host_ip = None if parsed.is_unspecified else parsed
+        host_ip = _host_ip(read_str(entry, "hostIP") or "")
         mapping = plan_ports.Mapping(proto, host_ip, host_port, container_port)
         if mapping not in out:
             out.append(mapping)
     return tuple(out)
+
+
+def _host_ip(text: str) -> IPAddress | None:
+    """A portMappings hostIP as the reference portmap reads it: none publishes on every host
+    address of each family, 0.0.0.0 on every IPv4 one only, :: on every IPv6 one only."""
+    if not text:
+        return None
+    try:
+        address = ip_address(text)
+    except ValueError:
+        raise CniError(INVALID_CONFIG, "invalid portMappings hostIP", text) from None
+    if address.version == 6 and address.is_loopback:
+        raise CniError(INVALID_CONFIG, f"invalid portMappings hostIP: {text}",
+                       "::1 cannot be forwarded to a container (IPv6 has no route_localnet)")
+    return address
 
 
 def _requested_aliases(inv: Invocation) -> tuple[str, ...]:
@@ -159,10 +166,15 @@ def dns_config(key: str, raw: Any, servers_key: str, search_key: str) -> Dns:
 
 
 def requested(inv: Invocation) -> Requested:
-    ip, prefixlen = _requested_ip(inv)
+    ips = _requested_ips(inv)
+    ip, prefixlen = ips.get(4, (None, None))
+    ip6, prefixlen6 = ips.get(6, (None, None))
+    assert isinstance(ip, IPv4Address | None) and isinstance(ip6, IPv6Address | None)
     return Requested(
         ip=ip,
         prefixlen=prefixlen,
+        ip6=ip6,
+        prefixlen6=prefixlen6,
         mac=_requested_mac(inv),
         ports=_requested_ports(inv),
         aliases=_requested_aliases(inv),

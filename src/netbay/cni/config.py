@@ -20,17 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, summarize_address_range
+from ipaddress import summarize_address_range
 from typing import Any
 
-from ..drivers import capabilities, runtime_drivers, runtime_options
-from ..drivers.base import DEFAULT_ROUTE
-from ..model import NetworkSpec, SubnetConfig
+from ..drivers import capabilities, find_driver, runtime_drivers, runtime_options
+from ..model import IPAddress, IPNetwork, NetworkSpec, SubnetConfig
 from . import plugin
 from .fields import (
     read_bool,
     read_int,
-    read_ipv4,
+    read_ip,
     read_str,
     read_subnet,
     refuse_unsupported,
@@ -92,66 +91,109 @@ def invocation(body: Mapping[str, Any], command: str) -> Invocation:
 
 
 # --- addresses ---------------------------------------------------------------------------
-def _range(entry: Any, where: str) -> SubnetConfig:
+# (destination, gateway) of a configuration's "routes", of either family
+CniRoute = tuple[IPNetwork, IPAddress | None]
+
+
+def _range(entry: Any, prefix: str, refuse6: str | None) -> SubnetConfig:
+    """One range (of a range set, or a section's "subnet" & co.) whose fields are named
+    PREFIX + key; REFUSE6: why an IPv6 subnet is refused (None: taken)."""
+    where = prefix.rstrip(".") or "subnet"
     if not isinstance(entry, dict):
         raise CniError(INVALID_CONFIG, f"invalid {where}: expected an object", repr(entry))
-    subnet = read_subnet(f"{where}.subnet", entry.get("subnet"))
+    subnet = read_subnet(f"{prefix}subnet", entry.get("subnet"))
+    if subnet.version == 6 and refuse6:
+        raise CniError(UNSUPPORTED_FIELD, f"unsupported field {prefix}subnet: {subnet}", refuse6)
     gateway, start, end = (
-        read_ipv4(f"{where}.{key}", entry[key]) if entry.get(key) else None
+        read_ip(f"{prefix}{key}", entry[key]) if entry.get(key) else None
         for key in ("gateway", "rangeStart", "rangeEnd")
     )
+    for key, address in (("gateway", gateway), ("rangeStart", start), ("rangeEnd", end)):
+        if address is not None and address.version != subnet.version:
+            raise CniError(INVALID_CONFIG, f"invalid {prefix}{key}: {address} is not of "
+                           f"subnet {subnet}'s address family")
     ip_range = None
     if start is not None or end is not None:
         first = start or subnet.network_address + 1
         last = end or subnet.broadcast_address - 1
-        if first not in subnet or last not in subnet or last < first:
+        if first not in subnet or last not in subnet or int(last) < int(first):
             raise CniError(
                 INVALID_CONFIG, f"invalid {where}: range {first}-{last} not inside {subnet}"
             )
-        blocks = list(summarize_address_range(first, last))
-        whole = [b for b in blocks if isinstance(b, IPv4Network)]
-        if len(whole) != 1:
+        # FIRST and LAST are of the subnet's family (checked above)
+        blocks: list[IPNetwork] = list(summarize_address_range(first, last))
+        if len(blocks) != 1:
             raise CniError(
-                UNSUPPORTED_FIELD, f"unsupported field {where}.rangeStart/rangeEnd: "
+                UNSUPPORTED_FIELD, f"unsupported field {prefix}rangeStart/rangeEnd: "
                 f"{first}-{last}", "netbay ranges are CIDR blocks (like 10.1.0.16-10.1.0.31)",
             )
-        ip_range = whole[0] if whole[0] != subnet else None
+        ip_range = blocks[0] if blocks[0] != subnet else None
     return SubnetConfig(subnet=subnet, gateway=gateway, ip_range=ip_range)
 
 
-def subnets(section: Mapping[str, Any], where: str) -> tuple[SubnetConfig, ...]:
-    """'ranges' (one range set: one address per attachment) or 'subnet' & co."""
+def _range_set(raw: list[Any], where: str, refuse6: str | None) -> tuple[SubnetConfig, ...]:
+    """One range set: one address per attachment from its ranges, all of one family."""
+    if not raw:
+        raise CniError(INVALID_CONFIG, f"invalid {where}: an empty range set")
+    found = tuple(_range(r, f"{where}[{i}].", refuse6) for i, r in enumerate(raw))
+    if len({s.version for s in found}) > 1:
+        raise CniError(INVALID_CONFIG, f"invalid {where}: IPv4 and IPv6 ranges in one range "
+                       "set (one range set per address family)")
+    return found
+
+
+def subnets(
+    section: Mapping[str, Any], where: str, refuse6: str | None = None
+) -> tuple[SubnetConfig, ...]:
+    """'ranges' (a range set per address family: one address of each per attachment) or
+    'subnet' & co., IPv4 first. REFUSE6: why an IPv6 subnet is refused (None: taken)."""
     if section.get("ranges") is not None:
         ranges = section["ranges"]
         if not isinstance(ranges, list) or not all(isinstance(r, list) for r in ranges):
             raise CniError(INVALID_CONFIG, f"invalid {where}ranges: expected a list of lists")
-        if len(ranges) != 1 or not ranges[0]:
+        sets = [_range_set(r, f"{where}ranges[{i}]", refuse6) for i, r in enumerate(ranges)]
+        families = [s[0].version for s in sets]
+        if not sets or len(set(families)) != len(families):
             raise CniError(
-                UNSUPPORTED_FIELD, f"unsupported field {where}ranges: {len(ranges)} range sets",
-                "netbay gives one IPv4 address per attachment: one range set",
+                UNSUPPORTED_FIELD, f"unsupported field {where}ranges: {len(ranges)} range sets"
+                + (f" of IPv{families[0]}" if len(set(families)) == 1 else ""),
+                "netbay gives one address of each family per attachment: one range set per "
+                "address family",
             )
-        return tuple(_range(r, f"{where}ranges[0][{i}]") for i, r in enumerate(ranges[0]))
+        return tuple(sorted((c for s in sets for c in s), key=lambda c: c.version))
     if section.get("subnet") is not None:
-        return (_range(section, where.rstrip(".") or "subnet"),)
+        return (_range(section, where, refuse6),)
     for key in ("gateway", "rangeStart", "rangeEnd"):
         if section.get(key) is not None:
             raise CniError(INVALID_CONFIG, f"invalid {where}{key}: given without a subnet")
     return ()
 
 
-def routes(section: Mapping[str, Any], where: str) -> list[tuple[IPv4Network, IPv4Address | None]]:
+def routes(section: Mapping[str, Any], where: str) -> list[CniRoute]:
     raw = section.get("routes")
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise CniError(INVALID_CONFIG, f"invalid {where}routes: expected a list", repr(raw))
-    out = []
+    out: list[CniRoute] = []
     for route in raw:
         if not isinstance(route, dict):
             raise CniError(INVALID_CONFIG, f"invalid {where}routes: expected objects", repr(route))
-        gateway = read_ipv4(f"{where}routes.gw", route["gw"]) if route.get("gw") else None
-        out.append((read_subnet(f"{where}routes.dst", route.get("dst")), gateway))
+        destination = read_subnet(f"{where}routes.dst", route.get("dst"))
+        gateway = read_ip(f"{where}routes.gw", route["gw"]) if route.get("gw") else None
+        if gateway is not None and gateway.version != destination.version:
+            raise CniError(INVALID_CONFIG, f"invalid {where}routes.gw: {gateway} is not of "
+                           f"{destination}'s address family")
+        out.append((destination, gateway))
     return out
+
+
+def _refuse6(driver: str) -> str | None:
+    """Why DRIVER's networks take no IPv6 subnet (None: they do, or the driver is unknown and
+    refused by name)."""
+    if find_driver(driver) is None or capabilities(driver).ipv6:
+        return None
+    return f"the {driver} driver has no IPv6 networks"
 
 
 # --- the network an invocation names -----------------------------------------------------
@@ -195,8 +237,8 @@ def interface_network(inv: Invocation) -> NetworkChoice:
             )
         return NetworkChoice(existing)
     driver = read_str(config, "driver") or "bridge"
-    top = subnets(config, "")
-    below = subnets(ipam, "ipam.") if ipam else ()
+    top = subnets(config, "", _refuse6(driver))
+    below = subnets(ipam, "ipam.", _refuse6(driver)) if ipam else ()
     if top and below:
         raise CniError(INVALID_CONFIG, "invalid network config: subnets given twice (top level "
                        "and ipam)")
@@ -208,7 +250,7 @@ def interface_network(inv: Invocation) -> NetworkChoice:
 def _routes_default_only(config: Mapping[str, Any], ipam: Mapping[str, Any]) -> None:
     for where, section in (("", config), ("ipam.", ipam)):
         for destination, _ in routes(section, where):
-            if destination != DEFAULT_ROUTE:
+            if destination.prefixlen != 0:  # 0.0.0.0/0 or ::/0
                 raise CniError(
                     UNSUPPORTED_FIELD, f"unsupported field {where}routes: {destination}",
                     "netbay's containers get the default route via the gateway only",
@@ -254,7 +296,10 @@ def _self_contained_spec(
         gateway = read_bool(config, "isGateway", True) or read_bool(
             config, "isDefaultGateway", False)
         internal = internal or not gateway
-    return NetworkSpec(name=name, driver=driver, subnets=found, internal=internal, options=options)
+    # a family is the configuration's only if it gives a subnet of it; none: netbay's IPv4 default
+    ipv4 = not found or any(s.version == 4 for s in found)
+    return NetworkSpec(name=name, driver=driver, subnets=found, internal=internal, options=options,
+                       ipv4=ipv4)
 
 
 def ipam_network(inv: Invocation) -> NetworkChoice:
@@ -268,7 +313,9 @@ def ipam_network(inv: Invocation) -> NetworkChoice:
             raise CniError(INVALID_CONFIG, "invalid ipam: 'network' names an existing network; "
                            "subnets would define another")
         return NetworkChoice(existing)
-    found = subnets(ipam, "ipam.")
-    return NetworkChoice(inv.name, NetworkSpec(name=inv.name, driver="external", subnets=found))
+    found = subnets(ipam, "ipam.", _refuse6("external"))
+    ipv4 = not found or any(s.version == 4 for s in found)
+    return NetworkChoice(inv.name, NetworkSpec(name=inv.name, driver="external", subnets=found,
+                                               ipv4=ipv4))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import faults
-from ..dns.records import dns_address
+from ..dns.records import dns_server_for
 from ..drivers import capabilities, get_driver
 from ..engine import Host
 from ..engine.runtime_networks import UnusableNetwork
@@ -136,11 +136,14 @@ class CniService:
     def _request(
         inv: cfg.Invocation, network: Network, want: asks.Requested, ports: bool
     ) -> SandboxRequest:
-        if want.ip is not None and want.prefixlen is not None:
-            subnet = next((s.subnet for s in network.subnets if want.ip in s.subnet), None)
-            if subnet is not None and subnet.prefixlen != want.prefixlen:
+        for field, ip, prefixlen in (("ip", want.ip, want.prefixlen),
+                                     ("ip6", want.ip6, want.prefixlen6)):
+            if ip is None or prefixlen is None:
+                continue
+            subnet = next((s.subnet for s in network.subnets if ip in s.subnet), None)
+            if subnet is not None and subnet.prefixlen != prefixlen:
                 raise CniError(
-                    INVALID_CONFIG, f"invalid ip {want.ip}/{want.prefixlen}: network "
+                    INVALID_CONFIG, f"invalid {field} {ip}/{prefixlen}: network "
                     f"{network.name} has subnet {subnet}",
                 )
         return SandboxRequest(
@@ -149,6 +152,7 @@ class CniService:
             netns=Path(inv.netns),
             ifname=inv.ifname,
             ip=want.ip,
+            ip6=want.ip6,
             mac=want.mac,
             aliases=want.aliases,
             hostname=want.hostname,
@@ -164,7 +168,7 @@ class CniService:
         runtime, static = want.runtime_dns, want.static_dns
         search = runtime.search or static.search
         options = runtime.options or static.options
-        server = None if endpoint.address is None else dns_address(network, endpoint.address.ip)
+        server = dns_server_for(network, endpoint)
         if server is not None:
             return asks.Dns((str(server),), static.domain, search, options)
         return asks.Dns(runtime.nameservers or static.nameservers, static.domain, search, options)
@@ -232,12 +236,12 @@ class CniService:
         prev = inv.config.get("prevResult")
         if not isinstance(prev, dict):
             raise CniError(INVALID_CONFIG, "required prevResult missing")
-        if endpoint.address is not None and str(endpoint.address) not in (
-            results.recorded_addresses(prev)
-        ):
-            raise CniError(
-                CHECK_FAILED, f"prevResult does not list the recorded address {endpoint.address}"
-            )
+        listed = results.recorded_addresses(prev)
+        for address in endpoint.addresses:
+            if str(address) not in listed:
+                raise CniError(
+                    CHECK_FAILED, f"prevResult does not list the recorded address {address}"
+                )
 
     def gc(self, inv: cfg.Invocation) -> None:
         valid = asks.valid_attachments(inv)

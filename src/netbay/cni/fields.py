@@ -4,16 +4,10 @@ naming the field (code 7, or 2 for what netbay does not support). Pure."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from ipaddress import (
-    AddressValueError,
-    IPv4Address,
-    IPv4Network,
-    NetmaskValueError,
-    ip_address,
-    ip_network,
-)
+from ipaddress import AddressValueError, NetmaskValueError, ip_address, ip_network
 from typing import Any
 
+from ..model import IPAddress, IPNetwork
 from .plugin import INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
 
 
@@ -44,28 +38,24 @@ def read_str(section: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
-def read_ipv4(key: str, value: Any) -> IPv4Address:
+def read_ip(key: str, value: Any) -> IPAddress:
+    """An address of either family (a range's gateway, start or end; a route's gateway)."""
     if not isinstance(value, str):
-        raise CniError(INVALID_CONFIG, f"invalid {key}: expected an IPv4 address", repr(value))
+        raise CniError(INVALID_CONFIG, f"invalid {key}: expected an IP address", repr(value))
     try:
-        address = ip_address(value)
+        return ip_address(value)
     except ValueError:
         raise CniError(INVALID_CONFIG, f"invalid {key}: not an IP address", value) from None
-    if not isinstance(address, IPv4Address):
-        raise CniError(UNSUPPORTED_FIELD, f"unsupported field {key}: {value}", "IPv4 only")
-    return address
 
 
-def read_subnet(key: str, value: Any) -> IPv4Network:
+def read_subnet(key: str, value: Any) -> IPNetwork:
+    """A CIDR of either family."""
     if not isinstance(value, str):
         raise CniError(INVALID_CONFIG, f"invalid {key}: expected a CIDR", repr(value))
     try:
-        network = ip_network(value, strict=False)
+        return ip_network(value, strict=False)
     except (AddressValueError, NetmaskValueError, ValueError):
         raise CniError(INVALID_CONFIG, f"invalid {key}: not a CIDR", value) from None
-    if not isinstance(network, IPv4Network):
-        raise CniError(UNSUPPORTED_FIELD, f"unsupported field {key}: {value}", "IPv4 only")
-    return network
 
 
 def refuse_unsupported(section: Mapping[str, Any], keys: tuple[str, ...], why: str) -> None:

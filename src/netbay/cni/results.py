@@ -2,22 +2,24 @@
 
 - interface result (`netbay`): the interfaces the attachment made (bridge networks: the
   bridge, the host end of the veth, the container's interface, like the reference bridge
-  plugin, so portmap, bandwidth and firewall find what they look for), the address on the
-  container's interface, the default route, DNS.
+  plugin, so portmap, bandwidth and firewall find what they look for), the addresses on the
+  container's interface (one per family, IPv4 first), the default routes, DNS.
 - IPAM result (`netbay-ipam`): ips without interface indexes, routes, DNS (spec section 5).
-Versions before 1.0.0 carry "version": "4" in each ip; 1.1.0 adds the interface MTU.
+Versions before 1.0.0 carry "version": "4" or "6" in each ip; 1.1.0 adds the interface MTU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, IPv6Network
 from typing import Any
 
 from ..drivers import get_driver
-from ..drivers.base import Route
-from ..model import Endpoint, Network, only_v4_address
+from ..model import Endpoint, IPAddress, Network, only_v4_address
 from .asks import Dns
+from .config import CniRoute
+
+DEFAULT_ROUTE6 = IPv6Network("::/0")
 
 
 def _before_1_0(version: str) -> bool:
@@ -37,16 +39,48 @@ def subnet_gateway(network: Network, endpoint: Endpoint) -> IPv4Address | None:
     return None
 
 
-def _ip(version: str, address: str, gateway: IPv4Address | None, interface: int | None) -> Any:
+def subnet_gateway6(network: Network, endpoint: Endpoint) -> IPAddress | None:
+    """subnet_gateway of the endpoint's IPv6 address."""
+    if endpoint.address6 is None:
+        return None
+    if endpoint.gateway6 is not None:
+        return endpoint.gateway6
+    return next((c.gateway for c in network.subnets6 if endpoint.address6.ip in c.subnet), None)
+
+
+def _ip(
+    version: str, address: IPv4Interface | IPv6Interface, gateway: IPAddress | None,
+    interface: int | None,
+) -> Any:
     entry: dict[str, Any] = {}
     if _before_1_0(version):
-        entry["version"] = "4"
-    entry["address"] = address
+        entry["version"] = str(address.version)
+    entry["address"] = str(address)
     if gateway is not None:
         entry["gateway"] = str(gateway)
     if interface is not None:
         entry["interface"] = interface
     return entry
+
+
+def _ips(
+    version: str, network: Network, endpoint: Endpoint, interface: int | None, gateways: bool
+) -> list[Any]:
+    """The endpoint's addresses, IPv4 first, each with its subnet's gateway if GATEWAYS."""
+    found = ((endpoint.address, subnet_gateway), (endpoint.address6, subnet_gateway6))
+    return [
+        _ip(version, address, gateway(network, endpoint) if gateways else None, interface)
+        for address, gateway in found if address is not None
+    ]
+
+
+def container_routes(network: Network, endpoint: Endpoint) -> list[CniRoute]:
+    """The routes attach gave the container's link: the driver's, and the IPv6 default route
+    via the endpoint's IPv6 gateway (the driver lists IPv4 ones only)."""
+    routes: list[CniRoute] = list(get_driver(network.driver).container_routes(network, endpoint))
+    if endpoint.gateway6 is not None and not any(dst.version == 6 for dst, _ in routes):
+        routes.append((DEFAULT_ROUTE6, endpoint.gateway6))
+    return routes
 
 
 def interface_result(
@@ -63,12 +97,9 @@ def interface_result(
     if driver.caps.host_bridge and network.device and endpoint.host_ifname:
         interfaces = [{"name": network.device}, {"name": endpoint.host_ifname}]
     interfaces.append(container_iface)
-    gateway = None if network.internal else subnet_gateway(network, endpoint)
-    ips = []
-    if endpoint.address is not None:
-        ips.append(_ip(version, str(endpoint.address), gateway, len(interfaces) - 1))
+    ips = _ips(version, network, endpoint, len(interfaces) - 1, not network.internal)
     result: dict[str, Any] = {"cniVersion": version, "interfaces": interfaces, "ips": ips}
-    routes = driver.container_routes(network, endpoint)
+    routes = container_routes(network, endpoint)
     if routes:
         result["routes"] = _routes(routes)
     if dns.as_dict():
@@ -80,13 +111,10 @@ def ipam_result(
     version: str,
     network: Network,
     endpoint: Endpoint,
-    routes: Sequence[Route],
+    routes: Sequence[CniRoute],
     dns: Dns,
 ) -> dict[str, Any]:
-    ips = []
-    if endpoint.address is not None:
-        gateway = subnet_gateway(network, endpoint)
-        ips.append(_ip(version, str(endpoint.address), gateway, None))
+    ips = _ips(version, network, endpoint, None, True)
     result: dict[str, Any] = {"cniVersion": version, "ips": ips}
     if routes:
         result["routes"] = _routes(routes)
@@ -95,7 +123,7 @@ def ipam_result(
     return result
 
 
-def _routes(routes: Sequence[Route]) -> list[dict[str, str]]:
+def _routes(routes: Sequence[CniRoute]) -> list[dict[str, str]]:
     return [{"dst": str(dst), **({"gw": str(gw)} if gw is not None else {})} for dst, gw in routes]
 
 

@@ -25,6 +25,7 @@ from ..paths import Paths
 
 if TYPE_CHECKING:
     from ..docker_plugin.server import DockerPlugin
+    from ..engine.default_bridge import BridgeDefaults
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", help="API socket (env NETBAY_SOCKET)")
     parser.add_argument("--docker-plugin", metavar="PATH",
                         help="serve Docker's network plugin there (env NETBAY_DOCKER_PLUGIN)")
+    parser.add_argument("--ipv6", action="store_true", help="the default bridge is dual stack "
+                        "(env NETBAY_IPV6=true; daemon.json's ipv6)")
+    parser.add_argument("--fixed-cidr-v6", metavar="CIDR", help="the default bridge's IPv6 "
+                        "subnet, with --ipv6 (env NETBAY_FIXED_CIDR_V6; default: a /64 of "
+                        "this host's ULA /48)")
     parser.add_argument("--debug", action="store_true")
     parser.add_argument("--version", action="version", version=f"netbayd {__version__}")
     args = parser.parse_args(argv)
@@ -40,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["NETBAY_SOCKET"] = args.socket
     if args.docker_plugin:
         os.environ["NETBAY_DOCKER_PLUGIN"] = args.docker_plugin
+    if args.ipv6:
+        os.environ["NETBAY_IPV6"] = "true"
+    if args.fixed_cidr_v6:
+        os.environ["NETBAY_FIXED_CIDR_V6"] = args.fixed_cidr_v6
     paths = Paths.from_env(args.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
@@ -82,15 +92,17 @@ def _no_collections() -> Iterator[None]:
 
 def serve(paths: Paths, lock: object) -> int:
     with _no_collections():
+        from ..engine.default_bridge import bridge_defaults
         from .listener import ApiSocket
         from .server import ApiServer
 
-        try:  # first: a bad NETBAY_SOCKET_GROUP or LISTEN_FDS stops netbayd before anything
+        try:  # first: a bad setting (NETBAY_SOCKET_GROUP, LISTEN_FDS, NETBAY_IPV6...) stops
+            defaults = bridge_defaults(os.environ)  # netbayd before anything
             api_socket = ApiSocket(paths.socket, os.environ)
         except ConfigError as exc:
             logging.error("netbayd: %s", exc)
             return 1
-        services = Services(paths)
+        services = Services(paths, defaults)
         server = ApiServer(api_socket.sock, services.api)
 
     def stop(signum: int, frame: object) -> None:
@@ -115,7 +127,7 @@ class Services:
     """What netbayd runs behind its socket: the engine (crash repairs done first), the
     reaper, the DNS server, the reconciler, the cluster agent, and the API over them."""
 
-    def __init__(self, paths: Paths) -> None:
+    def __init__(self, paths: Paths, bridge_defaults: BridgeDefaults | None = None) -> None:
         from ..dns.supervisor import DnsSupervisor
         from ..engine import Host
         from ..engine.cluster import ClusterAgent
@@ -126,7 +138,7 @@ class Services:
         from .reaper import Reaper
 
         kernel = LinuxKernel()
-        self.host = host = Host(paths, kernel=kernel)
+        self.host = host = Host(paths, kernel=kernel, bridge_defaults=bridge_defaults)
         report = host.gc()
         if any(report.as_dict().values()):
             logging.info("repaired at start-up: %s", report.as_dict())

@@ -9,8 +9,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from .. import __version__
-from ..drivers import capabilities
+from ..drivers import capabilities, get_driver
 from ..engine import Host
+from ..engine.families import families
 from ..errors import ConfigError, ConflictError, InUseError, NotFoundError
 from ..model import READY, SANDBOX, Container, Network
 from . import docker_json
@@ -185,6 +186,7 @@ class Api:
     def create_network(self, body: dict[str, Any], **_: Any) -> Response:
         spec = docker_json.network_spec(body)
         if capabilities(spec.driver).cluster:
+            families(spec, get_driver(spec.driver))  # IPv6 asked of it: that, first
             if self.cluster is None:
                 raise ConfigError("driver", spec.driver, "this netbayd takes no part in a cluster")
             created = self.cluster.agent.create_network(spec)
@@ -220,8 +222,8 @@ class Api:
         return 200, {"NetworksDeleted": removed}
 
     def connect(self, ref: str, body: dict[str, Any], **_: Any) -> Response:
-        container, ip, aliases = docker_json.attach_request(body)
-        self.host.connect(ref, container, ip, aliases)
+        container, asked = docker_json.connect_request(body, ref)
+        self.host.connect(ref, container, asked.ip, asked.aliases, ip6=asked.ip6)
         return 200, None
 
     def disconnect(self, ref: str, body: dict[str, Any], **_: Any) -> Response:
@@ -244,8 +246,9 @@ class Api:
         ]
         return 200, [self._container_json(c) for c in chosen]
 
-    def create_container(self, body: dict[str, Any], **_: Any) -> Response:
-        container = self.host.create_container(docker_json.container_spec(body))
+    def create_container(self, body: dict[str, Any], params: dict[str, str], **_: Any) -> Response:
+        spec = docker_json.container_spec(body, params.get("name"))
+        container = self.host.create_container(spec)
         return 201, {"Id": container.id, "Warnings": []}
 
     def _runtime_container(self, ref: str) -> Container:

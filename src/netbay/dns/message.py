@@ -1,4 +1,4 @@
-"""DNS wire format, as much as netbay's server needs: one question in, A and PTR answers out,
+"""DNS wire format, as much as netbay's server needs: one question in, A, AAAA and PTR answers out,
 EDNS(0) echoed, truncation for UDP, error responses. Pure; no I/O.
 
 Hand-written rather than dnslib or dnspython: answering one A query costs ~3 us here against
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 A, PTR, AAAA, OPT, ANY = 1, 12, 28, 41, 255
 IN = 1
@@ -24,6 +24,8 @@ RCODE_NAMES = {
 QR, AA, TC, RD, RA = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080
 MAX_UDP = 1232  # what we accept and advertise (the DNS flag day 2020 size)
 REVERSE_SUFFIX = ".in-addr.arpa"
+REVERSE6_SUFFIX = ".ip6.arpa"
+_HEX = frozenset("0123456789abcdef")
 
 _HEADER = struct.Struct("!6H")
 _RR_A = struct.Struct("!HHIH")
@@ -124,6 +126,11 @@ def a_record(address: bytes, ttl: int = 0) -> bytes:
     return b"\xc0\x0c" + _RR_A.pack(A, IN, ttl, 4) + address
 
 
+def aaaa_record(address: bytes, ttl: int = 0) -> bytes:
+    """An AAAA answer (ADDRESS: 16 packed bytes) for the question's name."""
+    return b"\xc0\x0c" + _RR_A.pack(AAAA, IN, ttl, 16) + address
+
+
 def ptr_record(target: str, ttl: int = 0) -> bytes:
     rdata = encode_name(target)
     return b"\xc0\x0c" + _RR_A.pack(PTR, IN, ttl, len(rdata)) + rdata
@@ -165,8 +172,11 @@ def error_response(packet: bytes, rcode: int) -> bytes | None:
     return _HEADER.pack(qid, QR | (flags & (RD | 0x7800)) | rcode, 0, 0, 0, 0)
 
 
-def reverse_address(name: str) -> IPv4Address | None:
-    """The IPv4 address of a `d.c.b.a.in-addr.arpa` name, or None."""
+def reverse_address(name: str) -> IPv4Address | IPv6Address | None:
+    """The address of a `d.c.b.a.in-addr.arpa` or a full nibble `...ip6.arpa` name (lower
+    case, as parse_query gives it), or None."""
+    if name.endswith(REVERSE6_SUFFIX):
+        return _reverse_address6(name[: -len(REVERSE6_SUFFIX)])
     if not name.endswith(REVERSE_SUFFIX):
         return None
     parts = name[: -len(REVERSE_SUFFIX)].split(".")
@@ -178,7 +188,19 @@ def reverse_address(name: str) -> IPv4Address | None:
         return None
 
 
-def reverse_name(address: IPv4Address) -> str:
+def _reverse_address6(nibbles: str) -> IPv6Address | None:
+    """32 one-digit labels, least significant first; anything shorter is a zone, not an
+    address (as for in-addr.arpa, such names are not ours)."""
+    parts = nibbles.split(".")
+    if len(parts) != 32 or not all(len(p) == 1 and p in _HEX for p in parts):
+        return None
+    return IPv6Address(int("".join(reversed(parts)), 16))
+
+
+def reverse_name(address: IPv4Address | IPv6Address) -> str:
+    """`d.c.b.a.in-addr.arpa`, or the 32 nibbles of `...ip6.arpa` (lower case)."""
+    if address.version == 6:
+        return address.reverse_pointer
     return ".".join(reversed(str(address).split("."))) + REVERSE_SUFFIX
 
 

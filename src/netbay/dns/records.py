@@ -7,17 +7,21 @@ networks its container is attached to (container name, hostname, the endpoint's 
 that network, and `NAME.NETWORK` for each), nothing else. Askers whose containers share the
 same networks share one View (and its answer cache). On a global network the names other
 nodes publish there (the store's remote names) resolve too.
+
+Families: a name answers A with its endpoints' IPv4 addresses and AAAA with their IPv6 ones;
+a name with addresses of one family only has no data of the other (NOERROR, no answers).
+An endpoint asks from either of its addresses, through the gateway of either family, and
+gets the same view. Remote names are IPv4 (cluster networks are IPv4-only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from ..drivers import capabilities
-from ..model import CREATING, READY, REMOVING, Network, only_v4, only_v4_address
+from ..model import CREATING, READY, REMOVING, Endpoint, IPAddress, IPNetwork, Network
 from ..name_entry import NameEntry
 from ..store.base import ContainerRow, DnsRecords, EndpointRow, RemoteName, Store
 from ..store.sqlite import SQLiteStore
@@ -25,20 +29,25 @@ from .message import reverse_name
 
 __all__ = [
     "Asker", "ContainerRow", "EndpointRow", "ListenPoint", "RemoteName", "View", "Zone",
-    "build_zone", "connect", "data_version", "dns_address", "listen_points", "load",
-    "published_names", "serves",
+    "build_zone", "connect", "data_version", "dns_address", "dns_server_for", "listen_points",
+    "load", "published_names", "serves",
 ]
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class ListenPoint:
-    """The server answers on ADDRESS:53 for packets that came in through DEVICE; None: by
-    any device (a routed network's gateway, held on lo: each container comes in by its own
-    veth, so only the source check stands between it and the rest)."""
+    """The server answers on ADDRESS:53 (IPv4 or IPv6) for packets that came in through
+    DEVICE; None: by any device (a routed network's gateway, held on lo: each container
+    comes in by its own veth, so only the source check stands between it and the rest).
+    Not ordered (addresses of two families do not compare): `listen_points` sorts them."""
 
-    address: IPv4Address
+    address: IPAddress
     device: str | None
     network_id: str = field(compare=False)
+
+    def sort_key(self) -> tuple[int, int, str]:
+        """IPv4 points first, then by address and device."""
+        return self.address.version, int(self.address), self.device or ""
 
 
 def serves(network: Network) -> bool:
@@ -48,37 +57,49 @@ def serves(network: Network) -> bool:
     return network.state == READY and caps.dns and bool(network.device or not caps.host_bridge)
 
 
-def dns_address(network: Network, address: IPv4Address) -> IPv4Address | None:
+def dns_address(network: Network, address: IPAddress) -> IPAddress | None:
     """Where a container at ADDRESS on NETWORK asks for names, if the server serves it: the
-    gateway of its subnet (not the endpoint's gateway: a routed one's is 169.254.1.1)."""
+    gateway of its subnet, of ADDRESS's family (not the endpoint's gateway: a routed one's
+    is 169.254.1.1)."""
     if not serves(network):
         return None
-    return next((only_v4_address(s.gateway) for s in network.subnets4 if address in s.subnet),
-                None)
+    return next((s.gateway for s in network.subnets if address in s.subnet), None)
+
+
+def dns_server_for(network: Network, endpoint: Endpoint) -> IPAddress | None:
+    """Where the container of ENDPOINT asks for names through it: the IPv4 gateway of its
+    subnet when it has an IPv4 address (as before IPv6 came), else the IPv6 one."""
+    for interface in endpoint.addresses:  # IPv4 first
+        server = dns_address(network, interface.ip)
+        if server is not None:
+            return server
+    return None
 
 
 def listen_points(networks: Iterable[Network], in_use: Callable[[str], bool]) -> list[ListenPoint]:
     """A network DNS serves needs the server once it has an endpoint: on its gateway
-    addresses."""
+    addresses, of both families."""
     points = []
     for network in networks:
         if serves(network) and in_use(network.id):
             points += [
-                ListenPoint(gateway, network.device, network.id)
-                for s in network.subnets4
-                if (gateway := only_v4_address(s.gateway)) is not None
+                ListenPoint(s.gateway, network.device, network.id)
+                for s in network.subnets
+                if s.gateway is not None
             ]
-    return sorted(points)
+    return sorted(points, key=ListenPoint.sort_key)
 
 
 class View:
     """The names one set of networks can see, and the answers already built for them."""
 
-    __slots__ = ("names", "reverse", "forward", "cache")
+    __slots__ = ("names", "names6", "reverse", "forward", "cache")
 
     def __init__(self, forward: bool) -> None:
-        self.names: dict[str, list[bytes]] = {}  # name -> packed IPv4 addresses
-        self.reverse: dict[str, str] = {}  # d.c.b.a.in-addr.arpa -> NAME.NETWORK
+        # every name: its packed IPv4 addresses (none for a name with IPv6 ones only)
+        self.names: dict[str, list[bytes]] = {}
+        self.names6: dict[str, list[bytes]] = {}  # the names with IPv6 addresses: those
+        self.reverse: dict[str, str] = {}  # in-addr.arpa / ip6.arpa name -> NAME.NETWORK
         self.forward = forward  # may other names go upstream (not internal-only)
         self.cache: dict[bytes, bytes] = {}  # query minus its ID -> answer minus its ID
 
@@ -95,9 +116,9 @@ class Zone:
     listen: list[ListenPoint] = field(default_factory=list)
     askers: dict[str, dict[str, Asker]] = field(default_factory=dict)  # network -> ip -> asker
     known: frozenset[str] = frozenset()  # every name served on any network
-    subnets: tuple[IPv4Network, ...] = ()  # every served network's subnets
+    subnets: tuple[IPNetwork, ...] = ()  # every served network's subnets, both families
 
-    def in_our_subnets(self, address: IPv4Address) -> bool:
+    def in_our_subnets(self, address: IPAddress) -> bool:
         return any(address in subnet for subnet in self.subnets)
 
 
@@ -115,9 +136,10 @@ def _live(containers: Iterable[ContainerRow]) -> dict[str, ContainerRow]:
 
 
 def _answering(endpoint: EndpointRow, live: dict[str, ContainerRow]) -> bool:
-    """An endpoint whose names DNS answers: ready, with an address, of a live container."""
-    return (endpoint.state == READY and endpoint.address is not None
-            and endpoint.container_id in live)
+    """An endpoint whose names DNS answers: ready, with an address of either family, of a
+    live container."""
+    return (endpoint.state == READY and endpoint.container_id in live
+            and (endpoint.address is not None or endpoint.address6 is not None))
 
 
 class _Members:
@@ -134,21 +156,38 @@ class _Members:
         self.endpoints = [
             e for e in endpoints if e.network_id in nets and _answering(e, self.live)
         ]
-        # per network: name -> addresses, reverse name -> target
+        # per network: name -> IPv4 / IPv6 addresses, reverse name -> target
         self.names: dict[str, dict[str, list[bytes]]] = {n: {} for n in nets}
+        self.names6: dict[str, dict[str, list[bytes]]] = {n: {} for n in nets}
         self.reverse: dict[str, dict[str, str]] = {n: {} for n in nets}
         self.joined: dict[str, list[str]] = {}  # container -> its networks, in attach order
         for e in self.endpoints:
-            assert e.address is not None
-            container, network = self.live[e.container_id], nets[e.network_id]
-            names, packed = self.names[network.id], e.address.packed
-            suffix = "." + network.name.lower()
-            for name in _names(container.name, (container.hostname, *e.aliases)):
-                for key in (name, name + suffix):
-                    names.setdefault(key, []).append(packed)
-            target = container.name + "." + network.name
-            self.reverse[network.id][reverse_name(e.address)] = target
+            self._add(e)
             self.joined.setdefault(e.container_id, []).append(e.network_id)
+
+    def _add(self, e: EndpointRow) -> None:
+        """E's names on its network, with its address of each family it has."""
+        container, network = self.live[e.container_id], self.nets[e.network_id]
+        names = self.names[network.id]
+        suffix = "." + network.name.lower()
+        keys = [key for name in _names(container.name, (container.hostname, *e.aliases))
+                for key in (name, name + suffix)]
+        if e.address is not None:
+            packed = e.address.packed
+            for key in keys:
+                names.setdefault(key, []).append(packed)
+        else:  # IPv6 only: the names exist (A has no data), with no IPv4 address
+            for key in keys:
+                names.setdefault(key, [])
+        target = container.name + "." + network.name
+        reverse = self.reverse[network.id]
+        if e.address is not None:
+            reverse[reverse_name(e.address)] = target
+        if e.address6 is not None:
+            names6, packed6 = self.names6[network.id], e.address6.packed
+            for key in keys:
+                names6.setdefault(key, []).append(packed6)
+            reverse[reverse_name(e.address6)] = target
 
     def add_remote(self, remote: Iterable[RemoteName]) -> None:
         """Other nodes' names on the served networks. A name a container of this host holds
@@ -175,6 +214,9 @@ class _Members:
             for name, addresses in self.names[n].items():
                 have = view.names.setdefault(name, [])
                 have += [a for a in addresses if a not in have]
+            for name, addresses in self.names6[n].items():
+                have = view.names6.setdefault(name, [])
+                have += [a for a in addresses if a not in have]
             view.reverse.update(self.reverse[n])
         return view
 
@@ -193,7 +235,7 @@ def build_zone(
     zone = Zone(
         listen=listen_points(nets.values(), in_use.__contains__),
         known=frozenset(k for names in members.names.values() for k in names),
-        subnets=tuple(only_v4(s.subnet) for n in nets.values() for s in n.subnets4),
+        subnets=tuple(s.subnet for n in nets.values() for s in n.subnets),
     )
     views: dict[tuple[str, ...], View] = {}  # containers on the same networks share one
     for e in members.endpoints:
@@ -201,9 +243,11 @@ def build_zone(
         view = views.get(net_ids)
         if view is None:
             view = views[net_ids] = members.view(net_ids)
-        zone.askers.setdefault(e.network_id, {})[str(e.address)] = Asker(
-            view, members.live[e.container_id].dns, e.container_id
-        )
+        asker = Asker(view, members.live[e.container_id].dns, e.container_id)
+        askers = zone.askers.setdefault(e.network_id, {})
+        for address in (e.address, e.address6):  # it may ask from either
+            if address is not None:
+                askers[str(address)] = asker
     return zone
 
 
@@ -228,12 +272,11 @@ def load(store: Store) -> Zone:
 def published_names(records: DnsRecords, network_id: str) -> list[NameEntry]:
     """What this host publishes for the cluster on a global network: the names its DNS
     answers for each endpoint there (the container's name; its hostname and the endpoint's
-    aliases as aliases), in attach order."""
+    aliases as aliases), in attach order. IPv4 only: cluster networks have no IPv6 yet."""
     live = _live(records.containers)
     entries = []
     for e in records.endpoints:
-        if e.network_id == network_id and _answering(e, live):
-            assert e.address is not None
+        if e.network_id == network_id and e.address is not None and _answering(e, live):
             container = live[e.container_id]
             aliases = _names(container.name, (container.hostname, *e.aliases))[1:]
             entries.append(NameEntry(container.name, tuple(aliases), e.address, container.id))

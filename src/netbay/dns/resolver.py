@@ -1,8 +1,10 @@
 """What to do with one query from one asker: answer it from the zone, or forward it. Pure.
 
-- A name the asker's networks serve: its A records (AAAA and other types: no data, so that
-  a resolver asking for both A and AAAA is not sent elsewhere for the AAAA half).
-- A reverse name of an address on those networks: PTR to NAME.NETWORK.
+- A name the asker's networks serve: its A records, its AAAA records (a family it has no
+  address of, and other types: no data, so that a resolver asking for both A and AAAA is
+  not sent elsewhere for the other half); ANY: both.
+- A reverse name (in-addr.arpa, or ip6.arpa nibbles) of an address on those networks: PTR
+  to NAME.NETWORK.
 - A name another netbay network serves, or a reverse name inside any netbay subnet:
   NXDOMAIN, never forwarded (container names do not leak upstream, and isolated networks
   stay isolated). So is any other single-label name (no dot): that is what a container
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .message import (
+    AAAA,
     ANY,
     IN,
     NOERROR,
@@ -30,6 +33,7 @@ from .message import (
     Query,
     WireError,
     a_record,
+    aaaa_record,
     error_response,
     parse_query,
     ptr_record,
@@ -67,7 +71,10 @@ def resolve(
     if query.qclass in (IN, ANY):
         addresses = view.names.get(query.name)
         if addresses is not None:
-            answers = [a_record(a) for a in addresses] if query.qtype in (A, ANY) else []
+            qtype = query.qtype
+            answers = [a_record(a) for a in addresses] if qtype in (A, ANY) else []
+            if qtype in (AAAA, ANY):
+                answers += [aaaa_record(a) for a in view.names6.get(query.name, ())]
             return _local(query, NOERROR, answers, view.forward, limit)
         target = view.reverse.get(query.name)
         if target is not None:

@@ -1,6 +1,6 @@
 """netbay's DNS server: one process in the host's namespace (an asyncio loop and a thread per
 UDP socket), started and supervised by the daemon (supervisor.py), answering on the gateway
-address of each network in use.
+addresses (IPv4 and IPv6) of each network in use.
 
 - Listening: UDP and TCP on GATEWAY:53, each socket bound to its bridge (SO_BINDTODEVICE), so
   only packets that came in through that bridge reach it (a routed network has no bridge: its

@@ -19,14 +19,13 @@ import json
 import os
 import threading
 from collections.abc import Mapping
-from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..drivers import cluster_driver
 from ..engine import Host
 from ..errors import ConfigError, ConflictError, InUseError, NotFoundError
-from ..model import Network, NetworkSpec
+from ..model import IPNetwork, Network, NetworkSpec
 
 if TYPE_CHECKING:
     from ..cluster import GlobalNetwork
@@ -87,7 +86,7 @@ class DockerClusterNetworks:
         name = self.name_of(docker_id)
         return None if name is None else self.host.usable_network(name)
 
-    def pool_share(self, pool: IPv4Network) -> Network | None:
+    def pool_share(self, pool: IPNetwork) -> Network | None:
         """This node's share of the cluster network whose pool is POOL (Docker's view of
         it), made now if need be; None if POOL is no cluster network's."""
         for network in self.cluster.global_networks():
@@ -95,7 +94,7 @@ class DockerClusterNetworks:
                 return self.host.usable_network(network.name)
         return None
 
-    def is_cluster_pool(self, pool: IPv4Network) -> bool:
+    def is_cluster_pool(self, pool: IPNetwork) -> bool:
         return any(n.subnet == pool for n in self.cluster.global_networks())
 
     def forget(self, docker_id: str) -> bool:

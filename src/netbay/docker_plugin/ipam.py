@@ -13,31 +13,32 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv6Address, IPv6Interface, ip_network
 from typing import Any
 
+from ..daemon import addresses
 from ..drivers import get_driver
 from ..engine import Host
-from ..errors import ConfigError, NotFoundError
+from ..errors import NotFoundError
 from ..ipam.allocator import check_no_overlap, complete, pick_address
-from ..ipam.pools import choose_subnet
-from ..model import Endpoint, Network, SubnetConfig, only_v4_address
+from ..ipam.pools import choose_subnet, choose_subnet6
+from ..model import Endpoint, IPAddress, IPNetwork, Network, SubnetConfig, only_v4_address
 from .cluster import DockerClusterNetworks
 from .protocol import ADDRESS_SPACE, DOCKER_NETWORK_ID, GATEWAY_REQUEST, text
 
 Reply = dict[str, Any]
 
 
-def pool_id(subnet: IPv4Network) -> str:
+def pool_id(subnet: IPNetwork) -> str:
     return f"{ADDRESS_SPACE}/{subnet}"
 
 
-def pool_subnet(body: Mapping[str, Any]) -> IPv4Network:
+def pool_subnet(body: Mapping[str, Any]) -> IPNetwork:
     value = text(body, "PoolID")
     space, _, subnet = value.partition("/")
     try:
         if space == ADDRESS_SPACE:
-            return IPv4Network(subnet)
+            return ip_network(subnet)
     except ValueError:
         pass
     raise NotFoundError(f"pool {value} not found (not one of netbay's)")
@@ -48,8 +49,8 @@ class Ipam:
         self.host = host
         self.clusters = clusters
         self._lock = threading.Lock()
-        self._pending_pools: set[IPv4Network] = set()  # requested, no network made yet
-        self._held: dict[IPv4Network, set[int]] = {}  # addresses handed out, not yet released
+        self._pending_pools: set[IPNetwork] = set()  # requested, no network made yet
+        self._held: dict[IPNetwork, set[int]] = {}  # addresses handed out, not yet released
 
     def capabilities(self, body: Mapping[str, Any]) -> Reply:
         return {"RequiresMACAddress": False, "RequiresRequestReplay": False}
@@ -61,14 +62,14 @@ class Ipam:
     def request_pool(self, body: Mapping[str, Any]) -> Reply:
         """The subnet asked for (checked against every netbay network not Docker's: those
         are checked again, with the network, by CreateNetwork; a cluster network's pool is
-        taken as it is, CreateNetwork adopts the network), or a free one."""
-        if body.get("V6"):
-            raise ConfigError("ipv6", True, "netbay's networks are IPv4-only")
+        taken as it is, CreateNetwork adopts the network), or a free one. V6: an IPv6 pool
+        (`--ipv6`), a /64 of this host's ULA /48 by default."""
+        version = 6 if body.get("V6") else 4
         requested = body.get("Pool")
         networks = self.host.networks()
         with self._lock:
             if requested:
-                subnet = _subnet(str(requested))
+                subnet = addresses.subnet("subnet", str(requested), version)
                 if self.clusters.is_cluster_pool(subnet):
                     return {"PoolID": pool_id(subnet), "Pool": str(subnet), "Data": {}}
                 check_no_overlap((SubnetConfig(subnet),), {
@@ -78,7 +79,7 @@ class Ipam:
             else:
                 taken = [s.subnet for n in networks for s in n.subnets]
                 taken += [*self.host.kernel.taken_networks(), *self._pending_pools]
-                subnet = choose_subnet(taken)
+                subnet = choose_subnet(taken) if version == 4 else choose_subnet6(taken)
             self._pending_pools.add(subnet)
         return {"PoolID": pool_id(subnet), "Pool": str(subnet), "Data": {}}
 
@@ -89,7 +90,7 @@ class Ipam:
             self._held.pop(subnet, None)
         return {}
 
-    def pool_made(self, subnets: list[IPv4Network]) -> None:
+    def pool_made(self, subnets: list[IPNetwork]) -> None:
         """CreateNetwork made the network: its record holds the pools now."""
         with self._lock:
             self._pending_pools.difference_update(subnets)
@@ -98,28 +99,28 @@ class Ipam:
         subnet = pool_subnet(body)
         options = body.get("Options") or {}
         wanted = body.get("Address")
-        requested = _ip(str(wanted)) if wanted else None
+        requested = _ip(str(wanted), subnet.version) if wanted else None
         if options.get("RequestAddressType") == GATEWAY_REQUEST:
             gateway = complete(SubnetConfig(subnet, gateway=requested)).gateway
             return {"Address": f"{gateway}/{subnet.prefixlen}", "Data": {}}
         network = self._network_of(subnet)
         with self._lock:
             held = self._held.setdefault(subnet, set())
-            used = self.host.store.used_addresses(network.id) | held
-            config, picked = pick_address(network.subnets4, used, requested)
-            chosen = only_v4_address(picked)
-            assert chosen is not None
+            used = self.host.store.used_addresses(network.id, subnet.version) | held
+            pools = network.subnets4 if subnet.version == 4 else network.subnets6
+            config, chosen = pick_address(pools, used, requested,
+                                          field="ip" if subnet.version == 4 else "ip6")
             held.add(int(chosen))
-        return {"Address": str(_interface(network, config, chosen)), "Data": {}}
+        return {"Address": _interface(network, config, chosen), "Data": {}}
 
     def release_address(self, body: Mapping[str, Any]) -> Reply:
         subnet = pool_subnet(body)
-        released = _ip(text(body, "Address").partition("/")[0])
+        released = _ip(text(body, "Address").partition("/")[0], subnet.version)
         with self._lock:
             self._held.get(subnet, set()).discard(int(released))
         return {}
 
-    def _network_of(self, subnet: IPv4Network) -> Network:
+    def _network_of(self, subnet: IPNetwork) -> Network:
         for network in self.host.networks():
             if any(s.subnet == subnet for s in network.subnets):
                 return network
@@ -132,26 +133,19 @@ class Ipam:
         )
 
 
-def _interface(network: Network, config: SubnetConfig, address: IPv4Address) -> IPv4Interface:
+def _interface(network: Network, config: SubnetConfig, address: IPAddress) -> str:
     """ADDRESS with the prefix the container holds it by on NETWORK (its driver's: a
     routed network's endpoint has a /32, a bridge's the subnet's prefix)."""
+    prefix = config.subnet.prefixlen
+    if isinstance(address, IPv6Address):
+        return str(IPv6Interface((address, prefix)))
     planned = get_driver(network.driver).plan_endpoint(network, Endpoint(
         id="", network_id=network.id, container_id="", ifname="", host_ifname=None,
-        mac=None, address=IPv4Interface((address, config.subnet.prefixlen)),
+        mac=None, address=IPv4Interface((address, prefix)),
         gateway=only_v4_address(config.gateway)))
     assert planned.address is not None
-    return planned.address
+    return str(planned.address)
 
 
-def _subnet(value: str) -> IPv4Network:
-    try:
-        return IPv4Network(value)
-    except ValueError:
-        raise ConfigError("subnet", value, "not an IPv4 subnet") from None
-
-
-def _ip(value: str) -> IPv4Address:
-    try:
-        return IPv4Address(value.partition("/")[0])
-    except ValueError:
-        raise ConfigError("address", value, "not an IPv4 address") from None
+def _ip(value: str, version: int) -> IPAddress:
+    return addresses.address("address", value.partition("/")[0], version)

@@ -14,18 +14,19 @@ import dataclasses
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
 from pathlib import Path
 from typing import Any
 
 from ..drivers import get_driver
-from ..drivers.base import DEFAULT_ROUTE
+from ..drivers.base import DEFAULT_ROUTE, DEFAULT_ROUTE6
 from ..engine import Host
+from ..engine.families import families
 from ..engine.firewall import can_publish
 from ..engine.sandboxes import SandboxRequest
 from ..errors import ConfigError, NotFoundError
 from ..ipam.allocator import pick_address
-from ..model import Endpoint, Network, NetworkSpec, only_v4
+from ..model import Endpoint, Network, NetworkSpec
 from ..plan.naming import mac_for
 from ..plan.ports import container_ports
 from . import protocol as p
@@ -46,8 +47,9 @@ class Created:
     """An endpoint Docker created and has not joined yet."""
 
     network_id: str  # netbay's
-    address: IPv4Interface
+    address: IPv4Interface | None
     mac: str
+    address6: IPv6Interface | None = None
 
 
 class NetworkDriver:
@@ -81,25 +83,28 @@ class NetworkDriver:
     # --- networks ------------------------------------------------------------------------
     def create_network(self, body: Mapping[str, Any]) -> Reply:
         docker_id = p.text(body, "NetworkID")
-        if body.get("IPv6Data"):
-            raise ConfigError("ipv6", True, "netbay's networks are IPv4-only")
         options = body.get("Options") or {}
         generic = p.strings(options.get(p.GENERIC), "opt")
         driver = generic.pop(p.OPT_DRIVER, "bridge")
         name = generic.pop(p.OPT_NAME, f"docker-{docker_id[:12]}")
+        # the families are the pools Docker's IPAM gave (IPv6Data: `--ipv6`); the engine
+        # refuses IPv6 on a driver without it
+        v4 = p.subnet_configs(body.get("IPv4Data"))
+        v6 = p.subnet_configs(body.get("IPv6Data"), 6)
         spec = NetworkSpec(
-            name=name, driver=driver, subnets=p.subnet_configs(body.get("IPv4Data")),
-            internal=bool(options.get(p.INTERNAL)), options=generic,
+            name=name, driver=driver, subnets=v4 + v6, internal=bool(options.get(p.INTERNAL)),
+            options=generic, ipv4=bool(v4) or not v6, ipv6=bool(v6),
         )
         if get_driver(driver).caps.cluster:
+            families(spec, get_driver(driver))  # a cluster's network, IPv4 only (for now)
             # every host's dockerd has an id of its own for it: kept on this node, not as
             # the cluster network's label
             self.clusters.create(docker_id, spec)
-            self.ipam.pool_made([only_v4(s.subnet) for s in spec.subnets])
+            self.ipam.pool_made([s.subnet for s in spec.subnets])
             return {}
         labelled = dataclasses.replace(spec, labels={p.DOCKER_NETWORK_ID: docker_id})
         network = self.host.create_network(labelled)
-        self.ipam.pool_made([only_v4(s.subnet) for s in network.subnets4])
+        self.ipam.pool_made([s.subnet for s in network.subnets])
         return {}
 
     def delete_network(self, body: Mapping[str, Any]) -> Reply:
@@ -122,14 +127,15 @@ class NetworkDriver:
         network = self.network(p.text(body, "NetworkID"))
         endpoint_id = p.text(body, "EndpointID")
         interface = body.get("Interface") or {}
-        given = interface.get("Address")
-        if not given:
-            raise ConfigError("Interface.Address", given, "an address from an IPAM driver is "
-                              "required (netbay's or Docker's default)")
-        ip = p.address(str(given), "Interface.Address")
-        pick_address(network.subnets4, self.host.store.leases(network.id), ip.ip)
+        ip, ip6 = _addresses(network, interface)
+        if ip is not None:
+            pick_address(network.subnets4, self.host.store.leases(network.id), ip.ip)
+        if ip6 is not None:
+            pick_address(network.subnets6, self.host.store.leases(network.id, 6), ip6.ip,
+                         field="ip6")
         mac = str(interface.get("MacAddress") or "")
-        created = Created(network.id, ip, _mac(mac) if mac else mac_for(ip.ip) or "")
+        derived = mac_for(ip.ip if ip else ip6.ip if ip6 else None)
+        created = Created(network.id, ip, _mac(mac) if mac else derived or "", ip6)
         with self._lock:
             self._created[endpoint_id] = created
         return {} if mac else {"Interface": {"MacAddress": created.mac}}
@@ -152,8 +158,9 @@ class NetworkDriver:
         ifname = src_name(endpoint_id)
         request = SandboxRequest(
             external_id=endpoint_id, runtime=RUNTIME, netns=netns, ifname=ifname,
-            ip=created.address.ip, mac=created.mac, tag=p.text(body, "NetworkID"),
-            links_in=self.staging,
+            ip=created.address.ip if created.address else None, mac=created.mac,
+            tag=p.text(body, "NetworkID"), links_in=self.staging,
+            ip6=created.address6.ip if created.address6 else None,
         )
         _, endpoint = self.host.attach_sandbox(network, request)
         try:
@@ -163,13 +170,16 @@ class NetworkDriver:
             raise
         with self._lock:
             self._created.pop(endpoint_id, None)
-        return {
+        reply: Reply = {
             "InterfaceName": {"SrcName": ifname, "DstPrefix": p.CONTAINER_PREFIX},
             "Gateway": str(endpoint.gateway or ""),
             "StaticRoutes": _static_routes(network, endpoint),
             # netbay's networks reach out by themselves: no docker_gwbridge
             "DisableGatewayService": True,
         }
+        if endpoint.gateway6 is not None:  # Docker adds the IPv6 default route through it
+            reply["GatewayIPv6"] = str(endpoint.gateway6)
+        return reply
 
     def leave(self, body: Mapping[str, Any]) -> Reply:
         """Docker moves the link back out only after this: DeleteEndpoint removes it."""
@@ -203,6 +213,22 @@ class NetworkDriver:
         return {}
 
 
+def _addresses(
+    network: Network, interface: Mapping[str, Any]
+) -> tuple[IPv4Interface | None, IPv6Interface | None]:
+    """Interface.Address and .AddressIPv6: the endpoint's address of each family NETWORK
+    has, given by an IPAM driver (netbay's or Docker's default)."""
+    found: list[Any] = []
+    for field, has in (("Address", network.subnets4), ("AddressIPv6", network.subnets6)):
+        given = interface.get(field)
+        if has and not given:
+            raise ConfigError(f"Interface.{field}", given, "an address from an IPAM driver "
+                              "is required (netbay's or Docker's default)")
+        parse = p.address if field == "Address" else p.address6
+        found.append(parse(str(given), f"Interface.{field}") if given and has else None)
+    return found[0], found[1]
+
+
 def _mac(value: str) -> str:
     parts = value.lower().split(":")
     if len(parts) != 6 or not all(len(x) == 2 and all(c in "0123456789abcdef" for c in x)
@@ -216,7 +242,8 @@ def _static_routes(network: Network, endpoint: Endpoint) -> list[dict[str, Any]]
     outside the endpoint's prefix (a routed network's /32 with 169.254.1.1) gets a route on
     the link first: Docker finds the gateway's link by a route to it."""
     routes = get_driver(network.driver).container_routes(network, endpoint)
-    out = [_static_route(dest, via) for dest, via in routes if dest != DEFAULT_ROUTE]
+    out = [_static_route(dest, via) for dest, via in routes
+           if dest not in (DEFAULT_ROUTE, DEFAULT_ROUTE6)]
     gateway, address = endpoint.gateway, endpoint.address
     if gateway is not None and address is not None and gateway not in address.network:
         out.insert(0, _static_route(IPv4Network((gateway, 32)), None))

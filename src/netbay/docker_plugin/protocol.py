@@ -4,9 +4,10 @@ sends, parsed into netbay's types, and what it reads back. Pure."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from typing import Any
 
+from ..daemon import addresses
 from ..errors import ConfigError, NetbayError
 from ..model import SubnetConfig
 from ..plan.ports import PROTOCOLS, PublishSpec
@@ -58,31 +59,38 @@ def strings(value: object, field: str) -> dict[str, str]:
 
 
 def address(value: str, field: str) -> IPv4Interface:
-    """An address in CIDR form as Docker sends it (10.1.0.2/24); IPv4 only."""
-    try:
-        return IPv4Interface(value)
-    except ValueError:
-        raise ConfigError(field, value, "not an IPv4 address with a prefix length") from None
+    """An address in CIDR form as Docker sends it (10.1.0.2/24); IPv4."""
+    found = addresses.interface(field, value, 4)
+    assert isinstance(found, IPv4Interface)
+    return found
 
 
-def subnet_configs(data: object) -> tuple[SubnetConfig, ...]:
-    """IPv4Data of CreateNetwork: each pool with its gateway and auxiliary addresses."""
+def address6(value: str, field: str) -> IPv6Interface:
+    """An IPv6 address in CIDR form (fd12:3456::2/64): Interface.AddressIPv6."""
+    found = addresses.interface(field, value, 6)
+    assert isinstance(found, IPv6Interface)
+    return found
+
+
+def subnet_configs(data: object, version: int = 4) -> tuple[SubnetConfig, ...]:
+    """IPv4Data (VERSION 4) or IPv6Data of CreateNetwork: each pool with its gateway and
+    auxiliary addresses, all of that family."""
     if not isinstance(data, list):
         return ()
+    key = f"IPv{version}Data"
     configs = []
     for item in data:
         if not isinstance(item, dict):
-            raise ConfigError("IPv4Data", item, "expected an object")
-        try:
-            subnet = IPv4Network(text(item, "Pool"))
-        except ValueError:
-            raise ConfigError("IPv4Data.Pool", item.get("Pool"), "not an IPv4 subnet") from None
+            raise ConfigError(key, item, "expected an object")
+        subnet = addresses.subnet(f"{key}.Pool", text(item, "Pool"), version)
         gateway = item.get("Gateway")
-        aux = strings(item.get("AuxAddresses"), "IPv4Data.AuxAddresses")
+        aux = strings(item.get("AuxAddresses"), f"{key}.AuxAddresses")
         configs.append(SubnetConfig(
             subnet=subnet,
-            gateway=address(gateway, "IPv4Data.Gateway").ip if gateway else None,
-            aux_addresses={k: address(v, "AuxAddresses").ip for k, v in aux.items()},
+            gateway=addresses.interface(f"{key}.Gateway", gateway, version).ip if gateway
+            else None,
+            aux_addresses={k: addresses.interface("AuxAddresses", v, version).ip
+                           for k, v in aux.items()},
         ))
     return tuple(configs)
 

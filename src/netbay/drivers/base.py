@@ -10,18 +10,26 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ..errors import ConfigError
-from ..model import CLUSTER_POOL, Endpoint, Network, NetworkSpec
+from ..model import CLUSTER_POOL, Endpoint, IPAddress, IPNetwork, Network, NetworkSpec
 from ..plan.routed import BlockRoute, RoutedEndpoint
 from ..reconcile.state import Desired
 
-# (destination, next hop); None: straight out of the link, no gateway to go via
-Route = tuple[IPv4Network, IPv4Address | None]
+# (destination, next hop) of one family; None: straight out of the link, no gateway to go via
+Route = tuple[IPNetwork, IPAddress | None]
 DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
+DEFAULT_ROUTE6 = IPv6Network("::/0")
 OPT_POOL = CLUSTER_POOL  # a cluster-wide network's whole subnet (every node's blocks)
 
 
@@ -33,10 +41,11 @@ class DriverKernel(Protocol):
     def lock(self) -> AbstractContextManager[Any]: ...
 
     def ensure_bridge(
-        self, key: str, name: str, mtu: int | None, addresses: Iterable[IPv4Interface]
+        self, key: str, name: str, mtu: int | None,
+        addresses: Iterable[IPv4Interface | IPv6Interface],
     ) -> bool:
-        """The bridge NAME up with ADDRESSES; True if it was made now. KEY names the cached
-        index (the network's id)."""
+        """The bridge NAME up with ADDRESSES (with an IPv6 one: IPv6 on, static, on the
+        bridge); True if it was made now. KEY names the cached index (the network's id)."""
 
     def forget_bridge(self, key: str) -> None: ...
     def learn_neighbour(
@@ -44,7 +53,9 @@ class DriverKernel(Protocol):
     ) -> None:
         """The host's neighbour entry for a container on BRIDGE, as if just confirmed."""
 
-    def enable_forwarding(self) -> None: ...
+    def enable_forwarding(self, version: int = 4) -> None:
+        """net.ipv4.ip_forward, or (VERSION 6) net.ipv6.conf.all.forwarding, on."""
+
     def allow_localnet(self, device: str) -> None: ...
     def remove_link(self, name: str) -> bool:
         """True if there was such a link."""
@@ -63,7 +74,12 @@ class DriverKernel(Protocol):
         mtu: int | None,
         address: IPv4Interface | None,
         gateway: IPv4Address | None,
-    ) -> None: ...
+        address6: IPv6Interface | None = None,
+        gateway6: IPv6Address | None = None,
+    ) -> None:
+        """A veth pair: its host end on BRIDGE, the other end in NETNS with ADDRESS (and
+        the default route via GATEWAY) and, if given, ADDRESS6 (static IPv6: no RA, no
+        autoconf, no DAD) and the IPv6 default route via GATEWAY6."""
 
     def attach_routed(self, endpoint: RoutedEndpoint, netns: Path) -> None:
         """A veth with no bridge, as plan/routed.py planned it."""
@@ -221,8 +237,14 @@ class ClusterDriver(Driver, Protocol):
 
 
 def gateway_route(endpoint: Endpoint) -> list[Route]:
-    """The default route via the endpoint's gateway, if it has one."""
-    return [] if endpoint.gateway is None else [(DEFAULT_ROUTE, endpoint.gateway)]
+    """The default route of each family via the endpoint's gateway of that family, if it has
+    one: IPv4's (0.0.0.0/0) first, then IPv6's (::/0)."""
+    routes: list[Route] = []
+    if endpoint.gateway is not None:
+        routes.append((DEFAULT_ROUTE, endpoint.gateway))
+    if endpoint.gateway6 is not None:
+        routes.append((DEFAULT_ROUTE6, endpoint.gateway6))
+    return routes
 
 
 def network_record(spec: NetworkSpec, network_id: str, driver: str, **fields: Any) -> Network:

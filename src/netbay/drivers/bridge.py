@@ -6,13 +6,14 @@ import dataclasses
 import errno
 import logging
 from collections.abc import Mapping, Sequence
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, ConflictError, KernelError
 from ..kernel import netsysfs
 from ..model import Endpoint, Network, NetworkSpec
+from ..plan.firewall import OPT_GATEWAY_MODE6, routed6
 from ..plan.naming import IFNAME_RULE, bridge_device, valid_ifname
 from ..plan.rps import OPT_RPS, OPT_RPS_FLOWS, network_setting, parse_cpu_list
 from ..reconcile.state import RTPROT_KERNEL, Desired, WantedLink, WantedRoute, WantedSysctl
@@ -35,6 +36,7 @@ OPT_NAME = "com.docker.network.bridge.name"
 MAX_BRIDGE_PORTS = 1023  # the kernel numbers bridge ports 1..1023 (BR_MAX_PORTS = 1024)
 OPT_MTU = "com.docker.network.driver.mtu"
 OPT_MASQ = "com.docker.network.bridge.enable_ip_masquerade"
+FORWARDING6 = "net.ipv6.conf.all.forwarding"  # on while a network has an IPv6 subnet
 BOOL_OPTIONS = frozenset(
     {
         OPT_MASQ,
@@ -50,12 +52,14 @@ KNOWN = BOOL_OPTIONS | {
     "com.docker.network.container_iface_prefix",
     OPT_RPS,  # receive packet steering on every endpoint: auto or a CPU list
     OPT_RPS_FLOWS,
+    OPT_GATEWAY_MODE6,  # nat (NAT66, the default) or routed
 }
 
 
 class BridgeDriver:
     name = "bridge"
-    caps = Capabilities(makes_links=True, host_bridge=True, firewall=True, publish=True, dns=True)
+    caps = Capabilities(makes_links=True, host_bridge=True, firewall=True, publish=True, dns=True,
+                        ipv6=True)
     runtime: RuntimeOptions | None = RuntimeOptions(
         device=OPT_NAME, mtu=OPT_MTU, masquerade=OPT_MASQ
     )
@@ -63,6 +67,7 @@ class BridgeDriver:
 
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
         check_known_options(spec.options, KNOWN, self.name)
+        routed6(spec.options)  # nat or routed
         _check_rps_syntax(spec.options)
         for key in BOOL_OPTIONS & spec.options.keys():
             parse_bool(f"opt {key}", spec.options[key])
@@ -101,6 +106,8 @@ class BridgeDriver:
         created = kernel.ensure_bridge(network.id, network.device, network.mtu,
                                        _gateways(network))
         kernel.enable_forwarding()
+        if network.subnets6:
+            kernel.enable_forwarding(6)
         kernel.allow_localnet(network.device)
         return dataclasses.replace(network, device_created=network.device_created or created)
 
@@ -124,9 +131,10 @@ class BridgeDriver:
         return sorted(kernel.bridge_ports(network.device) - recorded)
 
     def desired(self, network: Network, endpoints: Sequence[Endpoint]) -> Desired:
-        """The bridge up with its gateways (their subnets' routes come with them), MTU if
-        asked for, re-made if netbay made it; each endpoint's veth on it, up; forwarding,
-        and route_localnet on the bridge (what setup and attach set)."""
+        """The bridge up with its gateways of both families (their subnets' routes come with
+        them; the IPv4 ones are checked), MTU if asked for, re-made if netbay made it; each
+        endpoint's veth on it, up; forwarding (IPv6's too with an IPv6 subnet), and
+        route_localnet on the bridge (what setup and attach set)."""
         if not network.device:
             return Desired()
         owner = f"network {network.name}"
@@ -142,12 +150,14 @@ class BridgeDriver:
         )
         routes = tuple(
             WantedRoute(g.network, network.device, owner, source=g.ip, protocol=RTPROT_KERNEL)
-            for g in gateways
+            for g in gateways if isinstance(g, IPv4Interface)
         )
-        sysctls = (
+        sysctls: tuple[WantedSysctl, ...] = (
             WantedSysctl("net.ipv4.ip_forward", "1", owner),
             WantedSysctl("route_localnet", "1", owner, device=network.device),
         )
+        if network.subnets6:
+            sysctls += (WantedSysctl(FORWARDING6, "1", owner),)
         return Desired((bridge, *ports), routes, sysctls)
 
     def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
@@ -179,6 +189,8 @@ class BridgeDriver:
                 mtu=network.mtu,
                 address=endpoint.address,
                 gateway=endpoint.gateway if default_route else None,
+                address6=endpoint.address6,
+                gateway6=endpoint.gateway6 if default_route else None,
             )
         except KernelError as exc:
             if exc.errno == errno.EXFULL:  # Docker passes on the kernel's "exchange full"
@@ -206,9 +218,12 @@ class BridgeDriver:
             kernel.remove_link(endpoint.host_ifname)
 
 
-def _gateways(network: Network) -> list[IPv4Interface]:
-    """The bridge's addresses: each subnet's gateway."""
-    return [IPv4Interface((s.gateway, s.subnet.prefixlen)) for s in network.subnets if s.gateway]
+def _gateways(network: Network) -> list[IPv4Interface | IPv6Interface]:
+    """The bridge's addresses: each subnet's gateway, IPv4's first."""
+    return [
+        *(IPv4Interface((s.gateway, s.subnet.prefixlen)) for s in network.subnets4 if s.gateway),
+        *(IPv6Interface((s.gateway, s.subnet.prefixlen)) for s in network.subnets6 if s.gateway),
+    ]
 
 
 def _check_rps_syntax(options: Mapping[str, str]) -> None:

@@ -2,8 +2,9 @@
 
 L2: the containers sit on the parent's network and answer ARP for their own addresses.
 L3/L3S: the parent routes for them: several subnets on one parent, no ARP or broadcast,
-the default route is `dev eth0`; a router upstream of the host reaches them by routes via
-the host's address on the parent, which `network inspect` lists (UpstreamRoutes).
+the default route is `dev eth0` (IPv6's `::/0 dev eth0`); a router upstream of the host
+reaches them by routes via the host's address on the parent, of each subnet's family, which
+`network inspect` lists (UpstreamRoutes).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..kernel import sublinks
-from ..model import Endpoint, Network, only_v4
+from ..model import Endpoint, Network
 from .base import Route
 from .parent import OPT_HOST_LINK, OPT_PARENT, ParentDriver
 
@@ -62,14 +63,18 @@ class IpvlanDriver(ParentDriver):
         return self.routed(network)
 
     def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
-        """L3/L3S: each subnet via the host's address on the parent (None when the parent
-        has no IPv4 address to route via)."""
+        """L3/L3S: each subnet via the host's address of its family on the parent (None
+        when the parent has none to route via), IPv4 first. An IPv6 link-local address
+        is no next hop to name: a router needs it with its own interface's name."""
         if not self.routed(network) or network.internal or network.device is None:
             return []
         with kernel.lock:
-            addresses = sublinks.ipv4_addresses(network.device)
-        via = addresses[0].ip if addresses else None
-        return [(only_v4(config.subnet), via) for config in network.subnets4]
+            addresses4 = sublinks.ipv4_addresses(network.device) if network.subnets4 else []
+            addresses6 = sublinks.ipv6_addresses(network.device) if network.subnets6 else []
+        via4 = addresses4[0].ip if addresses4 else None
+        via6 = next((a.ip for a in addresses6 if not a.ip.is_link_local), None)
+        routes: list[Route] = [(config.subnet, via4) for config in network.subnets4]
+        return routes + [(config.subnet, via6) for config in network.subnets6]
 
 
 DRIVERS = (IpvlanDriver(),)

@@ -5,7 +5,12 @@ and sit on the parent's network directly: no bridge, no NAT, no firewall rules.
 The parent is the network's `device`; `device_created` says netbay made it (a VLAN
 sub-interface `NAME.VID` that did not exist, or the dummy), so only then does netbay remove
 it. `-o host_link=true` adds the host's own "shim" link on the parent, with an address of the
-network (the aux address `host_link`) and a route to the containers' range through it.
+network (the aux address `host_link`) in each subnet, IPv4 and IPv6 alike, and a route to
+the containers' range through it.
+
+IPv6 (caps.ipv6): an endpoint with an IPv6 lease gets IPv6 switched on on its link only
+(no router advertisements, autoconfiguration or DAD: netbay gives the address); one
+without keeps IPv6 off on its link, as before.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import errno
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +28,7 @@ from .. import faults
 from ..errors import ConfigError, ConflictError, KernelError, NetbayError
 from ..ipam.allocator import reserved
 from ..kernel import sublinks
-from ..model import READY, Endpoint, Network, NetworkSpec, SubnetConfig, only_v4
+from ..model import READY, Endpoint, IPAddress, Network, NetworkSpec, SubnetConfig
 from ..plan.naming import IFNAME_RULE, valid_ifname
 from ..reconcile.state import Desired, WantedLink, WantedRoute
 from .base import (
@@ -59,37 +64,39 @@ def shim_name(network_id: str) -> str:
     return f"nbs{network_id[:12]}"
 
 
-def host_link_addresses(network: Network) -> list[tuple[IPv4Network, IPv4Interface]]:
-    """(containers' range, the shim's address in that subnet) of each subnet; none without
-    `-o host_link=true`."""
+def host_link_addresses(network: Network) -> list[sublinks.ShimRoute]:
+    """(containers' range, the shim's address in that subnet) of each subnet of either
+    family; none without `-o host_link=true`."""
     if not parse_bool(f"opt {OPT_HOST_LINK}", network.options.get(OPT_HOST_LINK, "false")):
         return []
-    out = []
+    out: list[sublinks.ShimRoute] = []
     for config in network.subnets:
         address = config.aux_addresses.get(HOST_LINK_AUX)
         if address is not None:
             span = config.ip_range or config.subnet
-            out.append((only_v4(span), IPv4Interface((address, config.subnet.prefixlen))))
+            prefix = config.subnet.prefixlen
+            shim = (IPv4Interface((address, prefix)) if isinstance(address, IPv4Address)
+                    else IPv6Interface((address, prefix)))
+            out.append((span, shim))
     return out
 
 
-def _pick_host_link_address(config: SubnetConfig) -> IPv4Address:
+def _pick_host_link_address(config: SubnetConfig) -> IPAddress:
     """The highest address of the subnet that is neither reserved nor in the containers'
-    range (when the range leaves room), so IPAM never hands it out."""
+    range (when the range leaves room), so IPAM never hands it out. Each stretch is
+    scanned from its top past the reserved addresses only (an IPv6 /64 is 2^64 long)."""
     taken = reserved(config)
-    span = config.ip_range
-    fallback = None
-    low, high = int(config.subnet.network_address), int(config.subnet.broadcast_address)
-    for value in range(high - 1, low, -1):
-        if value in taken:
-            continue
-        if span is None or IPv4Address(value) not in span:
-            return IPv4Address(value)
-        if fallback is None:
-            fallback = IPv4Address(value)
-    if fallback is None:
-        raise ConfigError("subnet", str(config.subnet), "no address left for the host_link shim")
-    return fallback
+    subnet, span = config.subnet, config.ip_range
+    low, high = int(subnet.network_address), int(subnet.broadcast_address)
+    stretches = [(high - 1, low)]  # (top, exclusive bottom)
+    if span is not None:
+        first, last = int(span.network_address), int(span.broadcast_address)
+        stretches = [(high - 1, last), (first - 1, low), (min(last, high - 1), max(first - 1, low))]
+    for top, bottom in stretches:
+        value = next((v for v in range(top, bottom, -1) if v not in taken), None)
+        if value is not None:
+            return type(subnet.network_address)(value)
+    raise ConfigError("subnet", str(config.subnet), "no address left for the host_link shim")
 
 
 class ParentDriver:
@@ -97,7 +104,7 @@ class ParentDriver:
 
     name = ""
     mode = "private"
-    caps = Capabilities(makes_links=True, parent_link=True)
+    caps = Capabilities(makes_links=True, parent_link=True, ipv6=True)
     runtime: RuntimeOptions | None = None  # a subclass may offer its networks to runtimes
     dummy_prefix = ""
     known: frozenset[str] = frozenset()
@@ -129,6 +136,11 @@ class ParentDriver:
     def upstream_routes(self, kernel: DriverKernel, network: Network) -> list[Route]:
         """None where the containers sit on the parent's L2 network."""
         return []
+
+    def parent_routes_ipv6(self, network: Network) -> bool:
+        """The host routes the network's IPv6 traffic out of the parent (ipvlan L3), so a
+        parent netbay makes keeps IPv6 on; elsewhere the parent only carries frames."""
+        return self.device_route(network) and network.ipv6 and not network.internal
 
     # --- the Driver verbs --------------------------------------------------------------
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
@@ -197,7 +209,8 @@ class ParentDriver:
         assert parent is not None
         with kernel.lock:
             if network.device_created:
-                sublinks.ensure_parent(parent, *self._made_parent(network))
+                sublinks.ensure_parent(parent, *self._made_parent(network),
+                                       ipv6=self.parent_routes_ipv6(network))
                 faults.point("network:parent")
             routes = host_link_addresses(network)
             if routes:
@@ -265,10 +278,15 @@ class ParentDriver:
         shim = WantedLink(
             shim_name(network.id), owner, role="host link",
             kind=self.link_kind(network.options).kind,
-            addresses=frozenset(IPv4Interface((s.ip, 32)) for _, s in routes),
+            addresses=frozenset(sublinks.host_address(s) for _, s in routes),
             remake=network.id, lower=network.device,
         )
-        wanted = tuple(WantedRoute(d, shim.name, owner, source=s.ip) for d, s in routes)
+        # IPv4's routes only: the reconciler observes (and puts back) IPv4 routes alone, so
+        # an IPv6 one would look missing on every pass; the shim's IPv6 addresses it sees
+        wanted = tuple(
+            WantedRoute(d, shim.name, owner, source=s.ip)
+            for d, s in routes if isinstance(d, IPv4Network) and isinstance(s, IPv4Interface)
+        )
         return Desired((parent, shim), wanted)
 
     def plan_endpoint(self, network: Network, endpoint: Endpoint) -> Endpoint:
@@ -292,6 +310,8 @@ class ParentDriver:
     ) -> None:
         assert network.device is not None
         device_route = self.device_route(network)
+        # IPv6's default route: on the endpoint the engine gave a gateway6 (see model.Endpoint)
+        route6 = endpoint.address6 is not None and endpoint.gateway6 is not None
         with kernel.lock:
             try:
                 sublinks.attach_sublink(
@@ -303,6 +323,9 @@ class ParentDriver:
                     address=endpoint.address,
                     gateway=endpoint.gateway if default_route and not device_route else None,
                     device_route=default_route and device_route,
+                    address6=endpoint.address6,
+                    gateway6=endpoint.gateway6 if route6 and not device_route else None,
+                    device_route6=route6 and device_route,
                 )
             except KernelError as exc:
                 if self.exclusive(network) and exc.errno == errno.EINVAL:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING
 
 from ..drivers import capabilities, cluster_driver
@@ -50,8 +50,10 @@ class Interfaces:
     @classmethod
     def of(cls, observed: Observed, address: IPv4Address) -> Interfaces:
         # lo's 127.0.0.1/8 is nobody's network (lo may hold a routed gateway's /32 as well)
+        # BGP here is IPv4: a link's IPv6 addresses take no part in choosing peers
         held = {name: kept for name, found in observed.addresses.items()
-                if (kept := [a for a in found if not a.ip.is_loopback])}
+                if (kept := [a for a in found
+                             if isinstance(a, IPv4Interface) and not a.ip.is_loopback])}
         link = next((name for name, found in held.items() if any(a.ip == address for a in found)),
                     None)
         if link is None:

@@ -168,6 +168,8 @@ class ClusterAgent:
         if unknown:
             raise ConfigError("opt", unknown[0], f"unknown option for driver {driver.name} "
                               f"(known: {', '.join(sorted(driver.user_options))})")
+        if spec.ipv6 and not driver.caps.ipv6:
+            raise ConfigError("ipv6", True, f"the {driver.name} driver has no IPv6 networks")
         if len(spec.subnets) > 1:
             raise ConfigError("subnet", [str(s.subnet) for s in spec.subnets],
                               "a cluster-wide network has one subnet")

@@ -27,12 +27,19 @@ from ..model import (
     Network,
 )
 from ..paths import Paths
-from ..plan.ports import PublishSpec, allocate, container_ports, parse_publish, record_ports
+from ..plan.ports import (
+    PublishSpec,
+    allocate,
+    check_families,
+    container_ports,
+    parse_publish,
+    record_ports,
+)
 from ..runtime import process
 from ..store.base import Store
 from .endpoints import Asked, Endpoints, check_aliases, pick_leases
 from .etc_files import ETC_FILES, EtcFiles
-from .firewall import can_publish
+from .firewall import can_publish, publish_families
 from .kernel import Kernel
 from .networks import Networks
 from .records import container_endpoints
@@ -75,6 +82,9 @@ def _check_publish(spec: ContainerSpec, networks: Joined) -> list[PublishSpec]:
                 "containers are reached at their own addresses)"
             )
         raise ConfigError("publish", spec.publish[0], reason)
+    primary = next((n for n, _ in networks if can_publish(n)), None)
+    if primary is not None:
+        check_families(spec.publish, publish, publish_families(primary))
     return publish
 
 

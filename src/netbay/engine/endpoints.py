@@ -149,7 +149,7 @@ class Endpoints:
             try:
                 driver.attach(
                     self.kernel, network, endpoint, links_in or Path(container.netns),
-                    default_route=endpoint.gateway is not None,
+                    default_route=endpoint.gateway is not None or endpoint.gateway6 is not None,
                 )
                 self._firewall_endpoint(container, network, endpoint, attach=True)
             except BaseException:
@@ -248,8 +248,9 @@ class Endpoints:
         remove = fw.merge({} if attach else mine, *map(fw.port_elements, ports_before))
         if add or remove:
             self.firewall.change(add, remove)
-        if attach and endpoint.host_ifname and endpoint.address and hairpins(network) and any(
-            p.target == endpoint.address.ip for p in ports_after
+        mine_ips = {a.ip for a in endpoint.addresses}
+        if attach and endpoint.host_ifname and hairpins(network) and any(
+            p.target in mine_ips or p.target6 in mine_ips for p in ports_after
         ):
             self.kernel.set_hairpin(endpoint.host_ifname)
 

@@ -4,10 +4,10 @@ into its directory (bind-mounted over the container's /etc when it starts)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 
-from ..dns.records import dns_address, serves
-from ..model import Container
+from ..dns.records import dns_server_for, serves
+from ..model import Container, IPAddress
 from ..paths import Paths
 from ..runtime import files
 from ..store.base import Store
@@ -35,21 +35,24 @@ class EtcFiles:
         """On a network DNS serves: netbay's DNS server on the gateway of the first one, which
         forwards other names to --dns or the host's resolvers, as Docker's embedded DNS does
         (with ndots:0, so a container name is asked as it is before any search domain).
+        The IPv4 gateway of the first one the container has IPv4 on; an IPv6-only container
+        (IPv6 on every served network) asks on the IPv6 gateway of the first one.
         Otherwise (none, host): the --dns servers or the host's, loopback ones left out."""
         dns, search, options = (
             _strings(container.config.get(key)) for key in ("dns", "dns_search", "dns_options")
         )
         addressed = [
-            (network, endpoint.address.ip)
+            (network, endpoint)
             for network, endpoint in container_endpoints(self.store, container)
-            if endpoint.address is not None
+            if endpoint.address is not None or endpoint.address6 is not None
         ]
         served = [network for network, _ in addressed if serves(network)]
-        gateway = next(
-            (server for network, address in addressed
-             if (server := dns_address(network, address)) is not None),
-            None,
-        )
+        servers = [
+            server for network, endpoint in addressed
+            if (server := dns_server_for(network, endpoint)) is not None
+        ]
+        # IPv4 first, as before IPv6 came: a dual-stack container keeps its IPv4 server
+        gateway = next((s for s in servers if s.version == 4), servers[0] if servers else None)
         if gateway is None:
             text = files.render_resolv_conf(dns or files.host_nameservers(), search, options)
         else:
@@ -67,12 +70,12 @@ class EtcFiles:
 
     def refresh_hosts_file(self, container: Container) -> None:
         names = [n for n in (container.hostname, container.name) if n]
-        own = [
-            (e.address.ip, names)
-            for _, e in container_endpoints(self.store, container)
-            if e.address
-        ]
-        extra = [(h, IPv4Address(a)) for h, a in container.config.get("extra_hosts", [])]  # type: ignore[attr-defined]
+        endpoints = [e for _, e in container_endpoints(self.store, container)]
+        # IPv4 lines first (as before IPv6 came), then IPv6 ones, as Docker writes them
+        own: list[tuple[IPAddress, list[str]]] = [
+            (e.address.ip, names) for e in endpoints if e.address]
+        own += [(e.address6.ip, names) for e in endpoints if e.address6]
+        extra = [(h, ip_address(a)) for h, a in container.config.get("extra_hosts", [])]  # type: ignore[attr-defined]
         path = self.paths.container_dir(container.id) / "hosts"
         files.write_in_place(path, files.render_hosts(own, extra))
 

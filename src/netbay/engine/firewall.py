@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from ..drivers import capabilities
@@ -50,15 +50,24 @@ def network_rules(network: Network) -> fw.NetworkRules | None:
         masquerade=parse_bool(OPT_MASQ, options.get(OPT_MASQ, "true")),
         snat_to=IPv4Address(snat) if snat else None,
         pool=IPv4Network(pool) if pool else None,
+        # a bridge network's (the cluster-wide and routed drivers are IPv4's this round)
+        subnets6=tuple(s.subnet for s in network.subnets6
+                       if network.device and isinstance(s.subnet, IPv6Network)),
+        gateways6=tuple(s.gateway for s in network.subnets6
+                        if network.device and isinstance(s.gateway, IPv6Address)),
+        routed6=fw.routed6(options),
     )
 
 
 def endpoint_rules(network: Network, endpoint: Endpoint) -> fw.EndpointRules | None:
     rules = network_rules(network)
     if rules is None or rules.device is None or not endpoint.host_ifname or not endpoint.mac \
-            or not endpoint.address:
+            or not endpoint.addresses:
         return None  # a routed endpoint: rp_filter on its veth stops spoofing
-    return fw.EndpointRules(endpoint.host_ifname, endpoint.mac, endpoint.address.ip, rules.icc)
+    return fw.EndpointRules(
+        endpoint.host_ifname, endpoint.mac, endpoint.address.ip if endpoint.address else None,
+        rules.icc, endpoint.address6.ip if endpoint.address6 else None,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,19 +87,22 @@ class Firewall:
         network that is not internal)."""
         for endpoint in endpoints:
             network = networks.get(endpoint.network_id)
-            if network and can_publish(network) and endpoint.address:
+            if network and can_publish(network) and endpoint.addresses:
                 return endpoint
         return None
 
     def port_rules(
         self, container: Container, endpoints: Iterable[Endpoint], networks: dict[str, Network]
     ) -> list[fw.PortRules]:
+        """The container's published ports to its primary endpoint's addresses (each host
+        address to the container's address of its family)."""
         primary = self._primary(networks, endpoints)
-        if primary is None or primary.address is None:
+        if primary is None:
             return []
-        target = primary.address.ip
+        target = primary.address.ip if primary.address else None
+        target6 = primary.address6.ip if primary.address6 else None
         return [
-            fw.PortRules(m.proto, m.host_ip, m.host_port, target, m.container_port)
+            fw.PortRules(m.proto, m.host_ip, m.host_port, target, m.container_port, target6)
             for m in container_ports(container)
         ]
 
@@ -161,7 +173,7 @@ class Firewall:
             log.warning("nft change failed (%s); rebuilding netbay's table from the record", exc)
             self.rebuild()
         departed = fw.departed_addresses(add, remove)
-        for address in sorted(fw.released_addresses(add, remove)):
+        for address in sorted(fw.released_addresses(add, remove), key=lambda a: (a.version, a)):
             self.flows.forget(address, started=address in departed)
 
     def intact(self) -> bool:
@@ -180,6 +192,12 @@ class Firewall:
 
 def can_publish(network: Network) -> bool:
     return capabilities(network.driver).publish and not network.internal
+
+
+def publish_families(network: Network) -> set[int]:
+    """The address families a container's published ports reach on NETWORK (its primary):
+    a host address of another family has nothing to map to."""
+    return {s.version for s in network.subnets}
 
 
 def hairpins(network: Network) -> bool:

@@ -24,11 +24,12 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
 from .. import _linux
+from ..drivers import Route
 from ..errors import NetbayError
 from ..kernel.conntrack import FlowJanitor
 from ..kernel.linux import LinuxKernel
@@ -43,6 +44,7 @@ from ..store.base import Store
 from ..store.sqlite import SQLiteStore
 from . import sandbox_ports
 from .containers import Containers, local_port_range
+from .default_bridge import BridgeDefaults
 from .endpoints import Endpoints
 from .etc_files import EtcFiles
 from .firewall import Firewall
@@ -53,6 +55,7 @@ from .records import container_endpoints
 from .repair import Collector, GCReport
 from .runtime_networks import RuntimeNetworks
 from .sandboxes import RuntimeAttachment, Sandboxes, SandboxRequest
+from .static_addresses import STATIC, note_static
 from .vanished import VanishedSandboxes, vanished_grace_from_env
 
 
@@ -76,6 +79,7 @@ class Host:
         owner: str | None = None,
         vanished_grace: float | None = None,
         clock: Callable[[], float] = time.monotonic,  # the reconciler's (its backoff)
+        bridge_defaults: BridgeDefaults | None = None,  # netbayd's --ipv6, --fixed-cidr-v6
     ) -> None:
         self.paths = paths or Paths.from_env()
         self.paths.root.mkdir(parents=True, exist_ok=True)
@@ -89,10 +93,10 @@ class Host:
             nft if nft is not None else Nft(),
             flows if flows is not None else FlowJanitor(),
         )
-        self._networks = Networks(self.store, self.kernel, self._firewall, self.owner)
-        self._endpoints = Endpoints(
-            self.store, self.kernel, self._firewall, self.owner, self._networks
-        )
+        defaults = bridge_defaults or BridgeDefaults()
+        self._networks = Networks(self.store, self.kernel, self._firewall, self.owner, [], defaults)
+        self._endpoints = Endpoints(self.store, self.kernel, self._firewall, self.owner,
+                                    self._networks)
         self._containers = Containers(
             self.paths, self.store, self.kernel, self._networks, self._endpoints,
             EtcFiles(self.paths, self.store), self.owner,
@@ -174,7 +178,7 @@ class Host:
     def prune_networks(self) -> list[str]:
         return self._networks.prune()
 
-    def upstream_routes(self, network: Network) -> list[tuple[IPv4Network, IPv4Address | None]]:
+    def upstream_routes(self, network: Network) -> list[Route]:
         return self._networks.upstream_routes(network)
 
     def has_free_address(self, network: Network) -> bool:
@@ -202,7 +206,15 @@ class Host:
         return container_endpoints(self.store, container)
 
     def create_container(self, spec: ContainerSpec) -> Container:
-        return self._containers.create(spec)
+        container = self._containers.create(spec)
+        for request in spec.networks:
+            if request.ip is not None or request.ip6 is not None:
+                self._note_static(container.id, request.network, request.ip, request.ip6)
+        return container
+
+    def _note_static(self, container_id: str, network_ref: str, ip: IPv4Address | None,
+                     ip6: IPv6Address | None) -> None:
+        note_static(self.store, container_id, self._networks.get(network_ref).id, ip, ip6)
 
     def start_container(self, ref: str) -> tuple[Container, subprocess.Popen[bytes]]:
         return self._containers.start(ref)
@@ -225,11 +237,18 @@ class Host:
         container_ref: str,
         ip: IPv4Address | None = None,
         aliases: tuple[str, ...] = (),
+        ip6: IPv6Address | None = None,
     ) -> Endpoint:
-        return self._containers.connect(network_ref, container_ref, ip, aliases)
+        endpoint = self._containers.connect(network_ref, container_ref, ip, aliases, ip6=ip6)
+        if ip is not None or ip6 is not None:
+            self._note_static(endpoint.container_id, network_ref, ip, ip6)
+        return endpoint
 
     def disconnect(self, network_ref: str, container_ref: str, force: bool = False) -> None:
         self._containers.disconnect(network_ref, container_ref, force)
+        container = self.store.find_container(container_ref)
+        if container is not None and container.config.get(STATIC):
+            self._note_static(container.id, network_ref, None, None)
 
     # --- endpoints ---------------------------------------------------------------------
     def attach_endpoint(
@@ -241,8 +260,10 @@ class Host:
         *,
         ifname: str | None = None,
         mac: str | None = None,
+        ip6: IPv6Address | None = None,
     ) -> Endpoint:
-        return self._endpoints.attach(container, network, ip, aliases, ifname=ifname, mac=mac)
+        return self._endpoints.attach(container, network, ip, aliases, ifname=ifname, mac=mac,
+                                      ip6=ip6)
 
     def detach_endpoint(self, network: Network, endpoint: Endpoint) -> None:
         self._endpoints.detach(network, endpoint)

@@ -5,11 +5,12 @@ stand in for each without root. kernel.linux.LinuxKernel is the real kernel."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv6Interface
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..drivers.base import DriverKernel
+from ..model import IPAddress, IPNetwork
 from ..reconcile.state import Observed, WantedRoute, WantedSysctl
 
 
@@ -20,8 +21,9 @@ class Kernel(DriverKernel, Protocol):
 
     def close(self) -> None: ...
     def link_names(self) -> set[str]: ...
-    def taken_networks(self) -> list[IPv4Network]:
-        """Subnets the host uses already (its addresses' networks, its routes)."""
+    def taken_networks(self) -> list[IPNetwork]:
+        """Subnets the host uses already (its addresses' networks, its routes), of both
+        families (IPv6's link-local, multicast and loopback ones left out)."""
 
     def set_hairpin(self, port: str) -> None: ...
 
@@ -33,7 +35,7 @@ class Kernel(DriverKernel, Protocol):
         self, name: str, *, master: str | None = None, up: bool = False,
         mtu: int | None = None, mac: str | None = None,
     ) -> None: ...
-    def add_address(self, name: str, address: IPv4Interface) -> None: ...
+    def add_address(self, name: str, address: IPv4Interface | IPv6Interface) -> None: ...
     def add_route(self, route: WantedRoute) -> None: ...
     def write_sysctl(self, wanted: WantedSysctl) -> None: ...
 
@@ -53,6 +55,9 @@ class Kernel(DriverKernel, Protocol):
     def addresses_in(self, path: Path, ifname: str) -> set[IPv4Interface] | None:
         """The addresses of IFNAME in the namespace at PATH; None if it has no IFNAME."""
 
+    def addresses6_in(self, path: Path, ifname: str) -> set[IPv6Interface] | None:
+        """addresses_in of IPv6 (link-local ones too); None if it has no IFNAME."""
+
 
 class Nftables(Protocol):
     """One nftables context: each apply is one transaction (kernel/nft.py)."""
@@ -66,5 +71,5 @@ class Flows(Protocol):
     """Ends the tracked flows of addresses that lost their port mappings, or their endpoint
     (STARTED: the flows the address started too), asynchronously."""
 
-    def forget(self, address: IPv4Address, started: bool = False) -> None: ...
+    def forget(self, address: IPAddress, started: bool = False) -> None: ...
     def close(self) -> None: ...

@@ -30,12 +30,13 @@ from ..errors import (
 )
 from ..ids import new_id, valid_name
 from ..ipam.allocator import check_no_overlap, complete, has_free_address
-from ..ipam.pools import DEFAULT_BRIDGE_POOL, choose_subnet, overlaps_any
-from ..model import CREATING, READY, REMOVING, IPNetwork, Network, NetworkSpec, SubnetConfig
+from ..ipam.pools import overlaps_any
+from ..model import CREATING, READY, REMOVING, Network, NetworkSpec
 from ..plan import firewall as fw
 from ..plan.naming import DEFAULT_BRIDGE_DEVICE
 from ..store.base import Store
 from .blocks import with_room
+from .default_bridge import BridgeDefaults, default_bridge_subnets, follow_defaults
 from .families import families, with_default_subnets
 from .firewall import Firewall, network_rules
 from .kernel import Kernel
@@ -58,12 +59,6 @@ def device_wanted(network: Network) -> bool:
 def _provisional(network: Network) -> bool:
     """The default bridge before its first use: its subnet is not held yet."""
     return is_default_bridge(network) and network.device is None
-
-
-def _default_bridge_subnet(taken: list[IPNetwork]) -> IPv4Network:
-    if overlaps_any(DEFAULT_BRIDGE_POOL, taken):
-        return choose_subnet(taken)
-    return DEFAULT_BRIDGE_POOL
 
 
 class ClusterNetworks(Protocol):
@@ -89,6 +84,7 @@ class Networks:
     owner: str
     # where networks not in the record may come from (the cluster agent, once joined)
     cluster: list[ClusterNetworks] = field(default_factory=list)
+    bridge_defaults: BridgeDefaults = BridgeDefaults()  # netbayd's --ipv6, --fixed-cidr-v6
 
     def all(self) -> list[Network]:
         return self.store.networks()
@@ -273,6 +269,8 @@ class Networks:
                 names = {n.name for n in self.store.networks()}
                 if "bridge" not in names:
                     self.store.put_network(self._default_bridge_record())
+                else:
+                    follow_defaults(self.store, self.bridge_defaults, self.kernel.taken_networks)
                 for name, driver in _MODE_NETWORKS.items():
                     if name not in names:
                         self.store.put_network(
@@ -308,7 +306,7 @@ class Networks:
             name="bridge",
             driver="bridge",
             created=now_rfc3339(),
-            subnets=(complete(SubnetConfig(_default_bridge_subnet(taken))),),
+            subnets=default_bridge_subnets(self.bridge_defaults, taken),
             builtin=True,
             options={
                 OPT_DEFAULT_BRIDGE: "true",
@@ -356,7 +354,7 @@ class Networks:
         if not self.store.endpoint_count(network.id) and any(
             overlaps_any(s.subnet, taken) for s in subnets
         ):
-            subnets = (complete(SubnetConfig(_default_bridge_subnet(taken))),)
+            subnets = default_bridge_subnets(self.bridge_defaults, taken)
         claimed = get_driver(network.driver).claim(
             self.kernel,
             dataclasses.replace(network, device=DEFAULT_BRIDGE_DEVICE, subnets=subnets),

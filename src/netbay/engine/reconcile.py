@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +80,10 @@ class Reconcile:
             if container.state == REMOVING or not container_ports(container):
                 continue
             mine = [e for e in endpoints if e.container_id == container.id]
-            targets = {p.target for p in self.firewall.port_rules(container, mine, networks)}
+            targets = {t for p in self.firewall.port_rules(container, mine, networks)
+                       for t in (p.target, p.target6) if t is not None}
             ports |= {e.host_ifname for e in mine
-                      if e.host_ifname and e.address and e.address.ip in targets
+                      if e.host_ifname and any(a.ip in targets for a in e.addresses)
                       and e.network_id in networks and hairpins(networks[e.network_id])}
         return ports
 
@@ -155,7 +156,7 @@ class Reconcile:
     def set_hairpin(self, port: str) -> None:
         self.kernel.set_hairpin(port)
 
-    def add_address(self, name: str, address: IPv4Interface) -> None:
+    def add_address(self, name: str, address: IPv4Interface | IPv6Interface) -> None:
         self.kernel.add_address(name, address)
 
     def add_route(self, route: WantedRoute) -> None:

@@ -40,14 +40,15 @@ def network_differences(network: Network, spec: NetworkSpec) -> list[str]:
     if network.driver != spec.driver:
         out.append(f"driver {network.driver}, not {spec.driver}")
     if spec.subnets:
+        # the record lists IPv4 first; a runtime may list the families either way
         have = [(s.subnet, s.gateway) for s in network.subnets]
-        want = [(s.subnet, s.gateway) for s in spec.subnets]
+        want = [(s.subnet, s.gateway) for s in sorted(spec.subnets, key=lambda s: s.version)]
         if any(gateway is None for _, gateway in want):  # a default gateway: compare subnets
             have, want = [(s, None) for s, _ in have], [(s, None) for s, _ in want]
         if have != want:
             out.append(
                 "subnets " + ", ".join(str(s.subnet) for s in network.subnets)
-                + ", not " + ", ".join(str(s.subnet) for s in spec.subnets)
+                + ", not " + ", ".join(str(s) for s, _ in want)
             )
     if spec.internal != network.internal:
         out.append("internal" if network.internal else "not internal")

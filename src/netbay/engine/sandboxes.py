@@ -17,7 +17,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ class SandboxRequest:
     dns: tuple[str, ...] = ()  # servers netbay's DNS forwards other names to
     tag: str = ""  # the runtime's name for this attachment's network (the CNI network name)
     links_in: Path | None = None  # where the link is made, if the runtime moves it (Docker)
+    ip6: IPv6Address | None = None  # a static IPv6 address the runtime asks for
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class Sandboxes:
                 endpoint = self.endpoints.attach(
                     sandbox, network, request.ip, request.aliases,
                     ifname=request.ifname, mac=request.mac, links_in=request.links_in,
+                    ip6=request.ip6,
                 )
             except BaseException:
                 self._unclaim_sandbox(sandbox, before)
@@ -174,7 +176,8 @@ class Sandboxes:
             ]
             for mapping in request.ports:
                 if any(plan_ports.clashes(mapping, other) for other in taken):
-                    where = f"{mapping.host_ip}:" if mapping.host_ip else ""
+                    where = f"{plan_ports.host_text(mapping.host_ip)}:" if mapping.host_ip \
+                        else ""
                     raise ConflictError(
                         f"invalid publish {where}{mapping.host_port}/{mapping.proto}: "
                         "host port already published"
@@ -369,6 +372,10 @@ class Sandboxes:
             problems.append(f"{endpoint.ifname} missing in {netns}")
         elif endpoint.address is not None and endpoint.address not in addresses:
             problems.append(f"{endpoint.address} missing on {endpoint.ifname}")
+        if addresses is not None and endpoint.address6 is not None:  # one more dump for IPv6
+            found6 = self.kernel.addresses6_in(netns, endpoint.ifname) or set()
+            if endpoint.address6 not in found6:
+                problems.append(f"{endpoint.address6} missing on {endpoint.ifname}")
         with self.kernel.lock:
             if endpoint.host_ifname and not self.kernel.link_exists(endpoint.host_ifname):
                 problems.append(f"host interface {endpoint.host_ifname} missing")

@@ -87,10 +87,10 @@ def pick_address(
             if requested in config.subnet:
                 if int(requested) in reserved(config):
                     raise ConflictError(
-                        f"invalid ip {str(requested)!r}: reserved in subnet {config.subnet}"
+                        f"invalid {field} {str(requested)!r}: reserved in subnet {config.subnet}"
                     )
                 if int(requested) in used:
-                    raise ConflictError(f"invalid ip {str(requested)!r}: already in use")
+                    raise ConflictError(f"invalid {field} {str(requested)!r}: already in use")
                 return config, requested
         subnets = ", ".join(str(c.subnet) for c in configs) or "none"
         raise ConfigError(field, str(requested), f"not inside the network's subnets ({subnets})")

@@ -5,36 +5,43 @@ Dumping and deleting entries costs milliseconds (and a netlink socket closed aft
 waits for the kernel), so a janitor thread with one socket per burst does it right after the
 mapping is gone, off the detach path: new flows already miss the removed map element, and
 the janitor ends the old ones within milliseconds.
+
+Both families: ctnetlink dumps and deletes the entries of the family its request names,
+so the janitor keeps a socket for each family it met in a burst.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
-from ipaddress import IPv4Address
 
 from ..errors import KernelError
+from ..model import IPAddress
 from .netlink import PyRoute2, open_conntrack
 
 log = logging.getLogger("netbay.conntrack")
 
 
-def forget_address(ct: PyRoute2, address: IPv4Address, started: bool = False) -> int:
+def forget_address(ct: PyRoute2, address: IPAddress, started: bool = False) -> int:
     """Delete every entry whose reply comes from ADDRESS (flows DNATed to it, or from it
     unNATed) and, with STARTED (its endpoint is gone), every entry it started (masqueraded
     out, or to another network): the address's next owner must not get their replies.
-    CT: open_conntrack()'s."""
+    CT: open_conntrack(None, ADDRESS.version)'s."""
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple  # pyroute2: ~0.5 s
 
     # raw messages, not dump_entries: an offloaded TCP entry (a flowtable's) comes without
     # its protoinfo, which pyroute2's entry parser cannot do without
-    match = NFCTAttrTuple(saddr=str(address))
+    match = NFCTAttrTuple(family=socket.AF_INET if address.version == 4 else socket.AF_INET6,
+                          saddr=str(address))
     sides = ["CTA_TUPLE_REPLY", "CTA_TUPLE_ORIG"] if started else ["CTA_TUPLE_REPLY"]
     removed = 0
     for side in sides:
         key = "tuple_reply" if side == "CTA_TUPLE_REPLY" else "tuple_orig"
-        for msg in ct.dump(**{key: match}):
+        # IPv6: every entry, matched here: the kernel's IPv6 filter (6.18 here) matches the
+        # entries whose address DIFFERS (`!ipv6_addr_cmp` in ctnetlink_filter_match_tuple)
+        for msg in ct.dump(**{key: match}) if address.version == 4 else ct.dump():
             family = msg["nfgen_family"]
             if not match.nla_eq(family, msg.get_attr(side)):
                 continue
@@ -48,19 +55,19 @@ def forget_address(ct: PyRoute2, address: IPv4Address, started: bool = False) ->
 
 
 class FlowJanitor:
-    """Runs forget_address for queued addresses on one thread and one socket, opened in
-    the namespace of the thread that makes the janitor (the host's: its thread, started
-    there, never leaves it). The socket, and pyroute2 with it, is opened for the first
-    address of a burst and closed when the queue is empty: a daemon's start-up and its first
-    container do without either."""
+    """Runs forget_address for queued addresses on one thread and one socket per family,
+    opened in the namespace of the thread that makes the janitor (the host's: its thread,
+    started there, never leaves it). A socket, and pyroute2 with it, is opened for the first
+    address of its family in a burst and closed when the queue is empty: a daemon's start-up
+    and its first container do without either."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[IPv4Address, bool] | None] = queue.Queue()
-        self._ct: PyRoute2 | None = None
+        self._queue: queue.Queue[tuple[IPAddress, bool] | None] = queue.Queue()
+        self._ct: dict[int, PyRoute2] = {}  # by family: 4, 6
         self._thread = threading.Thread(target=self._run, name="flow-janitor", daemon=True)
         self._thread.start()
 
-    def forget(self, address: IPv4Address, started: bool = False) -> None:
+    def forget(self, address: IPAddress, started: bool = False) -> None:
         """ADDRESS's flows end (forget_address): those it answers, and with STARTED those
         it started."""
         self._queue.put((address, started))
@@ -75,9 +82,10 @@ class FlowJanitor:
             try:
                 if item is None:
                     return
-                if self._ct is None:
-                    self._ct = open_conntrack()
-                forget_address(self._ct, *item)
+                address, started = item
+                if address.version not in self._ct:
+                    self._ct[address.version] = open_conntrack(None, address.version)
+                forget_address(self._ct[address.version], address, started)
             except Exception as exc:  # stale flows are a nuisance, never a reason to stop
                 log.warning("conntrack cleanup for %s failed: %s", item, exc)
             finally:
@@ -85,14 +93,16 @@ class FlowJanitor:
                 self._queue.task_done()
 
     def _idle(self) -> None:
-        """The socket closed once nothing is queued: an idle daemon holds no descriptor for
-        it (the soak counts them), and the next burst of detaches opens one again."""
-        if self._ct is not None and self._queue.empty():
-            self._ct.close()
-            self._ct = None
+        """The sockets closed once nothing is queued: an idle daemon holds no descriptor
+        for them (the soak counts them), and the next burst of detaches opens them again."""
+        if self._queue.empty():
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        while self._ct:
+            self._ct.popitem()[1].close()
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=5)
-        if self._ct is not None:
-            self._ct.close()
+        self._close_sockets()

@@ -5,13 +5,15 @@ cache, the veth attach/detach steps of the hot path, and the containers' namespa
 from __future__ import annotations
 
 import errno
+import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from pathlib import Path
 
 from ..errors import KernelError
+from ..model import IPNetwork
 from ..plan.overlay import OverlayState
 from ..plan.routed import BlockRoute, RoutedEndpoint
 from ..reconcile.state import LinkState, Observed, RouteState, WantedRoute, WantedSysctl
@@ -19,6 +21,9 @@ from . import netns as netns_mod
 from . import overlay, routed, sysctl
 from .rtnetlink import Rtnetlink
 from .rtnl_wire import RT_SCOPE_HOST, RTN_BLACKHOLE, Route
+from .rtnl_wire6 import global_networks
+
+FORWARDING6 = "net.ipv6.conf.all.forwarding"
 
 
 @dataclass(frozen=True)
@@ -56,11 +61,17 @@ class LinuxKernel:
 
     # --- networks --------------------------------------------------------------------
     def ensure_bridge(
-        self, key: str, name: str, mtu: int | None, addresses: Iterable[IPv4Interface]
+        self, key: str, name: str, mtu: int | None,
+        addresses: Iterable[IPv4Interface | IPv6Interface],
     ) -> bool:
+        """The bridge NAME up with ADDRESSES; IPv6 on it (static, sysctl.BRIDGE_IPV6) only
+        when one of them is an IPv6 address."""
         with self.lock:
             index, created = self._host.ensure_bridge(name, mtu)
-            for address in addresses:
+            wanted = list(addresses)
+            if any(isinstance(a, IPv6Interface) for a in wanted):
+                sysctl.enable_ipv6(self._ipv6_conf, name, sysctl.BRIDGE_IPV6)
+            for address in wanted:
                 self._host.ensure_address(index, address)
             self._bridge_index[key] = index
             return created
@@ -68,8 +79,10 @@ class LinuxKernel:
     def forget_bridge(self, key: str) -> None:
         self._bridge_index.pop(key, None)
 
-    def enable_forwarding(self) -> None:
-        sysctl.ensure("net.ipv4.ip_forward", "1")
+    def enable_forwarding(self, version: int = 4) -> None:
+        """Routing between the host's links for IPv4, or (VERSION 6) IPv6: that one also
+        stops links with accept_ra=1 taking router advertisements (accept_ra=2 does)."""
+        sysctl.ensure("net.ipv4.ip_forward" if version == 4 else FORWARDING6, "1")
 
     def allow_localnet(self, device: str) -> None:
         """Let 127.0.0.1 -> published port be routed out of DEVICE (then masqueraded). The
@@ -95,12 +108,17 @@ class LinuxKernel:
         index = next((link.index for link in links if link.name == bridge), None)
         return {link.name for link in links if index and link.master == index}
 
-    def taken_networks(self) -> list[IPv4Network]:
-        """Subnets in use on the host: its addresses' networks and its routes' destinations."""
+    def taken_networks(self) -> list[IPNetwork]:
+        """Subnets in use on the host: its addresses' networks and its routes' destinations,
+        of both families (IPv6: what a default ULA /64 must skip; link-local, multicast,
+        loopback and the default route left out)."""
         with self.lock:
-            nets = [a.network for a in self._host.addresses() if not a.ip.is_loopback]
+            nets: list[IPNetwork] = [a.network for a in self._host.addresses()
+                                     if not a.ip.is_loopback]
             # the main table's destinations, the default route left out
             nets.extend(r.destination for r in self._host.routes() if r.destination.prefixlen)
+            nets.extend(global_networks([a.address.network for a in self._host.addresses6()]
+                                 + [r.destination for r in self._host.routes6()]))
         return nets
 
     # --- overlay networks ------------------------------------------------------------
@@ -155,6 +173,8 @@ class LinuxKernel:
         mtu: int | None,
         address: IPv4Interface | None,
         gateway: IPv4Address | None,
+        address6: IPv6Interface | None = None,
+        gateway6: IPv6Address | None = None,
     ) -> None:
         """veth pair with the host end on the bridge, the other end configured in NETNS.
 
@@ -163,23 +183,14 @@ class LinuxKernel:
         on both ends before the pair gets its carrier (no autoconfiguration flooding the
         bridge, no per-port IPv6 timers whose work grows with the ports): the host end
         through the held-open conf directory, the container end by its namespace's default
-        when netbay made the namespace."""
+        when netbay made the namespace. With ADDRESS6: see _attach_dual."""
+        if address6 is not None:
+            self._attach_dual(bridge, bridge_key, host_ifname, ifname, netns, mac, mtu,
+                              [a for a in (address, address6) if a is not None],
+                              gateway, gateway6)
+            return
         with self.lock, Rtnetlink(netns) as inside:
-            try:
-                self._host.add_veth(
-                    host_ifname, ifname, netns, master=self._bridge(bridge_key, bridge),
-                    peer_mac=mac, mtu=mtu,
-                )
-            except KernelError as exc:
-                if exc.errno != errno.ENODEV:
-                    raise
-                self.forget_bridge(bridge_key)  # stale cached index: the bridge was re-made
-                self._host.add_veth(
-                    host_ifname, ifname, netns, master=self._bridge(bridge_key, bridge),
-                    peer_mac=mac, mtu=mtu,
-                )
-            # a bridge port: its own addresses would serve nothing
-            self._ipv6_conf.write(host_ifname, "disable_ipv6", "1")
+            self._add_veth(bridge, bridge_key, host_ifname, ifname, netns, mac, mtu)
             self._disable_ipv6_inside(netns, ifname)
             index = inside.require_index(ifname, f"{ifname} did not appear in {netns}")
             inside.set_up(index)
@@ -187,6 +198,44 @@ class LinuxKernel:
                 inside.ensure_address(index, address)
             if gateway is not None:
                 inside.ensure_default_route(gateway)
+
+    def _add_veth(
+        self, bridge: str, bridge_key: str, host_ifname: str, ifname: str, netns: Path,
+        mac: str | None, mtu: int | None,
+    ) -> None:
+        """The pair, its host end on the bridge with IPv6 off (a bridge port: its own
+        addresses would serve nothing)."""
+        try:
+            self._host.add_veth(host_ifname, ifname, netns,
+                                master=self._bridge(bridge_key, bridge), peer_mac=mac, mtu=mtu)
+        except KernelError as exc:
+            if exc.errno != errno.ENODEV:
+                raise
+            self.forget_bridge(bridge_key)  # stale cached index: the bridge was re-made
+            self._host.add_veth(host_ifname, ifname, netns,
+                                master=self._bridge(bridge_key, bridge), peer_mac=mac, mtu=mtu)
+        self._ipv6_conf.write(host_ifname, "disable_ipv6", "1")
+
+    def _attach_dual(
+        self, bridge: str, bridge_key: str, host_ifname: str, ifname: str, netns: Path,
+        mac: str | None, mtu: int | None, addresses: list[IPv4Interface | IPv6Interface],
+        gateway: IPv4Address | None, gateway6: IPv6Address | None,
+    ) -> None:
+        """An endpoint with IPv6: the host end's stays off, the container end's is on and
+        static (sysctl.STATIC_IPV6). Two netlink round trips: the veth, then one batch in
+        the namespace (rtnl_wire6.link_setup), whose index and socket come from the one
+        visit the sysctls need."""
+        with self.lock:
+            self._add_veth(bridge, bridge_key, host_ifname, ifname, netns, mac, mtu)
+            with netns_mod.entered(netns):
+                sysctl.enable_static_ipv6(ifname)
+                try:
+                    index = socket.if_nametoindex(ifname)
+                except OSError as exc:
+                    raise KernelError(f"{ifname} not in {netns}", errno.ENODEV) from exc
+                inside = Rtnetlink(None)
+            with inside:
+                inside.configure(index, addresses, gateway, gateway6)
 
     def _disable_ipv6_inside(self, netns: Path, ifname: str) -> None:
         if str(netns) not in self._ipv6_off:  # a runtime's namespace, or made before
@@ -238,14 +287,17 @@ class LinuxKernel:
 
     # --- the reconciler --------------------------------------------------------------
     def observe(self, sysctls: Iterable[tuple[str, str | None]]) -> Observed:
-        """The host namespace's links, addresses and main routes, and the values of SYSCTLS
-        ((key, device) pairs): three dumps, without the kernel lock."""
+        """The host namespace's links, addresses (both families) and main IPv4 routes, and the
+        values of SYSCTLS ((key, device) pairs): four dumps, without the kernel lock."""
         with self._observing:
             links = self._observer.links()
-            addresses = self._observer.indexed_addresses()
+            addresses: list[tuple[int, IPv4Interface | IPv6Interface]] = [
+                *self._observer.indexed_addresses(),
+                *((a.index, a.address) for a in self._observer.addresses6()),
+            ]
             routes = self._observer.routes()
         names = {link.index: link.name for link in links}
-        by_name: dict[str, set[IPv4Interface]] = {}
+        by_name: dict[str, set[IPv4Interface | IPv6Interface]] = {}
         for index, address in addresses:
             by_name.setdefault(names.get(index, ""), set()).add(address)
         return Observed(
@@ -280,10 +332,14 @@ class LinuxKernel:
             if up:
                 self._host.set_up(index)
 
-    def add_address(self, name: str, address: IPv4Interface) -> None:
+    def add_address(self, name: str, address: IPv4Interface | IPv6Interface) -> None:
+        """ADDRESS put back on the link NAME (an IPv6 one: with IPv6 on there, static, as
+        ensure_bridge set it: disable_ipv6=1 would have taken the address away)."""
         with self.lock:
-            self._host.ensure_address(self._host.require_index(name, f"{name} does not exist"),
-                                      address)
+            index = self._host.require_index(name, f"{name} does not exist")
+            if isinstance(address, IPv6Interface):
+                sysctl.enable_ipv6(self._ipv6_conf, name, sysctl.BRIDGE_IPV6)
+            self._host.ensure_address(index, address)
 
     def add_route(self, route: WantedRoute) -> None:
         with self.lock:
@@ -333,3 +389,12 @@ class LinuxKernel:
             if index is None:
                 return None
             return set(inside.addresses(index))
+
+    def addresses6_in(self, path: Path, ifname: str) -> set[IPv6Interface] | None:
+        """The IPv6 addresses of IFNAME inside the namespace at PATH (None: no such link)."""
+        with Rtnetlink(path) as inside:
+            index = inside.index(ifname)
+            if index is None:
+                return None
+            return {a.address for a in inside.addresses6(index)}
+

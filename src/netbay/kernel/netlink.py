@@ -44,6 +44,15 @@ GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
 Netns = str | os.PathLike[str] | None  # a namespace's pinned file; None: the caller's own
 
 
+class Request(NamedTuple):
+    """One request of a batch: what it does (for its error), its type, flags and body."""
+
+    what: str
+    kind: int
+    flags: int
+    body: bytes
+
+
 class Message(NamedTuple):
     kind: int  # nlmsg_type
     flags: int
@@ -195,6 +204,27 @@ class NetlinkSocket(Resource):
     def dump(self, what: str, kind: int, body: bytes) -> list[bytes]:
         return self.request(what, kind, NLM_F_DUMP, body)
 
+    def batch(self, requests: Sequence[Request], accept: Sequence[int] = ()) -> None:
+        """REQUESTS in one datagram, one round trip: the kernel handles them in order, each
+        with its own ack, and goes on past a failed one. Every ack is read; then the first
+        failure whose errno is not in ACCEPT raises KernelError "WHAT: strerror"."""
+        framed = [self.frame(kind, flags, body) for _, kind, flags, body in requests]
+        self.send(b"".join(message for _, message in framed))
+        waiting = {seq for seq, _ in framed}
+        codes: dict[int, int] = {}
+        try:
+            while waiting:
+                for kind, _, seq, payload in messages(self._sock.recv(RECEIVE_SIZE)):
+                    if kind == NLMSG_ERROR and seq in waiting:
+                        codes[seq] = error_code(payload)
+                        waiting.discard(seq)
+        except OSError as exc:
+            raise kernel_error(requests[0].what, exc.errno or errno.EIO) from exc
+        for request, (seq, _) in zip(requests, framed, strict=True):
+            code = codes.get(seq, 0)
+            if code and code not in accept:
+                raise kernel_error(request.what, code)
+
     def _replies(self, what: str, seq: int) -> list[bytes]:
         replies: list[bytes] = []
         while True:
@@ -307,8 +337,10 @@ def open_iproute(netns: Netns = None) -> PyRoute2:
     return _pyroute2(lambda: IPRoute(groups=0), netns)
 
 
-def open_conntrack(netns: Netns = None) -> PyRoute2:
-    """pyroute2's Conntrack (ctnetlink) in NETNS (None: ours)."""
+def open_conntrack(netns: Netns = None, version: int = 4) -> PyRoute2:
+    """pyroute2's Conntrack (ctnetlink) in NETNS (None: ours), for the entries of one
+    family (ctnetlink dumps and deletes those of the family a request names)."""
     from pyroute2 import Conntrack
 
-    return _pyroute2(Conntrack, netns)
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+    return _pyroute2(lambda: Conntrack(nfgen_family=family), netns)

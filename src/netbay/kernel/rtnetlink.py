@@ -11,7 +11,8 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from ipaddress import IPv4Address, IPv4Interface
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 
 from ..errors import KernelError
@@ -79,6 +80,17 @@ from .rtnl_wire import (
     setlink_body,
     veth,
     vxlan,
+)
+from .rtnl_wire6 import (
+    Address6,
+    Route6,
+    address6_body,
+    address6_dump_body,
+    decode_address6,
+    decode_route6,
+    link_setup,
+    route6_body,
+    route6_dump_body,
 )
 
 _ENSURE = NLM_F_CREATE | NLM_F_REPLACE
@@ -243,18 +255,21 @@ class Rtnetlink(Resource):
 
     # --- addresses ---------------------------------------------------------------------
     def ensure_address(
-        self, index: int, address: IPv4Interface, scope: int = RT_SCOPE_UNIVERSE
+        self, index: int, address: IPv4Interface | IPv6Interface,
+        scope: int = RT_SCOPE_UNIVERSE,
     ) -> None:
+        """ADDRESS on device INDEX (an IPv6 one without duplicate address detection: usable
+        at once, see rtnl_wire6)."""
         try:
             self._socket.request(f"add address {address}", RTM_NEWADDR, _CREATE,
-                                 address_body(index, address, scope))
+                                 _address_body(index, address, scope))
         except KernelError as exc:
             if exc.errno != errno.EEXIST:
                 raise
 
-    def remove_address(self, index: int, address: IPv4Interface) -> bool:
+    def remove_address(self, index: int, address: IPv4Interface | IPv6Interface) -> bool:
         return self._removed(f"delete address {address}", RTM_DELADDR,
-                                   address_body(index, address))
+                             _address_body(index, address, RT_SCOPE_UNIVERSE))
 
     def addresses(self, index: int | None = None) -> list[IPv4Interface]:
         """The namespace's IPv4 addresses (only device INDEX's if given)."""
@@ -266,6 +281,20 @@ class Rtnetlink(Resource):
         found = (decode_address(p) for p in self._socket.dump("dump addresses", RTM_GETADDR,
                                                               body))
         return list(filter(None, found))
+
+    def addresses6(self, index: int | None = None) -> list[Address6]:
+        """The namespace's IPv6 addresses, with their flags (only device INDEX's if given)."""
+        found = (decode_address6(p) for p in self._socket.dump(
+            "dump IPv6 addresses", RTM_GETADDR, address6_dump_body()))
+        return [a for a in filter(None, found) if index is None or a.index == index]
+
+    def configure(
+        self, index: int, addresses: Sequence[IPv4Interface | IPv6Interface],
+        gateway: IPv4Address | None, gateway6: IPv6Address | None,
+    ) -> None:
+        """Device INDEX up with ADDRESSES and the default route via each gateway given, in
+        one round trip (rtnl_wire6.link_setup); what exists already is fine."""
+        self._socket.batch(link_setup(index, addresses, gateway, gateway6), accept=(errno.EEXIST,))
 
     # --- routes ------------------------------------------------------------------------
     def ensure_default_route(self, gateway: IPv4Address) -> None:
@@ -290,6 +319,17 @@ class Rtnetlink(Resource):
         """IPv4 routes of TABLE (of PROTOCOL only, if given: RTPROT_NETBAY for netbay's)."""
         found = (decode_route(p) for p in self._socket.dump("dump routes", RTM_GETROUTE,
                                                             route_dump_body()))
+        return [r for r in filter(None, found)
+                if r.table == table and (protocol is None or r.protocol == protocol)]
+
+    def add_route6(self, route: Route6, *, replace: bool = False) -> None:
+        self._socket.request(f"add route to {route.destination}", RTM_NEWROUTE,
+                             _ENSURE if replace else _CREATE, route6_body(route))
+
+    def routes6(self, *, protocol: int | None = None, table: int = RT_TABLE_MAIN) -> list[Route6]:
+        """IPv6 routes of TABLE (the kernel dumps every table's: filtered here)."""
+        found = (decode_route6(p) for p in self._socket.dump("dump IPv6 routes", RTM_GETROUTE,
+                                                             route6_dump_body()))
         return [r for r in filter(None, found)
                 if r.table == table and (protocol is None or r.protocol == protocol)]
 
@@ -343,6 +383,12 @@ class Rtnetlink(Resource):
         body = neighbour_dump_body(AF_BRIDGE) if index is None else device_fdb_dump_body(index)
         found = (decode_fdb(p) for p in self._socket.dump("dump fdb", RTM_GETNEIGH, body))
         return [e for e in filter(None, found) if index is None or e.index == index]
+
+
+def _address_body(index: int, address: IPv4Interface | IPv6Interface, scope: int) -> bytes:
+    if isinstance(address, IPv6Interface):
+        return address6_body(index, address)
+    return address_body(index, address, scope)
 
 
 def random_mac() -> str:

@@ -54,6 +54,35 @@ def disable_ipv6(ifname: str) -> None:
         raise KernelError(f"cannot disable IPv6 on {ifname}: {exc}", exc.errno or 0) from exc
 
 
+# IPv6 made static on one device, in the order written: everything that would send (router
+# solicitations, duplicate address probes) or wait (DAD, autoconfiguration from a router's
+# advertisements) is off before IPv6 is switched on, so switching it on sends nothing but the
+# link-local address's multicast joins. addr_gen_mode 0: the link-local address is EUI-64,
+# from the device's MAC (plan/naming.link_local), which the firewall knows in advance.
+STATIC_IPV6 = (
+    ("accept_ra", "0"), ("autoconf", "0"), ("accept_dad", "0"), ("dad_transmits", "0"),
+    ("router_solicitations", "0"), ("addr_gen_mode", "0"), ("disable_ipv6", "0"),
+)
+# a bridge holding an IPv6 gateway: no router's advertisements, no DAD for its own addresses
+BRIDGE_IPV6 = (("accept_ra", "0"), ("accept_dad", "0"), ("disable_ipv6", "0"))
+
+
+def enable_ipv6(conf: ConfDir, device: str, settings: tuple[tuple[str, str], ...]) -> None:
+    """SETTINGS (STATIC_IPV6, BRIDGE_IPV6) written to DEVICE of CONF (net/ipv6/conf)."""
+    for key, value in settings:
+        conf.write(device, key, value)
+
+
+def enable_static_ipv6(ifname: str) -> None:
+    """STATIC_IPV6 on IFNAME, in the calling thread's namespace (a container's: one lookup
+    of its /proc/sys/net/ipv6/conf, then writes relative to it)."""
+    conf = ConfDir.open()
+    try:
+        enable_ipv6(conf, ifname, STATIC_IPV6)
+    finally:
+        conf.close()
+
+
 class ConfDir:
     """A directory of per-device sysctls (`/proc/sys/net/ipv6/conf` unless told) of the
     namespace it was opened in, held open.

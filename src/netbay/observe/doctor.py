@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
-from typing import Any
+from ipaddress import IPv4Network, ip_network
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .doctor_v6 import Ipv6Facts
 
 Json = dict[str, Any]
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -22,10 +25,14 @@ class Finding:
     status: str
     message: str
     fix: str = ""
+    details: tuple[tuple[str, Any], ...] = ()  # what was read, for the JSON form (if any)
 
     def as_json(self) -> Json:
-        return {"check": self.check, "status": self.status, "message": self.message,
-                "fix": self.fix}
+        out: Json = {"check": self.check, "status": self.status, "message": self.message,
+                     "fix": self.fix}
+        if self.details:
+            out["details"] = dict(self.details)
+        return out
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class DoctorFacts:
     shims: Sequence[str] = field(default_factory=list)
     reconciler: Json | None = None  # Host.reconcile_status(); None: not known
     routed_ports: Sequence[str] = field(default_factory=list)  # routed veths' host ends
+    ipv6: Ipv6Facts | None = None  # for doctor_v6's checks (and the fast path's)
 
 
 def _bridge_networks(topo: Json) -> list[Json]:
@@ -211,7 +219,7 @@ def check_overlaps(f: DoctorFacts) -> list[Finding]:
     own |= {n["shim"]["name"] for n in f.topology["networks"] if n["shim"]}
     for net in f.topology["networks"]:
         for text in net["subnets"]:
-            subnet = IPv4Network(text)
+            subnet = ip_network(text)  # an IPv6 one overlaps none of the (IPv4) host routes
             for destination, device in f.routes:
                 if device in own or not subnet.overlaps(destination):
                     continue

@@ -32,6 +32,12 @@ def _label(*lines: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def _by_family(addresses: list[str] | None) -> tuple[str, str]:
+    """ADDRESSES as two label lines, IPv4's and IPv6's: a dual-stack label stays narrow."""
+    items = addresses or []
+    return (" ".join(a for a in items if ":" not in a), " ".join(a for a in items if ":" in a))
+
+
 def _node(node_id: str, label: str, problems: list[str] | None = None, **attrs: str) -> str:
     if problems:
         label += "\n" + "\n".join(f"! {p}" for p in problems)
@@ -45,10 +51,11 @@ def _edge(a: str, b: str, **attrs: str) -> str:
 
 def _network_cluster(net: Json, edges: list[str]) -> list[str]:
     title = f"network {net['name']} ({net['driver']}{' ' + net['mode'] if net['mode'] else ''})"
-    info = "  ".join(net["subnets"] + (["internal"] if net["internal"] else [])
-                     + [f"nat {n}" for n in net["nat"]])
+    info = "  ".join([s for s in net["subnets"] if ":" not in s]
+                     + (["internal"] if net["internal"] else []) + [f"nat {n}" for n in net["nat"]])
+    subnets6 = "  ".join(s for s in net["subnets"] if ":" in s)
     lines = [f"  subgraph {_q('cluster:network:' + net['name'])} {{",
-             f"    label={_q(_label(title, info))}; style=rounded; color={_q(BLUE)};"]
+             f"    label={_q(_label(title, info, subnets6))}; style=rounded; color={_q(BLUE)};"]
     if net["problems"]:
         lines.append(f"    color={_q(RED)}; fontcolor={_q(RED)};")
     device = net["device"]
@@ -60,9 +67,9 @@ def _network_cluster(net: Json, edges: list[str]) -> list[str]:
         return lines
     dev_id = f"{device['role']}:{device['name']}"
     lines.append(_node(dev_id, _label(f"{device['role']} {device['name']}",
-                                      " ".join(device.get("addresses") or [])),
+                                      *_by_family(device.get("addresses"))),
                        device["problems"], shape="box3d" if device["role"] == "bridge" else "box"))
-    edges.append(_edge("host", dev_id, label=" ".join(net["gateways"]))
+    edges.append(_edge("host", dev_id, label=_label(*_by_family(net["gateways"])))
                  if device["role"] == "bridge" else _edge("host", dev_id))
     for port in net["ports"]:
         port_id = f"{port.get('kind') or 'veth'}:{port['name']}"
@@ -72,11 +79,11 @@ def _network_cluster(net: Json, edges: list[str]) -> list[str]:
         end = port.get("end")
         if end and port.get("container"):
             edges.append(_edge(port_id, f"container:{port['container']}",
-                               label=_label(end["ifname"], " ".join(end["addresses"]))))
+                               label=_label(end["ifname"], *_by_family(end["addresses"]))))
     for member in net["members"]:
         edges.append(_edge(dev_id, f"container:{member['container']}",
                            label=_label(f"{net['driver']} {member['ifname']}",
-                                        " ".join(member["addresses"])),
+                                        *_by_family(member["addresses"])),
                            color=RED if member["problems"] else "black"))
     if net["shim"]:
         shim = net["shim"]
@@ -124,7 +131,7 @@ def to_dot(topo: Json) -> str:
     for iface in topo["interfaces"]:
         iface_id = f"interface:{iface['name']}"
         lines.append(_node(iface_id, _label(f"{iface.get('kind', '')} {iface['name']}".strip(),
-                                            " ".join(iface.get("addresses") or [])),
+                                            *_by_family(iface.get("addresses"))),
                            iface["problems"]))
         edges.append(_edge("host", iface_id))
     for net in topo["networks"]:
@@ -137,12 +144,12 @@ def to_dot(topo: Json) -> str:
                            c["problems"], shape="component"))
     for port in topo["published"]:
         port_id = f"port:{port['proto']}:{port['host_ip']}:{port['host_port']}"
-        lines.append(_node(port_id, f"{port['proto']} {port['host_ip']}:{port['host_port']}",
+        lines.append(_node(port_id, f"{port['proto']} {port['host']}",
                            port["problems"], shape="cds"))
         edges.append(_edge("host", port_id, style="dashed"))
         if port["container"]:
             edges.append(_edge(port_id, f"container:{port['container']}", style="dashed",
-                               label=f"DNAT {port['target']}:{port['target_port']}"))
+                               label=f"DNAT {port['to']}"))
     return "\n".join(lines + edges + ["}"]) + "\n"
 
 
@@ -257,8 +264,7 @@ def to_html(topo: Json, svg: str | None = None) -> str:
                                for i in c["interfaces"]),
                    "<br>".join(_e(r) for r in c["routes"]) + _problems(c["problems"])]
                   for c in topo["containers"]]
-    ports = [[_e(p["proto"]), _e(f"{p['host_ip']}:{p['host_port']}"),
-              _e(f"{p['target']}:{p['target_port']}"), _e(p["container"]),
+    ports = [[_e(p["proto"]), _e(p["host"]), _e(p["to"]), _e(p["container"]),
               _problems(p["problems"])] for p in topo["published"]]
     interfaces = [[_e(i["name"]), _e(i.get("kind", "")), _e(" ".join(i.get("addresses") or [])),
                    _e(i.get("mtu", "")), _problems(i["problems"])] for i in topo["interfaces"]]

@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..drivers import capabilities
 from ..errors import FirewallError
+from ..plan import firewall as fw
 from . import facts
 from .doctor import DoctorFacts, ForwardChain, check
 from .doctor_docker import check_docker_plugin
 from .doctor_routed import check_routed_rp_filter
+from .doctor_v6 import Ipv6Facts, Uplink6, flowtable_devices, offload_rule
+from .doctor_v6 import findings as ipv6_findings
+from .topology import NETBAY_PREFIXES
 
 if TYPE_CHECKING:
     from ..engine import Host
@@ -104,6 +108,37 @@ def _uptime() -> int:
     return int(float(Path("/proc/uptime").read_text().split()[0]) - started)
 
 
+def _uplinks6(here: facts.Namespace, own: set[str]) -> tuple[Uplink6, ...]:
+    """The devices of the IPv6 default routes, and those with an address not set by hand
+    (netbay's own devices left out)."""
+    defaults = [r for r in here.routes6 if r.destination is None and r.device]
+    names = sorted(({r.device for r in defaults} | set(here.dynamic6)) - own)
+    out = []
+    for name in (n for n in names if not n.startswith(NETBAY_PREFIXES)):
+        mine = [r for r in defaults if r.device == name]
+        out.append(Uplink6(
+            name, facts.interface_sysctl(name, "accept_ra", "ipv6"),
+            facts.interface_sysctl(name, "forwarding", "ipv6"),
+            ra_route=any(r.protocol == facts.RTPROT_RA for r in mine),
+            dynamic=name in here.dynamic6,
+            gateway=next((str(r.gateway) for r in mine if r.gateway), "")))
+    return tuple(out)
+
+
+def _ipv6_facts(host: Host, here: facts.Namespace, own: set[str],
+                ruleset: list[dict[str, Any]]) -> Ipv6Facts:
+    try:
+        listing = host.firewall_listing(f"flowtable inet {fw.TABLE} {fw.FLOWTABLE}")
+    except FirewallError:  # no flowtable (or no table)
+        listing = []
+    return Ipv6Facts(
+        forwarding=facts.sysctl("net.ipv6.conf.all.forwarding"),
+        uplinks=_uplinks6(here, own),
+        flowtable=flowtable_devices(listing),
+        offloading=offload_rule(ruleset, fw.FLOWTABLE),
+    )
+
+
 def gather(host: Host, observer: Observer, dns: Json | None) -> DoctorFacts:
     topo = observer.topology()
     here = facts.read(None)
@@ -132,6 +167,7 @@ def gather(host: Host, observer: Observer, dns: Json | None) -> DoctorFacts:
         shims=shims,
         reconciler=host.reconcile_status(),
         routed_ports=routed,
+        ipv6=_ipv6_facts(host, here, set(devices + shims), ruleset),
     )
 
 
@@ -144,4 +180,5 @@ def _routed_ports(host: Host) -> list[str]:
 def doctor(host: Host, observer: Observer, dns: Json | None) -> list[Json]:
     found = gather(host, observer, dns)
     routed = check_routed_rp_filter(found.routed_ports, found.rp_filter)
-    return [f.as_json() for f in [*check(found), routed, check_docker_plugin(os.environ)]]
+    ipv6 = ipv6_findings(found.topology, found.ipv6) if found.ipv6 else []
+    return [f.as_json() for f in [*check(found), routed, *ipv6, check_docker_plugin(os.environ)]]

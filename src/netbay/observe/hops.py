@@ -12,118 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 from typing import Any
 
-from ..errors import ConfigError
 from .nft_events import Chain, Event, Packet
+from .reasons import netbay_reason
+from .trace_request import (
+    ECHO,
+    TRACE_PREFIX,
+    IPAddress,
+    Party,
+    Spec,
+    hostport,
+    matches,
+    parse_spec,
+    proto_name,
+    trace_chains,
+)
 
-PROTOS = ("tcp", "udp", "icmp")
-TRACE_PREFIX = "trace_"
-TRACE_PRIORITY = -350  # before conntrack (-200), raw (-300) and everything netbay has
+# the request's side lives in trace_request; callers have long found it here
+__all__ = ["Facts", "Outcome", "Party", "Spec", "assemble", "classify", "matches", "parse_spec",
+           "render", "trace_chains"]
 Json = dict[str, Any]
-
-# Why netbay's own rules drop what they drop: (family, chain, rule text) -> reason.
-NETBAY_REASONS = {
-    ("bridge", "prerouting", "drop"):
-        "anti-spoofing: a container's port passes only frames with the MAC and IPv4 address "
-        "netbay gave that container",
-    ("bridge", "forward", "iifname @icc_off_ports drop"):
-        "inter-container traffic is off on this network "
-        "(-o com.docker.network.bridge.enable_icc=false)",
-    ("inet", "forward", "iifname @internal drop"):
-        "the source network is internal (--internal): its containers reach only each other",
-    ("inet", "forward", "oifname @internal drop"):
-        "the destination network is internal (--internal): nothing from outside it gets in",
-    ("inet", "forward", "oifname @bridges drop"):
-        "network isolation: a container network takes only traffic from its own bridge, "
-        "replies to its containers' own connections, and published ports (-p); the source "
-        "is on another network (or outside)",
-    ("inet", "raw_prerouting", 'iifname != "lo" ip daddr 127.0.0.0/8 drop'):
-        "127.0.0.0/8 is accepted only from lo: loopback-bound published ports are not "
-        "reachable from other machines or containers",
-}
-
-
-@dataclass(frozen=True)
-class Party:
-    kind: str  # "container", "host" or "address"
-    name: str
-    address: IPv4Address | None = None
-    netns: str | None = None  # a container's namespace (None: the host's)
-    detail: str = ""  # e.g. "eth0 on network neta"
-
-    def label(self) -> str:
-        if self.kind == "address" or self.address is None:
-            return self.name
-        return f"{self.name} ({self.address})"
-
-    def as_json(self) -> Json:
-        return {"kind": self.kind, "name": self.name,
-                "address": str(self.address) if self.address else "", "detail": self.detail}
-
-
-@dataclass(frozen=True)
-class Spec:
-    proto: str
-    port: int | None
-    timeout: float
-
-
-def parse_spec(body: dict[str, Any]) -> Spec:
-    """--proto/--port/--timeout of a trace request; checked before anything is sent."""
-    port_raw = body.get("Port")
-    port = None
-    if port_raw not in (None, ""):
-        try:
-            port = int(str(port_raw))
-        except ValueError:
-            raise ConfigError("port", port_raw, "expected a port number") from None
-        if not 1 <= port <= 65535:
-            raise ConfigError("port", port_raw, "out of range 1-65535")
-    proto = str(body.get("Proto") or ("tcp" if port else "icmp")).lower()
-    if proto not in PROTOS:
-        raise ConfigError("proto", proto, "expected tcp, udp or icmp")
-    if proto == "icmp" and port is not None:
-        raise ConfigError("port", port, "icmp has no ports (leave --port out, or --proto tcp)")
-    if proto != "icmp" and port is None:
-        raise ConfigError("port", "", f"a {proto} probe needs --port")
-    try:
-        timeout = float(body.get("Timeout") or 1.0)
-    except ValueError:
-        raise ConfigError("timeout", body.get("Timeout"), "expected seconds") from None
-    if not 0.05 <= timeout <= 30:
-        raise ConfigError("timeout", timeout, "out of range 0.05-30 seconds")
-    return Spec(proto, port, timeout)
-
-
-# --- the temporary trace chains ------------------------------------------------------------
-def matches(spec: Spec, dst: IPv4Address, sport: int, icmp_id: int) -> tuple[str, str]:
-    """(request match, reply match): narrow enough to trace only this probe."""
-    if spec.proto == "icmp":
-        return (f"ip daddr {dst} icmp type echo-request icmp id {icmp_id}",
-                f"icmp type echo-reply icmp id {icmp_id}")
-    if spec.proto == "tcp":  # the SYN, and the SYN-ACK or RST that answers it
-        return (f"ip daddr {dst} tcp sport {sport} tcp dport {spec.port} "
-                "tcp flags & (syn | ack) == syn",
-                f"tcp dport {sport} tcp flags & (syn | rst) != 0")
-    return (f"ip daddr {dst} udp sport {sport} udp dport {spec.port}", f"udp dport {sport}")
-
-
-def trace_chains(tag: str, request: str, reply: str) -> tuple[str, str]:
-    """(one transaction adding the chains, one removing them) in netbay's own tables: the
-    packet is marked at the first hook it meets in the host (a container's frame at the
-    bridge, the host's own packet at output)."""
-    chains = [("inet", f"{TRACE_PREFIX}pre_{tag}", "prerouting"),
-              ("inet", f"{TRACE_PREFIX}out_{tag}", "output"),
-              ("bridge", f"{TRACE_PREFIX}pre_{tag}", "prerouting")]
-    add, remove = [], []
-    for family, name, hook in chains:
-        add.append(f"add chain {family} netbay {name} {{ type filter hook {hook} priority "
-                   f"{TRACE_PRIORITY}; policy accept; }}")
-        add += [f"add rule {family} netbay {name} {m} meta nftrace set 1" for m in (request, reply)]
-        remove.append(f"delete chain {family} netbay {name}")
-    return "\n".join(add), "\n".join(remove)
+REQUEST_TYPES = {request for request, _ in ECHO.values()}  # echo requests of ICMP and ICMPv6
 
 
 # --- assembling the path -------------------------------------------------------------------
@@ -131,7 +41,7 @@ def trace_chains(tag: str, request: str, reply: str) -> tuple[str, str]:
 class Outcome:
     status: str  # connected, refused, answered, unreachable, timeout, error
     detail: str = ""
-    source: IPv4Address | None = None
+    source: IPAddress | None = None
     sport: int = 0
 
     @property
@@ -159,14 +69,20 @@ class Facts:
     rules: dict[tuple[str, str, int], str] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)  # host ifindex -> name
     conntrack: tuple[tuple[str, int, str, int], tuple[str, int, str, int]] | None = None
-    ip_forward: str = "1"
+    ip_forward: str = "1"  # the probe's family's: net.ipv4.ip_forward, net.ipv6...forwarding
+    next_hop: tuple[str, str] = ("", "")  # the source's next hop, and its neighbour state
+
+    @property
+    def family(self) -> int:
+        address = self.dst.address or self.src.address
+        return address.version if address is not None else 4
 
 
 def _is_request(spec: Spec, sport: int, icmp_id: int, packet: Packet) -> bool | None:
     if spec.proto == "icmp":
         if packet.icmp_id != icmp_id:
             return None
-        return packet.icmp_type == 8
+        return packet.icmp_type in REQUEST_TYPES
     if packet.sport == sport:
         return True
     return False if packet.dport == sport else None
@@ -239,7 +155,8 @@ def _nat_lines(request: list[Json], conntrack: Any, proto: str) -> list[str]:
             (packet.dst, packet.dport) != (previous.dst, previous.dport)
         ):
             by = f" (by {nat_rule})" if nat_rule else ""
-            text = f"DNAT {previous.dst}:{previous.dport} -> {packet.dst}:{packet.dport}{by}"
+            text = (f"DNAT {hostport(previous.dst, previous.dport)} -> "
+                    f"{hostport(packet.dst, packet.dport)}{by}")
             if text not in out:
                 out.append(text)
         if line["chain_type"] == "nat" and line["kind"] == "rule":  # rewrites what follows
@@ -249,7 +166,7 @@ def _nat_lines(request: list[Json], conntrack: Any, proto: str) -> list[str]:
         (osrc, osport, odst, odport), (rsrc, rsport, rdst, rdport) = conntrack
 
         def at(address: str, port: int) -> str:
-            return address if proto == "icmp" else f"{address}:{port}"
+            return address if proto == "icmp" else hostport(address, port)
 
         if (rsrc, rsport) != (odst, odport) and not any(x.startswith("DNAT") for x in out):
             out.append(f"DNAT {at(odst, odport)} -> {at(rsrc, rsport)} (conntrack)")
@@ -261,10 +178,7 @@ def _nat_lines(request: list[Json], conntrack: Any, proto: str) -> list[str]:
 
 def _explain(line: Json) -> str:
     if line["table"] == "netbay":
-        reason = NETBAY_REASONS.get((line["family"], line["chain"], line["rule"]))
-        if reason:
-            return reason
-        return "a rule of netbay's own table"
+        return netbay_reason(line)
     where = f"table {line['family']} {line['table']}, chain {line['chain']}"
     if line["kind"] == "policy":
         return (f"the drop policy of {where} (not netbay's): nothing there accepted the "
@@ -294,7 +208,9 @@ def _silent_drop(facts: Facts, request: list[Json], reply: list[Json]) -> Json:
         return {"direction": "request", "where": facts.src.name, "rule": "",
                 "why": facts.src_route}
     if hooks and "forward" not in hooks and "input" not in hooks and "output" not in hooks:
-        why = ("the host did not forward it: net.ipv4.ip_forward is 0" if facts.ip_forward != "1"
+        key = "net.ipv6.conf.all.forwarding" if facts.family == 6 else "net.ipv4.ip_forward"
+        why = (f"the host did not forward it: {key} is {facts.ip_forward}"
+               if facts.ip_forward != "1"
                else f"the host's routing refused it ({facts.host_route or 'no route'})")
         return {"direction": "request", "where": "host routing", "rule": "", "why": why}
     if reply:
@@ -305,9 +221,16 @@ def _silent_drop(facts: Facts, request: list[Json], reply: list[Json]) -> Json:
                 "why": f"the packet left the host towards {request[-1]['oif'] or '?'} and no "
                        f"answer came back: nothing listening, or the destination's own "
                        f"firewall ({facts.outcome.detail or facts.outcome.status})"}
+    asked = "NDP" if facts.family == 6 else "ARP"
+    hop, state = facts.next_hop
+    if hop and state in ("failed", "incomplete", "none"):
+        return {"direction": "request", "where": facts.src.name, "rule": "",
+                "why": f"the packet never left {facts.src.name}: its neighbour entry for the "
+                       f"next hop {hop} is {state} (no {asked} answer: neighbour discovery "
+                       "did not get through, or nothing has that address)"}
     return {"direction": "request", "where": "before the host", "rule": "",
             "why": "the packet never reached the host's netfilter hooks (down interface, no "
-                   "ARP answer, or a path that does not pass the host)"}
+                   f"{asked} answer, or a path that does not pass the host)"}
 
 
 def _place(line: Json) -> str:
@@ -341,7 +264,7 @@ def assemble(facts: Facts) -> Json:
             line.pop("_packet", None)
     return {
         "src": facts.src.as_json(), "dst": facts.dst.as_json(), "proto": facts.spec.proto,
-        "port": facts.spec.port,
+        "port": facts.spec.port, "family": facts.family,
         "outcome": {"status": facts.outcome.status, "detail": facts.outcome.detail,
                     "delivered": facts.outcome.delivered},
         "probe": _probe_text(facts), "hops": hops, "reply": reply, "nat": nat, "drop": drop,
@@ -352,8 +275,10 @@ def assemble(facts: Facts) -> Json:
 def _probe_text(facts: Facts) -> str:
     src = facts.outcome.source or facts.src.address
     if facts.spec.proto == "icmp":
-        return f"icmp echo {src} -> {facts.dst.address} id {facts.icmp_id}"
-    return f"{facts.spec.proto} {src}:{facts.sport} -> {facts.dst.address}:{facts.spec.port}"
+        icmp = proto_name("icmp", facts.family)
+        return f"{icmp} echo {src} -> {facts.dst.address} id {facts.icmp_id}"
+    return (f"{facts.spec.proto} {hostport(src, facts.sport)} -> "
+            f"{hostport(facts.dst.address, facts.spec.port or 0)}")
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -373,7 +298,8 @@ def _rule_text(line: Json) -> str:
 
 def render(result: Json) -> str:
     src, dst = result["src"], result["dst"]
-    what = result["proto"] + (f" port {result['port']}" if result["port"] else "")
+    what = (proto_name(result["proto"], result.get("family"))
+            + (f" port {result['port']}" if result["port"] else ""))
     label = {"connected": "reached (connected)", "refused": "reached (connection refused: "
              "nothing listens there)", "answered": "reached (answered)",
              "unreachable": "unreachable", "timeout": "no answer", "error": "probe failed"}

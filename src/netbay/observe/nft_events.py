@@ -15,10 +15,11 @@ import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from ..errors import KernelError
 from ..kernel import netlink
+from .trace_request import hostport
 
 NFNLGRP_NFTRACE = 9
 NFNL_SUBSYS_NFTABLES = 10
@@ -30,27 +31,29 @@ VERDICTS = {0: "drop", 1: "accept", 2: "stolen", 3: "queue", 4: "repeat", 5: "st
             -1: "continue", -2: "break", -3: "jump", -4: "goto", -5: "return"}
 (A_TABLE, A_CHAIN, A_HANDLE, A_TYPE, A_VERDICT, A_ID, A_LL, A_NETWORK, A_TRANSPORT, A_IIF,
  _IIFTYPE, A_OIF, _OIFTYPE, A_MARK, A_NFPROTO, A_POLICY) = range(1, 17)
-PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"}
+PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
+ICMP_KINDS = {"icmp": {8: "echo-request", 0: "echo-reply", 3: "unreachable"},
+              "icmpv6": {128: "echo-request", 129: "echo-reply", 1: "unreachable"}}
+IPV6_HEADER = 40
 
 
 @dataclass(frozen=True)
 class Packet:
-    """The IPv4 header fields a trace shows, as the packet was at that point."""
+    """The IP header fields a trace shows (of IPv4 or IPv6), as the packet was at that point."""
 
-    proto: str
-    src: IPv4Address
-    dst: IPv4Address
+    proto: str  # icmp for IPv4's, icmpv6 for IPv6's
+    src: IPv4Address | IPv6Address
+    dst: IPv4Address | IPv6Address
     sport: int = 0  # for icmp: 0
     dport: int = 0
     icmp_type: int | None = None
     icmp_id: int | None = None
 
     def __str__(self) -> str:
-        if self.proto == "icmp":
-            kind = {8: "echo-request", 0: "echo-reply", 3: "unreachable"}.get(
-                self.icmp_type or 0, f"type {self.icmp_type}")
-            return f"icmp {self.src} -> {self.dst} {kind} id {self.icmp_id}"
-        return f"{self.proto} {self.src}:{self.sport} -> {self.dst}:{self.dport}"
+        if self.proto in ICMP_KINDS:
+            kind = ICMP_KINDS[self.proto].get(self.icmp_type or 0, f"type {self.icmp_type}")
+            return f"{self.proto} {self.src} -> {self.dst} {kind} id {self.icmp_id}"
+        return f"{self.proto} {hostport(self.src, self.sport)} -> {hostport(self.dst, self.dport)}"
 
 
 @dataclass(frozen=True)
@@ -69,14 +72,31 @@ class Event:
 
 
 def decode_packet(network: bytes, transport: bytes) -> Packet | None:
-    """IPv4 network header (+ transport header) as the trace carries them."""
+    """IPv4 or IPv6 network header (+ transport header) as the trace carries them."""
+    if len(network) >= IPV6_HEADER and network[0] >> 4 == 6:
+        return _decode6(network, transport)
     if len(network) < 20 or network[0] >> 4 != 4:
         return None
     proto = PROTOCOLS.get(network[9], str(network[9]))
     src, dst = IPv4Address(network[12:16]), IPv4Address(network[16:20])
     if not transport and len(network) > (network[0] & 0x0F) * 4:
         transport = network[(network[0] & 0x0F) * 4:]
-    if proto == "icmp" and len(transport) >= 8:
+    return _transport(proto, src, dst, transport)
+
+
+def _decode6(network: bytes, transport: bytes) -> Packet:
+    """The fixed IPv6 header: a probe carries no extension headers, so its next header is
+    the transport's (anything else is shown by number)."""
+    proto = PROTOCOLS.get(network[6], str(network[6]))
+    src, dst = IPv6Address(network[8:24]), IPv6Address(network[24:40])
+    if not transport and len(network) > IPV6_HEADER:
+        transport = network[IPV6_HEADER:]
+    return _transport(proto, src, dst, transport)
+
+
+def _transport(proto: str, src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address,
+               transport: bytes) -> Packet:
+    if proto in ICMP_KINDS and len(transport) >= 8:
         kind, _, _, ident = struct.unpack_from("!BBHH", transport)
         return Packet(proto, src, dst, icmp_type=kind, icmp_id=ident)
     if proto in ("tcp", "udp", "sctp") and len(transport) >= 4:

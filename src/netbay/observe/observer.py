@@ -4,14 +4,14 @@ daemon's host namespace, with its nft context) and hands them to the pure builde
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network, summarize_address_range
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network, summarize_address_range
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine.firewall import network_rules
 from ..errors import ConfigError, FirewallError, KernelError, NotFoundError
-from ..model import READY, REMOVING, Container, Endpoint, Network
+from ..model import READY, REMOVING, Container, Endpoint, IPNetwork, Network
 from ..plan import firewall as fw
 from . import facts
 from .bgp import BgpSessions, read_bgp
@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("netbay.observe")
 Json = dict[str, Any]
+Listing = Sequence[dict[str, Any]]  # `nft -j list ...`
 
 
 # --- netbay's nft maps and sets, as the kernel holds them (pure parsers) --------------------
-def _elements(listing: list[dict[str, Any]]) -> list[Any]:
+def _elements(listing: Listing) -> list[Any]:
     for item in listing:
         body = item.get("map") or item.get("set")
         if body is not None:
@@ -35,43 +36,65 @@ def _elements(listing: list[dict[str, Any]]) -> list[Any]:
     return []
 
 
-def _prefix(value: Any) -> IPv4Network:
+def _prefix(value: Any) -> IPNetwork:
     if isinstance(value, dict) and "prefix" in value:
-        return IPv4Network(f"{value['prefix']['addr']}/{value['prefix']['len']}")
+        return ip_network(f"{value['prefix']['addr']}/{value['prefix']['len']}")
     if isinstance(value, dict) and "range" in value:
         low, high = value["range"]
+        if ":" in str(low):
+            return next(summarize_address_range(IPv6Address(low), IPv6Address(high)))
         return next(summarize_address_range(IPv4Address(low), IPv4Address(high)))
-    return IPv4Network(str(value))
+    return ip_network(str(value))
 
 
-def parse_published(pub_any: list[dict[str, Any]], pub_ip: list[dict[str, Any]]) -> list[Published]:
+def parse_published(pub_any: Listing, pub_ip: Listing, pub_any6: Listing = (),
+                    pub_ip6: Listing = ()) -> list[Published]:
+    """The published ports of netbay's maps, IPv4's (PUB_ANY, PUB_IP) and IPv6's."""
     out = []
-    for key, value in (e for e in _elements(pub_any) if isinstance(e, list)):
+    for key, value in (e for m in (pub_any, pub_any6) for e in _elements(m)
+                       if isinstance(e, list)):
         proto, port = key["concat"]
         target, target_port = value["concat"]
-        out.append(Published(str(proto), None, int(port), IPv4Address(target), int(target_port)))
-    for key, value in (e for e in _elements(pub_ip) if isinstance(e, list)):
+        out.append(Published(str(proto), None, int(port), ip_address(target), int(target_port)))
+    for key, value in (e for m in (pub_ip, pub_ip6) for e in _elements(m)
+                       if isinstance(e, list)):
         host_ip, proto, port = key["concat"]
         target, target_port = value["concat"]
-        out.append(Published(str(proto), IPv4Address(host_ip), int(port), IPv4Address(target),
+        out.append(Published(str(proto), ip_address(host_ip), int(port), ip_address(target),
                              int(target_port)))
     return out
 
 
-def parse_nat(masq: list[dict[str, Any]], snat: list[dict[str, Any]]) -> list[Nat]:
+def parse_nat(masq: Listing, snat: Listing, masq6: Listing = ()) -> list[Nat]:
     out = [Nat(_prefix(e)) for e in _elements(masq)]
     out += [Nat(_prefix(k), IPv4Address(v)) for k, v in
             (e for e in _elements(snat) if isinstance(e, list))]
-    return out
+    return out + [Nat(_prefix(e)) for e in _elements(masq6)]
 
 
 def expected_nat(network: Network) -> list[Nat]:
     rules = network_rules(network)
     if rules is None or rules.internal:
         return []
+    # NAT66 whatever IPv4 does, unless the network's IPv6 is routed (gateway_mode_ipv6)
+    nat66 = [Nat(s) for s in rules.subnets6] if rules.masquerade and not rules.routed6 else []
     if rules.snat_to is not None:
-        return [Nat(s, rules.snat_to) for s in rules.subnets]
-    return [Nat(s) for s in rules.subnets] if rules.masquerade else []
+        return [Nat(s, rules.snat_to) for s in rules.subnets] + nat66
+    return ([Nat(s) for s in rules.subnets] if rules.masquerade else []) + nat66
+
+
+def published_of(rule: fw.PortRules) -> list[Published]:
+    """What one published port puts in the maps, each family to the container's address of
+    it (as plan/firewall.port_elements); `None` host: every address of that family."""
+    host, out = rule.host_ip, []
+    anywhere = host is None or host.is_unspecified
+    if rule.target is not None and (host is None or host.version == 4):
+        out.append(Published(rule.proto, None if anywhere else host, rule.host_port,
+                             rule.target, rule.container_port))
+    if rule.target6 is not None and (host is None or host.version == 6 and not host.is_loopback):
+        out.append(Published(rule.proto, None if anywhere else host, rule.host_port,
+                             rule.target6, rule.container_port))
+    return out
 
 
 class Observer:
@@ -96,10 +119,7 @@ class Observer:
             if container.state == REMOVING:
                 continue
             rules = self.host.port_rules(container, by_container.get(container.id, []), networks)
-            out[container.id] = [
-                Published(r.proto, r.host_ip, r.host_port, r.target, r.container_port)
-                for r in rules
-            ]
+            out[container.id] = [p for r in rules for p in published_of(r)]
         return out
 
     # --- kernel ----------------------------------------------------------------------------
@@ -110,12 +130,13 @@ class Observer:
             return []
 
     def kernel_ports(self) -> list[Published]:
-        return parse_published(self._nft(f"map inet {fw.TABLE} pub_any"),
-                               self._nft(f"map inet {fw.TABLE} pub_ip"))
+        return parse_published(*(self._nft(f"map inet {fw.TABLE} {name}")
+                                 for name in ("pub_any", "pub_ip", "pub_any6", "pub_ip6")))
 
     def kernel_nat(self) -> list[Nat]:
         return parse_nat(self._nft(f"set inet {fw.TABLE} masq_nets"),
-                         self._nft(f"map inet {fw.TABLE} snat_nets"))
+                         self._nft(f"map inet {fw.TABLE} snat_nets"),
+                         self._nft(f"set inet {fw.TABLE} masq_nets6"))
 
     @staticmethod
     def inside(container: Container) -> facts.Namespace | None:
@@ -157,7 +178,8 @@ class Observer:
         return build(inputs)
 
     def container_extras(self, container: Container) -> Json:
-        """Routes and neighbour table of a container (netbay's addition to inspect)."""
+        """Routes and neighbour table of a container, of both families (netbay's addition to
+        inspect)."""
         inside = self.inside(container)
         if inside is None:
             return {}
@@ -166,7 +188,7 @@ class Observer:
                 {"Destination": str(r.destination or "default"),
                  "Gateway": str(r.gateway or ""), "Interface": r.device,
                  "Source": str(r.source or ""), "Type": r.kind}
-                for r in inside.routes
+                for r in inside.routes + inside.routes6
             ],
             "Neighbors": [
                 {"IPAddress": str(n.address), "MacAddress": n.mac, "Interface": n.device,

@@ -1,7 +1,8 @@
 """Real probes for `netbay trace`, sent from inside a namespace: a TCP connect, a UDP datagram
-or an ICMP echo, each on a socket opened in the source namespace (a thread steps in, opens
-it, steps back), so the daemon needs no helper process. Also: route lookups as the kernel
-would decide them, and the conntrack entry the probe left (its NAT)."""
+or an ICMP echo (ICMPv6's to an IPv6 destination), each on a socket opened in the source
+namespace (a thread steps in, opens it, steps back), so the daemon needs no helper process.
+Also: route lookups as the kernel would decide them, and the conntrack entry the probe left
+(its NAT)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,23 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from ..errors import KernelError
 from ..kernel.netlink import open_conntrack, open_iproute
 from ..kernel.netns import entered
 from .hops import Outcome
+from .trace_request import ECHO
 
 IPPROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "icmp": socket.IPPROTO_ICMP}
+IPAddress = IPv4Address | IPv6Address
+ICMP6_UNREACHABLE, ICMP6_TIME_EXCEEDED = 1, 3
+IPV6_HEADER = 40
+
+
+def ipproto(proto: str, family: int) -> int:
+    return socket.IPPROTO_ICMPV6 if proto == "icmp" and family == 6 else IPPROTO[proto]
 
 
 def _checksum(data: bytes) -> int:
@@ -39,25 +48,26 @@ class Probe:
     is sent, so the trace rule can match exactly this probe."""
 
     proto: str
-    dst: IPv4Address
+    dst: IPAddress
     port: int | None
     sock: socket.socket
     sport: int = 0
     icmp_id: int = 0
 
     @classmethod
-    def open(cls, netns: str | None, proto: str, dst: IPv4Address, port: int | None) -> Probe:
+    def open(cls, netns: str | None, proto: str, dst: IPAddress, port: int | None) -> Probe:
+        family = socket.AF_INET6 if dst.version == 6 else socket.AF_INET
         with entered(netns):
             if proto == "icmp":
-                sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+                sock = socket.socket(family, socket.SOCK_RAW, ipproto(proto, dst.version))
             else:
                 kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-                sock = socket.socket(socket.AF_INET, kind)
+                sock = socket.socket(family, kind)
         probe = cls(proto, dst, port, sock)
         if proto == "icmp":
             probe.icmp_id = random.randint(1, 0xFFFF)
         else:
-            sock.bind(("0.0.0.0", 0))
+            sock.bind(("::" if dst.version == 6 else "0.0.0.0", 0))
             probe.sport = sock.getsockname()[1]
         return probe
 
@@ -74,12 +84,12 @@ class Probe:
         except OSError as exc:
             return _error_outcome(exc)
 
-    def _source(self) -> IPv4Address | None:
+    def _source(self) -> IPAddress | None:
         try:
-            address = self.sock.getsockname()[0]
-            return IPv4Address(address) if address != "0.0.0.0" else None
-        except OSError:
+            address = ip_address(self.sock.getsockname()[0])
+        except (OSError, ValueError):
             return None
+        return None if address.is_unspecified else address
 
     def _tcp(self, timeout: float) -> Outcome:
         self.sock.setblocking(False)
@@ -111,17 +121,21 @@ class Probe:
 
     def _icmp(self, timeout: float) -> Outcome:
         payload = b"netbay-trace"
-        header = struct.pack("!BBHHH", 8, 0, 0, self.icmp_id, 1)
-        packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), self.icmp_id, 1)
+        request = ECHO[self.dst.version][0]
+        header = struct.pack("!BBHHH", request, 0, 0, self.icmp_id, 1)
+        # ICMPv6's checksum covers a pseudo-header of the addresses: the kernel fills it in
+        checksum = 0 if self.dst.version == 6 else _checksum(header + payload)
+        packet = struct.pack("!BBHHH", request, 0, checksum, self.icmp_id, 1)
         self.sock.sendto(packet + payload, (str(self.dst), 0))
+        answer = _icmp6_answer if self.dst.version == 6 else _icmp_answer
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             self.sock.settimeout(left)
             try:
-                data, (peer, _) = self.sock.recvfrom(2048)
+                data, peer = self.sock.recvfrom(2048)
             except TimeoutError:
                 break
-            result = _icmp_answer(data, self.icmp_id, peer)
+            result = answer(data, self.icmp_id, peer[0])
             if result is not None:
                 return result
         return Outcome("timeout", f"no echo reply within {timeout:g}s")
@@ -141,7 +155,23 @@ def _icmp_answer(data: bytes, ident: int, peer: str) -> Outcome | None:
     return None
 
 
-def _error_outcome(exc: OSError, source: IPv4Address | None = None, sport: int = 0) -> Outcome:
+def _icmp6_answer(data: bytes, ident: int, peer: str) -> Outcome | None:
+    """An ICMPv6 message (a raw IPv6 socket gives no IP header) that answers echo IDENT."""
+    if len(data) < 8:
+        return None
+    kind, code, _, got = struct.unpack_from("!BBHH", data)
+    if kind == ECHO[6][1] and got == ident:
+        return Outcome("answered", f"echo reply from {peer}")
+    inner = 8 + IPV6_HEADER  # the error quotes the probe: its IPv6 header, then its ICMPv6
+    if kind in (ICMP6_UNREACHABLE, ICMP6_TIME_EXCEEDED) and len(data) >= inner + 8 \
+            and struct.unpack_from("!H", data, inner + 4)[0] == ident:
+        what = ("time exceeded" if kind == ICMP6_TIME_EXCEEDED
+                else f"destination unreachable (code {code})")
+        return Outcome("unreachable", f"{what} from {peer}")
+    return None
+
+
+def _error_outcome(exc: OSError, source: IPAddress | None = None, sport: int = 0) -> Outcome:
     if exc.errno == errno.ECONNREFUSED:
         return Outcome("refused", "the destination answered with a refusal (TCP RST or ICMP "
                        "port unreachable): it is reachable, but nothing listens on that port",
@@ -153,7 +183,7 @@ def _error_outcome(exc: OSError, source: IPv4Address | None = None, sport: int =
 
 # --- routes --------------------------------------------------------------------------------
 def route_get(
-    netns: str | None, dst: IPv4Address, *, src: IPv4Address | None = None,
+    netns: str | None, dst: IPAddress, *, src: IPAddress | None = None,
     iif: str | None = None,
 ) -> tuple[dict[str, Any] | None, str]:
     """The kernel's routing decision in NETNS for DST (as arriving on IIF from SRC):
@@ -185,7 +215,7 @@ def route_get(
         ipr.close()
 
 
-def route_text(dst: IPv4Address, route: dict[str, Any] | None, why: str) -> str:
+def route_text(dst: IPAddress, route: dict[str, Any] | None, why: str) -> str:
     if route is None:
         return why
     parts = [f"route {dst}"]
@@ -201,26 +231,58 @@ def route_text(dst: IPv4Address, route: dict[str, Any] | None, why: str) -> str:
 
 
 # --- conntrack -----------------------------------------------------------------------------
-def flow(proto: str, sport: int, icmp_id: int, dst: IPv4Address) -> (
+def flow(proto: str, sport: int, icmp_id: int, dst: IPAddress) -> (
     tuple[tuple[str, int, str, int], tuple[str, int, str, int]] | None
 ):
     """The probe's conntrack entry in this namespace: (original, reply) as (src, sport, dst,
     dport); for icmp the id stands in for both ports."""
+    if dst.version == 6:
+        return _flow6(proto, sport, icmp_id, dst)
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
     wanted = NFCTAttrTuple(proto=IPPROTO[proto], daddr=str(dst))
     ct = open_conntrack()
     try:
-        for entry in ct.dump_entries(tuple_orig=wanted):
-            o, r = entry.tuple_orig, entry.tuple_reply
-            if proto == "icmp":
-                if o.icmp_id != icmp_id:
-                    continue
-                return ((o.saddr, icmp_id, o.daddr, icmp_id), (r.saddr, icmp_id, r.daddr, icmp_id))
-            if o.sport == sport:
-                return ((o.saddr, o.sport, o.daddr, o.dport), (r.saddr, r.sport, r.daddr, r.dport))
+        return _pick(ct.dump_entries(tuple_orig=wanted), proto, sport, icmp_id)
     except KernelError:
         return None
     finally:
         ct.close()
+
+
+def _flow6(proto: str, sport: int, icmp_id: int, dst: IPv6Address) -> (
+    tuple[tuple[str, int, str, int], tuple[str, int, str, int]] | None
+):
+    """IPv6's: a ctnetlink socket of that family, asked by protocol (the kernel's filter by
+    IPv6 address, as pyroute2 sends it, matches nothing), the address compared here."""
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    wanted = NFCTAttrTuple(family=socket.AF_INET6, proto=ipproto(proto, 6))
+    try:
+        ct = Conntrack(nfgen_family=socket.AF_INET6)
+    except (NetlinkError, OSError):
+        return None
+    try:
+        entries = [e for e in ct.dump_entries(tuple_orig=wanted)
+                   if e.tuple_orig.daddr and ip_address(e.tuple_orig.daddr) == dst]
+        return _pick(entries, proto, sport, icmp_id)
+    except (NetlinkError, OSError):
+        return None
+    finally:
+        ct.close()
+
+
+def _pick(entries: Any, proto: str, sport: int, icmp_id: int) -> (
+    tuple[tuple[str, int, str, int], tuple[str, int, str, int]] | None
+):
+    for entry in entries:
+        o, r = entry.tuple_orig, entry.tuple_reply
+        if proto == "icmp":
+            if o.icmp_id != icmp_id:
+                continue
+            return ((o.saddr, icmp_id, o.daddr, icmp_id), (r.saddr, icmp_id, r.daddr, icmp_id))
+        if o.sport == sport:
+            return ((o.saddr, o.sport, o.daddr, o.dport), (r.saddr, r.sport, r.daddr, r.dport))
     return None

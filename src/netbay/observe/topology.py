@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from typing import Any
 
-from ..model import READY, Container, Endpoint, Network
+from ..model import READY, Container, Endpoint, IPAddress, IPNetwork, Network
 from .bgp import BgpFacts, bgp_lines, bgp_problems, bgp_section
 from .facts import Link, Namespace
 from .peers import ClusterNode, overlay_lines, overlay_problems, overlay_section
+from .trace_request import hostport
 from .tree import addr_text, mark, tree
 
 NETBAY_PREFIXES = ("nbv", "nbs")  # links netbay names: veth host ends, host-link shims
@@ -28,21 +29,26 @@ class Published:
     """A port mapping: in netbay's nft maps (kernel) or derived from the record."""
 
     proto: str
-    host_ip: IPv4Address | None
+    host_ip: IPAddress | None  # None: every host address of the target's family
     host_port: int
-    target: IPv4Address
+    target: IPAddress
     target_port: int
 
     def key(self) -> tuple[str, str, int]:
-        return (self.proto, str(self.host_ip or "0.0.0.0"), self.host_port)
+        anywhere = "::" if self.target.version == 6 else "0.0.0.0"
+        return (self.proto, str(self.host_ip or anywhere), self.host_port)
 
 
 @dataclass(frozen=True)
 class Nat:
     """Egress NAT of one subnet: masquerade, or SNAT to a fixed address."""
 
-    subnet: IPv4Network
+    subnet: IPNetwork
     to: IPv4Address | None = None  # None: masquerade
+
+    def text(self) -> str:
+        what = f"snat to {self.to}" if self.to else "masquerade"
+        return f"IPv6 {what}" if self.subnet.version == 6 else what
 
 
 @dataclass
@@ -94,8 +100,9 @@ def _endpoint_problems(
         problems.append(f"{endpoint.ifname} is a {link.kind or 'device'}, not {'/'.join(kinds)}")
     if peer_index is not None and link.peer != peer_index:
         problems.append(f"{endpoint.ifname} is not the peer of the host end")
-    if endpoint.address is not None and endpoint.address not in addresses:
-        problems.append(f"{endpoint.address} (recorded) not on {endpoint.ifname}")
+    for recorded in endpoint.addresses:
+        if recorded not in addresses:
+            problems.append(f"{recorded} (recorded) not on {endpoint.ifname}")
     if endpoint.mac and link.mac and endpoint.mac.lower() != link.mac.lower():
         problems.append(f"MAC {link.mac} differs from the recorded {endpoint.mac}")
     return end, problems
@@ -103,13 +110,14 @@ def _endpoint_problems(
 
 def _network_head(network: Network, nat: Sequence[Nat]) -> Json:
     kernel_nat = [n for n in nat if any(n.subnet == s.subnet for s in network.subnets)]
+    subnets = network.subnets4 + network.subnets6  # IPv4 first, as everywhere it is shown
     return {
         "id": network.id, "name": network.name, "driver": network.driver,
         "builtin": network.builtin, "internal": network.internal, "state": network.state,
-        "subnets": [str(s.subnet) for s in network.subnets],
-        "gateways": [str(s.gateway) for s in network.subnets if s.gateway],
+        "subnets": [str(s.subnet) for s in subnets],
+        "gateways": [str(s.gateway) for s in subnets if s.gateway], "ipv6": network.ipv6,
         "mode": network.options.get("macvlan_mode") or network.options.get("ipvlan_mode") or "",
-        "nat": [f"snat to {n.to}" if n.to else "masquerade" for n in kernel_nat],
+        "nat": [n.text() for n in kernel_nat],
         "device": None, "ports": [], "members": [], "shim": None, "overlay": None,
         "bgp": None, "problems": [],
     }
@@ -179,8 +187,7 @@ def _nat_problems(net: Json, network: Network, inp: Inputs) -> None:
     actual = {n for n in inp.nat if any(n.subnet == s.subnet for s in network.subnets)}
     for nat in expected:
         if nat not in actual:
-            what = f"snat to {nat.to}" if nat.to else "masquerade"
-            net["problems"].append(f"{what} of {nat.subnet} missing in nftables")
+            net["problems"].append(f"{nat.text()} of {nat.subnet} missing in nftables")
     for nat in actual - set(expected):
         net["problems"].append(f"nftables NATs {nat.subnet}, the record says it should not")
 
@@ -227,10 +234,11 @@ def _containers(inp: Inputs, networks: dict[str, str]) -> list[Json]:
                 "addresses": [str(a) for a in inside.addresses_of(endpoint.ifname)]
                 if inside and link else [],
                 "recorded": str(endpoint.address) if endpoint.address else "",
+                "recorded6": str(endpoint.address6) if endpoint.address6 else "",
                 "mac": link.mac if link else "",
             })
         if inside is not None:
-            entry["routes"] = [str(r) for r in inside.routes]
+            entry["routes"] = [str(r) for r in inside.routes + inside.routes6]
         out.append(entry)
     return out
 
@@ -244,6 +252,7 @@ def _published(inp: Inputs, names: dict[str, str]) -> list[Json]:
         port = actual.get(key) or expected[key]
         entry: Json = {
             "proto": port.proto, "host_ip": key[1], "host_port": port.host_port,
+            "host": hostport(key[1], port.host_port), "to": hostport(port.target, port.target_port),
             "target": str(port.target), "target_port": port.target_port,
             "container": names.get(owners.get(key, ""), ""), "problems": [],
         }
@@ -254,8 +263,8 @@ def _published(inp: Inputs, names: dict[str, str]) -> list[Json]:
             entry["problems"].append("in nftables but not in the record")
         elif (want.target, want.target_port) != (port.target, port.target_port):
             entry["problems"].append(
-                f"nftables sends it to {port.target}:{port.target_port}, the record to "
-                f"{want.target}:{want.target_port}"
+                f"nftables sends it to {hostport(port.target, port.target_port)}, the record to "
+                f"{hostport(want.target, want.target_port)}"
             )
         out.append(entry)
     return out
@@ -287,7 +296,7 @@ def _collect_problems(topo: Json) -> list[str]:
     for c in topo["containers"]:
         found += [f"container {c['name']}: {p}" for p in c["problems"]]
     for p in topo["published"]:
-        found += [f"port {p['proto']} {p['host_ip']}:{p['host_port']}: {x}" for x in p["problems"]]
+        found += [f"port {p['proto']} {p['host']}: {x}" for x in p["problems"]]
     for i in topo["interfaces"]:
         found += [f"interface {i['name']}: {x}" for x in i["problems"]]
     found += [f"netns {n}: a netbay namespace no container of the record owns"
@@ -365,8 +374,8 @@ def render_text(topo: Json) -> str:
         items.append((1, _network_line(net)))
         items += [(d + 1, t) for d, t in _device_lines(net) + overlay_lines(net) + bgp_lines(net)]
     for port in topo["published"]:
-        target = f"{port['container'] or '?'} {port['target']}:{port['target_port']}"
-        items.append((1, f"port {port['proto']} {port['host_ip']}:{port['host_port']} -> "
+        target = f"{port['container'] or '?'} {port['to']}"
+        items.append((1, f"port {port['proto']} {port['host']} -> "
                          f"{target}" + mark(port["problems"])))
     items.append((0, "containers"))
     for c in topo["containers"]:

@@ -3,7 +3,8 @@
 One table `inet netbay` holds NAT, isolation and port publishing; one table `bridge netbay`
 holds anti-spoofing and inter-container (ICC) blocking. Rules never grow with containers or
 ports: every per-network, per-endpoint and per-port fact is an element of a set or map, so
-attach, detach and publish are element changes in one transaction.
+attach, detach and publish are element changes in one transaction. Both address families:
+each set of addresses has its IPv6 twin (plan/ruleset.py), filled from the same facts.
 
 The fast path (docs/design.md, "nftables"): a forwarded flow is decided on its first packet
 and every later one is accepted by its conntrack state before any other rule; container to
@@ -21,115 +22,30 @@ crashes parsing the JSON form of `dnat to <concat> map @m`, and the text reads b
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
-from .naming import valid_ifname
+from ..errors import ConfigError
+from ..model import IPAddress, IPNetwork
+from .naming import link_local, valid_ifname
+from .ruleset import BRIDGE as BRIDGE
+from .ruleset import FLOWTABLE as FLOWTABLE
+from .ruleset import FLOWTABLE_PROBE as FLOWTABLE_PROBE
+from .ruleset import HOOK
+from .ruleset import INET as INET
+from .ruleset import OFFLOAD as OFFLOAD
+from .ruleset import SKELETON as SKELETON
+from .ruleset import TABLE as TABLE
 
-TABLE = "netbay"
-INET, BRIDGE = "inet", "bridge"
-FLOWTABLE = "ft"
-_HOOK = "hook ingress priority filter;"
-# the forward chain's first rule where the kernel has flowtables (`fast_path`)
-OFFLOAD = f"iifname @bridges ct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}"
-# One transaction that makes and drops a flowtable: refused by a kernel without flowtables.
-FLOWTABLE_PROBE = f"""\
-add table {INET} netbay_probe
-add flowtable {INET} netbay_probe {FLOWTABLE} {{ {_HOOK} devices = {{ "lo" }}; }}
-delete table {INET} netbay_probe"""
-
-SKELETON = """\
-table inet netbay {
-  set bridges { type ifname; }
-  set internal { type ifname; }
-  set bridged { type ifname . ipv4_addr; flags interval; }
-  set same_bridge { type ifname . ifname; }
-  set subnets { type ipv4_addr; flags interval; }
-  set masq_nets { type ipv4_addr; flags interval; }
-  map snat_nets { type ipv4_addr : ipv4_addr; flags interval; }
-  set overlay_pools { type ipv4_addr; flags interval; }
-  set overlay_own { type ifname . ipv4_addr; flags interval; }
-  set routed_pools { type ipv4_addr; flags interval; }
-  set same_pool { type ipv4_addr . ipv4_addr; flags interval; }
-  map pub_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
-  map pub_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
-
-  chain raw_prerouting {
-    type filter hook prerouting priority raw; policy accept;
-    # 127.0.0.0/8 only ever comes from lo: a neighbour routing it to us gets nothing
-    iifname != "lo" ip daddr 127.0.0.0/8 drop
-    # container to container on one bridge (br_netfilter hands bridged packets to these
-    # hooks): no NAT, no flow to remember; the bridge's own addresses are not in the set
-    iifname . ip daddr @bridged notrack
-  }
-  chain prerouting {
-    type nat hook prerouting priority dstnat; policy accept;
-    fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @pub_ip
-    fib daddr type local dnat ip to meta l4proto . th dport map @pub_any
-  }
-  chain output {
-    type nat hook output priority -100; policy accept;
-    fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @pub_ip
-    fib daddr type local dnat ip to meta l4proto . th dport map @pub_any
-  }
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    # a container reaching a published port (its own: hairpin): the reply must come back
-    # through the host to be un-NATed
-    ct status dnat ip saddr @subnets oifname @bridges masquerade
-    # the host's own 127.0.0.1 reaching a published port
-    ip saddr 127.0.0.0/8 oifname @bridges masquerade
-    # a cluster-wide network's containers reach its containers on other nodes as themselves
-    ip saddr @overlay_pools ip daddr @overlay_pools accept
-    oifname != @bridges snat ip to ip saddr map @snat_nets
-    oifname != @bridges ip saddr @masq_nets masquerade
-  }
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    # a flow's first packet walks the rules below; the rest are accepted by its state (a
-    # change that would drop a running flow ends its conntrack entry)
-    ct state established,related accept
-    iifname . oifname @same_bridge accept
-    # a cluster-wide network: its own pool's traffic between this node's bridge and the
-    # other nodes (tunnel or underlay), and no other network's
-    oifname . ip saddr @overlay_own accept
-    iifname . ip daddr @overlay_own accept
-    iifname @bridges ip daddr @overlay_pools drop
-    # a routed network (no bridge to name): its own pool's traffic, and no other network's
-    ip saddr . ip daddr @same_pool accept
-    ip saddr @routed_pools ip daddr @overlay_pools drop
-    ip daddr @routed_pools ip saddr @overlay_pools drop
-    iifname @internal drop
-    oifname @internal drop
-    ct status dnat oifname @bridges accept
-    # anything else into a container network: other networks, routed-in neighbours
-    oifname @bridges drop
-  }
-}
-table bridge netbay {
-  set ports { type ifname; }
-  set endpoints { type ifname . ether_addr . ipv4_addr; }
-  set icc_off_ports { type ifname; }
-
-  chain prerouting {
-    type filter hook prerouting priority filter; policy accept;
-    # anti-spoofing: a container's port passes only its own MAC and IPv4 address (the
-    # common case first: one lookup for a container's IPv4 packet)
-    iifname . ether saddr . ip saddr @endpoints accept
-    iifname != @ports accept
-    iifname . ether saddr . arp saddr ip @endpoints accept
-    drop
-  }
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    iifname @icc_off_ports drop
-  }
-}
-"""
+# Docker 27's: nat (the default: containers' IPv6 traffic leaves as the host's, NAT66) or
+# routed (no NAT; the network's IPv6 containers are reached at their own addresses)
+OPT_GATEWAY_MODE6 = "com.docker.network.bridge.gateway_mode_ipv6"
+GATEWAY_MODES = ("nat", "routed")
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _PROTOS = ("tcp", "udp", "sctp")
+_PUBLISHED = ("pub_any", "pub_ip", "pub_any6", "pub_ip6")
 
 
 @dataclass(frozen=True)
@@ -139,30 +55,47 @@ class NetworkRules:
     gateways: tuple[IPv4Address, ...] = ()  # the bridge's own addresses in SUBNETS
     internal: bool = False
     icc: bool = True
-    masquerade: bool = True
+    masquerade: bool = True  # both families' (NAT66 too, as Docker's option)
     snat_to: IPv4Address | None = None
     pool: IPv4Network | None = None  # a cluster-wide network's: every node's blocks
+    subnets6: tuple[IPv6Network, ...] = ()  # a bridge network's only
+    gateways6: tuple[IPv6Address, ...] = ()
+    routed6: bool = False  # gateway_mode_ipv6=routed: no NAT66, reached from outside
 
 
 @dataclass(frozen=True)
 class EndpointRules:
     port: str  # the host end of the veth
     mac: str
-    address: IPv4Address
+    address: IPv4Address | None  # None: an IPv6-only endpoint
     icc: bool = True
+    address6: IPv6Address | None = None
 
 
 @dataclass(frozen=True)
 class PortRules:
+    """One published port to its container's addresses: those of the host address's family
+    (None: every host address, each family to the container's address of it)."""
+
     proto: str
-    host_ip: IPv4Address | None  # None: every host address
+    host_ip: IPAddress | None  # None: every host address; 0.0.0.0 / ::: every one of its family
     host_port: int
-    target: IPv4Address
+    target: IPv4Address | None  # None: the container has no IPv4 address
     container_port: int
+    target6: IPv6Address | None = None
 
 
 # (family, set name) -> elements in nft syntax
 Elements = dict[tuple[str, str], list[str]]
+
+
+def routed6(options: Mapping[str, str]) -> bool:
+    """Whether a bridge network's OPTIONS ask for gateway_mode_ipv6=routed (else nat, the
+    default); any other value is refused, naming the option."""
+    mode = options.get(OPT_GATEWAY_MODE6, "nat")
+    if mode not in GATEWAY_MODES:
+        raise ConfigError(f"opt {OPT_GATEWAY_MODE6}", mode, "expected nat or routed")
+    return mode == "routed"
 
 
 def _ifname(name: str) -> str:
@@ -203,32 +136,60 @@ def network_elements(n: NetworkRules) -> Elements:
         out[(INET, "snat_nets")] = [f"{s} : {IPv4Address(n.snat_to)}" for s in n.subnets]
     elif n.masquerade:
         out[(INET, "masq_nets")] = [str(IPv4Network(s)) for s in n.subnets]
+    return merge(out, _bridge_elements6(dev, n)) if n.subnets6 else out
+
+
+def _bridge_elements6(dev: str, n: NetworkRules) -> Elements:
+    """A bridge network's IPv6 facts: its subnets, their container addresses, and NAT66 or
+    (gateway_mode_ipv6=routed) the way in from outside."""
+    subnets = [str(IPv6Network(s)) for s in n.subnets6]
+    out: Elements = {
+        (INET, "subnets6"): subnets,
+        (INET, "bridged6"): [f"{dev} . {low}-{high}" for low, high in
+                             container_ranges(n.subnets6, n.gateways6)],
+    }
+    if n.internal:
+        return out
+    if n.routed6:
+        out[(INET, "routed_in6")] = [f"{dev} . {s}" for s in subnets]
+    elif n.masquerade:
+        out[(INET, "masq_nets6")] = subnets
     return out
 
 
 def container_ranges(
-    subnets: Iterable[IPv4Network], gateways: Iterable[IPv4Address]
-) -> list[tuple[IPv4Address, IPv4Address]]:
+    subnets: Iterable[IPNetwork], gateways: Iterable[IPAddress]
+) -> list[tuple[IPAddress, IPAddress]]:
     """The addresses of SUBNETS a container can hold, as ranges: every host address but the
-    GATEWAYS (the bridge's own, where a published port or the host is reached)."""
+    GATEWAYS (the bridge's own, where a published port or the host is reached). IPv4: not
+    the network and broadcast addresses; IPv6: not the subnet-router anycast one."""
     ranges = []
-    for subnet in map(IPv4Network, subnets):
-        hosts = (subnet[1], subnet[-2]) if subnet.num_addresses > 2 else (subnet[0], subnet[-1])
-        cuts = sorted(g for g in map(IPv4Address, gateways) if hosts[0] <= g <= hosts[1])
-        low = hosts[0]
-        for cut in [*cuts, hosts[1] + 1]:
+    for subnet in subnets:
+        make = type(subnet.network_address)
+        first, last = int(subnet.network_address), int(subnet.broadcast_address)
+        if subnet.num_addresses > 2:
+            first, last = first + 1, last - (subnet.version == 4)
+        cuts = sorted(int(g) for g in gateways
+                      if g.version == subnet.version and first <= int(g) <= last)
+        low = first
+        for cut in [*cuts, last + 1]:
             if low < cut:
-                ranges.append((low, cut - 1))
+                ranges.append((make(low), make(cut - 1)))
             low = cut + 1
     return ranges
 
 
 def endpoint_elements(e: EndpointRules) -> Elements:
     port = _ifname(e.port)
-    out: Elements = {
-        (BRIDGE, "ports"): [port],
-        (BRIDGE, "endpoints"): [f"{port} . {_mac(e.mac)} . {IPv4Address(e.address)}"],
-    }
+    out: Elements = {(BRIDGE, "ports"): [port]}
+    if e.address is not None:
+        out[(BRIDGE, "endpoints")] = [f"{port} . {_mac(e.mac)} . {IPv4Address(e.address)}"]
+    if e.address6 is not None:
+        # its global address and the link-local one the kernel derives from its MAC
+        mac = _mac(e.mac)
+        own = (IPv6Address(e.address6), link_local(mac))
+        out[(BRIDGE, "endpoints6")] = [f"{port} . {mac} . {a}" for a in own]
+        out[(BRIDGE, "nd_targets6")] = [f"{port} . {mac} . 0x{a.packed.hex()}" for a in own]
     if not e.icc:
         out[(BRIDGE, "icc_off_ports")] = [port]
     return out
@@ -237,11 +198,23 @@ def endpoint_elements(e: EndpointRules) -> Elements:
 def port_elements(p: PortRules) -> Elements:
     if p.proto not in _PROTOS:
         raise ValueError(f"not a protocol: {p.proto!r}")
-    target = f"{IPv4Address(p.target)} . {int(p.container_port)}"
     key = f"{p.proto} . {int(p.host_port)}"
-    if p.host_ip is None:
-        return {(INET, "pub_any"): [f"{key} : {target}"]}
-    return {(INET, "pub_ip"): [f"{IPv4Address(p.host_ip)} . {key} : {target}"]}
+    host = p.host_ip
+    out: Elements = {}
+    if p.target is not None and (host is None or host.version == 4):
+        target = f"{IPv4Address(p.target)} . {int(p.container_port)}"
+        if host is None or host.is_unspecified:
+            out[(INET, "pub_any")] = [f"{key} : {target}"]
+        else:
+            out[(INET, "pub_ip")] = [f"{IPv4Address(host)} . {key} : {target}"]
+    # ::1 is never forwarded (parse_publish refuses it; see plan/ruleset.py's output chain)
+    if p.target6 is not None and (host is None or host.version == 6 and not host.is_loopback):
+        target6 = f"{IPv6Address(p.target6)} . {int(p.container_port)}"
+        if host is None or host.is_unspecified:
+            out[(INET, "pub_any6")] = [f"{key} : {target6}"]
+        else:
+            out[(INET, "pub_ip6")] = [f"{IPv6Address(host)} . {key} : {target6}"]
+    return out
 
 
 def merge(*parts: Elements) -> Elements:
@@ -270,18 +243,21 @@ def delete_elements(elements: Elements) -> str:
     return "\n".join(_element_lines("add", elements) + _element_lines("delete", elements))
 
 
-def released_addresses(add: Elements, remove: Elements) -> set[IPv4Address]:
+def released_addresses(add: Elements, remove: Elements) -> set[IPAddress]:
     """The containers' addresses whose running flows a change must end: an endpoint that
-    goes, a published port's target that loses a mapping."""
-    targets = [e.split(" : ")[1].split(" . ")[0] for name in ("pub_any", "pub_ip")
+    goes, a published port's target that loses a mapping (either family's)."""
+    targets = [e.split(" : ")[1].split(" . ")[0] for name in _PUBLISHED
                for e in _gone(add, remove).get((INET, name), [])]
-    return departed_addresses(add, remove) | set(map(IPv4Address, targets))
+    return departed_addresses(add, remove) | set(map(ip_address, targets))
 
 
-def departed_addresses(add: Elements, remove: Elements) -> set[IPv4Address]:
-    """The addresses whose endpoint goes: the flows they started end too."""
-    gone = _gone(add, remove).get((BRIDGE, "endpoints"), [])
-    return {IPv4Address(e.rsplit(" . ", 1)[1]) for e in gone}
+def departed_addresses(add: Elements, remove: Elements) -> set[IPAddress]:
+    """The addresses whose endpoint goes: the flows they started end too. (Not its
+    link-local one: it comes back with its MAC, i.e. with its IPv4 address's next owner.)"""
+    gone = _gone(add, remove)
+    found = [ip_address(e.rsplit(" . ", 1)[1]) for name in ("endpoints", "endpoints6")
+             for e in gone.get((BRIDGE, name), [])]
+    return {a for a in found if not a.is_link_local}
 
 
 def _gone(add: Elements, remove: Elements) -> Elements:
@@ -303,7 +279,7 @@ def fast_path(devices: Iterable[str]) -> str:
     named = sorted(set(devices))
     listed = f" devices = {{ {', '.join(map(_ifname, named))} }};" if named else ""
     return "\n".join([
-        f"add flowtable {INET} {TABLE} {FLOWTABLE} {{ {_HOOK}{listed} }}",
+        f"add flowtable {INET} {TABLE} {FLOWTABLE} {{ {HOOK}{listed} }}",
         f"insert rule {INET} {TABLE} forward {OFFLOAD}",
     ])
 
@@ -313,7 +289,7 @@ def flowtable_devices(add: Iterable[str], remove: Iterable[str]) -> str:
     lines = []
     for verb, names in (("delete", sorted(set(remove))), ("add", sorted(set(add)))):
         if names:
-            lines.append(f"{verb} flowtable {INET} {TABLE} {FLOWTABLE} {{ {_HOOK} devices = "
+            lines.append(f"{verb} flowtable {INET} {TABLE} {FLOWTABLE} {{ {HOOK} devices = "
                          f"{{ {', '.join(map(_ifname, names))} }}; }}")
     return "\n".join(lines)
 

@@ -42,3 +42,12 @@ def next_ifname(taken: Iterable[str], prefix: str = "eth") -> str:
     while f"{prefix}{n}" in used:
         n += 1
     return f"{prefix}{n}"
+
+
+def link_local(mac: str) -> IPv6Address:
+    """The EUI-64 link-local address the kernel gives a link of MAC (addr_gen_mode 0, as
+    netbay sets it on a container's IPv6 interface): fe80:: and the MAC with ff:fe in its
+    middle and the universal/local bit flipped."""
+    raw = bytes.fromhex(mac.replace(":", ""))
+    eui = bytes([raw[0] ^ 0x02]) + raw[1:3] + b"\xff\xfe" + raw[3:6]
+    return IPv6Address(b"\xfe\x80" + bytes(6) + eui)

@@ -46,18 +46,21 @@ def _errors(errors: list[str]) -> str:
 def status_block(
     attachment: Attachment, network: Network, endpoint: Endpoint, dns_servers: tuple[str, ...]
 ) -> dict[str, Any]:
+    """netavark's StatusBlock of one network: the interface's addresses (IPv4 first, each
+    with its subnet's gateway unless the network is internal) and where DNS is asked."""
     subnets = []
     servers: list[str] = [] if attachment.dns_enabled else list(dns_servers)
-    if endpoint.address is not None:
-        entry: dict[str, Any] = {"ipnet": str(endpoint.address)}
-        gateway = next(
-            (s.gateway for s in network.subnets if endpoint.address.ip in s.subnet), None
-        )
+    for address in endpoint.addresses:
+        entry: dict[str, Any] = {"ipnet": str(address)}
+        gateway = next((s.gateway for s in network.subnets if address.ip in s.subnet), None)
         if gateway is not None and not network.internal:
             entry["gateway"] = str(gateway)
         subnets.append(entry)
-        if attachment.dns_enabled and serves(network) and gateway is not None:
-            servers = [str(gateway)]  # netbay's DNS server listens there
+        # netbay's DNS server listens on the gateways of both families: the IPv4 one is
+        # named when there is one (as before IPv6), else the IPv6 one
+        listens = gateway is not None and serves(network)
+        if attachment.dns_enabled and listens and (address.version == 4 or not servers):
+            servers = [str(gateway)]
     return {
         "dns_search_domains": [],
         "dns_server_ips": servers,
@@ -129,6 +132,7 @@ def _request(
         netns=netns,
         ifname=attachment.ifname,
         ip=attachment.ip,
+        ip6=attachment.ip6,
         mac=attachment.mac,
         aliases=attachment.aliases,
         hostname=options.container_name if attachment.dns_enabled else "",

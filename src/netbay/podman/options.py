@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
 
-from ..drivers import runtime_options
-from ..model import NetworkSpec, SubnetConfig
+from ..drivers import capabilities, runtime_options
+from ..model import IPAddress, NetworkSpec, SubnetConfig
 from ..plan import ports as plan_ports
 from ..plan.naming import IFNAME_RULE, valid_ifname
 
@@ -37,6 +37,7 @@ class Attachment:
     aliases: tuple[str, ...]
     dns_enabled: bool
     spec: NetworkSpec
+    ip6: IPv6Address | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ def _field(obj: Mapping[str, Any], key: str, kind: type, where: str, required: b
     return value
 
 
-def _ipv4_subnets(info: Mapping[str, Any], name: str) -> tuple[SubnetConfig, ...]:
+def _subnets(info: Mapping[str, Any], name: str, driver: str) -> tuple[SubnetConfig, ...]:
+    """The network's subnets of both families, IPv4 first (podman lists them so too)."""
     out = []
     for entry in _field(info, "subnets", list, f"network {name}", required=False) or []:
         if not isinstance(entry, dict):
@@ -69,12 +71,14 @@ def _ipv4_subnets(info: Mapping[str, Any], name: str) -> tuple[SubnetConfig, ...
             gateway = ip_address(entry["gateway"]) if entry.get("gateway") else None
         except ValueError as exc:
             raise OptionsError(f"JSON Decoding error: network {name}: {exc}") from None
-        if not isinstance(subnet, IPv4Network):
-            raise OptionsError(f"network {name}: IPv6 subnet {subnet} is not supported by netbay")
-        if gateway is not None and not isinstance(gateway, IPv4Address):
-            raise OptionsError(f"network {name}: gateway {gateway} is not IPv4")
+        if subnet.version == 6 and not capabilities(driver).ipv6:
+            raise OptionsError(f"network {name}: IPv6 subnet {subnet} is not supported by "
+                               f"netbay's {driver} networks")
+        if gateway is not None and gateway.version != subnet.version:
+            raise OptionsError(f"network {name}: gateway {gateway} is not of subnet {subnet}'s "
+                               "address family")
         out.append(SubnetConfig(subnet=subnet, gateway=gateway))
-    return tuple(out)
+    return tuple(sorted(out, key=lambda s: s.version))
 
 
 def network_spec(info: Mapping[str, Any], name: str) -> NetworkSpec:
@@ -90,10 +94,14 @@ def network_spec(info: Mapping[str, Any], name: str) -> NetworkSpec:
         )
     net_options = _driver_options(name, driver, device, options)
     labels = {ID_LABEL: str(info["id"])} if isinstance(info.get("id"), str) else {}
+    _field(info, "ipv6_enabled", bool, f"network {name}", required=False)  # the subnets say
+    subnets = _subnets(info, name, driver)
     return NetworkSpec(
         name=name,
         driver=driver,
-        subnets=_ipv4_subnets(info, name),
+        subnets=subnets,
+        # an IPv6-only network has no IPv4 subnet; one without subnets gets netbay's default
+        ipv4=not subnets or any(s.version == 4 for s in subnets),
         internal=bool(_field(info, "internal", bool, f"network {name}", required=False)),
         options=net_options,
         labels=labels,
@@ -128,17 +136,19 @@ def _attachment(name: str, per: Any, info: Any) -> Attachment:
         raise OptionsError("no container interface name given")
     if not valid_ifname(ifname):
         raise OptionsError(f"invalid interface name {ifname!r}: expected {IFNAME_RULE}")
-    addresses = []
+    addresses: dict[int, IPAddress] = {}
     for raw in _field(per, "static_ips", list, f"network {name}", required=False) or []:
         try:
             address = ip_address(str(raw))
         except ValueError as exc:
             raise OptionsError(f"JSON Decoding error: {exc}") from None
-        if isinstance(address, IPv4Address):
-            addresses.append(address)
-    if len(addresses) > 1:
-        raise OptionsError(f"network {name}: netbay gives one IPv4 address per interface, "
-                           f"podman passed {len(addresses)}")
+        if address.version in addresses:
+            raise OptionsError(f"network {name}: netbay gives one IPv{address.version} address "
+                               f"per interface, podman passed {addresses[address.version]} "
+                               f"and {address}")
+        addresses[address.version] = address
+    ip, ip6 = addresses.get(4), addresses.get(6)
+    assert isinstance(ip, IPv4Address | None) and isinstance(ip6, IPv6Address | None)
     mac = _field(per, "static_mac", str, f"network {name}", required=False) or None
     aliases = _field(per, "aliases", list, f"network {name}", required=False) or []
     if not all(isinstance(a, str) for a in aliases):
@@ -147,12 +157,28 @@ def _attachment(name: str, per: Any, info: Any) -> Attachment:
     return Attachment(
         name=name,
         ifname=ifname,
-        ip=addresses[0] if addresses else None,
+        ip=ip,
+        ip6=ip6,
         mac=mac.lower() if mac else None,
         aliases=tuple(aliases) if dns_enabled else (),
         dns_enabled=dns_enabled,
         spec=network_spec(info, name),
     )
+
+
+def _host_ip(text: str) -> IPAddress | None:
+    """A port mapping's host_ip as netavark reads it: none publishes on every host address of
+    each family, 0.0.0.0 on every IPv4 one only, :: on every IPv6 one only."""
+    if not text:
+        return None
+    try:
+        address = ip_address(text)
+    except ValueError:
+        raise OptionsError(f"invalid host ip {text!r}") from None
+    if address.version == 6 and address.is_loopback:
+        raise OptionsError(f"invalid host ip {text!r}: ::1 cannot be forwarded to a container "
+                           "(IPv6 has no route_localnet)")
+    return address
 
 
 def _ports(raw: Any) -> tuple[plan_ports.Mapping, ...]:
@@ -168,15 +194,7 @@ def _ports(raw: Any) -> tuple[plan_ports.Mapping, ...]:
         last_host, last_container = host_port + count - 1, container_port + count - 1
         if min(host_port, container_port, count) < 1 or max(last_host, last_container) > 65535:
             raise OptionsError(f"invalid port mapping {host_port}:{container_port} range {count}")
-        host_ip = None
-        if host_ip_text:
-            try:
-                parsed = ip_address(host_ip_text)
-            except ValueError:
-                raise OptionsError(f"invalid host ip {host_ip_text!r}") from None
-            if not isinstance(parsed, IPv4Address):
-                continue  # an IPv6 binding: netbay's networks are IPv4
-            host_ip = None if parsed.is_unspecified else parsed
+        host_ip = _host_ip(host_ip_text)
         for proto in protocols.split(","):
             proto = proto.strip().lower()
             if proto not in plan_ports.PROTOCOLS:

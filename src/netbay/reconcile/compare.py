@@ -132,5 +132,5 @@ def _address_drifts(wanted: WantedLink, observed: Observed) -> list[Drift]:
         Drift(ADDRESS, f"{address} on {wanted.name}",
               f"{wanted.owner}: {wanted.name} lost its address {address}",
               AddAddress(wanted.name, address))
-        for address in sorted(wanted.addresses - have)
+        for address in sorted(wanted.addresses - have, key=lambda a: (a.version, a))
     ]

@@ -8,7 +8,15 @@ from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Protocol
 
-from .state import LOOPBACK, LinkState, Observed, RouteState, WantedRoute, WantedSysctl
+from .state import (
+    LOOPBACK,
+    Interface,
+    LinkState,
+    Observed,
+    RouteState,
+    WantedRoute,
+    WantedSysctl,
+)
 
 
 class _Link(Protocol):
@@ -18,7 +26,7 @@ class _Link(Protocol):
     master: str | None
     mtu: int | None
     mac: str | None
-    addresses: list[IPv4Interface]
+    addresses: list[Interface]
     hairpin: bool
     route_localnet: bool
 
@@ -26,6 +34,7 @@ class _Link(Protocol):
 class FakeReconcilingKernel:
     links: Mapping[str, _Link]
     forwarding: bool
+    forwarding6: bool  # net.ipv6.conf.all.forwarding
     routes: set[RouteState]  # made by add_route
     unrouted: set[RouteState]  # an address's subnet route, removed
     blackholes: set[IPv4Network]  # the blocks held (hold_block)
@@ -40,6 +49,7 @@ class FakeReconcilingKernel:
         connected = {
             RouteState(a.network, link.name)
             for link in self.links.values() if link.up for a in link.addresses
+            if isinstance(a, IPv4Interface)  # observe's routes are IPv4's
         }
         return Observed(
             links={
@@ -57,9 +67,12 @@ class FakeReconcilingKernel:
         )
 
     def _sysctl(self, key: str, device: str | None) -> str | None:
-        """ip_forward, and route_localnet of a device: the ones the fakes keep."""
+        """ip_forward (both families'), and route_localnet of a device: the ones the fakes
+        keep."""
         if device is None:
-            return ("1" if self.forwarding else "0") if key == "net.ipv4.ip_forward" else None
+            on = {"net.ipv4.ip_forward": self.forwarding,
+                  "net.ipv6.conf.all.forwarding": self.forwarding6}.get(key)
+            return None if on is None else ("1" if on else "0")
         link = self.links.get(device)
         return None if link is None else ("1" if link.route_localnet else "0")
 
@@ -79,7 +92,7 @@ class FakeReconcilingKernel:
         link.mtu = mtu or link.mtu
         link.mac = mac or link.mac
 
-    def add_address(self, name: str, address: IPv4Interface) -> None:
+    def add_address(self, name: str, address: Interface) -> None:
         self._step("add_address")
         self.links[name].addresses.append(address)
 
@@ -93,5 +106,7 @@ class FakeReconcilingKernel:
         self._step("write_sysctl")
         if wanted.device is not None:
             self.links[wanted.device].route_localnet = wanted.value == "1"
+        elif wanted.key == "net.ipv6.conf.all.forwarding":
+            self.forwarding6 = wanted.value == "1"
         else:
             self.forwarding = wanted.value == "1"

@@ -7,10 +7,10 @@ verb to RepairTarget; the comparison and the loop stay as they are."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
-from .state import WantedRoute, WantedSysctl
+from .state import Interface, WantedRoute, WantedSysctl
 
 
 class RepairTarget(Protocol):
@@ -24,7 +24,7 @@ class RepairTarget(Protocol):
         mtu: int | None = None, mac: str | None = None,
     ) -> None: ...
     def set_hairpin(self, port: str) -> None: ...
-    def add_address(self, name: str, address: IPv4Interface) -> None: ...
+    def add_address(self, name: str, address: Interface) -> None: ...
     def add_route(self, route: WantedRoute) -> None: ...
     def hold_blackhole(self, destination: IPv4Network) -> None: ...
     def hold_local_address(self, address: IPv4Address) -> None:
@@ -79,7 +79,7 @@ class SetHairpin:
 @dataclass(frozen=True)
 class AddAddress:
     link: str
-    address: IPv4Interface
+    address: Interface
 
     @property
     def done(self) -> str:

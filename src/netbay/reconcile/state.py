@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
 
 RTPROT_KERNEL, RTPROT_STATIC = 2, 4  # rtnetlink's protocols: an address's subnet, `ip route`
+Interface = IPv4Interface | IPv6Interface  # an address on a link, of either family
 LOOPBACK = "lo"
 
 
@@ -32,7 +33,7 @@ class WantedLink:
     up: bool = True
     mtu: int | None = None
     mac: str | None = None  # None: any (the record does not hold it)
-    addresses: frozenset[IPv4Interface] = frozenset()
+    addresses: frozenset[Interface] = frozenset()
     hairpin: bool = False  # a published port's target: frames may leave by the port they came
     remake: str | None = None
     lower: str | None = None
@@ -173,7 +174,7 @@ class Observed:
     """One namespace as the kernel has it (a snapshot taken without the kernel lock)."""
 
     links: Mapping[str, LinkState] = field(default_factory=dict)
-    addresses: Mapping[str, frozenset[IPv4Interface]] = field(default_factory=dict)
+    addresses: Mapping[str, frozenset[Interface]] = field(default_factory=dict)
     routes: frozenset[RouteState] = frozenset()
     # the wanted sysctls' values; None: no such sysctl (its device is gone)
     sysctls: Mapping[tuple[str, str | None], str | None] = field(default_factory=dict)

@@ -3,8 +3,11 @@
 - rtnetlink link, IPv4 address and route changes (a port leaving its bridge is a link
   "changed" event with the new master): relevant when they concern what the last pass
   wanted (Watched), and only removals and changes (what netbay adds itself is no drift);
-- IPv4 netconf: `net.ipv4.ip_forward` turned (the kernel reports it for "all" devices;
-  other sysctls send nothing, so the periodic resync finds those);
+- IPv6 addresses removed from a watched link (a bridge's IPv6 gateway; decoded here, as
+  the IPv4-typed Subscription leaves IPv6 out);
+- IPv4 and IPv6 netconf: `net.ipv4.ip_forward` or `net.ipv6.conf.all.forwarding` turned (the
+  kernel reports them for "all" devices; other sysctls send nothing, so the periodic
+  resync finds those);
 - nftables: a table, chain, rule or set of netbay's tables deleted (`nft flush ruleset`,
   an nftables service reload); additions and set elements (every attach) are not drift.
 
@@ -14,6 +17,7 @@ A lost notification (the socket overran) is relevant: only a comparison can tell
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import selectors
 import time
@@ -30,11 +34,12 @@ from ..kernel.events import (
     RouteEvent,
     Subscription,
 )
-from ..kernel.rtnl_wire import RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_LINK
+from ..kernel.rtnl_wire import RTM_DELADDR, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_LINK
+from ..kernel.rtnl_wire6 import RTNLGRP_IPV6_IFADDR, decode_address6
 from ..plan.firewall import TABLE as NETBAY_TABLE
 from .state import Watched
 
-RTNLGRP_IPV4_NETCONF, RTM_NEWNETCONF = 24, 80
+RTNLGRP_IPV4_NETCONF, RTNLGRP_IPV6_NETCONF, RTM_NEWNETCONF = 24, 25, 80
 NETCONFA_IFINDEX, NETCONFA_IFINDEX_ALL = 1, -1
 _NETCONFMSG_SIZE = 4  # ncm_family, padded
 NFNLGRP_NFTABLES, NFNL_SUBSYS_NFTABLES = 7, 10
@@ -72,6 +77,13 @@ def forwarding_changed(kind: int, payload: bytes) -> bool:
         NETCONFA_IFINDEX_ALL)
 
 
+def address6_removed(kind: int, payload: bytes, watched: Watched) -> bool:
+    if kind != RTM_DELADDR:
+        return False
+    found = decode_address6(payload)
+    return found is not None and found.index in watched.indices
+
+
 def netbay_table_touched(kind: int, payload: bytes) -> bool:
     if kind >> 8 != NFNL_SUBSYS_NFTABLES or kind & 0xFF not in _NFT_DELETIONS:
         return False
@@ -103,13 +115,17 @@ class Watch(netlink.Resource):
         self._watched = watched
         self._links = Subscription(
             None, groups=(RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE))
+        self._addresses6 = netlink.route_socket(
+            None, groups=(RTNLGRP_IPV6_IFADDR,), receive_buffer=_RECEIVE_BUFFER)
         self._netconf = netlink.route_socket(
-            None, groups=(RTNLGRP_IPV4_NETCONF,), receive_buffer=_RECEIVE_BUFFER)
+            None, groups=(RTNLGRP_IPV4_NETCONF, RTNLGRP_IPV6_NETCONF),
+            receive_buffer=_RECEIVE_BUFFER)
         self._nft = netlink.netfilter_socket(
             groups=(NFNLGRP_NFTABLES,), receive_buffer=_RECEIVE_BUFFER)
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector = selectors.DefaultSelector()
-        for source in (self._links, self._netconf, self._nft, self._wake_read):
+        for source in (self._links, self._addresses6, self._netconf, self._nft,
+                       self._wake_read):
             self._selector.register(source, selectors.EVENT_READ)
 
     def wait(self, timeout: float | None) -> bool:
@@ -125,6 +141,9 @@ class Watch(netlink.Resource):
             if source is self._links:
                 watched = self._watched()
                 found = any([relevant(e, watched) for e in self._links.poll(0)]) or found
+            elif source is self._addresses6:
+                removed = functools.partial(address6_removed, watched=self._watched())
+                found = _drain(self._addresses6, removed) or found
             elif source is self._netconf:
                 found = _drain(self._netconf, forwarding_changed) or found
             elif source is self._nft:
@@ -138,7 +157,7 @@ class Watch(netlink.Resource):
 
     def close(self) -> None:
         self._selector.close()
-        for source in (self._links, self._netconf, self._nft):
+        for source in (self._links, self._addresses6, self._netconf, self._nft):
             source.close()
         os.close(self._wake_read)
         os.close(self._wake_write)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 
 
 def render_hosts(
-    own: Iterable[tuple[IPv4Address, Sequence[str]]],
-    extra: Iterable[tuple[str, IPv4Address]] = (),
+    own: Iterable[tuple[IPv4Address | IPv6Address, Sequence[str]]],
+    extra: Iterable[tuple[str, IPv4Address | IPv6Address]] = (),
 ) -> str:
     lines = [
         "127.0.0.1\tlocalhost",

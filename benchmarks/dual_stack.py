@@ -1,0 +1,152 @@
+"""Attach and detach of dual-stack containers beside IPv4-only ones, on one bridge network each,
+growing to COUNT containers (issue 17). Not a test. Run as root:
+
+    .venv/bin/python benchmarks/dual_stack.py [--count N] [--runs N]
+
+One throwaway namespace standing in for the host, two bridge networks in it: `v4` (IPv4 only)
+and `dual` (IPv4 and an IPv6 /64). Containers (netns and record) are made before timing.
+Each run attaches the containers one by one to one network through netbay.Host, then detaches
+them, then does the same on the other network; the order alternates between runs, so neither
+network always runs on a warmer or a more loaded machine. Figures: medians of the first and
+the last window (the first and last 100 of 1,000), growth (last over first) and the ratio of
+dual stack over IPv4 only, each the median over the runs.
+
+Targets (issue 17): dual-stack attach within 1.3x of IPv4-only; no growth with containers on
+the bridge (the IPv6 autoconfiguration flood that once made attach grow 0.75 -> 7.1 ms over
+1,000 containers must not come back): last/first window <= 1.25x, as for IPv4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from attach_detach import make_containers, netbay_run, summarise, windows  # noqa: E402
+from netbay import Host, NetworkSpec, SubnetConfig  # noqa: E402
+from sandbox import sandbox  # noqa: E402
+
+SUBNET4 = IPv4Network("10.124.0.0/20")  # only inside the sandbox
+SUBNET_DUAL4 = IPv4Network("10.125.0.0/20")
+SUBNET_DUAL6 = IPv6Network("fd00:bec4::/64")
+RATIO_TARGET = 1.3
+GROWTH_TARGET = 1.25
+KINDS = ("v4", "dual")
+
+
+def run(count: int = 1000, runs: int = 3, progress: Callable[[str], None] = print
+        ) -> dict[str, Any]:
+    """Every sample: {kind: {"attach_ms": [[run1...], ...], "detach_ms": [...]}}."""
+    samples: dict[str, dict[str, list[list[float]]]] = {
+        kind: {"attach_ms": [], "detach_ms": []} for kind in KINDS
+    }
+    with sandbox() as paths, Host(paths) as host:
+        networks = {
+            "v4": host.create_network(NetworkSpec(name="v4", subnets=(SubnetConfig(SUBNET4),))),
+            "dual": host.create_network(NetworkSpec(
+                name="dual", ipv6=True,
+                subnets=(SubnetConfig(SUBNET_DUAL4), SubnetConfig(SUBNET_DUAL6)))),
+        }
+        start = time.perf_counter()
+        containers = make_containers(host, count)
+        progress(f"   {count} containers made in {time.perf_counter() - start:.1f} s")
+        for i in range(runs):
+            for kind in KINDS if i % 2 == 0 else KINDS[::-1]:
+                up, down = netbay_run(host, networks[kind], containers, None)
+                samples[kind]["attach_ms"].append(up)
+                samples[kind]["detach_ms"].append(down)
+                progress(f"   run {i + 1} {kind}: attach median {statistics.median(up):.3f} ms, "
+                         f"detach {statistics.median(down):.3f} ms")
+        for network in networks.values():
+            with contextlib.suppress(Exception):  # best effort: the sandbox goes anyway
+                host.remove_network(network.id)
+    return {"count": count, "runs": runs, "samples": samples}
+
+
+def figures(data: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """{kind: {op: {"head", "tail", "overall", "growth"}}}: medians over the runs."""
+    med = statistics.median
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for kind, ops in data["samples"].items():
+        out[kind] = {}
+        for op, per_run in ops.items():
+            sums = [summarise(s) for s in per_run]
+            out[kind][op.removesuffix("_ms")] = {
+                key: med(getattr(s, key) for s in sums)
+                for key in ("head", "tail", "overall", "growth")
+            }
+    return out
+
+
+def ratio(data: dict[str, Any], op: str = "attach") -> float:
+    """Median over the runs of each run's dual-stack median over its IPv4-only median."""
+    pairs = zip(data["samples"]["dual"][f"{op}_ms"], data["samples"]["v4"][f"{op}_ms"],
+                strict=True)
+    return statistics.median(statistics.median(d) / statistics.median(v) for d, v in pairs)
+
+
+def render(page: Any, data: dict[str, Any], images: Path) -> None:
+    """This section of docs/benchmarks.md (render.py calls it; PAGE a render.Page)."""
+    from render import table
+
+    count = data["count"]
+    size, _ = windows(count)
+    found = figures(data)
+    page.add(
+        f"netbay.Host attach and detach on two bridge networks in one namespace standing in "
+        f"for a host: IPv4 only, and dual stack (IPv4 and an IPv6 /64); each grows from 0 to "
+        f"{count} containers and shrinks back, {data['runs']} runs with the order alternating. "
+        f"A dual-stack attach also enables IPv6 on the container's interface with "
+        "autoconfiguration, router solicitations and DAD off, adds its address (no DAD) and "
+        "its IPv6 default route; the bridge port keeps IPv6 off, so no per-port IPv6 work "
+        f"grows with the bridge. Cells: median ms (first and last {size}, all), medians over "
+        "the runs.")
+    rows = []
+    for kind, label in (("v4", "IPv4 only"), ("dual", "dual stack")):
+        for op in ("attach", "detach"):
+            f = found[kind][op]
+            rows.append([f"{label} {op}", f"{f['head']:.3f}", f"{f['tail']:.3f}",
+                         f"{f['overall']:.3f}", f"{f['growth']:.2f}x"])
+    page.add(table(["", f"first {size}", f"last {size}", "all", "last/first"], rows))
+    attach_ratio = ratio(data)
+    page.add(f"Dual stack over IPv4 only: attach {attach_ratio:.2f}x, detach "
+             f"{ratio(data, 'detach'):.2f}x (medians of each run's ratio).")
+    page.target("dual-stack attach vs IPv4-only", f"<= {RATIO_TARGET}x", f"{attach_ratio:.2f}x",
+                attach_ratio <= RATIO_TARGET)
+    growth = found["dual"]["attach"]["growth"]
+    page.target(f"dual-stack attach, last/first window at {count} containers",
+                f"<= {GROWTH_TARGET}x", f"{growth:.2f}x", growth <= GROWTH_TARGET)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="write every sample here")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (it makes network namespaces)", file=sys.stderr)
+        return 2
+    data = run(args.count, args.runs)
+    if args.json:
+        args.json.write_text(json.dumps(data))
+    for kind, ops in figures(data).items():
+        for op, f in ops.items():
+            print(f"{kind:>4} {op:<6} first {f['head']:.3f}  last {f['tail']:.3f}  "
+                  f"all {f['overall']:.3f} ms  growth {f['growth']:.2f}x")
+    print(f"dual/v4 attach {ratio(data):.2f}x  detach {ratio(data, 'detach'):.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

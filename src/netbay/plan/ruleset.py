@@ -1,0 +1,140 @@
+"""The text of netbay's two nftables tables, their sets empty (plan/firewall.py fills them).
+
+IPv6 has its twin of each address set and of each rule that matches an address (`bridged6`
+beside `bridged`, `ip6 daddr` beside `ip daddr`); the rules that match on interfaces alone
+(isolation, internal networks, ICC) hold for both families. The IPv4 rules come first in
+each chain, so an IPv4 packet meets exactly the lookups it met before IPv6: a rule of the
+other family fails on its first comparison (the packet's family).
+"""
+
+from __future__ import annotations
+
+TABLE = "netbay"
+INET, BRIDGE = "inet", "bridge"
+FLOWTABLE = "ft"
+HOOK = "hook ingress priority filter;"
+# the forward chain's first rule where the kernel has flowtables (`fast_path`)
+OFFLOAD = f"iifname @bridges ct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}"
+# One transaction that makes and drops a flowtable: refused by a kernel without flowtables.
+FLOWTABLE_PROBE = f"""\
+add table {INET} netbay_probe
+add flowtable {INET} netbay_probe {FLOWTABLE} {{ {HOOK} devices = {{ "lo" }}; }}
+delete table {INET} netbay_probe"""
+
+SKELETON = """\
+table inet netbay {
+  set bridges { type ifname; }
+  set internal { type ifname; }
+  set bridged { type ifname . ipv4_addr; flags interval; }
+  set bridged6 { type ifname . ipv6_addr; flags interval; }
+  set same_bridge { type ifname . ifname; }
+  set subnets { type ipv4_addr; flags interval; }
+  set subnets6 { type ipv6_addr; flags interval; }
+  set masq_nets { type ipv4_addr; flags interval; }
+  set masq_nets6 { type ipv6_addr; flags interval; }
+  map snat_nets { type ipv4_addr : ipv4_addr; flags interval; }
+  set overlay_pools { type ipv4_addr; flags interval; }
+  set overlay_own { type ifname . ipv4_addr; flags interval; }
+  set routed_pools { type ipv4_addr; flags interval; }
+  set same_pool { type ipv4_addr . ipv4_addr; flags interval; }
+  set routed_in6 { type ifname . ipv6_addr; flags interval; }
+  map pub_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
+  map pub_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
+  map pub_any6 { type inet_proto . inet_service : ipv6_addr . inet_service; }
+  map pub_ip6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }
+
+  chain raw_prerouting {
+    type filter hook prerouting priority raw; policy accept;
+    # 127.0.0.0/8 only ever comes from lo: a neighbour routing it to us gets nothing
+    iifname != "lo" ip daddr 127.0.0.0/8 drop
+    # container to container on one bridge (br_netfilter hands bridged packets to these
+    # hooks): no NAT, no flow to remember; the bridge's own addresses are not in the set
+    iifname . ip daddr @bridged notrack
+    iifname != "lo" ip6 daddr ::1 drop
+    iifname . ip6 daddr @bridged6 notrack
+  }
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @pub_ip
+    fib daddr type local dnat ip to meta l4proto . th dport map @pub_any
+    fib daddr type local dnat ip6 to ip6 daddr . meta l4proto . th dport map @pub_ip6
+    fib daddr type local dnat ip6 to meta l4proto . th dport map @pub_any6
+  }
+  chain output {
+    type nat hook output priority -100; policy accept;
+    fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @pub_ip
+    fib daddr type local dnat ip to meta l4proto . th dport map @pub_any
+    fib daddr type local dnat ip6 to ip6 daddr . meta l4proto . th dport map @pub_ip6
+    # not ::1: the container's reply to ::1 would come in on a bridge, where the kernel
+    # drops it (IPv6 has no route_localnet); the host's [::1] gets "connection refused"
+    ip6 daddr != ::1 fib daddr type local dnat ip6 to meta l4proto . th dport map @pub_any6
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    # a container reaching a published port (its own: hairpin): the reply must come back
+    # through the host to be un-NATed
+    ct status dnat ip saddr @subnets oifname @bridges masquerade
+    ct status dnat ip6 saddr @subnets6 oifname @bridges masquerade
+    # the host's own 127.0.0.1 reaching a published port
+    ip saddr 127.0.0.0/8 oifname @bridges masquerade
+    # a cluster-wide network's containers reach its containers on other nodes as themselves
+    ip saddr @overlay_pools ip daddr @overlay_pools accept
+    oifname != @bridges snat ip to ip saddr map @snat_nets
+    oifname != @bridges ip saddr @masq_nets masquerade
+    # NAT66, as Docker 27 (not for a network with gateway_mode_ipv6=routed)
+    oifname != @bridges ip6 saddr @masq_nets6 masquerade
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    # a flow's first packet walks the rules below; the rest are accepted by its state (a
+    # change that would drop a running flow ends its conntrack entry)
+    ct state established,related accept
+    iifname . oifname @same_bridge accept
+    # a cluster-wide network: its own pool's traffic between this node's bridge and the
+    # other nodes (tunnel or underlay), and no other network's
+    oifname . ip saddr @overlay_own accept
+    iifname . ip daddr @overlay_own accept
+    iifname @bridges ip daddr @overlay_pools drop
+    # a routed network (no bridge to name): its own pool's traffic, and no other network's
+    ip saddr . ip daddr @same_pool accept
+    ip saddr @routed_pools ip daddr @overlay_pools drop
+    ip daddr @routed_pools ip saddr @overlay_pools drop
+    iifname @internal drop
+    oifname @internal drop
+    ct status dnat oifname @bridges accept
+    # gateway_mode_ipv6=routed: the network's IPv6 containers are reached at their own
+    # addresses from outside, and still from no other container network
+    iifname != @bridges oifname . ip6 daddr @routed_in6 accept
+    # anything else into a container network: other networks, routed-in neighbours
+    oifname @bridges drop
+  }
+}
+table bridge netbay {
+  set ports { type ifname; }
+  set endpoints { type ifname . ether_addr . ipv4_addr; }
+  set endpoints6 { type ifname . ether_addr . ipv6_addr; }
+  set nd_targets6 { typeof iifname . ether saddr . @th,64,128; }
+  set icc_off_ports { type ifname; }
+
+  chain prerouting {
+    type filter hook prerouting priority filter; policy accept;
+    # anti-spoofing: a container's port passes only its own MAC and IPv4 address (the
+    # common case first: one lookup for a container's IPv4 packet)
+    iifname . ether saddr . ip saddr @endpoints accept
+    iifname != @ports accept
+    iifname . ether saddr . arp saddr ip @endpoints accept
+    # IPv6: a container is no router (no advertisements, no redirects) and advertises
+    # only its own addresses as a neighbour: the target (the 16 bytes after the ICMPv6
+    # header's 8; nft 1.0.6 has no name for it) is one of its global and link-local ones.
+    # (`icmpv6` is found by the kernel's own header walk: extension headers hide nothing)
+    icmpv6 type { nd-router-advert, nd-redirect } drop
+    icmpv6 type nd-neighbor-advert iifname . ether saddr . @th,64,128 != @nd_targets6 drop
+    iifname . ether saddr . ip6 saddr @endpoints6 accept
+    drop
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname @icc_off_ports drop
+  }
+}
+"""
