@@ -274,6 +274,9 @@ def _advert(mac: str, target: IPv6Address) -> bytes:
 
 
 ROUTER_ADVERT = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
+# an MLDv2 report (no records) and an MLDv1 one: the bridge would flood each to every port
+MLD2_REPORT = struct.pack("!BBHHH", 143, 0, 0, 0, 0)
+MLD1_REPORT = struct.pack("!BBHHH", 131, 0, 0, 0, 0) + IPv6Address("ff02::1:ff00:1").packed
 
 
 def _redirect(target: IPv6Address, destination: IPv6Address) -> bytes:
@@ -340,10 +343,13 @@ def test_a_container_sends_no_router_advert_nor_a_neighbour_advert_for_another(
         out.send(_frame(mac, mine, _redirect(mine, victim)))
         out.send(_frame(mac, mine, _advert(mac, victim)))
         out.send(_frame(mac, liar, _advert(mac, victim), hop_by_hop=True))
+        out.send(_frame(mac, mine, MLD2_REPORT))
+        out.send(_frame(mac, mine, MLD1_REPORT, hop_by_hop=True))
         out.send(_frame(mac, mine, _advert(mac, liar)))  # its own address: genuine
         out.send(_frame(mac, mine, _advert(mac, mine)))
     for sniffer in sniffers:
         seen = sniffer.stop()
         assert (134, None) not in seen and (137, None) not in seen
+        assert (143, None) not in seen and (131, None) not in seen
         assert (136, victim) not in seen
         assert (136, liar) in seen and (136, mine) in seen

@@ -223,3 +223,19 @@ def test_an_address_of_a_family_the_network_lacks_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         pick_leases(MemoryStore(), only4, Asked(ip6=IPv6Address("fd12:3456::9")))
     assert str(caught.value) == "invalid ip6 'fd12:3456::9': network v4 has no IPv6 subnet"
+
+
+def test_a_bridge_takes_no_v6_subnet_larger_than_a_slash_64(tmp_path: Path) -> None:
+    from netbay.testing import fake_host
+
+    fake = fake_host(tmp_path)
+    before = fake.snapshot()
+    spec = NetworkSpec("big", subnets=(SubnetConfig(IPv6Network("fd12:3456::/56")),))
+    with pytest.raises(ConfigError) as caught:
+        fake.host.create_network(spec)
+    assert str(caught.value) == ("invalid subnet 'fd12:3456::/56': larger than a /64: a bridge "
+                                 "is one IPv6 link (give a /64 or a smaller subnet)")
+    assert fake.snapshot() == before
+    made = fake.host.create_network(NetworkSpec("ok", subnets=(SubnetConfig(V6),)))
+    assert [s.subnet for s in made.subnets] == [made.subnets[0].subnet, V6]
+    assert made.subnets[0].subnet.version == 4  # IPv4 is on unless --ipv4=false

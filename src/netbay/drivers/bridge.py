@@ -94,6 +94,11 @@ class BridgeDriver:
         return dataclasses.replace(network, device_created=not kernel.link_exists(network.device))
 
     def fit(self, network: Network, others: Sequence[Network]) -> Network:
+        for config in network.subnets6:
+            if config.subnet.prefixlen < 64:  # one bridge is one link: RFC 7421's /64
+                raise ConfigError("subnet", str(config.subnet),
+                                  "larger than a /64: a bridge is one IPv6 link (give a /64 "
+                                  "or a smaller subnet)")
         for other in others:
             if network.device and other.device == network.device:
                 raise ConflictError(
