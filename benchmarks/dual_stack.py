@@ -110,7 +110,11 @@ def render(page: Any, data: dict[str, Any], images: Path) -> None:
         "autoconfiguration, router solicitations and DAD off, adds its address (no DAD) and "
         "its IPv6 default route; the bridge port keeps IPv6 off, so no per-port IPv6 work "
         f"grows with the bridge. Cells: median ms (first and last {size}, all), medians over "
-        "the runs.")
+        "the runs. Caveat: the kernel frees a pass's deleted veths in the background, into "
+        "the next pass, so only the first pass of a run starts on a settled kernel; the "
+        "per-run samples in benchmarks.json show it (first passes ~2 ms IPv4-only, later "
+        "passes of both kinds ~7 ms). Until the benchmark waits for that work between "
+        "passes, read the ratio as indicative.")
     rows = []
     for kind, label in (("v4", "IPv4 only"), ("dual", "dual stack")):
         for op in ("attach", "detach"):
