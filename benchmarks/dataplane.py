@@ -15,6 +15,10 @@ iperf3 (TCP, one stream, client to server, `-t SECONDS`; iperf3 takes whole seco
               namespace with ip_forward and no nftables, so netbay's firewall cost is told
               apart from the routing cost.
 
+Each of veth, bridge, dnat, masquerade and routed has an IPv6 twin beside it (veth6, bridge6,
+dnat6, masquerade6, routed6: dataplane6.py builds them, on a dual-stack network of their own,
+NAT66 for masquerade6); an IPv6 path's share of the floor is of veth6.
+
 RPS: 4 flows (`-P 4`) from one container into another on the same bridge network, with RPS
 off (a plain network) and with netbay's `-o rps=auto` (RPS over every online CPU on both
 ends of each veth, RFS table sized). Per run: throughput and the spread of receive softirq
@@ -29,7 +33,10 @@ Ratios (issue 18's fast path): each run's netbay path over its floor from the sa
 their median: bridge / plain_bridge (>= 97%), masquerade / routed and dnat / routed (>= 100%:
 the NAT paths against plain routing with no rules). The firewall's fast path (docs/design.md)
 is what they measure: a forwarded flow accepted by its conntrack state, bridged traffic
-between containers untracked.
+between containers untracked. The IPv6 ratios are context rows, not targets: each IPv6 path
+over its IPv4 twin (bridge6 / bridge, dnat6 / dnat, masquerade6 / masquerade: 90% shown as
+the mark) and the IPv6 NAT paths over IPv6 routing (dnat6 / routed6, masquerade6 / routed6:
+100%, as for IPv4).
 
 The figure is the client's `end.sum_received.bits_per_second`. The world is built once;
 runs are interleaved (every path, then RPS off and on, per run) so drift hits all alike. All
@@ -73,16 +80,27 @@ Json = dict[str, Any]
 MISSING = "iperf3 not installed (scripts/install.sh --bench)"
 PATHS = (
     ("veth", "raw veth pair, two namespaces (floor)"),
+    ("veth6", "raw veth pair over IPv6 (IPv6 floor)"),
     ("bridge", "container to container, netbay bridge"),
+    ("bridge6", "container to container over IPv6"),
     ("dnat", "LAN to a published port (DNAT)"),
+    ("dnat6", "LAN to a published port over IPv6"),
     ("masquerade", "container to the LAN (masquerade)"),
+    ("masquerade6", "container to the LAN over IPv6 (NAT66)"),
     ("macvlan", "macvlan container to the LAN"),
     ("plain_bridge", "context: plain Linux bridge, no netbay"),
     ("routed", "context: routed via a 3rd netns, no netbay"),
+    ("routed6", "context: routed over IPv6, no netbay"),
 )
+IPV6_PATHS = frozenset({"veth6", "bridge6", "dnat6", "masquerade6", "routed6"})
 # (netbay's path, the floor it is held against, the share of the floor it must reach)
-RATIOS = (("bridge", "plain_bridge", 0.97), ("masquerade", "routed", 1.0),
-          ("dnat", "routed", 1.0))
+FAST_PATH_RATIOS = (("bridge", "plain_bridge", 0.97), ("masquerade", "routed", 1.0),
+                    ("dnat", "routed", 1.0))
+# context, not targets: IPv6 against its IPv4 twin, the IPv6 NAT paths against IPv6 routing
+IPV6_RATIOS = (("bridge6", "bridge", 0.9), ("dnat6", "dnat", 0.9),
+               ("masquerade6", "masquerade", 0.9), ("dnat6", "routed6", 1.0),
+               ("masquerade6", "routed6", 1.0))
+RATIOS = FAST_PATH_RATIOS + IPV6_RATIOS
 FLOWS = 4
 RPS_SETTING = "auto"
 PORT = 5201
@@ -376,9 +394,11 @@ def run_ratios(result: Json) -> dict[str, list[float]]:
 
 def build_paths(world: World) -> dict[str, Target | Failed]:
     """Path key -> its target, or why it could not be built."""
+    import dataplane6  # imported here: it builds on this module
+
     lan = build(build_lan, world)
     pair = build(build_pair, world, "bench", BRIDGE_NET, None, (f"{PORT}:{PORT}",))
-    return {
+    ipv4 = {
         "veth": build(build_veth, world),
         "bridge": build(lambda p: Target(p.server_ns, p.client_ns, p.server_ip), pair),
         "dnat": build(lambda la, p: Target(p.server_ns, la, LAN_HOST), lan, pair),
@@ -387,6 +407,7 @@ def build_paths(world: World) -> dict[str, Target | Failed]:
         "plain_bridge": build(build_plain_bridge, world),
         "routed": build(build_routed, world),
     }
+    return ipv4 | dataplane6.build_paths6(world, lan)
 
 
 def build_rps(world: World, rps: Json) -> dict[str, Target]:
@@ -474,13 +495,19 @@ def shares(rows: Sequence[Sequence[float]]) -> str:
                     for i in range(len(rows[0])))
 
 
+def floor_of(key: str) -> str:
+    """The veth pair a path's share is of: the IPv6 one for an IPv6 path."""
+    return "veth6" if key in IPV6_PATHS else "veth"
+
+
 def print_table(result: Json) -> None:
-    print(f"\n== TCP throughput, iperf3, 1 stream, {result['seconds']} s x {result['runs']} runs")
-    veth = next(p["gbps"] for p in result["paths"] if p["key"] == "veth")
-    floor = median(veth) if veth else 0.0
-    print(f"{'path':<12} {'what':<44} {'Gbit/s':>7} {'min-max':>12} {'% veth':>7}")
+    print(f"\n== TCP throughput, iperf3, 1 stream, {result['seconds']} s x {result['runs']} runs"
+          " (% floor: of veth, an IPv6 path's of veth6)")
+    floors = {p["key"]: median(p["gbps"]) if p["gbps"] else 0.0 for p in result["paths"]
+              if p["key"] in ("veth", "veth6")}
+    print(f"{'path':<12} {'what':<44} {'Gbit/s':>7} {'min-max':>12} {'% floor':>7}")
     for entry in result["paths"]:
-        gbps = entry["gbps"]
+        gbps, floor = entry["gbps"], floors.get(floor_of(entry["key"]), 0.0)
         mid = f"{median(gbps):.2f}" if gbps else "-"
         pct = f"{median(gbps) / floor * 100:.0f}%" if gbps and floor > 0 else "-"
         print(f"{entry['key']:<12} {entry['label']:<44} {mid:>7} {spread(gbps):>12} {pct:>7}")
@@ -491,7 +518,8 @@ def print_table(result: Json) -> None:
         each = result["ratios"][f"{ours}/{base}"]
         mid = f"{median(each) * 100:.1f}%" if each else "-"
         span = f"{min(each) * 100:.0f}-{max(each) * 100:.0f}%" if each else "-"
-        print(f"{ours + ' / ' + base:<26} {mid:>14} {span:>14} {goal * 100:>6.0f}%")
+        context = "  context" if (ours, base, goal) in IPV6_RATIOS else ""
+        print(f"{ours + ' / ' + base:<26} {mid:>14} {span:>14} {goal * 100:>6.0f}%{context}")
     rps = result["rps"]
     print(f"\n== RPS: {rps['flows']} flows into one container (bridge), {rps['cpus']} CPUs, "
           f"-o rps={rps['setting']} (rps_sock_flow_entries: {rps['rps_sock_flow_entries']})")
@@ -519,4 +547,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    sys.modules["dataplane"] = sys.modules[__name__]  # dataplane6's import: not a 2nd copy
     sys.exit(main())

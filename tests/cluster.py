@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +47,8 @@ from lans import Machine
 from netbay.kernel import netns
 
 UNDERLAY = "198.18.{}.0/24"
+# with ipv6=True, each segment also gets a /64 of 2001:2::/48, IPv6's benchmarking range
+UNDERLAY6 = "2001:2:0:{}::/64"
 ETCD_MEMBERS = 3
 
 
@@ -58,6 +60,7 @@ class ClusterHost(HostSandbox):
         super().__init__(name, directory)
         self.segment = segment
         self.address = address
+        self.address6: str | None = None  # on an IPv6 underlay (Cluster(ipv6=True))
         self.port = name  # its port on the segment's bridge, in the fabric
         self.state = directory / "state"
         self.environ.update(
@@ -135,7 +138,7 @@ class ClusterHost(HostSandbox):
         """Links, addresses, routes and nftables (the neighbour cache is the kernel's own):
         what a refused request must leave as it was."""
         ip = [self.run(["ip", *args]).stdout for args in (["-br", "link"], ["-br", "addr"],
-                                                          ["route"])]
+                                                          ["route"], ["-6", "route"])]
         return "\n".join([*ip, self.run(["nft", "list", "ruleset"]).stdout])
 
     def kill_daemon(self, sig: int = signal.SIGKILL) -> int:
@@ -178,6 +181,7 @@ class Cluster:
     def __init__(
         self, hosts: int = 3, segments: Sequence[str] | None = None, *, mtu: int = 1500,
         host_type: type[ClusterHost] = ClusterHost,  # tests/docker_env.py DockerHost: dockerd too
+        ipv6: bool = False,  # the underlay dual stack: every machine an IPv6 address too
     ) -> None:
         placed = list(segments) if segments is not None else default_segments(hosts)
         if len(placed) != hosts:
@@ -187,6 +191,8 @@ class Cluster:
         names = sorted(set(placed))
         self.subnets = {name: IPv4Network(UNDERLAY.format(index + 1))
                         for index, name in enumerate(names)}
+        self.subnets6 = {name: IPv6Network(UNDERLAY6.format(index + 1))
+                         for index, name in enumerate(names)} if ipv6 else {}
         self.fabric = Machine(self.work / "fabric")
         self.router = Machine(self.work / "router")
         self.hosts = [
@@ -194,6 +200,8 @@ class Cluster:
                       self._address(segment, 10 + index))
             for index, segment in enumerate(placed, 1)
         ]
+        for host in self.hosts if ipv6 else ():
+            host.address6 = self._address6(host.segment, int(host.address.rsplit(".", 1)[1]))
         self._etcd: Etcd | None = None
         self.setup_seconds = self.teardown_seconds = 0.0
         self._pins: list[Path] = []  # network namespaces outside the hosts, in creation order
@@ -201,6 +209,9 @@ class Cluster:
 
     def _address(self, segment: str, index: int) -> str:
         return str(self.subnets[segment][index])
+
+    def _address6(self, segment: str, index: int) -> str:
+        return str(self.subnets6[segment][index])
 
     def gateway(self, segment: str) -> str:
         """The router's address on SEGMENT."""
@@ -247,7 +258,11 @@ class Cluster:
             self._cable(self.router.path, f"r-{name}", f"eth-{name}", name)
             self.router.ip(f"addr add {self.gateway(name)}/{subnet.prefixlen} dev eth-{name}",
                            f"link set eth-{name} up")
+            if name in self.subnets6:
+                self.router.ip(f"addr add {self._address6(name, 1)}/64 dev eth-{name} nodad")
         self.router.sh("sysctl -qw net.ipv4.ip_forward=1")
+        if self.subnets6:
+            self.router.sh("sysctl -qw net.ipv6.conf.all.forwarding=1")
 
     def _start_etcd(self) -> None:
         """One member per namespace, on the segments in turn (.101, .102, ...)."""
@@ -295,6 +310,10 @@ class Cluster:
             "link set eth0 up",
             f"route add default via {self.gateway(segment)}",
         )
+        if segment in self.subnets6 and address in (h.address for h in self.hosts):
+            index = int(address.rsplit(".", 1)[1])
+            Machine(path).ip(f"addr add {self._address6(segment, index)}/64 dev eth0 nodad",
+                             f"route add default via {self._address6(segment, 1)}")
 
     def routed_network(self, name: str, subnet: str, *join: str) -> None:
         """Every host joined (at its underlay address, with JOIN's extra options), a routed

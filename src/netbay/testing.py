@@ -90,7 +90,7 @@ class FakeKernel(FakeReconcilingKernel):
         self.unrouted: set[RouteState] = set()  # an address's subnet route, removed
         self.neighbours: dict[tuple[str, IPv4Address], str] = {}  # (bridge, address) -> MAC
         self.host_routes: dict[IPv4Network, str] = {}  # a routed container's /32 -> its veth
-        self.blackholes: set[IPv4Network] = set()  # the routed blocks this node holds
+        self.blackholes: set[IPNetwork] = set()  # the routed blocks this node holds
         self.local_addresses: set[IPv4Address] = set()  # the /32s held on lo
         self.closed = False
         self.calls: list[str] = []

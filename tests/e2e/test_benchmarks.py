@@ -104,9 +104,17 @@ def test_tiny_report_measures_every_section_against_its_peer(
     assert all(r["netavark_range_ms"] for r in sections["publish"]["publish"]["rows"])
     assert {r["server"] for r in sections["dns"]["rounds"]} == {"netbay", "aardvark"}
     assert all(r["lost"] == 0 and r["qps"] > 0 for r in sections["dns"]["rounds"])
-    # real bytes crossed every data-plane path
-    for path in sections["dataplane"]["paths"]:
+    # real bytes crossed every data-plane path, the IPv6 twins' too, and every ratio was taken
+    dataplane = sections["dataplane"]
+    assert [p["key"] for p in dataplane["paths"]] == [
+        "veth", "veth6", "bridge", "bridge6", "dnat", "dnat6", "masquerade", "masquerade6",
+        "macvlan", "plain_bridge", "routed", "routed6"]
+    for path in dataplane["paths"]:
         assert path["error"] is None and path["gbps"] and min(path["gbps"]) > 0, path
+    assert set(dataplane["ratios"]) == {
+        "bridge/plain_bridge", "masquerade/routed", "dnat/routed", "bridge6/bridge",
+        "dnat6/dnat", "masquerade6/masquerade", "dnat6/routed6", "masquerade6/routed6"}
+    assert all(len(each) == 1 and min(each) > 0 for each in dataplane["ratios"].values())
     assert all(min(gbps) > 0 for gbps in sections["routed"]["throughput"]["gbps"].values())
     rps = sections["dataplane"]["rps"]
     assert rps["error"] is None and min(rps["on"]["gbps"]) > 0
@@ -132,6 +140,11 @@ def test_tiny_report_measures_every_section_against_its_peer(
                   "## Soak", "## Convergence across hosts"):
         assert title in page, title
     assert "not installed" not in page and "Not measured" not in page
+    for label in ("raw veth pair over IPv6 (IPv6 floor)", "container to container over IPv6",
+                  "LAN to a published port over IPv6", "container to the LAN over IPv6 (NAT66)",
+                  "context: routed over IPv6, no netbay"):
+        assert re.search(rf"^\| {re.escape(label)} \| [\d.]+ \|", page, re.M), label
+    assert page.count("| context (~ ") == 5
     for label in ("netbay library", "netbay CLI", "netbay CNI", "netbay netavark", "CNI chain",
                   "netavark"):
         assert re.search(rf"^\| {label} \| [\d,.]+ \|", page, re.M), label

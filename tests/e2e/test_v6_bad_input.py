@@ -35,8 +35,9 @@ CASES = [
      "invalid ip6 'fd50::9': network midgard has no IPv6 subnet"),
     (("network", "connect", "--ip6", "fd51::9", "only6", "env1"),
      "invalid ip6 'fd51::9': not inside the network's subnets (fd52::/64)"),
-    (("network", "create", "--ipv6", "-d", "overlay", "x"),
-     "invalid ipv6 True: the overlay driver has no IPv6 networks"),
+    (("network", "create", "--ipv6", "--ipv4=false", "-d", "overlay", "x"),
+     "invalid ipv4 False: a cluster-wide network needs IPv4: its nodes reach each other over "
+     "the IPv4 underlay"),
     (("network", "create", "--ipv4=false", "--subnet", "10.53.0.0/24", "x"),
      "invalid subnet '10.53.0.0/24': an IPv4 subnet, but IPv4 is off (--ipv4=false)"),
     (("network", "create", "--ipv4=false", "x"),

@@ -59,7 +59,7 @@ class FakeCluster:
     def share_made(self, network: Network) -> None:
         pass
 
-    def more_block(self, network: Network) -> IPv4Network | None:
+    def more_block(self, network: Network, version: int = 4) -> IPv4Network | None:
         return None
 
 

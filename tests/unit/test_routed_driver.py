@@ -135,7 +135,7 @@ class OneMoreBlock:
     def share_made(self, network: Network) -> None:
         self.made.append(network.name)
 
-    def more_block(self, network: Network) -> IPv4Network:
+    def more_block(self, network: Network, version: int = 4) -> IPv4Network:
         self.claimed.append(network.name)
         return self.more
 

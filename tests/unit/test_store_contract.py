@@ -446,7 +446,7 @@ def test_remote_names_are_dumped_and_undone_with_their_transaction(attached: Sto
     rows = list(attached.dump())
     assert rows[-1] == ("remote_names", {
         "network_id": NET_B, "node": "node-b", "container": "c-web", "name": "web",
-        "aliases": '["webhost", "www"]', "address": int(A("10.5.2.2")),
+        "aliases": '["webhost", "www"]', "address": int(A("10.5.2.2")), "address6": None,
     })
     version = attached.version()
     with pytest.raises(RuntimeError), attached.transaction():

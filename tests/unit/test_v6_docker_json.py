@@ -257,7 +257,8 @@ def test_create_endpoint_needs_each_family_s_address(docker: Docker) -> None:
 def test_ipv6_data_refused_where_the_driver_has_no_ipv6(docker: Docker) -> None:
     before = docker.fake.host.networks()
     reply = docker.network("10.77.0.0/24", V6, {"netbay.driver": "overlay"})
-    assert reply == {"Err": "invalid ipv6 True: the overlay driver has no IPv6 networks"}
+    assert reply == {"Err": "invalid ipv6 True: a cluster network through Docker's engine is "
+                     "IPv4 only; create it dual stack with `netbay network create --ipv6`"}
     assert docker.fake.host.networks() == before
 
 

@@ -163,8 +163,15 @@ def _seen(stamp: str | None, state: str) -> str:
 def held_blocks(node: dict[str, Any]) -> str:
     """Each network with every block the node holds there ("calico 10.0.0.0/26,10.0.0.64/26,
     podnet 10.5.1.0/24"); a daemon of before "Blocks" gives its first block only."""
-    blocks = node.get("Blocks") or {k: [v] for k, v in node["Subnets"].items()}
+    blocks = dict(node.get("Blocks") or {k: [v] for k, v in node["Subnets"].items()})
+    for network, blocks6 in (node.get("Blocks6") or {}).items():  # a dual-stack network's
+        blocks[network] = [*blocks.get(network, []), *blocks6]
     return ", ".join(f"{k} {','.join(v)}" for k, v in blocks.items()) or "-"
+
+
+def _addresses(node: dict[str, Any]) -> str:
+    """The node's underlay address, and its IPv6 one where it has one."""
+    return " ".join(a for a in (node["Address"], node.get("Address6")) if a)
 
 
 def nodes(client: Client, args: argparse.Namespace) -> int:
@@ -172,7 +179,7 @@ def nodes(client: Client, args: argparse.Namespace) -> int:
     render.emit(
         found, args.format,
         ("NAME", "ADDRESS", "STATE", "SUBNETS", "VTEP MAC", "LAST SEEN"),
-        lambda n: (n["Name"], n["Address"], n["State"], held_blocks(n),
+        lambda n: (n["Name"], _addresses(n), n["State"], held_blocks(n),
                    ", ".join(sorted(set(n["VtepMacs"].values()))) or "-",
                    _seen(n["LastSeen"], n["State"])),
     )

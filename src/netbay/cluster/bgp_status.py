@@ -4,11 +4,12 @@ from one whose BIRD is still connecting.
 
 The value is the node's whole list of sessions as its BIRD reported them at the agent's
 last sync: peer, address, AS, state, since (unix seconds) and the routes imported and
-exported. It is written only when it differs from what the record holds (the view's copy,
-lease included: a key that went with an expired grace lease is written again), so sessions
-that stay up cost no writes. It is bound to the node's grace lease, as its names are, and
-deleted while BIRD is not running: no key means no BGP speaker on the node, an empty list a
-BIRD without sessions.
+exported, over all of the session's channels (a dual-stack node's ipv4 and ipv6:
+kernel/bird.py parse_sessions adds them up). It is written only when it differs from what
+the record holds (the view's copy, lease included: a key that went with an expired grace
+lease is written again), so sessions that stay up cost no writes. It is bound to the node's
+grace lease, as its names are, and deleted while BIRD is not running: no key means no BGP
+speaker on the node, an empty list a BIRD without sessions.
 """
 
 from __future__ import annotations

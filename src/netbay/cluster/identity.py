@@ -1,7 +1,8 @@
 """Who this node is, kept in its state root: the node id (made once, never the address, so a
 node whose address changes or that restarts keeps its subnets) and the settings it joined
-with (so the join survives daemon restarts). Also the default node address. (The VTEP MAC a
-node publishes is derived from its node id by plan/overlay.py's vtep_mac.)"""
+with (so the join survives daemon restarts). Also the default node address, and the node's
+IPv6 underlay address beside it. (The VTEP MAC a node publishes is derived from its node id
+by plan/overlay.py's vtep_mac.)"""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import os
 import re
 import secrets
 import socket
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NetbayError
+from ..kernel.netlink import Netns
+from ..kernel.rtnl_wire6 import Address6
 from .endpoints import Endpoint
 
 NODE_ID_FILE = "node-id"
@@ -23,6 +27,8 @@ JOIN_FILE = "cluster.json"
 _NODE_ID = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_TTL = 15
 DEFAULT_GRACE = 3600
+IFA_F_DEPRECATED = 0x20  # its preferred lifetime is over: not to be picked as a source
+RT_SCOPE_UNIVERSE = 0  # a global address (link-local ones have RT_SCOPE_LINK)
 
 
 @dataclass(frozen=True)
@@ -106,3 +112,30 @@ def source_address(endpoint: Endpoint) -> IPv4Address:
     except OSError as exc:
         reason = f"no IPv4 route towards it to take the node address from: {exc}"
         raise ConfigError("etcd endpoint", endpoint.url, reason) from None
+
+
+def source_address6(address: IPv4Address, netns: Netns = None) -> IPv6Address | None:
+    """This host's IPv6 underlay address beside its IPv4 cluster ADDRESS: the first global,
+    usable (not tentative, not deprecated) IPv6 address of the link that holds ADDRESS;
+    None when there is none, or the link cannot be read (the node is then IPv4 only)."""
+    from ..kernel.rtnetlink import Rtnetlink  # netlink only here: the rest is pure
+
+    try:
+        with Rtnetlink(netns) as rtnl:
+            return pick_address6(address, rtnl.indexed_addresses(), rtnl.addresses6())
+    except (NetbayError, OSError):
+        return None
+
+
+def pick_address6(
+    address: IPv4Address, addresses: Iterable[tuple[int, IPv4Interface]],
+    addresses6: Iterable[Address6],
+) -> IPv6Address | None:
+    """source_address6's choice among a namespace's ADDRESSES (by device index) and
+    ADDRESSES6, in the kernel's order."""
+    link = next((index for index, interface in addresses if interface.ip == address), None)
+    if link is None:
+        return None
+    return next((a.address.ip for a in addresses6
+                 if a.index == link and a.scope == RT_SCOPE_UNIVERSE and not a.tentative
+                 and not a.flags & IFA_F_DEPRECATED), None)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
 
 from .. import __version__
@@ -37,8 +37,9 @@ class MembershipHealth:
 class Membership:
     def __init__(
         self, client: EtcdClient, layout: Layout, node: str, name: str, address: IPv4Address,
-        ttl: int = DEFAULT_TTL, grace: int = DEFAULT_GRACE,
+        ttl: int = DEFAULT_TTL, grace: int = DEFAULT_GRACE, address6: IPv6Address | None = None,
     ) -> None:
+        """ADDRESS6: the node's IPv6 underlay address, written in its record when given."""
         self._client = client
         self._layout = layout
         self.node = node
@@ -48,6 +49,7 @@ class Membership:
         self.health = MembershipHealth()
         self.on_new_grace_lease: list[Callable[[], None]] = []  # its subnets went with the old
         self._address = address
+        self._address6 = address6
         self._record: NodeRecord | None = None
         self._live_lease = 0
         self._lock = threading.Lock()  # the record is written by the renewals and by callers
@@ -113,6 +115,17 @@ class Membership:
             if self._record is not None and self._record.address != address:
                 self._write(replace(self._record, address=address))
 
+    @property
+    def address6(self) -> IPv6Address | None:
+        return self._address6
+
+    def set_address6(self, address6: IPv6Address | None) -> None:
+        """As set_address, for the IPv6 underlay address (None: the node has none now)."""
+        with self._lock:
+            self._address6 = address6
+            if self._record is not None and self._record.address6 != address6:
+                self._write(replace(self._record, address6=address6))
+
     def publish_vtep(self, network: str, mac: str | None) -> None:
         """This node's VTEP MAC on NETWORK (None: it has none there any more)."""
         with self._lock:
@@ -149,6 +162,7 @@ class Membership:
                 id=self.node, name=self.name, address=self._address, version=__version__,
                 grace_lease=grace_lease, ttl=self.ttl, grace=self.grace,
                 vteps=previous.vteps if previous else MappingProxyType({}),
+                address6=self._address6,
             )
             self._client.txn([], [
                 Put(self._layout.node(self.node), encode_node(record), grace_lease),

@@ -1,12 +1,13 @@
 """Global networks: one record per network in etcd, the same on every node. Creation reads
 every network at one revision, checks the request against them (the name, the VNI, the
-subnet's overlap and its room for every node) and writes only if no network was written
-since that revision, so two nodes creating at once cannot both pass the checks. A refusal
-is one line and changes nothing."""
+subnet's overlap and its room for every node; a dual-stack one's IPv6 subnet the same way)
+and writes only if no network was written since that revision, so two nodes creating at
+once cannot both pass the checks. A refusal is one line and changes nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from ipaddress import IPv4Network, IPv6Network
 from types import MappingProxyType
 
 from ..clock import now_rfc3339
@@ -20,6 +21,7 @@ from .carving import (
     default_subnet,
     free_vni,
     overlapping,
+    random_ula,
 )
 from .etcd import EtcdClient
 from .kv import Compare, Delete, ModRevision, Put, UnchangedSince
@@ -114,6 +116,9 @@ class GlobalNetworks:
         created: str,
     ) -> GlobalNetwork:
         """The network SPEC makes among EXISTING, or the one-line refusal."""
+        if spec.subnet is not None and spec.subnet.version != 4:
+            raise ConfigError("subnet", str(spec.subnet),
+                              "must be an IPv4 subnet (a cluster network's IPv6 one is subnet6)")
         subnet = spec.subnet or default_subnet(n.subnet for n in existing)
         if subnet is None:
             raise IPAMExhaustedError(
@@ -126,18 +131,46 @@ class GlobalNetworks:
         used_vnis = {n.vni: n.name for n in existing}
         if spec.vni is not None and spec.vni in used_vnis:
             raise ConflictError(f"VNI {spec.vni} is used by global network {used_vnis[spec.vni]}")
+        subnet6 = _plan6(spec, existing)
         nodes = len(self._client.get_prefix(self._layout.prefix(NODES), keys_only=True).items)
-        blocks = block_count(subnet, spec.subnet_size)
-        if blocks < nodes:
-            raise ConfigError("subnet", str(subnet),
-                              f"has room for {blocks} /{spec.subnet_size} subnets; the cluster "
-                              f"has {nodes} nodes")
+        _check_room("subnet", subnet, spec.subnet_size, nodes)
+        if subnet6 is not None:
+            _check_room("subnet6", subnet6, spec.subnet_size6, nodes)
         return GlobalNetwork(
             name=spec.name, id=network_id, subnet=subnet, subnet_size=spec.subnet_size,
             vni=spec.vni if spec.vni is not None else free_vni(used_vnis), created=created,
             internal=spec.internal, options=MappingProxyType(dict(spec.options)),
             labels=MappingProxyType(dict(spec.labels)), driver=spec.driver,
+            subnet6=subnet6, subnet_size6=spec.subnet_size6,
         )
+
+
+def _plan6(spec: GlobalNetworkSpec, existing: list[GlobalNetwork]) -> IPv6Network | None:
+    """The IPv6 subnet of a dual-stack SPEC (given, or a random ULA /48 no other network
+    has), checked as the IPv4 one is; None for an IPv4-only one."""
+    if not spec.dual_stack:
+        return None
+    others = [(n.name, n.subnet6) for n in existing if n.subnet6 is not None]
+    if spec.subnet6 is None:
+        subnet6 = random_ula(s for _, s in others)
+    elif not isinstance(spec.subnet6, IPv6Network):  # a caller's IPv4Network, unchecked
+        raise ConfigError("subnet6", str(spec.subnet6), "must be an IPv6 subnet")
+    else:
+        subnet6 = spec.subnet6
+    other = overlapping(subnet6, others)
+    if other is not None:
+        raise ConflictError(f"subnet {subnet6} overlaps global network {other}")
+    check_block_size(subnet6, spec.subnet_size6)
+    return subnet6
+
+
+def _check_room(what: str, subnet: IPv4Network | IPv6Network, size: int, nodes: int) -> None:
+    """SUBNET must have a /SIZE block for each of the cluster's NODES."""
+    blocks = block_count(subnet, size)
+    if blocks < nodes:
+        raise ConfigError(what, str(subnet),
+                          f"has room for {blocks} /{size} subnets; the cluster has {nodes} "
+                          "nodes")
 
 
 def _check_one_asn(spec: GlobalNetworkSpec, existing: list[GlobalNetwork]) -> None:

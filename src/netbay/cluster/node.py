@@ -9,13 +9,23 @@ for the grace period)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from pathlib import Path
+from typing import Literal, overload
 
 from ..errors import NotFoundError
+from ..model import IPNetwork
 from .endpoints import EtcdConfig
 from .etcd import EtcdClient
-from .identity import JoinSettings, forget_join, load_join, node_id, save_join, source_address
+from .identity import (
+    JoinSettings,
+    forget_join,
+    load_join,
+    node_id,
+    save_join,
+    source_address,
+    source_address6,
+)
 from .kv import MemberStatus
 from .layout import GlobalNetwork, Layout
 from .membership import Membership, MembershipHealth
@@ -57,8 +67,10 @@ class ClusterNode:
             self.client.close()
             raise
         self.layout = Layout(settings.prefix)
+        # found again at every start (join and resume): a changed one is written then
         self.membership = Membership(self.client, self.layout, self.node, settings.name,
-                                     address, settings.ttl, settings.grace)
+                                     address, settings.ttl, settings.grace,
+                                     source_address6(address))
         self.networks = GlobalNetworks(self.client, self.layout)
         self.subnets = SubnetLeases(self.client, self.layout, self.node,
                                     lambda: self.membership.grace_lease)
@@ -101,13 +113,28 @@ class ClusterNode:
         node.view.start()
         return node
 
-    def claim_subnet(self, network: str) -> IPv4Network:
-        """This node's block of NETWORK, claimed if it holds none yet."""
-        return self.subnets.claim(self._network(network))
+    @overload
+    def claim_subnet(self, network: str, version: Literal[4] = 4) -> IPv4Network: ...
+    @overload
+    def claim_subnet(self, network: str, version: Literal[6]) -> IPv6Network: ...
+    @overload
+    def claim_subnet(self, network: str, version: int) -> IPNetwork: ...
 
-    def claim_more_subnet(self, network: str) -> IPv4Network:
-        """Another block of NETWORK for this node, whose blocks are full."""
-        return self.subnets.claim_more(self._network(network))
+    def claim_subnet(self, network: str, version: int = 4) -> IPNetwork:
+        """This node's block of VERSION on NETWORK, claimed if it holds none yet (an IPv6
+        one: on a dual-stack network, after the IPv4 one)."""
+        return self.subnets.claim(self._network(network), version)
+
+    @overload
+    def claim_more_subnet(self, network: str, version: Literal[4] = 4) -> IPv4Network: ...
+    @overload
+    def claim_more_subnet(self, network: str, version: Literal[6]) -> IPv6Network: ...
+    @overload
+    def claim_more_subnet(self, network: str, version: int) -> IPNetwork: ...
+
+    def claim_more_subnet(self, network: str, version: int = 4) -> IPNetwork:
+        """Another block of VERSION on NETWORK for this node, whose blocks are full."""
+        return self.subnets.claim_more(self._network(network), version)
 
     def status(self) -> ClusterStatus:
         members = self.client.status()

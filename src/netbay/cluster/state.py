@@ -1,7 +1,8 @@
 """The cluster record as one node sees it, rebuilt from a listing and kept current by watch
 events, and what a node's data plane wants from it: per global network, the peers now
-(every other ready node holding a block there, with its address, block and VTEP MAC), and
-what its DNS wants: the names the other nodes publish there. Pure: no etcd, no threads."""
+(every other ready node holding a block there, with its address, block and VTEP MAC: one
+peer per block, of either family), and what its DNS wants: the names the other nodes
+publish there. Pure: no etcd, no threads."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from types import MappingProxyType
 from typing import TypeVar
 
+from ..model import IPNetwork
 from ..name_entry import NameEntry
 from .kv import KeyedState, KeyValue
 from .layout import (
@@ -42,8 +44,14 @@ class Peer:
     node: str
     name: str
     address: IPv4Address
-    subnet: IPv4Network
+    subnet: IPNetwork  # one of the node's blocks, of either family
     vtep_mac: str | None  # None: the node published none on this network (host-gw only)
+    address6: IPv6Address | None = None  # the node's IPv6 underlay address, if it has one
+
+    def sort_key(self) -> tuple[str, int, IPNetwork]:
+        """By node, then its IPv4 blocks before its IPv6 ones (blocks of two families do
+        not compare)."""
+        return self.node, self.subnet.version, self.subnet
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ class NodeStatus:
     blocks: Mapping[str, tuple[IPv4Network, ...]] = field(default_factory=dict)
     vteps: Mapping[str, str] = field(default_factory=dict)  # network -> VTEP MAC
     last_seen: float | None = None  # time.time(); None: not known
+    # network -> every IPv6 block (of the dual-stack networks it holds one of)
+    blocks6: Mapping[str, tuple[IPv6Network, ...]] = field(default_factory=dict)
+    address6: IPv6Address | None = None
 
 
 PeerLists = Mapping[str, tuple[Peer, ...]]
@@ -70,7 +81,7 @@ class ClusterState(KeyedState):
         self.nodes: dict[str, NodeRecord] = {}
         self.alive: set[str] = set()
         self.networks: dict[str, GlobalNetwork] = {}
-        self.subnets: dict[str, dict[IPv4Network, str]] = {}  # network -> block -> node id
+        self.subnets: dict[str, dict[IPNetwork, str]] = {}  # network -> block -> node id
         self.names: dict[str, dict[str, tuple[NameEntry, ...]]] = {}  # network -> node -> ...
 
     @classmethod
@@ -117,17 +128,28 @@ class ClusterState(KeyedState):
             self.names.get(parsed.name, {}).pop(parsed.item, None)
 
     def blocks_of(self, node: str) -> dict[str, tuple[IPv4Network, ...]]:
-        """NODE's blocks of each network, lowest first."""
+        """NODE's IPv4 blocks of each network, lowest first."""
         found: dict[str, tuple[IPv4Network, ...]] = {}
         for network, blocks in self.subnets.items():
-            mine = sorted(block for block, holder in blocks.items() if holder == node)
+            mine = sorted(block for block, holder in blocks.items()
+                          if holder == node and isinstance(block, IPv4Network))
+            if mine and network in self.networks:
+                found[network] = tuple(mine)
+        return found
+
+    def blocks6_of(self, node: str) -> dict[str, tuple[IPv6Network, ...]]:
+        """NODE's IPv6 blocks of each network, lowest first."""
+        found: dict[str, tuple[IPv6Network, ...]] = {}
+        for network, blocks in self.subnets.items():
+            mine = sorted(block for block, holder in blocks.items()
+                          if holder == node and isinstance(block, IPv6Network))
             if mine and network in self.networks:
                 found[network] = tuple(mine)
         return found
 
     def peers(self, exclude: str | None = None) -> dict[str, tuple[Peer, ...]]:
-        """Every global network's peers (sorted by node id): the ready nodes but EXCLUDE
-        that hold a block of it."""
+        """Every global network's peers (by node id, then IPv4 blocks first): a peer for
+        each block of the ready nodes but EXCLUDE."""
         lists: dict[str, tuple[Peer, ...]] = {}
         for network in self.networks:
             peers = []
@@ -136,8 +158,8 @@ class ClusterState(KeyedState):
                 if node is None or holder == exclude or holder not in self.alive:
                     continue
                 peers.append(Peer(holder, node.name, node.address, block,
-                                  node.vteps.get(network)))
-            lists[network] = tuple(sorted(peers, key=lambda p: (p.node, p.subnet)))
+                                  node.vteps.get(network), node.address6))
+            lists[network] = tuple(sorted(peers, key=Peer.sort_key))
         return lists
 
     def names_of(self, exclude: str | None = None) -> dict[str, tuple[NameEntry, ...]]:
@@ -166,6 +188,7 @@ class ClusterState(KeyedState):
                 subnets=MappingProxyType({n: b[0] for n, b in blocks.items()}),
                 blocks=MappingProxyType(blocks), vteps=node.vteps,
                 last_seen=now if node.id in self.alive else last_seen.get(node.id),
+                blocks6=MappingProxyType(self.blocks6_of(node.id)), address6=node.address6,
             ))
         return sorted(statuses, key=lambda s: (s.name, s.id))
 

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from typing import TypeVar
 
 from ..errors import NetbayError
@@ -119,9 +119,14 @@ class ClusterView:
             return sorted(self._state.networks.values(), key=lambda n: (n.created, n.name))
 
     def blocks_of(self, node: str) -> dict[str, tuple[IPv4Network, ...]]:
-        """NODE's blocks of each network (lowest first), as their keys in etcd say."""
+        """NODE's IPv4 blocks of each network (lowest first), as their keys in etcd say."""
         with self._lock:
             return self._state.blocks_of(node)
+
+    def blocks6_of(self, node: str) -> dict[str, tuple[IPv6Network, ...]]:
+        """NODE's IPv6 blocks of each dual-stack network (lowest first)."""
+        with self._lock:
+            return self._state.blocks6_of(node)
 
     def nodes(self) -> list[NodeStatus]:
         with self._lock:

@@ -36,6 +36,8 @@ def node_json(node: NodeStatus) -> dict[str, Any]:
         "Version": node.version, "Subnets": {k: str(v) for k, v in sorted(node.subnets.items())},
         # every block of each network ("Subnets": the first only, as older readers take it)
         "Blocks": {k: [str(b) for b in v] for k, v in sorted(node.blocks.items())},
+        "Address6": None if node.address6 is None else str(node.address6),
+        "Blocks6": {k: [str(b) for b in v] for k, v in sorted(node.blocks6.items())},
         "VtepMacs": dict(sorted(node.vteps.items())), "LastSeen": _time(node.last_seen),
     }
 

@@ -11,7 +11,8 @@ nodes publish there (the store's remote names) resolve too.
 Families: a name answers A with its endpoints' IPv4 addresses and AAAA with their IPv6 ones;
 a name with addresses of one family only has no data of the other (NOERROR, no answers).
 An endpoint asks from either of its addresses, through the gateway of either family, and
-gets the same view. Remote names are IPv4 (cluster networks are IPv4-only).
+gets the same view. Remote names answer A with their IPv4 address and, on a dual-stack
+cluster network, AAAA with their IPv6 one (NameEntry.address6).
 """
 
 from __future__ import annotations
@@ -200,12 +201,17 @@ class _Members:
                 continue
             entry, names = item.entry, self.names[network.id]
             suffix = "." + network.name.lower()
+            names6 = self.names6[network.id]
             for name in _names(entry.name, entry.aliases):
                 for key in (name, name + suffix):
                     if key not in local[network.id]:
                         names.setdefault(key, []).append(entry.address.packed)
-            self.reverse[network.id].setdefault(
-                reverse_name(entry.address), entry.name + "." + network.name)
+                        if entry.address6 is not None:
+                            names6.setdefault(key, []).append(entry.address6.packed)
+            target = entry.name + "." + network.name
+            self.reverse[network.id].setdefault(reverse_name(entry.address), target)
+            if entry.address6 is not None:
+                self.reverse[network.id].setdefault(reverse_name(entry.address6), target)
 
     def view(self, net_ids: tuple[str, ...]) -> View:
         """The names a container on NET_IDS sees."""
@@ -269,15 +275,20 @@ def load(store: Store) -> Zone:
                       records.remote_names)
 
 
-def published_names(records: DnsRecords, network_id: str) -> list[NameEntry]:
+def published_names(
+    records: DnsRecords, network_id: str, ipv6: bool = False,
+) -> list[NameEntry]:
     """What this host publishes for the cluster on a global network: the names its DNS
-    answers for each endpoint there (the container's name; its hostname and the endpoint's
-    aliases as aliases), in attach order. IPv4 only: cluster networks have no IPv6 yet."""
+    answers for each endpoint there with an IPv4 address (the container's name; its hostname
+    and the endpoint's aliases as aliases), in attach order; IPV6 (a dual-stack network):
+    with the endpoint's IPv6 address too."""
     live = _live(records.containers)
     entries = []
     for e in records.endpoints:
         if e.network_id == network_id and e.address is not None and _answering(e, live):
             container = live[e.container_id]
             aliases = _names(container.name, (container.hostname, *e.aliases))[1:]
-            entries.append(NameEntry(container.name, tuple(aliases), e.address, container.id))
+            address6 = e.address6 if ipv6 else None
+            entries.append(NameEntry(container.name, tuple(aliases), e.address, container.id,
+                                     address6=address6))
     return entries

@@ -21,7 +21,6 @@ from typing import Any
 from ..drivers import get_driver
 from ..drivers.base import DEFAULT_ROUTE, DEFAULT_ROUTE6
 from ..engine import Host
-from ..engine.families import families
 from ..engine.firewall import can_publish
 from ..engine.sandboxes import SandboxRequest
 from ..errors import ConfigError, NotFoundError
@@ -96,7 +95,10 @@ class NetworkDriver:
             options=generic, ipv4=bool(v4) or not v6, ipv6=bool(v6),
         )
         if get_driver(driver).caps.cluster:
-            families(spec, get_driver(driver))  # a cluster's network, IPv4 only (for now)
+            if v6:  # Docker's IPAM would hand out this host's own addresses, not the block's
+                raise ConfigError("ipv6", True, "a cluster network through Docker's engine is "
+                                  "IPv4 only; create it dual stack with `netbay network "
+                                  "create --ipv6`")
             # every host's dockerd has an id of its own for it: kept on this node, not as
             # the cluster network's label
             self.clusters.create(docker_id, spec)

@@ -31,6 +31,8 @@ Route = tuple[IPNetwork, IPAddress | None]
 DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
 DEFAULT_ROUTE6 = IPv6Network("::/0")
 OPT_POOL = CLUSTER_POOL  # a cluster-wide network's whole subnet (every node's blocks)
+# a dual-stack cluster-wide network's IPv6 subnet (every node's v6 blocks); absent: IPv4 only
+OPT_POOL6 = "netbay.overlay.pool6"
 
 
 class DriverKernel(Protocol):
@@ -217,6 +219,7 @@ class GlobalOptions:
 
     options: Mapping[str, str]
     block_size: int  # each node's block of the network's subnet is a /block_size
+    block_size6: int = 64  # each node's v6 block of the network's subnet6 is a /block_size6
 
 
 class ClusterDriver(Driver, Protocol):
@@ -231,9 +234,11 @@ class ClusterDriver(Driver, Protocol):
         """GIVEN checked (raises ConfigError), before etcd is asked."""
 
     def share_options(
-        self, pool: IPv4Network, vni: int, options: Mapping[str, str], underlay_mtu: int
+        self, pool: IPv4Network, vni: int, options: Mapping[str, str], underlay_mtu: int,
+        pool6: IPv6Network | None = None,
     ) -> Mapping[str, str]:
-        """The local record's options of this node's share, from the global record's."""
+        """The local record's options of this node's share, from the global record's (with
+        OPT_POOL6 when the network has an IPv6 subnet, POOL6)."""
 
 
 def gateway_route(endpoint: Endpoint) -> list[Route]:

@@ -7,17 +7,20 @@ veths get the tunnel's MTU. The tunnel, the neighbours, FDB entries and routes t
 other nodes are the cluster agent's (engine/overlay.py): they follow the peers, which the
 record of one node does not know. What the local record holds of the cluster (the pool,
 VNI, backend, port) comes in as options the agent sets; a user never writes them.
+
+Dual stack: the share also holds one v6 block of the global network's IPv6 subnet
+(OPT_POOL6), its bridge the block's first address; the same tunnel carries it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..model import Endpoint, Network, NetworkSpec, only_v4
+from ..model import Endpoint, Network, NetworkSpec, SubnetConfig
 from ..plan.naming import bridge_device
 from ..plan.overlay import (
     DEFAULT_VXLAN_PORT,
@@ -26,15 +29,26 @@ from ..plan.overlay import (
     OverlaySettings,
     vxlan_device,
 )
-from .base import OPT_POOL, Capabilities, DriverKernel, GlobalOptions, parse_choice, parse_int
+from .base import (
+    OPT_POOL,
+    OPT_POOL6,
+    Capabilities,
+    DriverKernel,
+    GlobalOptions,
+    parse_choice,
+    parse_int,
+)
 from .bridge import OPT_MTU, BridgeDriver
 
 OPT_VNI = "netbay.overlay.vni"
 OPT_BACKEND = "netbay.overlay.backend"
 OPT_PORT = "netbay.overlay.port"
-LOCAL_OPTIONS = frozenset({OPT_POOL, OPT_VNI, OPT_BACKEND, OPT_PORT, OPT_MTU})
+LOCAL_OPTIONS = frozenset({OPT_POOL, OPT_POOL6, OPT_VNI, OPT_BACKEND, OPT_PORT, OPT_MTU})
 # what `network create -d overlay -o ...` may set (the global record keeps them)
-USER_OPTIONS = frozenset({"backend", "vni", "vxlan_port", "subnet_size"})
+USER_OPTIONS = frozenset({"backend", "vni", "vxlan_port", "subnet_size", "subnet_size6"})
+# a node's v6 block is its bridge's subnet: one IPv6 link, /64 at most (RFC 7421), and room
+# for a gateway and a container
+SHORTEST_BLOCK6, LONGEST_BLOCK6, DEFAULT_BLOCK6 = 64, 124, 64
 
 
 def parse_backend(value: str) -> Backend:
@@ -50,21 +64,40 @@ def settings_of(network: Network) -> OverlaySettings:
         vni=int(options[OPT_VNI]),
         port=int(options.get(OPT_PORT, DEFAULT_VXLAN_PORT)),
         backend=parse_backend(options.get(OPT_BACKEND, Backend.AUTO.value)),
+        pool6=IPv6Network(options[OPT_POOL6]) if OPT_POOL6 in options else None,
     )
 
 
 def local_options(
-    pool: IPv4Network, vni: int, backend: str, port: int, mtu: int
+    pool: IPv4Network, vni: int, backend: str, port: int, mtu: int,
+    pool6: IPv6Network | None = None,
 ) -> Mapping[str, str]:
-    return {OPT_POOL: str(pool), OPT_VNI: str(vni), OPT_BACKEND: backend, OPT_PORT: str(port),
-            OPT_MTU: str(mtu)}
+    options = {OPT_POOL: str(pool), OPT_VNI: str(vni), OPT_BACKEND: backend,
+               OPT_PORT: str(port), OPT_MTU: str(mtu)}
+    if pool6 is not None:
+        options[OPT_POOL6] = str(pool6)
+    return options
+
+
+def _check_blocks(subnets: tuple[SubnetConfig, ...], pool: IPv4Network,
+                  pool6: IPv6Network | None) -> None:
+    """One v4 block of POOL, then at most one v6 block of POOL6 (when there is one)."""
+    v4 = [c.subnet for c in subnets if isinstance(c.subnet, IPv4Network)]
+    v6 = [c.subnet for c in subnets if isinstance(c.subnet, IPv6Network)]
+    fine = len(v4) == 1 and v4[0].subnet_of(pool) and isinstance(subnets[0].subnet, IPv4Network)
+    if v6:
+        fine = fine and pool6 is not None and len(v6) == 1 and v6[0].subnet_of(pool6)
+    if not fine:
+        of6 = f" and at most one of {pool6}" if pool6 is not None else ""
+        raise ConfigError("subnet", [str(s.subnet) for s in subnets],
+                          f"an overlay node holds one block of {pool}{of6}")
 
 
 class OverlayDriver(BridgeDriver):
     name = "overlay"
     user_options = USER_OPTIONS
     caps = Capabilities(makes_links=True, host_bridge=True, firewall=True, publish=True,
-                        dns=True, cluster=True)
+                        dns=True, cluster=True, ipv6=True)
     runtime = None  # a runtime names an overlay network; only `network create` makes one
 
     def validate(self, spec: NetworkSpec, network_id: str) -> Network:
@@ -73,11 +106,10 @@ class OverlayDriver(BridgeDriver):
             raise ConfigError("driver", self.name, "overlay networks are cluster-wide: "
                               "create them through netbayd on a node that joined a cluster")
         pool = IPv4Network(spec.options[OPT_POOL])
+        pool6 = IPv6Network(spec.options[OPT_POOL6]) if OPT_POOL6 in spec.options else None
         parse_int(f"opt {OPT_VNI}", spec.options[OPT_VNI], 1, (1 << 24) - 1)
         parse_backend(spec.options.get(OPT_BACKEND, Backend.AUTO.value))
-        if len(spec.subnets) != 1 or not only_v4(spec.subnets[0].subnet).subnet_of(pool):
-            raise ConfigError("subnet", [str(s.subnet) for s in spec.subnets],
-                              f"an overlay node holds one block of {pool}")
+        _check_blocks(spec.subnets, pool, pool6)
         bridge_options = {k: v for k, v in spec.options.items() if k == OPT_MTU}
         record = super().validate(dataclasses.replace(spec, options=bridge_options), network_id)
         return dataclasses.replace(record, driver=self.name, options=dict(spec.options),
@@ -106,16 +138,21 @@ class OverlayDriver(BridgeDriver):
         port = parse_int("opt vxlan_port", given.get("vxlan_port", str(DEFAULT_VXLAN_PORT)),
                          1, 65535)
         size = parse_int("opt subnet_size", given.get("subnet_size", "24"), 8, 30)
+        size6 = parse_int("opt subnet_size6", given.get("subnet_size6", str(DEFAULT_BLOCK6)),
+                          SHORTEST_BLOCK6, LONGEST_BLOCK6)
         if "vni" in given:
             parse_int("opt vni", given["vni"], 1, (1 << 24) - 1)
-        return GlobalOptions({"backend": backend.value, "vxlan_port": str(port)}, size)
+        return GlobalOptions({"backend": backend.value, "vxlan_port": str(port)}, size,
+                             block_size6=size6)
 
     def share_options(
-        self, pool: IPv4Network, vni: int, options: Mapping[str, str], underlay_mtu: int
+        self, pool: IPv4Network, vni: int, options: Mapping[str, str], underlay_mtu: int,
+        pool6: IPv6Network | None = None,
     ) -> Mapping[str, str]:
         backend = parse_backend(options.get("backend", Backend.AUTO.value))
         port = int(options.get("vxlan_port", DEFAULT_VXLAN_PORT))
-        return local_options(pool, vni, backend.value, port, veth_mtu(backend, underlay_mtu))
+        return local_options(pool, vni, backend.value, port, veth_mtu(backend, underlay_mtu),
+                             pool6)
 
 
 def veth_mtu(backend: Backend, underlay_mtu: int) -> int:

@@ -20,24 +20,38 @@ without a block of its own). A reflected route keeps its next hop (the node it c
 traffic on one subnet stays direct; a route whose next hop is on another subnet is not put
 into the kernel where VXLAN carries that traffic (plan/bird.py's netbay_install).
 External peers (a top-of-rack router) come from the cluster's BGP configuration as well.
+
+IPv6: a node with an IPv6 underlay address (its node record's address6) carries its IPv6
+blocks over the same sessions (plan/bird6.py), next hop that address; one without has no
+IPv6 channel, and its IPv6 blocks (and those of peers it cannot reach by IPv6 on its segment)
+go through VXLAN, which the overlay plane plans (plan/routed.py routed_tunnels).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
-from ..drivers.base import OPT_POOL
-from ..drivers.routed import DEFAULT_ASN, OPT_ASN, OPT_ENCAP, blocks_of, parse_encap
+from ..drivers.base import OPT_POOL, OPT_POOL6
+from ..drivers.routed import (
+    DEFAULT_ASN,
+    OPT_ASN,
+    OPT_ENCAP,
+    blocks6_of,
+    blocks_of,
+    parse_encap,
+)
 from ..errors import ConfigError, NetbayError
 from ..kernel.bird import BgpSession, BirdSupervisor
-from ..model import Network
+from ..kernel.routed import remove_learnt_routes
+from ..model import IPNetwork, Network
 from ..plan.bird import BgpSettings, ExternalPeer, MeshPeer, render
 from ..plan.routed import Encapsulation
 from .overlay import NodeAddress as BgpPeer
@@ -68,6 +82,8 @@ class NodeBgp:
     peers: Mapping[str, Sequence[BgpPeer]] = field(default_factory=dict)  # by network
     reflectors: Sequence[BgpPeer] = ()  # the route reflectors whose node the record has
     external: Sequence[ExternalPeer] = ()  # this node's external peers, checked
+    address6: IPv6Address | None = None  # its IPv6 underlay address: None, no IPv6 by BGP
+    underlay6: tuple[IPv6Network, ...] = ()  # the IPv6 subnets on the link that holds ADDRESS
 
 
 @dataclass(frozen=True)
@@ -75,11 +91,14 @@ class _Routed:
     pool: IPv4Network
     encap: Encapsulation
     asn: int
+    pool6: IPv6Network | None = None
 
     @classmethod
     def of(cls, options: Mapping[str, str]) -> _Routed:
+        pool6 = options.get(OPT_POOL6)
         return cls(IPv4Network(options[OPT_POOL]), parse_encap(options[OPT_ENCAP]),
-                   int(options.get(OPT_ASN, DEFAULT_ASN)))
+                   int(options.get(OPT_ASN, DEFAULT_ASN)),
+                   None if pool6 is None else IPv6Network(pool6))
 
     @property
     def by_bgp(self) -> bool:
@@ -120,7 +139,7 @@ def plan_settings(plan: NodeBgp) -> BgpSettings | None:
             mesh.setdefault(peer.address, (peer, client))
     names = Counter(session_name(p) for p, _ in mesh.values())
     blocks = sorted(block for share in plan.shares for block in blocks_of(share))
-    return BgpSettings(
+    return _with_ipv6(plan, routed, BgpSettings(
         router_id=plan.address, asn=asn, blocks=tuple(blocks),
         mesh=tuple(
             MeshPeer(_unique_name(p, names), p.address, asn, rr_client=client)
@@ -130,6 +149,23 @@ def plan_settings(plan: NodeBgp) -> BgpSettings | None:
         external=tuple(plan.external), underlay=plan.underlay,
         cross_subnet=_pools(routed, Encapsulation.CROSS_SUBNET),
         tunnelled=_pools(routed, Encapsulation.ALWAYS),
+        pools=tuple(sorted({r.pool for r in routed.values()})),
+    ))
+
+
+def _with_ipv6(plan: NodeBgp, routed: Mapping[str, _Routed],
+               settings: BgpSettings) -> BgpSettings:
+    """SETTINGS with the IPv6 channels, when this node has an IPv6 underlay address and a
+    routed network is dual-stack (a node of IPv4-only networks configures BIRD as before)."""
+    pools6 = _pools6(routed)
+    if plan.address6 is None or not pools6:
+        return settings
+    return dataclasses.replace(
+        settings, address6=plan.address6,
+        blocks6=tuple(sorted(b for share in plan.shares for b in blocks6_of(share))),
+        pools6=pools6, underlay6=plan.underlay6,
+        cross_subnet6=_pools6(routed, Encapsulation.CROSS_SUBNET),
+        tunnelled6=_pools6(routed, Encapsulation.ALWAYS),
     )
 
 
@@ -161,6 +197,13 @@ def _pools(routed: Mapping[str, _Routed], encap: Encapsulation) -> tuple[IPv4Net
     return tuple(sorted({r.pool for r in routed.values() if r.encap is encap}))
 
 
+def _pools6(routed: Mapping[str, _Routed],
+            encap: Encapsulation | None = None) -> tuple[IPv6Network, ...]:
+    """The routed networks' IPv6 subnets (of ENCAP only, if given)."""
+    return tuple(sorted({r.pool6 for r in routed.values()
+                         if r.pool6 is not None and encap in (None, r.encap)}))
+
+
 def _unique_name(peer: BgpPeer, names: Counter[str]) -> str:
     name = session_name(peer)
     return name if names[name] == 1 else f"{name[:50]}-{peer.node[:12]}"
@@ -174,6 +217,7 @@ class BgpSpeaker:
         self.supervisor = BirdSupervisor(directory / "bird.conf", directory / "bird.ctl",
                                          directory / "bird.log")
         self._applied: str | None = None
+        self._pools: tuple[IPNetwork, ...] = ()  # the last configuration's (IPv4 and IPv6)
 
     @property
     def running(self) -> bool:
@@ -187,15 +231,20 @@ class BgpSpeaker:
                 log.info("bgp: no routed network on this node any more; stopping bird")
                 self.supervisor.stop()
                 self._applied = None
+            if self._pools:  # its persisted routes: stale now that it announces nothing
+                remove_learnt_routes(self._pools)
+                self._pools = ()
             return
         text = render(settings)
+        self._pools = (*settings.pools, *settings.pools6)
         try:
             if text != self._applied:
                 self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
                 self.supervisor.apply(text)
                 self._applied = text
                 log.info("bgp: bird configured: AS %d, blocks %s, %d peers", settings.asn,
-                         ", ".join(map(str, settings.blocks)), len(settings.peers))
+                         ", ".join(map(str, (*settings.blocks, *settings.blocks6))),
+                         len(settings.peers))
             self.supervisor.start()  # nothing if it runs (or its watcher restarts it)
         except NetbayError as exc:
             log.warning("bgp: %s", exc)

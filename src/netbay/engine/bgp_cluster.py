@@ -18,10 +18,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from typing import TYPE_CHECKING
 
 from ..drivers import capabilities, cluster_driver
+from ..drivers.base import OPT_POOL6
 from ..errors import ConfigError, ConflictError, KernelError, NotFoundError
 from ..plan.bird import BgpSettings, ExternalPeer
 from ..reconcile.state import Observed
@@ -46,6 +47,7 @@ class Interfaces:
     networks: tuple[IPv4Network, ...]  # of every interface but loopback, /32s left out
     underlay: tuple[IPv4Network, ...]  # of the link holding the node address
     mtu: int  # that link's
+    underlay6: tuple[IPv6Network, ...] = ()  # that link's IPv6 subnets, link-local left out
 
     @classmethod
     def of(cls, observed: Observed, address: IPv4Address) -> Interfaces:
@@ -59,6 +61,8 @@ class Interfaces:
         if link is None:
             raise KernelError(f"no link holds the node address {address}", errno.EADDRNOTAVAIL)
         state = observed.links.get(link)
+        underlay6 = {a.network for a in observed.addresses.get(link, ())
+                     if isinstance(a, IPv6Interface) and not a.ip.is_link_local}
         return cls(
             addresses=frozenset(a.ip for found in held.values() for a in found),
             # a /32 (a routed network's host side) has nobody else on it
@@ -66,6 +70,7 @@ class Interfaces:
                                    if a.network.prefixlen < 32})),
             underlay=tuple(sorted({a.network for a in held[link]})),
             mtu=(state.mtu if state is not None else None) or 1500,
+            underlay6=tuple(sorted(underlay6)),
         )
 
     def refusal(self, peer: IPv4Address) -> str | None:
@@ -184,7 +189,7 @@ class ClusterBgp:
         nodes = node.view.nodes()
         networks = {
             n.name: cluster_driver(n.driver).share_options(n.subnet, n.vni, n.options,
-                                                           interfaces.mtu)
+                                                           interfaces.mtu, n.subnet6)
             for n in node.view.networks() if capabilities(n.driver).bgp
         }
         return plan_settings(NodeBgp(
@@ -193,6 +198,10 @@ class ClusterBgp:
             reflectors=[NodeRef(n.id, n.name, n.address) for n in nodes
                         if n.id in config.reflectors],
             external=self._external(config.peers_of(node.node), interfaces, nodes),
+            # the node's IPv6 underlay address: only a dual-stack routed network needs it
+            address6=(node.membership.address6
+                      if any(OPT_POOL6 in options for options in networks.values()) else None),
+            underlay6=interfaces.underlay6,
         ))
 
     def _external(self, records: Sequence[ExternalPeerRecord], interfaces: Interfaces,

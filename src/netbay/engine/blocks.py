@@ -16,13 +16,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
 
 from .. import faults
 from ..drivers import capabilities, get_driver
 from ..ipam.allocator import complete, has_free_address
-from ..model import READY, Network, SubnetConfig
+from ..model import READY, IPNetwork, Network, SubnetConfig
 from ..plan import firewall as fw
 from ..store.base import Store
 from .firewall import Firewall, network_rules
@@ -39,13 +38,23 @@ def with_room(
     store: Store, kernel: Kernel, firewall: Firewall, sources: Sequence[ClusterNetworks],
     network: Network,
 ) -> Network:
-    """NETWORK, and if it is a cluster share whose blocks are full that may claim more,
-    with one more block from the first of SOURCES that has NETWORK."""
-    if not (sources and capabilities(network.driver).more_blocks) or has_free_address(
-            network.subnets, store.leases(network.id)):
+    """NETWORK, and if it is a cluster share whose blocks of a family are full that may claim
+    more, with one more block of that family from the first of SOURCES that has NETWORK."""
+    if not (sources and capabilities(network.driver).more_blocks):
         return network
+    for version in sorted({s.subnet.version for s in network.subnets}):
+        family = tuple(s for s in network.subnets if s.subnet.version == version)
+        if not has_free_address(family, store.leases(network.id, version)):
+            network = _one_more(store, kernel, firewall, sources, network, version)
+    return network
+
+
+def _one_more(
+    store: Store, kernel: Kernel, firewall: Firewall, sources: Sequence[ClusterNetworks],
+    network: Network, version: int,
+) -> Network:
     for source in sources:
-        block = source.more_block(network)
+        block = source.more_block(network, version)
         if block is not None:
             faults.point("network:block-claimed")  # held in etcd, not recorded yet
             grown = add_block(store, kernel, firewall, network, block)
@@ -55,7 +64,7 @@ def with_room(
 
 
 def add_block(
-    store: Store, kernel: Kernel, firewall: Firewall, network: Network, block: IPv4Network
+    store: Store, kernel: Kernel, firewall: Firewall, network: Network, block: IPNetwork
 ) -> Network:
     """NETWORK's share with BLOCK as one more subnet (as it is, if it has BLOCK already)."""
     with kernel.lock:
@@ -68,7 +77,7 @@ def add_block(
 
 
 def adopt_held(
-    host: Host, shares: Iterable[Network], held: Mapping[str, Sequence[IPv4Network]]
+    host: Host, shares: Iterable[Network], held: Mapping[str, Sequence[IPNetwork]]
 ) -> list[Network]:
     """Each of SHARES whose driver claims more blocks, grown by the blocks this node HOLDS
     (by network name, from the cluster record) that its record lacks; the grown ones (their
@@ -85,7 +94,7 @@ def adopt_held(
 
 
 def adopt_blocks(
-    store: Store, kernel: Kernel, network: Network, held: Sequence[IPv4Network]
+    store: Store, kernel: Kernel, network: Network, held: Sequence[IPNetwork]
 ) -> Network | None:
     """NETWORK's share with each of HELD (the blocks this node holds in etcd) that its record
     lacks, and their kernel objects; None if it lacks none, or is gone. The firewall's
@@ -104,9 +113,10 @@ def adopt_blocks(
 
 
 def _grow(store: Store, kernel: Kernel, current: Network,
-          blocks: Sequence[IPv4Network]) -> Network:
-    grown = dataclasses.replace(current, subnets=(
-        *current.subnets, *(complete(SubnetConfig(block)) for block in blocks)))
+          blocks: Sequence[IPNetwork]) -> Network:
+    added = (complete(SubnetConfig(block)) for block in blocks)
+    grown = dataclasses.replace(current, subnets=tuple(sorted(  # IPv4's first, as made
+        (*current.subnets, *added), key=lambda s: s.version)))
     store.update_network(current.id, subnets=grown.subnets)
     faults.point("network:grown")
     get_driver(grown.driver).setup(kernel, grown)  # accepts what exists

@@ -15,27 +15,26 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
 
 from ..dns.records import published_names
 from ..drivers import cluster_driver
 from ..drivers.overlay import OPT_BACKEND, OPT_VNI
 from ..errors import (
-    ConfigError,
     ConflictError,
     InUseError,
     NetbayError,
     NotFoundError,
     NotJoinedError,
 )
-from ..model import Network, NetworkSpec, SubnetConfig, only_v4
+from ..model import IPNetwork, Network, NetworkSpec, SubnetConfig
 from ..name_entry import NameEntry
 from ..plan.overlay import Backend, vtep_mac, vxlan_device
 from .bgp import BgpSpeaker, require_bird
 from .bgp_cluster import ClusterBgp
 from .blocks import adopt_held
-from .cluster_join import JoinRequest, follow_address, join_settings
+from .cluster_join import JoinRequest, follow_address, follow_address6, join_settings
+from .cluster_networks import global_spec
 from .overlay import OverlayKernel, OverlayPlane, PeerRecord
 from .overlay_events import OverlayEvents
 
@@ -102,7 +101,8 @@ class ClusterAgent:
     def _adopt(self, node: ClusterNode) -> None:
         """NODE is this daemon's now. Its view may have delivered peers already (it starts
         inside join and resume): the new plane starts from those."""
-        plane = OverlayPlane(self.host.store, self._kernel, node.node, node.membership.address)
+        plane = OverlayPlane(self.host.store, self._kernel, node.node, node.membership.address,
+                             node.membership.address6)
         with self._delivering:
             plane.seed(self._peers)
             self.node, self.plane = node, plane
@@ -122,6 +122,7 @@ class ClusterAgent:
                                  "on this node; remove them first")
             for network in shares:
                 self.host.remove_network(network.id)
+            self.plane.sync()  # their routes to the peers go too
             node.leave()
             with self._delivering:
                 self.node = self.plane = None
@@ -158,40 +159,8 @@ class ClusterAgent:
 
     # --- the cluster-wide networks ---------------------------------------------------------
     def create_network(self, spec: NetworkSpec) -> GlobalNetwork:
-        from ..cluster import GlobalNetworkSpec
-
-        node = self._require()
-        driver = cluster_driver(spec.driver)
-        if driver.caps.bgp:
-            require_bird()
-        unknown = sorted(set(spec.options) - driver.user_options)
-        if unknown:
-            raise ConfigError("opt", unknown[0], f"unknown option for driver {driver.name} "
-                              f"(known: {', '.join(sorted(driver.user_options))})")
-        if spec.ipv6 and not driver.caps.ipv6:
-            raise ConfigError("ipv6", True, f"the {driver.name} driver has no IPv6 networks")
-        if len(spec.subnets) > 1:
-            raise ConfigError("subnet", [str(s.subnet) for s in spec.subnets],
-                              "a cluster-wide network has one subnet")
-        if self.host.find_network(spec.name) is not None:
-            raise ConflictError(f"network with name {spec.name} already exists")
-        subnet = only_v4(spec.subnets[0].subnet) if spec.subnets else None
-        checked = driver.global_options(spec.options, subnet)
-        if subnet is not None:
-            self._check_local_overlap(subnet)
-        vni = int(spec.options["vni"]) if "vni" in spec.options else None
-        return node.networks.create(GlobalNetworkSpec(
-            name=spec.name, subnet=subnet, subnet_size=checked.block_size, vni=vni,
-            internal=spec.internal, options=dict(checked.options), labels=dict(spec.labels),
-            driver=driver.name,
-        ))
-
-    def _check_local_overlap(self, subnet: IPv4Network) -> None:
-        for network in self.host.networks():
-            for config in network.subnets:
-                if config.subnet.overlaps(subnet):
-                    raise ConflictError(f"subnet {subnet} overlaps network {network.name} "
-                                        f"({config.subnet}) on this node")
+        checked = global_spec(self.host, spec)  # bad input is bad, joined or not
+        return self._require().networks.create(checked)
 
     def remove_network(self, name: str) -> None:
         """Remove a cluster-wide network: refused while containers on any node use it."""
@@ -207,6 +176,8 @@ class ClusterAgent:
                 self.host.remove_network(share.id)  # InUseError while containers use it
             node.subnets.release(name)
             node.networks.remove(name, force=True)
+        if self.plane is not None:
+            self.plane.sync(name)  # the share's routes to the peers
         self._on_change()
 
     def remote_names(self, network: str) -> tuple[NameEntry, ...]:
@@ -229,30 +200,36 @@ class ClusterAgent:
         return self.node.networks.get(name)
 
     def local_share(self, name: str) -> tuple[NetworkSpec, str] | None:
-        """engine.networks.ClusterNetworks: this node's share of NAME, its block leased now."""
+        """engine.networks.ClusterNetworks: this node's share of NAME, its block (a block of
+        each family, on a dual-stack network) leased now."""
         network = self.global_network(name)
         if network is None or self.node is None or self.plane is None:
             return None
         driver = cluster_driver(network.driver)
         if driver.caps.bgp:
             require_bird()
-        block = self.node.claim_subnet(name)
+        blocks: list[IPNetwork] = [self.node.claim_subnet(name)]
+        if network.subnet6 is not None:
+            blocks.append(self.node.claim_subnet(name, 6))
         options = driver.share_options(network.subnet, network.vni, network.options,
-                                       self.plane.underlay().mtu)
+                                       self.plane.underlay().mtu, network.subnet6)
         spec = NetworkSpec(
-            name=network.name, driver=driver.name, subnets=(SubnetConfig(block),),
+            name=network.name, driver=driver.name,
+            subnets=tuple(SubnetConfig(block) for block in blocks),
             internal=network.internal, labels=dict(network.labels), options=options,
+            ipv6=network.subnet6 is not None,
         )
         return spec, network.id
 
     def share_made(self, network: Network) -> None:
         self._wake.set()  # its tunnel, routes and BGP announcement without waiting
 
-    def more_block(self, network: Network) -> IPv4Network | None:
-        """engine.networks.ClusterNetworks: another block of NETWORK, claimed now."""
+    def more_block(self, network: Network, version: int = 4) -> IPNetwork | None:
+        """engine.networks.ClusterNetworks: another block of NETWORK (of family VERSION),
+        claimed now."""
         if self.node is None or self.global_network(network.name) is None:
             return None
-        return self.node.claim_more_subnet(network.name)
+        return self.node.claim_more_subnet(network.name, version)
 
     def _publish_vtep(self, network: Network) -> None:
         if self.node is None or network.options.get(OPT_BACKEND) == Backend.HOST_GW.value:
@@ -294,7 +271,8 @@ class ClusterAgent:
         records = self.host.store.dns_records()
         for network in plane.shares():
             try:
-                node.names.publish(network.name, published_names(records, network.id))
+                node.names.publish(network.name,
+                                   published_names(records, network.id, network.ipv6))
             except NetbayError as exc:  # etcd away: the next sync writes them
                 log.info("overlay %s: names not published yet: %s", network.name, exc)
 
@@ -330,6 +308,7 @@ class ClusterAgent:
             from ..cluster.bgp_status import publish_bgp_status  # etcd's client: joined only
 
             follow_address(plane, node)
+            follow_address6(plane, node)
             for network in plane.shares():
                 self._publish_vtep(network)
             synced = node.view.wait_synced(0)  # before, the view knows nothing of the cluster
@@ -390,3 +369,4 @@ class ClusterAgent:
         with self._lock:
             if self.node is not None:
                 self.node.close()
+

@@ -81,3 +81,20 @@ def follow_address(plane: OverlayPlane, node: ClusterNode) -> None:
         return
     log.info("cluster: this node's address changed from %s to %s", plane.address, address)
     plane.address = address
+
+
+def follow_address6(plane: OverlayPlane, node: ClusterNode) -> None:
+    """The node's IPv6 underlay address (the first global one on the link of its IPv4
+    address), again at every sync: added, changed or gone, the record follows, and the
+    peers' host-gw routes and BGP next hops with it."""
+    from ..cluster.identity import source_address6
+
+    address6 = source_address6(node.membership.address)
+    if address6 != node.membership.address6:
+        try:
+            node.membership.set_address6(address6)
+        except NetbayError as exc:  # etcd away: the next sync tries again
+            log.info("cluster: new IPv6 address %s not recorded yet: %s", address6, exc)
+            return
+        log.info("cluster: this node's IPv6 address is now %s", address6 or "none")
+    plane.address6 = address6

@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from ..drivers import capabilities
-from ..drivers.base import OPT_POOL, parse_bool
+from ..drivers.base import OPT_POOL, OPT_POOL6, parse_bool
 from ..errors import FirewallError
 from ..kernel.uplinks import ForwardingLinks, forwarding_links
 from ..model import REMOVING, Container, Endpoint, Network, only_v4, only_v4_address
@@ -41,6 +41,7 @@ def network_rules(network: Network) -> fw.NetworkRules | None:
     options = network.options
     snat = options.get(OPT_HOST_IPV4)
     pool = options.get(OPT_POOL) if capabilities(network.driver).cluster else None
+    pool6 = options.get(OPT_POOL6) if capabilities(network.driver).cluster else None
     return fw.NetworkRules(
         device=network.device,
         subnets=tuple(only_v4(s.subnet) for s in network.subnets4),
@@ -50,12 +51,13 @@ def network_rules(network: Network) -> fw.NetworkRules | None:
         masquerade=parse_bool(OPT_MASQ, options.get(OPT_MASQ, "true")),
         snat_to=IPv4Address(snat) if snat else None,
         pool=IPv4Network(pool) if pool else None,
-        # a bridge network's (the cluster-wide and routed drivers are IPv4's this round)
+        # a bridge network's, and a dual-stack cluster share's (overlay: a bridge; routed)
         subnets6=tuple(s.subnet for s in network.subnets6
-                       if network.device and isinstance(s.subnet, IPv6Network)),
+                       if (network.device or pool6) and isinstance(s.subnet, IPv6Network)),
         gateways6=tuple(s.gateway for s in network.subnets6
                         if network.device and isinstance(s.gateway, IPv6Address)),
         routed6=fw.routed6(options),
+        pool6=IPv6Network(pool6) if pool6 else None,
     )
 
 

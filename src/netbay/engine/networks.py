@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
 from typing import Protocol
 
 from .. import faults
@@ -31,7 +30,7 @@ from ..errors import (
 from ..ids import new_id, valid_name
 from ..ipam.allocator import check_no_overlap, complete, has_free_address
 from ..ipam.pools import overlaps_any
-from ..model import CREATING, READY, REMOVING, Network, NetworkSpec
+from ..model import CREATING, READY, REMOVING, IPNetwork, Network, NetworkSpec
 from ..plan import firewall as fw
 from ..plan.naming import DEFAULT_BRIDGE_DEVICE
 from ..store.base import Store
@@ -69,9 +68,9 @@ class ClusterNetworks(Protocol):
     def share_made(self, network: Network) -> None:
         """NETWORK, a share local_share asked for, exists now: its data plane is due."""
 
-    def more_block(self, network: Network) -> IPv4Network | None:
-        """Another block for NETWORK, this node's share whose blocks are full, claimed now;
-        None if NETWORK is not this source's."""
+    def more_block(self, network: Network, version: int = 4) -> IPNetwork | None:
+        """Another block of family VERSION for NETWORK, this node's share whose blocks of
+        it are full, claimed now; None if NETWORK is not this source's."""
 
 
 @dataclass(frozen=True, eq=False)

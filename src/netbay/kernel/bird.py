@@ -70,11 +70,13 @@ def parse_sessions(text: str) -> list[BgpSession]:
     gives `since` in unix seconds)."""
     sessions: list[BgpSession] = []
     fields: dict[str, str] = {}
+    routes: list[str] = []  # "Routes:" recurs, once per channel (ipv4, ipv6)
 
     def flush() -> None:
         if fields.get("proto") == "BGP":
-            sessions.append(_session(fields))
+            sessions.append(_session(fields, routes))
         fields.clear()
+        routes.clear()
 
     for line in text.splitlines():
         head = _PROTOCOL_LINE.fullmatch(line) if line[:1].strip() else None
@@ -83,14 +85,18 @@ def parse_sessions(text: str) -> list[BgpSession]:
             fields.update(head.groupdict())
         elif fields and ":" in line:
             key, _, value = line.strip().partition(":")
-            fields.setdefault(key, value.strip())  # the first: "Routes" recurs per channel
+            fields.setdefault(key, value.strip())  # the first of a key the channels repeat
+            if key == "Routes":
+                routes.append(value.strip())
     flush()
     return sessions
 
 
-def _session(fields: dict[str, str]) -> BgpSession:
-    routes = _ROUTES.match("Routes: " + fields.get("Routes", ""))
-    imported, exported = (int(routes.group(1)), int(routes.group(3))) if routes else (0, 0)
+def _session(fields: dict[str, str], routes: list[str]) -> BgpSession:
+    """FIELDS of one session; its routes counted over all its channels (ROUTES)."""
+    counts = [found for line in routes if (found := _ROUTES.match("Routes: " + line))]
+    imported = sum(int(found.group(1)) for found in counts)
+    exported = sum(int(found.group(3)) for found in counts)
     return BgpSession(
         name=fields["name"], description=fields.get("Description", ""),
         neighbor=fields.get("Neighbor address", ""),

@@ -126,7 +126,7 @@ class LinuxKernel:
         """This host's objects of one overlay network made to match DESIRED, by diff
         (kernel/overlay.py); no writes when they match."""
         with self.lock:
-            return overlay.sync_overlay(self._host, desired)
+            return overlay.sync_overlay(self._host, desired, self._ipv6_conf)
 
     def remove_overlay(self, desired: OverlayState) -> overlay.OverlaySync:
         with self.lock:
@@ -244,10 +244,10 @@ class LinuxKernel:
 
     def attach_routed(self, endpoint: RoutedEndpoint, netns: Path) -> None:
         """A veth with no bridge, its container end in NETNS, as plan/routed.py planned:
-        see kernel/routed.py (eight netlink round trips and four sysctl writes)."""
+        see kernel/routed.py (eight netlink round trips and four sysctl writes, v4-only)."""
         with self.lock, Rtnetlink(netns) as inside:
             routed.add_veth(self._host, self._device_conf, endpoint, netns)
-            self._disable_ipv6_inside(netns, endpoint.ifname)
+            routed.container_ipv6(netns, endpoint, str(netns) in self._ipv6_off)
             routed.configure(self._host, inside, endpoint, netns)
 
     def detach_routed(self, host_ifname: str) -> bool:

@@ -19,7 +19,6 @@ from ..errors import KernelError
 from . import netlink, unlink
 from .netlink import (
     GONE,
-    NLM_F_APPEND,
     NLM_F_CREATE,
     NLM_F_EXCL,
     NLM_F_REPLACE,
@@ -28,52 +27,39 @@ from .netlink import (
     attr,
     u32,
 )
+from .rtnl_neighbours import NeighbourMethods
 from .rtnl_wire import (
-    AF_BRIDGE,
     BRIDGE,
     DEFAULT,
     IFADDRMSG,
     IFLA_NET_NS_FD,
-    NUD_REACHABLE,
     RT_SCOPE_NOWHERE,
     RT_SCOPE_UNIVERSE,
     RT_TABLE_MAIN,
     RTM_DELADDR,
     RTM_DELLINK,
-    RTM_DELNEIGH,
     RTM_DELROUTE,
     RTM_GETADDR,
     RTM_GETLINK,
-    RTM_GETNEIGH,
     RTM_GETROUTE,
     RTM_NEWADDR,
     RTM_NEWLINK,
-    RTM_NEWNEIGH,
     RTM_NEWROUTE,
-    FdbEntry,
     Link,
     LinkKind,
-    Neighbour,
     Route,
     VxlanInfo,
     address_body,
     decode_address,
-    decode_fdb,
     decode_link,
-    decode_neighbour,
     decode_route,
     decode_vxlan,
-    device_fdb_dump_body,
-    device_neighbour_dump_body,
-    fdb_body,
     hairpin_body,
     ifinfomsg,
     link_by_name,
     link_dump_body,
     link_index,
     mac_text,
-    neighbour_body,
-    neighbour_dump_body,
     newlink_body,
     route_body,
     route_dump_body,
@@ -84,6 +70,7 @@ from .rtnl_wire import (
 from .rtnl_wire6 import (
     Address6,
     Route6,
+    addr_gen_mode_body,
     address6_body,
     address6_dump_body,
     decode_address6,
@@ -95,12 +82,12 @@ from .rtnl_wire6 import (
 
 _ENSURE = NLM_F_CREATE | NLM_F_REPLACE
 _CREATE = NLM_F_CREATE | NLM_F_EXCL
-_ZERO_MAC = "00:00:00:00:00:00"
 
 
-class Rtnetlink(Resource):
+class Rtnetlink(NeighbourMethods, Resource):
     """The rtnetlink client of one network namespace, NETNS (None: the caller's own): one
-    socket, bound to that namespace when opened; one request at a time."""
+    socket, bound to that namespace when opened; one request at a time. Its neighbour and
+    FDB methods are NeighbourMethods' (rtnl_neighbours.py)."""
 
     def __init__(self, netns: Netns = None) -> None:
         self._netns = netns
@@ -108,15 +95,6 @@ class Rtnetlink(Resource):
 
     def close(self) -> None:
         self._socket.close()
-
-    def _removed(self, what: str, kind: int, body: bytes) -> bool:
-        try:
-            self._socket.request(what, kind, 0, body)
-            return True
-        except KernelError as exc:
-            if exc.errno in GONE:
-                return False
-            raise
 
     # --- links -------------------------------------------------------------------------
     def _get_link(self, name: str) -> bytes | None:
@@ -183,12 +161,13 @@ class Rtnetlink(Resource):
     def add_vxlan(
         self, name: str, *, vni: int, local: IPv4Address, underlay: str, port: int = 4789,
         mtu: int | None = None, mac: str | None = None, master: int | None = None,
+        up: bool = True,
     ) -> int:
-        """A VXLAN device, up (learning off: see rtnl_wire.vxlan), on the UNDERLAY link;
-        its index. ENODEV if UNDERLAY does not exist, EEXIST if NAME is taken."""
+        """A VXLAN device, up unless told (learning off: see rtnl_wire.vxlan), on the UNDERLAY
+        link; its index. ENODEV if UNDERLAY does not exist, EEXIST if NAME is taken."""
         lower = self.require_index(underlay, f"cannot create {name}: {underlay} does not exist")
         kind = vxlan(vni, local=local, underlay=lower, port=port)
-        self.add_link(name, kind, mac=mac, mtu=mtu, master=master, up=True)
+        self.add_link(name, kind, mac=mac, mtu=mtu, master=master, up=up)
         return self.require_index(name, f"{name} vanished right after creation")
 
     def vxlan(self, name: str) -> tuple[Link, VxlanInfo] | None:
@@ -219,6 +198,12 @@ class Rtnetlink(Resource):
 
     def set_up(self, index: int) -> None:
         self._socket.request(f"set link {index} up", RTM_NEWLINK, 0, ifinfomsg(index, up=True))
+
+    def set_addr_gen_mode(self, index: int, mode: int) -> None:
+        """How device INDEX makes its link-local address once IPv6 is on (rtnl_wire6's
+        IN6_ADDR_GEN_MODE_*: NONE for a device that must have none); set before it is up."""
+        self._socket.request(f"set link {index} addrgenmode {mode}", RTM_NEWLINK, 0,
+                             addr_gen_mode_body(index, mode))
 
     def set_link(
         self, index: int, *, master: int | None = None, mtu: int | None = None,
@@ -313,7 +298,7 @@ class Rtnetlink(Resource):
         """Delete the route to ROUTE's destination that has its protocol, gateway and
         device (someone else's route to the same place stays)."""
         return self._removed(f"delete route to {route.destination}", RTM_DELROUTE,
-                                   route_body(route, scope=RT_SCOPE_NOWHERE))
+                             route_body(route, scope=RT_SCOPE_NOWHERE))
 
     def routes(self, *, protocol: int | None = None, table: int = RT_TABLE_MAIN) -> list[Route]:
         """IPv4 routes of TABLE (of PROTOCOL only, if given: RTPROT_NETBAY for netbay's)."""
@@ -326,63 +311,18 @@ class Rtnetlink(Resource):
         self._socket.request(f"add route to {route.destination}", RTM_NEWROUTE,
                              _ENSURE if replace else _CREATE, route6_body(route))
 
+    def remove_route6(self, route: Route6) -> bool:
+        """Delete the IPv6 route to ROUTE's destination that has its protocol, type, gateway
+        and device (someone else's route to the same place stays); False if there was none."""
+        return self._removed(f"delete route to {route.destination}", RTM_DELROUTE,
+                             route6_body(route))
+
     def routes6(self, *, protocol: int | None = None, table: int = RT_TABLE_MAIN) -> list[Route6]:
         """IPv6 routes of TABLE (the kernel dumps every table's: filtered here)."""
         found = (decode_route6(p) for p in self._socket.dump("dump IPv6 routes", RTM_GETROUTE,
                                                              route6_dump_body()))
         return [r for r in filter(None, found)
                 if r.table == table and (protocol is None or r.protocol == protocol)]
-
-    # --- neighbours and FDB ------------------------------------------------------------
-    def ensure_neighbour(self, index: int, address: IPv4Address, lladdr: str) -> None:
-        """A permanent neighbour entry: ADDRESS on device INDEX is at LLADDR (replaced if
-        there was another)."""
-        self._socket.request(f"add neighbour {address}", RTM_NEWNEIGH, _ENSURE,
-                             neighbour_body(index, address, lladdr))
-
-    def learn_neighbour(self, index: int, address: IPv4Address, lladdr: str) -> None:
-        """ADDRESS on device INDEX is at LLADDR, as if just confirmed (REACHABLE: the kernel
-        ages it as its own, and an entry still resolving is answered now)."""
-        self._socket.request(f"replace neighbour {address}", RTM_NEWNEIGH, _ENSURE,
-                             neighbour_body(index, address, lladdr, NUD_REACHABLE))
-
-    def remove_neighbour(self, index: int, address: IPv4Address) -> bool:
-        return self._removed(f"delete neighbour {address}", RTM_DELNEIGH,
-                                   neighbour_body(index, address))
-
-    def neighbours(self, index: int | None = None) -> list[Neighbour]:
-        """IPv4 neighbours (device INDEX's only, if given: the kernel leaves out the rest)."""
-        body = (neighbour_dump_body(socket.AF_INET) if index is None
-                else device_neighbour_dump_body(index))
-        found = (decode_neighbour(p) for p in self._socket.dump(
-            "dump neighbours", RTM_GETNEIGH, body))
-        return [n for n in filter(None, found) if index is None or n.index == index]
-
-    def ensure_fdb(self, index: int, lladdr: str, destination: IPv4Address) -> None:
-        """Device INDEX (a vxlan) sends frames for LLADDR to DESTINATION. The all-zero MAC
-        (broadcast, multicast, unknown unicast) floods to every destination added for it,
-        as `bridge fdb append` does; any other MAC has one destination, replaced."""
-        flags = NLM_F_CREATE | (NLM_F_APPEND if lladdr == _ZERO_MAC else NLM_F_REPLACE)
-        self._socket.request(f"add fdb {lladdr} dst {destination}", RTM_NEWNEIGH, flags,
-                             fdb_body(index, lladdr, destination))
-
-    def remove_fdb(self, index: int, lladdr: str, destination: IPv4Address) -> bool:
-        """True if there was such an entry. Looked up first: a vxlan acks the delete of a
-        destination it does not have for a MAC it has."""
-        if not any(e.lladdr == lladdr and e.destination == destination for e in self.fdb(index)):
-            return False
-        return self.delete_fdb(index, lladdr, destination)
-
-    def delete_fdb(self, index: int, lladdr: str, destination: IPv4Address) -> bool:
-        """remove_fdb without the lookup, for a caller that has just dumped the entry."""
-        return self._removed(f"delete fdb {lladdr} dst {destination}", RTM_DELNEIGH,
-                             fdb_body(index, lladdr, destination))
-
-    def fdb(self, index: int | None = None) -> list[FdbEntry]:
-        """Bridge FDB entries (device INDEX's only, if given: the kernel leaves out the rest)."""
-        body = neighbour_dump_body(AF_BRIDGE) if index is None else device_fdb_dump_body(index)
-        found = (decode_fdb(p) for p in self._socket.dump("dump fdb", RTM_GETNEIGH, body))
-        return [e for e in filter(None, found) if index is None or e.index == index]
 
 
 def _address_body(index: int, address: IPv4Interface | IPv6Interface, scope: int) -> bytes:

@@ -27,6 +27,8 @@ but the installed route stays `proto bird`. So routes learned by BGP are RTPROT_
 kernel, not RTPROT_NETBAY (57): netbay's own code that lists or prunes its routes by protocol
 57 (overlay sync, observe) never sees or touches them, and BIRD (which prunes only protocol 12
 routes it did not make) never touches netbay's; whatever shows BGP's routes must look for 12.
+
+IPv6 (a node with an IPv6 underlay address): plan/bird6.py, an ipv6 channel on each session.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from ..errors import ConfigError
+from . import bird6
 
 RTPROT_BIRD = 12  # the protocol of every route BIRD 2 installs (see above)
 NETBAY_PROTOCOL = 57  # kernel/rtnl_wire.py's RTPROT_NETBAY (plan/ imports nothing of kernel/)
@@ -122,9 +125,20 @@ class BgpSettings:
     cross_subnet: tuple[IPv4Network, ...] = ()  # pools installed only via an underlay next hop
     tunnelled: tuple[IPv4Network, ...] = ()  # pools whose routes BGP never installs
     kernel_table: int = MAIN_TABLE  # where learned routes go
+    # the routed networks' IPv4 subnets: where what BIRD learns lies (not rendered: the
+    # routes in them are flushed when BIRD stops for good)
+    pools: tuple[IPv4Network, ...] = ()
     graceful_restart: int = GRACEFUL_RESTART
     kernel_scan: int = KERNEL_SCAN
     connect_delay: int = CONNECT_DELAY
+    # IPv6 (plan/bird6.py), over the IPv4 sessions: only with ADDRESS6, this node's IPv6
+    # underlay address (the next hop it announces its IPv6 blocks with)
+    address6: IPv6Address | None = None
+    blocks6: tuple[IPv6Network, ...] = ()  # the node's IPv6 blocks: all it announces
+    pools6: tuple[IPv6Network, ...] = ()  # the routed networks' IPv6 subnets: all it takes
+    underlay6: tuple[IPv6Network, ...] = ()
+    cross_subnet6: tuple[IPv6Network, ...] = ()
+    tunnelled6: tuple[IPv6Network, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "router_id", _address("router_id", self.router_id))
@@ -138,6 +152,7 @@ class BgpSettings:
                 if not isinstance(network, IPv4Network):
                     raise ConfigError(field, str(network), "not an IPv4 network")
         self._check_blocks()
+        bird6.check(self)
         self._check_peers()
         for field, value, low, high in (
             ("kernel_table", self.kernel_table, 1, MAX_TABLE),
@@ -180,6 +195,11 @@ class BgpSettings:
         return any(peer.rr_client for peer in self.mesh)
 
     @property
+    def ipv6(self) -> bool:
+        """Each session carries IPv6 blocks too (this node has an IPv6 underlay address)."""
+        return self.address6 is not None
+
+    @property
     def installs_all(self) -> bool:
         """Every route BGP learned goes into the kernel (no pool is carried by VXLAN)."""
         return not self.cross_subnet and not self.tunnelled
@@ -199,6 +219,9 @@ def render(settings: BgpSettings) -> str:
     """The whole bird.conf for SETTINGS."""
     sections = [_globals(settings), _filters(settings), _reflect_filter(settings),
                 _install_filter(settings), _local_protocols(settings)]
+    if settings.ipv6:
+        sections += [bird6.filters(settings), bird6.install_filter(settings),
+                     bird6.local_protocols(settings, NETBAY_PROTOCOL)]
     sections += [_session(settings, peer) for peer in settings.peers]
     return "\n".join(section for section in sections if section)
 
@@ -273,6 +296,7 @@ def _local_protocols(settings: BgpSettings) -> str:
         "}",
         "protocol direct {",
         "  ipv4;",
+        *(["  ipv6;"] if settings.ipv6 else []),  # resolves the peers' IPv6 next hops
         "}",
         "protocol kernel netbay_kernel {",
         "  ipv4 {",
@@ -314,6 +338,7 @@ def _session(settings: BgpSettings, peer: Peer) -> str:
         "    import filter netbay_import;",
         f"    export filter {export};",
         "  };",
+        *(bird6.channel(settings, export) if settings.ipv6 else []),
         "}",
     ]
     return "\n".join(lines) + "\n"

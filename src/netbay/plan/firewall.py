@@ -61,6 +61,7 @@ class NetworkRules:
     subnets6: tuple[IPv6Network, ...] = ()  # a bridge network's only
     gateways6: tuple[IPv6Address, ...] = ()
     routed6: bool = False  # gateway_mode_ipv6=routed: no NAT66, reached from outside
+    pool6: IPv6Network | None = None  # a dual-stack cluster-wide network's IPv6 subnet
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def network_elements(n: NetworkRules) -> Elements:
             out[(INET, "same_pool")] = [f"{pool} . {pool}"]
         if not n.internal:
             out[(INET, "masq_nets")] = [str(IPv4Network(s)) for s in n.subnets]
-        return out
+        return merge(out, _routed_elements6(n)) if n.pool6 is not None else out
     dev = _ifname(n.device)
     out[(INET, "bridges")] = [dev]
     out[(INET, "bridged")] = [f"{dev} . {low}-{high}" for low, high in
@@ -139,6 +140,16 @@ def network_elements(n: NetworkRules) -> Elements:
     return merge(out, _bridge_elements6(dev, n)) if n.subnets6 else out
 
 
+def _routed_elements6(n: NetworkRules) -> Elements:
+    """A dual-stack routed network's IPv6 twins of its pool sets, and NAT66 out."""
+    pool6 = str(IPv6Network(n.pool6))
+    out: Elements = {(INET, "overlay_pools6"): [pool6], (INET, "routed_pools6"): [pool6],
+                     (INET, "same_pool6"): [f"{pool6} . {pool6}"]}
+    if not n.internal:
+        out[(INET, "masq_nets6")] = [str(IPv6Network(s)) for s in n.subnets6]
+    return out
+
+
 def _bridge_elements6(dev: str, n: NetworkRules) -> Elements:
     """A bridge network's IPv6 facts: its subnets, their container addresses, and NAT66 or
     (gateway_mode_ipv6=routed) the way in from outside."""
@@ -148,6 +159,9 @@ def _bridge_elements6(dev: str, n: NetworkRules) -> Elements:
         (INET, "bridged6"): [f"{dev} . {low}-{high}" for low, high in
                              container_ranges(n.subnets6, n.gateways6)],
     }
+    if n.pool6 is not None:  # an overlay share's
+        out[(INET, "overlay_pools6")] = [str(IPv6Network(n.pool6))]
+        out[(INET, "overlay_own6")] = [f"{dev} . {IPv6Network(n.pool6)}"]
     if n.internal:
         return out
     if n.routed6:

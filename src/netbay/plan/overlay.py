@@ -8,162 +8,70 @@ traffic to peers behind a router: per peer a permanent neighbour (the peer's VTE
 address) and the onlink route to the peer's subnet through that VTEP address. A peer on the
 node's own L2 segment needs none of that under `auto` (and `host-gw`): a plain route to its
 subnet via its underlay address.
+
+Dual stack: a node holds a v6 block of the network's pool6 too, and its peers' v6 blocks
+come as peers of their own. The one VXLAN device (over the IPv4 underlay) carries v6 alike:
+neighbour `<block6>::` at the peer's VTEP MAC, the onlink route through it, and
+`<own block6>::/128` on the device. A v6 block goes host-gw only where both nodes have an
+IPv6 underlay address (address6) and share the segment: via the peer's address6. Under
+`auto` any other v6 block is tunnelled; under `host-gw` it is left out (rejected, with the
+block named), the peer's v4 routes staying.
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 
 from ..errors import ConfigError
+from ..model import IPNetwork
 from .naming import bridge_device
+from .overlay_model import (
+    _MAC,
+    DEFAULT_VXLAN_PORT,
+    MAX_VNI,
+    MIN_MTU,
+    MIN_MTU6,
+    VXLAN_OVERHEAD,
+    Backend,
+    BridgePlan,
+    FdbPlan,
+    NeighbourPlan,
+    OverlayNode,
+    OverlayPeer,
+    OverlaySettings,
+    OverlayState,
+    RejectedPeer,
+    RoutePlan,
+    VxlanPlan,
+    vtep_mac,
+    vxlan_device,
+)
 
-VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 bytes
-DEFAULT_VXLAN_PORT = 4789  # IANA's; the Linux default (and flannel's) 8472 is selectable
-MAX_VNI = (1 << 24) - 1
-MIN_MTU = 68  # the least an IPv4 link may carry (RFC 791)
-_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
-
-
-class Backend(enum.Enum):
-    """How packets reach a peer: VXLAN always, a plain route via the peer's underlay address
-    always (peers on one L2 segment only), or per peer (host-gw where it works)."""
-
-    VXLAN = "vxlan"
-    HOST_GW = "host-gw"
-    AUTO = "auto"
-
-
-# --- input: what the driver and the cluster store know ----------------------------------
-@dataclass(frozen=True)
-class OverlaySettings:
-    """One overlay network, as every node sees it."""
-
-    network_id: str
-    pool: IPv4Network  # the network's subnet: every node's lease lies in it
-    vni: int
-    port: int = DEFAULT_VXLAN_PORT  # UDP destination port of the VXLAN packets
-    backend: Backend = Backend.AUTO
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.vni <= MAX_VNI:
-            raise ConfigError("vni", self.vni, f"out of range 1-{MAX_VNI}")
-        if not 1 <= self.port <= 65535:
-            raise ConfigError("vxlan_port", self.port, "out of range 1-65535")
-
-
-@dataclass(frozen=True)
-class OverlayNode:
-    """This node, for one overlay network."""
-
-    node_id: str  # its identity (kept in its state root; never its address)
-    address: IPv4Address  # its underlay address: VXLAN's source, the peers' next hop
-    device: str  # the underlay link holding ADDRESS
-    mtu: int  # that link's MTU
-    subnet: IPv4Network  # its lease in the network's pool
-
-
-@dataclass(frozen=True)
-class OverlayPeer:
-    """Another node holding a lease in the same network, as the cluster record has it."""
-
-    node_id: str
-    address: IPv4Address  # its underlay address
-    subnet: IPv4Network  # its lease
-    vtep_mac: str  # of its VXLAN device for the network (vtep_mac(its id, vni) if netbay's)
-    same_segment: bool  # ADDRESS is on this node's L2 segment: reachable with no router between
-
-
-# --- output: the kernel objects this node must hold ---------------------------------------
-@dataclass(frozen=True)
-class BridgePlan:
-    name: str
-    gateway: IPv4Interface  # the first address of the node's subnet, with its prefix
-    mtu: int
-
-
-@dataclass(frozen=True)
-class VxlanPlan:
-    name: str
-    vni: int
-    local: IPv4Address
-    underlay: str  # the link it sends from
-    port: int
-    mac: str
-    mtu: int
-    address: IPv4Interface  # <subnet>.0/32: the source of what the node itself sends across
-
-
-@dataclass(frozen=True)
-class NeighbourPlan:
-    """A permanent neighbour on the VXLAN device: a peer's VTEP address is at its MAC."""
-
-    address: IPv4Address
-    lladdr: str
-
-
-@dataclass(frozen=True)
-class FdbPlan:
-    """A forwarding entry of the VXLAN device: frames to LLADDR go to DESTINATION."""
-
-    lladdr: str
-    destination: IPv4Address
-
-
-@dataclass(frozen=True)
-class RoutePlan:
-    """A route of netbay's protocol to a peer's subnet."""
-
-    destination: IPv4Network
-    gateway: IPv4Address
-    device: str
-    onlink: bool  # through the VXLAN device, to a gateway no subnet of it covers
-
-
-@dataclass(frozen=True)
-class RejectedPeer:
-    """A peer the plan leaves out, and why (its record is inconsistent, or out of reach)."""
-
-    node_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class OverlayState:
-    """Everything one node holds for one overlay network. Routes of netbay's protocol to
-    destinations in POOL (or through the VXLAN device), and the neighbours and FDB entries
-    of the VXLAN device, are this network's: whatever of them is not here goes."""
-
-    pool: IPv4Network
-    underlay: str
-    bridge: BridgePlan | None  # None: a routed network's share, which has none
-    vxlan: VxlanPlan | None  # None: backend host-gw, no tunnel
-    veth_mtu: int  # of every container veth on the network
-    neighbours: tuple[NeighbourPlan, ...] = ()
-    fdb: tuple[FdbPlan, ...] = ()
-    routes: tuple[RoutePlan, ...] = ()  # neighbours and FDB entries go in first
-    rejected: tuple[RejectedPeer, ...] = ()
-    # routes of netbay's inside them are not this plan's (a routed share's /32 per container)
-    own_blocks: tuple[IPv4Network, ...] = ()
-
-
-def vxlan_device(network_id: str) -> str:
-    return f"nbx{network_id[:12]}"
-
-
-def vtep_mac(node_id: str, vni: int) -> str:
-    """The MAC of a node's VXLAN device for network VNI: from the node id, so it survives
-    restarts and reboots and the peers' FDB entries stay right (flannel's changed at boot:
-    its #533), and one of its own per network; unicast, locally administered. The cluster
-    record publishes the same value (cluster/identity.py derives it alike)."""
-    digest = bytearray(hashlib.sha256(f"{node_id}/{vni}".encode()).digest()[:6])
-    digest[0] = (digest[0] & 0xFC) | 0x02
-    return ":".join(f"{b:02x}" for b in digest)
+# the vocabulary lives in overlay_model.py; its users import it from here
+__all__ = [
+    "DEFAULT_VXLAN_PORT",
+    "MAX_VNI",
+    "MIN_MTU",
+    "MIN_MTU6",
+    "VXLAN_OVERHEAD",
+    "Backend",
+    "BridgePlan",
+    "FdbPlan",
+    "NeighbourPlan",
+    "OverlayNode",
+    "OverlayPeer",
+    "OverlaySettings",
+    "OverlayState",
+    "RejectedPeer",
+    "RoutePlan",
+    "VxlanPlan",
+    "vtep_mac",
+    "vxlan_device",
+    "plan_overlay",
+]
 
 
 def plan_overlay(
@@ -176,31 +84,116 @@ def plan_overlay(
     towards peers reached with host-gw: a container's MTU is fixed when it is attached, and
     a peer behind a router may join at any time (flannel with DirectRouting does the same).
     Only a host-gw network, which never tunnels, gets the underlay's MTU."""
-    gateway = _check_node(settings, node)
+    gateway, gateway6 = _check_node(settings, node)
     tunnel = None if settings.backend is Backend.HOST_GW else _vxlan_plan(settings, node)
     mtu = node.mtu if tunnel is None else tunnel.mtu
-    ordered = sorted(peers, key=lambda p: (p.node_id, p.subnet))
-    reasons = _rejections(settings, node, ordered)
-    neighbours, fdb, routes = [], [], []
+    ordered = sorted(peers, key=lambda p: (p.node_id, p.subnet.version, p.subnet))
+    v4 = [p for p in ordered if isinstance(p.subnet, IPv4Network)]
+    reasons = _rejections(settings, node, v4)
+    tunnelled = [p for p in v4 if p.node_id not in reasons and _tunnelled(settings, p)]
+    through_tunnel = set(tunnelled)
+    ways6, rejected6 = _plan_v6(settings, node, tunnelled, [
+        p for p in ordered if isinstance(p.subnet, IPv6Network) and p.node_id not in reasons])
+    out = _Entries()
     for peer in ordered:
         if peer.node_id in reasons:
             continue
-        if tunnel is None or not _tunnelled(settings, peer):
-            routes.append(RoutePlan(peer.subnet, peer.address, node.device, onlink=False))
+        if isinstance(peer.subnet, IPv4Network):
+            through = tunnel if peer in through_tunnel else None
+        elif peer.subnet in ways6:
+            through = tunnel if ways6[peer.subnet] else None
+        else:
             continue
-        vtep = peer.subnet.network_address
-        mac = peer.vtep_mac.lower()
-        neighbours.append(NeighbourPlan(vtep, mac))
-        if FdbPlan(mac, peer.address) not in fdb:  # once for a node of several blocks
-            fdb.append(FdbPlan(mac, peer.address))
-        routes.append(RoutePlan(peer.subnet, vtep, tunnel.name, onlink=True))
+        out.add(peer, node.device, through)
     return OverlayState(
         pool=settings.pool, underlay=node.device,
-        bridge=BridgePlan(bridge_device(settings.network_id), gateway, mtu),
-        vxlan=tunnel, veth_mtu=mtu, neighbours=tuple(neighbours), fdb=tuple(fdb),
-        routes=tuple(routes),
-        rejected=tuple(RejectedPeer(n, r) for n, r in sorted(reasons.items())),
+        bridge=BridgePlan(bridge_device(settings.network_id), gateway, mtu, gateway6),
+        vxlan=tunnel, veth_mtu=mtu, neighbours=tuple(out.neighbours), fdb=tuple(out.fdb),
+        routes=tuple(out.routes),
+        rejected=tuple(RejectedPeer(n, r) for n, r in sorted(reasons.items())) + rejected6,
+        pool6=settings.pool6,
     )
+
+
+def _plan_v6(
+    settings: OverlaySettings, node: OverlayNode, tunnelled: Sequence[OverlayPeer],
+    peers: Sequence[OverlayPeer],
+) -> tuple[dict[IPNetwork, bool], tuple[RejectedPeer, ...]]:
+    """Of the v6 blocks PEERS (of peers whose v4 record is fine; TUNNELLED: the v4 blocks
+    that go through VXLAN), block -> whether it is tunnelled (False: host-gw), and the
+    blocks left out. A v6 block is left out alone: its node's v4 routes stay."""
+    rejected: list[RejectedPeer] = []
+
+    def reject(peer: OverlayPeer, reason: str) -> None:
+        assert isinstance(peer.subnet, IPv6Network)
+        rejected.append(RejectedPeer(peer.node_id, reason, peer.subnet))
+
+    candidates = []
+    for peer in peers:
+        reason = _fault6(settings, node, peer)
+        if reason:
+            reject(peer, reason)
+        else:
+            candidates.append(peer)
+    overlapping = _overlaps(candidates)
+    ways: dict[IPNetwork, bool] = {}
+    for peer in candidates:
+        direct = peer.same_segment and node.address6 is not None and peer.address6 is not None
+        if peer.node_id in overlapping:
+            reject(peer, overlapping[peer.node_id])
+        elif settings.backend is Backend.HOST_GW and not direct:
+            reject(peer, "host-gw carries a v6 block only between nodes on one L2 segment "
+                         "that both have an IPv6 underlay address (vxlan or auto can)")
+        else:
+            ways[peer.subnet] = settings.backend is Backend.VXLAN or not direct
+    through = [p for p in candidates if ways.get(p.subnet)]
+    shared = _shared_macs(vtep_mac(node.node_id, settings.vni), [*tunnelled, *through])
+    for peer in through:
+        if peer.node_id in shared:
+            del ways[peer.subnet]
+            reject(peer, shared[peer.node_id])
+    return ways, tuple(rejected)
+
+
+def _fault6(settings: OverlaySettings, node: OverlayNode, peer: OverlayPeer) -> str | None:
+    """What is wrong with PEER's v6 block on its own (against this node), if anything."""
+    block = peer.subnet
+    assert isinstance(block, IPv6Network)
+    if peer.node_id == node.node_id:
+        return "is this node"
+    if settings.pool6 is None:
+        return f"subnet {block}: the network has no IPv6 subnet"
+    if node.subnet6 is None:
+        return f"subnet {block}: this node holds no IPv6 block of the network"
+    if not block.subnet_of(settings.pool6):
+        return f"subnet {block} is outside the network's subnet {settings.pool6}"
+    if block.overlaps(node.subnet6):
+        return f"subnet {block} overlaps this node's {node.subnet6}"
+    return _bad_mac(peer)
+
+
+@dataclass
+class _Entries:
+    """The neighbours, FDB entries and routes of the plan, as the peers add them."""
+
+    neighbours: list[NeighbourPlan] = field(default_factory=list)
+    fdb: list[FdbPlan] = field(default_factory=list)
+    routes: list[RoutePlan] = field(default_factory=list)
+
+    def add(self, peer: OverlayPeer, underlay: str, tunnel: VxlanPlan | None) -> None:
+        """PEER's block through TUNNEL, or (None) host-gw: via its underlay address of the
+        block's family."""
+        if tunnel is None:
+            via = peer.address if isinstance(peer.subnet, IPv4Network) else peer.address6
+            assert via is not None
+            self.routes.append(RoutePlan(peer.subnet, via, underlay, onlink=False))
+            return
+        vtep = peer.subnet.network_address
+        mac = peer.vtep_mac.lower()
+        self.neighbours.append(NeighbourPlan(vtep, mac))
+        if FdbPlan(mac, peer.address) not in self.fdb:  # once for a node of several blocks
+            self.fdb.append(FdbPlan(mac, peer.address))
+        self.routes.append(RoutePlan(peer.subnet, vtep, tunnel.name, onlink=True))
 
 
 def _tunnelled(settings: OverlaySettings, peer: OverlayPeer) -> bool:
@@ -208,8 +201,10 @@ def _tunnelled(settings: OverlaySettings, peer: OverlayPeer) -> bool:
         settings.backend is Backend.AUTO and not peer.same_segment)
 
 
-def _check_node(settings: OverlaySettings, node: OverlayNode) -> IPv4Interface:
-    """The bridge's gateway address; ConfigError for a node that cannot hold the network."""
+def _check_node(
+    settings: OverlaySettings, node: OverlayNode
+) -> tuple[IPv4Interface, IPv6Interface | None]:
+    """The bridge's gateway addresses; ConfigError for a node that cannot hold the network."""
     if not node.subnet.subnet_of(settings.pool):
         raise ConfigError("subnet", str(node.subnet),
                           f"outside the network's subnet {settings.pool}")
@@ -218,7 +213,18 @@ def _check_node(settings: OverlaySettings, node: OverlayNode) -> IPv4Interface:
     least = MIN_MTU + (0 if settings.backend is Backend.HOST_GW else VXLAN_OVERHEAD)
     if not least <= node.mtu <= 65535:
         raise ConfigError("underlay MTU", node.mtu, f"out of range {least}-65535")
-    return IPv4Interface((node.subnet.network_address + 1, node.subnet.prefixlen))
+    gateway = IPv4Interface((node.subnet.network_address + 1, node.subnet.prefixlen))
+    if node.subnet6 is None:
+        return gateway, None
+    if settings.pool6 is None or not node.subnet6.subnet_of(settings.pool6):
+        raise ConfigError("subnet", str(node.subnet6),
+                          f"outside the network's IPv6 subnet {settings.pool6}")
+    if node.subnet6.num_addresses < 4:
+        raise ConfigError("subnet", str(node.subnet6), "too small for a gateway and a container")
+    if node.mtu - (least - MIN_MTU) < MIN_MTU6:
+        raise ConfigError("underlay MTU", node.mtu,
+                          f"too small for IPv6 inside (at least {MIN_MTU6} after the tunnel's)")
+    return gateway, IPv6Interface((node.subnet6.network_address + 1, node.subnet6.prefixlen))
 
 
 def _vxlan_plan(settings: OverlaySettings, node: OverlayNode) -> VxlanPlan:
@@ -227,6 +233,8 @@ def _vxlan_plan(settings: OverlaySettings, node: OverlayNode) -> VxlanPlan:
         underlay=node.device, port=settings.port, mac=vtep_mac(node.node_id, settings.vni),
         mtu=node.mtu - VXLAN_OVERHEAD,
         address=IPv4Interface((node.subnet.network_address, 32)),
+        address6=(IPv6Interface((node.subnet6.network_address, 128))
+                  if node.subnet6 is not None else None),
     )
 
 
@@ -254,12 +262,18 @@ def _own_fault(settings: OverlaySettings, node: OverlayNode, peer: OverlayPeer) 
         return "is this node"
     if peer.address == node.address:
         return f"has this node's underlay address {node.address}"
-    if not peer.subnet.subnet_of(settings.pool):
-        return f"subnet {peer.subnet} is outside the network's subnet {settings.pool}"
-    if peer.subnet.overlaps(node.subnet):
-        return f"subnet {peer.subnet} overlaps this node's {node.subnet}"
+    block = peer.subnet
+    assert isinstance(block, IPv4Network)
+    if not block.subnet_of(settings.pool):
+        return f"subnet {block} is outside the network's subnet {settings.pool}"
+    if block.overlaps(node.subnet):
+        return f"subnet {block} overlaps this node's {node.subnet}"
     if settings.backend is Backend.HOST_GW and not peer.same_segment:
         return "is not on this node's L2 segment: host-gw cannot reach it (vxlan or auto can)"
+    return _bad_mac(peer)
+
+
+def _bad_mac(peer: OverlayPeer) -> str | None:
     mac = peer.vtep_mac.lower()
     if not _MAC.fullmatch(mac) or int(mac[:2], 16) & 1 or mac == "00:00:00:00:00:00":
         return f"VTEP MAC {peer.vtep_mac!r} is not a unicast MAC"
@@ -268,16 +282,19 @@ def _own_fault(settings: OverlaySettings, node: OverlayNode, peer: OverlayPeer) 
 
 def _overlaps(peers: Sequence[OverlayPeer]) -> dict[str, str]:
     """Peers whose subnets overlap another's: all of them, since the record cannot say which
-    one holds the addresses (flannel's #1289: a subnet given to two nodes)."""
+    one holds the addresses (flannel's #1289: a subnet given to two nodes). PEERS' subnets
+    are of one family (compared as integers)."""
     reasons: dict[str, str] = {}
-    by_start = sorted(peers, key=lambda p: (p.subnet.network_address, p.subnet.prefixlen))
+    by_start = sorted(peers, key=lambda p: (int(p.subnet.network_address), p.subnet.prefixlen))
     widest: OverlayPeer | None = None  # the earlier subnet reaching furthest
     for peer in by_start:
-        if widest is not None and peer.subnet.network_address <= widest.subnet.broadcast_address:
+        if widest is not None and (int(peer.subnet.network_address)
+                                   <= int(widest.subnet.broadcast_address)):
             reasons[peer.node_id] = f"subnet {peer.subnet} overlaps node {widest.node_id}'s"
             reasons.setdefault(widest.node_id,
                                f"subnet {widest.subnet} overlaps node {peer.node_id}'s")
-        if widest is None or peer.subnet.broadcast_address > widest.subnet.broadcast_address:
+        if widest is None or (int(peer.subnet.broadcast_address)
+                              > int(widest.subnet.broadcast_address)):
             widest = peer
     return reasons
 

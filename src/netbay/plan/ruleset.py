@@ -37,6 +37,10 @@ table inet netbay {
   set overlay_own { type ifname . ipv4_addr; flags interval; }
   set routed_pools { type ipv4_addr; flags interval; }
   set same_pool { type ipv4_addr . ipv4_addr; flags interval; }
+  set overlay_pools6 { type ipv6_addr; flags interval; }
+  set overlay_own6 { type ifname . ipv6_addr; flags interval; }
+  set routed_pools6 { type ipv6_addr; flags interval; }
+  set same_pool6 { type ipv6_addr . ipv6_addr; flags interval; }
   set routed_in6 { type ifname . ipv6_addr; flags interval; }
   map pub_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
   map pub_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
@@ -52,6 +56,10 @@ table inet netbay {
     iifname . ip daddr @bridged notrack
     iifname != "lo" ip6 daddr ::1 drop
     iifname . ip6 daddr @bridged6 notrack
+    # a routed container (its veth's host end: a bridge's ports are seen as the bridge)
+    # sends only from an address routed back to that veth; IPv4 has rp_filter for that,
+    # IPv6 has none
+    meta nfproto ipv6 iifname "nbv*" fib saddr . iif oif missing drop
   }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
@@ -79,6 +87,7 @@ table inet netbay {
     ip saddr 127.0.0.0/8 oifname @bridges masquerade
     # a cluster-wide network's containers reach its containers on other nodes as themselves
     ip saddr @overlay_pools ip daddr @overlay_pools accept
+    ip6 saddr @overlay_pools6 ip6 daddr @overlay_pools6 accept
     oifname != @bridges snat ip to ip saddr map @snat_nets
     oifname != @bridges ip saddr @masq_nets masquerade
     # NAT66, as Docker 27 (not for a network with gateway_mode_ipv6=routed)
@@ -95,10 +104,16 @@ table inet netbay {
     oifname . ip saddr @overlay_own accept
     iifname . ip daddr @overlay_own accept
     iifname @bridges ip daddr @overlay_pools drop
+    oifname . ip6 saddr @overlay_own6 accept
+    iifname . ip6 daddr @overlay_own6 accept
+    iifname @bridges ip6 daddr @overlay_pools6 drop
     # a routed network (no bridge to name): its own pool's traffic, and no other network's
     ip saddr . ip daddr @same_pool accept
     ip saddr @routed_pools ip daddr @overlay_pools drop
     ip daddr @routed_pools ip saddr @overlay_pools drop
+    ip6 saddr . ip6 daddr @same_pool6 accept
+    ip6 saddr @routed_pools6 ip6 daddr @overlay_pools6 drop
+    ip6 daddr @routed_pools6 ip6 saddr @overlay_pools6 drop
     iifname @internal drop
     oifname @internal drop
     ct status dnat oifname @bridges accept

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Protocol
 
+from ..model import IPNetwork
 from .state import (
     LOOPBACK,
     Interface,
@@ -37,7 +38,7 @@ class FakeReconcilingKernel:
     forwarding6: bool  # net.ipv6.conf.all.forwarding
     routes: set[RouteState]  # made by add_route
     unrouted: set[RouteState]  # an address's subnet route, removed
-    blackholes: set[IPv4Network]  # the blocks held (hold_block)
+    blackholes: set[IPNetwork]  # the blocks held (hold_block), of both families
     local_addresses: set[IPv4Address]  # the /32s on lo (hold_local_address)
 
     def _step(self, step: str) -> None:
@@ -63,7 +64,8 @@ class FakeReconcilingKernel:
             },
             routes=frozenset((connected - self.unrouted) | self.routes),
             sysctls={where: self._sysctl(*where) for where in sysctls},
-            blackholes=frozenset(self.blackholes),
+            # the kernel's observer sees IPv4's only (reconcile/state.py)
+            blackholes=frozenset(b for b in self.blackholes if isinstance(b, IPv4Network)),
         )
 
     def _sysctl(self, key: str, device: str | None) -> str | None:

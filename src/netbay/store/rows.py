@@ -168,6 +168,7 @@ def remote_name_row(network_id: str, entry: NameEntry) -> dict[str, Any]:
         "name": entry.name,
         "aliases": json.dumps(list(entry.aliases)),
         "address": int(entry.address),
+        "address6": None if entry.address6 is None else str(entry.address6),
     }
 
 
@@ -175,6 +176,7 @@ def remote_name(row: Row) -> RemoteName:
     return RemoteName(row["network_id"], NameEntry(
         name=row["name"], aliases=tuple(json.loads(row["aliases"])),
         address=IPv4Address(row["address"]), container=row["container"], node=row["node"],
+        address6=IPv6Address(row["address6"]) if row["address6"] else None,
     ))
 
 

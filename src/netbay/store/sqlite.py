@@ -68,6 +68,7 @@ ADDED_COLUMNS = (
     ("containers", "netns_pid_start", "INTEGER NOT NULL DEFAULT 0"),
     ("endpoints", "address6", "TEXT"),  # an IPv6 interface, as text ("fd00::2/64")
     ("endpoints", "gateway6", "TEXT"),
+    ("remote_names", "address6", "TEXT"),  # an IPv6 address, as text (cluster dual stack)
 )
 # Made once the columns above exist: one endpoint per IPv6 address of a network
 AFTER_COLUMNS = """
@@ -311,8 +312,9 @@ class SQLiteStore(codec.RowStore):
         with self.transaction():
             self._db.execute("DELETE FROM remote_names WHERE network_id = ?", (network_id,))
             self._db.executemany(
-                "INSERT INTO remote_names (network_id, node, container, name, aliases, address)"
-                " VALUES (:network_id, :node, :container, :name, :aliases, :address)", rows,
+                "INSERT INTO remote_names (network_id, node, container, name, aliases, address,"
+                " address6) VALUES (:network_id, :node, :container, :name, :aliases, :address,"
+                " :address6)", rows,
             )
 
     def _remote_rows(self) -> list[sqlite3.Row]:
