@@ -298,25 +298,11 @@ def _local_protocols(settings: BgpSettings) -> str:
         "  ipv4;",
         *(["  ipv6;"] if settings.ipv6 else []),  # resolves the peers' IPv6 next hops
         "}",
-        "protocol kernel netbay_kernel {",
-        "  ipv4 {",
-        # The kernel's other routes (a default route) resolve next hops of multihop peers;
-        # netbay's own (a /32 per workload) are no business of BIRD's.
-        f"    import where krt_source != {NETBAY_PROTOCOL};",
-        ("    export where source = RTS_BGP;" if settings.installs_all
-         else "    export filter netbay_install;"),
-        "  };",
-        f"  kernel table {settings.kernel_table};",
-        "  learn;",
-        "  persist;",  # routes outlive BIRD: a restart does not cut traffic
-        "  graceful restart on;",
-        f"  scan time {settings.kernel_scan};",
-        "}",
     ]
-    if settings.blocks:
-        lines += [f"protocol static {BLOCKS_PROTOCOL} {{", "  ipv4;"]
-        lines += [f"  route {block} blackhole;" for block in settings.blocks]
-        lines += ["}"]
+    export = ("export where source = RTS_BGP;" if settings.installs_all
+              else "export filter netbay_install;")
+    lines += bird6.kernel_and_blocks(settings, "ipv4", "netbay_kernel", NETBAY_PROTOCOL,
+                                     export, BLOCKS_PROTOCOL, settings.blocks)
     return "\n".join(lines) + "\n"
 
 

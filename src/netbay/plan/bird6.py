@@ -16,7 +16,7 @@ runs the session with IPv4 alone.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv4Network, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
@@ -94,12 +94,26 @@ def install_filter(settings: BgpSettings) -> str:
 def local_protocols(settings: BgpSettings, netbay_protocol: int) -> str:
     """The IPv6 kernel table (as the IPv4 one: learned routes persist, netbay's own routes
     never read) and the IPv6 blocks' blackholes."""
+    export = ("export where source = RTS_BGP;" if installs_all(settings)
+              else "export filter netbay_install6;")
+    return "\n".join(kernel_and_blocks(
+        settings, "ipv6", KERNEL6_PROTOCOL, netbay_protocol, export, BLOCKS6_PROTOCOL,
+        settings.blocks6)) + "\n"
+
+
+def kernel_and_blocks(
+    settings: BgpSettings, family: str, kernel: str, netbay_protocol: int, export: str,
+    static: str, blocks: Iterable[IPv4Network | IPv6Network],
+) -> list[str]:
+    """One family's kernel protocol (learned routes persist: a restart does not cut traffic;
+    the kernel's other routes resolve next hops of multihop peers, netbay's own, a /32 or
+    /128 per workload, are no business of BIRD's) and its static protocol of the blocks'
+    blackholes (none without blocks). Both families' (plan/bird.py's too)."""
     lines = [
-        f"protocol kernel {KERNEL6_PROTOCOL} {{",
-        "  ipv6 {",
+        f"protocol kernel {kernel} {{",
+        f"  {family} {{",
         f"    import where krt_source != {netbay_protocol};",
-        ("    export where source = RTS_BGP;" if installs_all(settings)
-         else "    export filter netbay_install6;"),
+        f"    {export}",
         "  };",
         f"  kernel table {settings.kernel_table};",
         "  learn;",
@@ -108,11 +122,12 @@ def local_protocols(settings: BgpSettings, netbay_protocol: int) -> str:
         f"  scan time {settings.kernel_scan};",
         "}",
     ]
-    if settings.blocks6:
-        lines += [f"protocol static {BLOCKS6_PROTOCOL} {{", "  ipv6;"]
-        lines += [f"  route {block} blackhole;" for block in settings.blocks6]
+    blocks = list(blocks)
+    if blocks:
+        lines += [f"protocol static {static} {{", f"  {family};"]
+        lines += [f"  route {block} blackhole;" for block in blocks]
         lines += ["}"]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def channel(settings: BgpSettings, export: str) -> list[str]:
