@@ -147,17 +147,29 @@ class Endpoints:
                 raise
             faults.point("attach:recorded")
             try:
-                driver.attach(
-                    self.kernel, network, endpoint, links_in or Path(container.netns),
-                    default_route=endpoint.gateway is not None or endpoint.gateway6 is not None,
-                )
-                self._firewall_endpoint(container, network, endpoint, attach=True)
+                self._bring_up(container, network, endpoint, links_in or Path(container.netns))
             except BaseException:
                 self.drop(network, endpoint)
                 raise
             faults.point("attach:kernel")
             self.store.update_endpoint(endpoint.id, state=READY, owner="")
         return dataclasses.replace(endpoint, state=READY, owner="")
+
+    def _bring_up(
+        self, container: Container, network: Network, endpoint: Endpoint, links_in: Path
+    ) -> None:
+        """The recorded ENDPOINT's firewall elements, then its links. The firewall comes
+        first: the port's anti-spoofing elements drop the multicast listener reports IPv6
+        sends the moment the link is up, which the bridge would flood to every port
+        (dual-stack attach 4.8 -> 9.8 ms over 1,000 containers when the elements came a
+        millisecond after the link)."""
+        hairpin = self._firewall_endpoint(container, network, endpoint, attach=True)
+        get_driver(network.driver).attach(
+            self.kernel, network, endpoint, links_in,
+            default_route=endpoint.gateway is not None or endpoint.gateway6 is not None,
+        )
+        if hairpin and endpoint.host_ifname:
+            self.kernel.set_hairpin(endpoint.host_ifname)
 
     def _record_endpoint(
         self,
@@ -225,9 +237,11 @@ class Endpoints:
 
     def _firewall_endpoint(
         self, container: Container | None, network: Network, endpoint: Endpoint, attach: bool
-    ) -> None:
+    ) -> bool:
         """The endpoint's anti-spoofing elements, and its container's published ports when
-        this endpoint becomes (or stops being) their target: one nft transaction."""
+        this endpoint becomes (or stops being) their target: one nft transaction. True if
+        the endpoint's port needs hairpin mode (a port published to this endpoint, on a
+        network that hairpins), which the caller sets once the port exists."""
         rules = endpoint_rules(network, endpoint)
         mine = fw.endpoint_elements(rules) if rules else {}
         ports_before: list[fw.PortRules] = []
@@ -249,10 +263,9 @@ class Endpoints:
         if add or remove:
             self.firewall.change(add, remove)
         mine_ips = {a.ip for a in endpoint.addresses}
-        if attach and endpoint.host_ifname and hairpins(network) and any(
+        return attach and hairpins(network) and any(
             p.target in mine_ips or p.target6 in mine_ips for p in ports_after
-        ):
-            self.kernel.set_hairpin(endpoint.host_ifname)
+        )
 
     def _in_order(self, container_id: str, endpoints: list[Endpoint]) -> list[Endpoint]:
         """Endpoints in attach order (the record's order), whatever their state."""
