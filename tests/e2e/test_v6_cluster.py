@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from ipaddress import IPv6Address, IPv6Network
 
 import pytest
@@ -198,6 +199,22 @@ def test_a_routed_container_cannot_send_as_another_ipv6_address(cluster: Cluster
         assert not seen_on_the_underlay(spoofed)
     finally:
         h1.netbay("exec", "r-h1", "--", "ip", "addr", "del", f"{spoofed}/128", "dev", "eth0")
+
+
+def test_a_deleted_ipv6_route_and_blackhole_are_back_within_2_s(cluster: Cluster) -> None:
+    h1 = cluster.hosts[0]
+    own = _addresses(h1, "r-h1", "calico6")[1]
+    block = _block6(own, 122)
+    route = re.search(rf"^{re.escape(own)} dev (\S+) proto 57", _routes6(h1), re.M)
+    assert route is not None and f"blackhole {block} " in _routes6(h1)
+    h1.run(["ip", "-6", "route", "del", own, "dev", route[1]])
+    h1.run(["ip", "-6", "route", "del", "blackhole", block, "proto", "57"])
+    deleted = time.monotonic()
+    wait_until(lambda: f"{own} dev {route[1]} proto 57" in _routes6(h1)
+               and f"blackhole {block} " in _routes6(h1), 2.0,
+               "h1's /128 and IPv6 blackhole put back", interval=0.02)
+    assert time.monotonic() - deleted < 2.0
+    assert _ping6(cluster.hosts[1], "r-h2", own)
 
 
 def test_everything_goes_and_nothing_is_left(cluster: Cluster) -> None:

@@ -197,5 +197,13 @@ def test_the_reconciler_keeps_the_shims_ipv6_address(host: Host, lan: Machine) -
                                      capture_output=True, text=True).stdout)[0]["addr_info"]
     assert [a["local"] for a in held if a.get("scope") == "global"] == [
         "2001:db8:29:0:ffff:ffff:ffff:fffe"]
+
+    host_ip(f"route del 2001:db8:29::/80 dev {shim}")
+    repaired = host.reconcile(full=True).repaired
+    assert [d.subject for d in repaired] == [f"route 2001:db8:29::/80 dev {shim}"]
+    routes = json.loads(subprocess.run(["ip", "-j", "-6", "route", "show", "2001:db8:29::/80"],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert [(r["dst"], r["dev"]) for r in routes] == [("2001:db8:29::/80", shim)]
+    assert host.reconcile(full=True).repaired == []
     host.remove_container("env1", force=True)
     host.remove_network("shimmed")

@@ -238,3 +238,17 @@ def test_the_reconciler_puts_back_a_deleted_ipv6_gateway(host: Host) -> None:
     (gateway,) = addresses6(None, net.device)
     assert gateway.address == GATEWAY6 and not gateway.tentative
     assert host.reconcile(full=True).repaired == []
+
+
+def test_the_reconciler_puts_back_a_deleted_ipv6_subnet_route(host: Host) -> None:
+    net = dual_stack(host)
+    assert net.device is not None
+    sleeper(host, "web", AttachRequest("asgard"))
+    host.reconcile(full=True)
+    sh(f"ip -6 route del {SUBNET6} dev {net.device}")
+    assert str(SUBNET6) not in sh(f"ip -6 route show dev {net.device}").stdout
+    result = host.reconcile()
+    assert [str(d) for d in result.repaired] == [
+        f"network asgard: route {SUBNET6} dev {net.device} missing"]
+    assert f"{SUBNET6} proto kernel" in sh(f"ip -6 route show dev {net.device}").stdout
+    assert host.reconcile(full=True).repaired == []

@@ -189,9 +189,18 @@ def test_setup_and_teardown_hold_and_release_both_families_blackholes() -> None:
         ("release_block", BlockRoute(BLOCK)), ("release_block", BlockRoute(BLOCK6))]
 
 
-def test_the_reconciler_is_not_asked_for_ipv6_blackholes_it_cannot_see() -> None:
-    desired = RoutedDriver().desired(share(*DUAL), [])
-    assert [hole.destination for hole in desired.blackholes] == [BLOCK]
+def test_the_reconciler_wants_both_families_blackholes_and_routes() -> None:
+    driver, network = RoutedDriver(), share(*DUAL)
+    endpoint = driver.plan_endpoint(network, Endpoint(
+        id="e" * 64, network_id=network.id, container_id="c" * 64, ifname="eth0",
+        host_ifname="nbveeeeeeeeeeee", mac=None, address=IPv4Interface("10.244.3.70/26"),
+        gateway=None, address6=IPv6Interface("fd00:244:0:3::46/122")))
+    desired = driver.desired(network, [endpoint])
+    assert [hole.destination for hole in desired.blackholes] == [BLOCK, BLOCK6]
+    assert [(r.destination, r.device, r.gateway) for r in desired.routes] == [
+        (IPv4Network("10.244.3.70/32"), "nbveeeeeeeeeeee", None),
+        (IPv6Network("fd00:244:0:3::46/128"), "nbveeeeeeeeeeee", None),
+    ]
 
 
 def test_an_endpoint_gets_a_128_and_the_link_local_gateway() -> None:

@@ -37,7 +37,7 @@ from netbay.plan.naming import link_local
 from netbay.reconcile.compare import compare
 from netbay.reconcile.fixes import AddAddress
 from netbay.reconcile.state import LinkState, Observed, Watched
-from netbay.reconcile.watch import address6_removed
+from netbay.reconcile.watch import ipv6_removed
 from netbay.testing import fake_host
 
 ADDRESS = IPv6Interface("fd12:3456::2/64")
@@ -220,7 +220,9 @@ def test_a_dual_stack_bridge_wants_both_gateways_and_ipv6_forwarding() -> None:
     desired = get_driver("bridge").desired(dual_network(), [])
     (bridge,) = desired.links
     assert bridge.addresses == {IPv4Interface("10.61.0.1/24"), IPv6Interface("fd12:3456::1/64")}
-    assert [r.destination for r in desired.routes] == [IPv4Network("10.61.0.0/24")]
+    assert [(r.destination, r.source) for r in desired.routes] == [
+        (IPv4Network("10.61.0.0/24"), IPv4Address("10.61.0.1")),
+        (IPv6Network("fd12:3456::/64"), None)]  # an IPv6 route carries no source
     assert ("net.ipv6.conf.all.forwarding", None) in desired.sysctl_keys()
     ipv4_only = Network(id="n2", name="v4", driver="bridge", created="", device="br-y",
                         subnets=(SubnetConfig(IPv4Network("10.62.0.0/24"),
@@ -244,9 +246,21 @@ def test_a_lost_ipv6_gateway_is_one_drift_among_ipv4_ones() -> None:
 def test_the_watch_counts_an_ipv6_address_removed_from_a_watched_link_only() -> None:
     removed = rtnl_wire6.address6_body(3, IPv6Interface("fd12:3456::1/64"))
     watched = Watched(frozenset({"br-x"}), frozenset({3}))
-    assert address6_removed(rtnl_wire.RTM_DELADDR, removed, watched)
-    assert not address6_removed(rtnl_wire.RTM_NEWADDR, removed, watched)
-    assert not address6_removed(rtnl_wire.RTM_DELADDR, removed, Watched(indices=frozenset({4})))
+    assert ipv6_removed(rtnl_wire.RTM_DELADDR, removed, watched)
+    assert not ipv6_removed(rtnl_wire.RTM_NEWADDR, removed, watched)
+    assert not ipv6_removed(rtnl_wire.RTM_DELADDR, removed, Watched(indices=frozenset({4})))
+
+
+def test_the_watch_counts_an_ipv6_route_of_a_watched_link_or_blackhole_removed() -> None:
+    block = IPv6Network("fd00:10::/122")
+    route = rtnl_wire6.route6_body(Route6(IPv6Network("fd00:10::5/128"), index=3))
+    hole = rtnl_wire6.route6_body(Route6(block, type=rtnl_wire.RTN_BLACKHOLE))
+    watched = Watched(frozenset({"cali1"}), frozenset({3}), frozenset({block}))
+    assert ipv6_removed(rtnl_wire.RTM_DELROUTE, route, watched)
+    assert ipv6_removed(rtnl_wire.RTM_DELROUTE, hole, watched)
+    assert not ipv6_removed(rtnl_wire.RTM_NEWROUTE, route, watched)
+    assert not ipv6_removed(rtnl_wire.RTM_DELROUTE, route, Watched(indices=frozenset({4})))
+    assert not ipv6_removed(rtnl_wire.RTM_DELROUTE, hole, Watched(indices=frozenset({3})))
 
 
 def test_on_the_fakes_a_dual_stack_container_gets_both_and_nothing_drifts(

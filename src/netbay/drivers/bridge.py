@@ -153,9 +153,10 @@ class BridgeDriver:
                        master=network.device, mtu=network.mtu)
             for e in endpoints if e.host_ifname
         )
-        routes = tuple(
-            WantedRoute(g.network, network.device, owner, source=g.ip, protocol=RTPROT_KERNEL)
-            for g in gateways if isinstance(g, IPv4Interface)
+        routes = tuple(  # an IPv6 subnet's route has no source, as the kernel makes it
+            WantedRoute(g.network, network.device, owner, protocol=RTPROT_KERNEL,
+                        source=g.ip if isinstance(g, IPv4Interface) else None)
+            for g in gateways
         )
         sysctls: tuple[WantedSysctl, ...] = (
             WantedSysctl("net.ipv4.ip_forward", "1", owner),

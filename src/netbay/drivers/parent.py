@@ -281,11 +281,10 @@ class ParentDriver:
             addresses=frozenset(sublinks.host_address(s) for _, s in routes),
             remake=network.id, lower=network.device,
         )
-        # IPv4's routes only: the reconciler observes (and puts back) IPv4 routes alone, so
-        # an IPv6 one would look missing on every pass; the shim's IPv6 addresses it sees
+        # an IPv6 route carries no source, as setup made it (sublinks.ensure_shim)
         wanted = tuple(
-            WantedRoute(d, shim.name, owner, source=s.ip)
-            for d, s in routes if isinstance(d, IPv4Network) and isinstance(s, IPv4Interface)
+            WantedRoute(d, shim.name, owner, source=s.ip if isinstance(d, IPv4Network) else None)
+            for d, s in routes
         )
         return Desired((parent, shim), wanted)
 

@@ -140,11 +140,10 @@ def block6_holding(network: Network, address: IPv6Address) -> IPv6Network | None
 
 
 def _held_blocks(network: Network) -> tuple[WantedBlackhole, ...]:
-    """Every IPv4 block of the share (a node may hold several of one network), as setup
-    holds it. Not the IPv6 ones: the reconciler observes IPv4 routes only, and would repair
-    an IPv6 blackhole it cannot see for ever."""
+    """Every block of the share, of both families (a node may hold several of one
+    network), as setup holds it."""
     owner = f"network {network.name}"
-    return tuple(WantedBlackhole(block, owner) for block in blocks_of(network))
+    return tuple(WantedBlackhole(held.block, owner) for held in _block_routes(network))
 
 
 def _block_routes(network: Network) -> list[BlockRoute]:
@@ -262,9 +261,9 @@ class RoutedDriver:
         return []  # no bridge to find unrecorded ports on
 
     def desired(self, network: Network, endpoints: Sequence[Endpoint]) -> Desired:
-        """Each endpoint's veth up with the network's MTU and its /32 route; forwarding on;
-        and what setup holds for each of the node's blocks: its blackhole, its gateway on
-        lo (where the DNS server answers)."""
+        """Each endpoint's veth up with the network's MTU and its /32 route (and /128);
+        forwarding on; and what setup holds for each of the node's blocks: its blackhole
+        (IPv6 blocks' too), its gateway on lo (where the DNS server answers)."""
         links, routes = [], []
         for e in endpoints:
             if not e.host_ifname or e.address is None:
@@ -273,6 +272,9 @@ class RoutedDriver:
             links.append(WantedLink(e.host_ifname, owner, kind="veth", mtu=network.mtu))
             routes.append(WantedRoute(IPv4Network((e.address.ip, 32)), e.host_ifname, owner,
                                       protocol=RTPROT_NETBAY))
+            if e.address6 is not None:
+                routes.append(WantedRoute(IPv6Network((e.address6.ip, 128)), e.host_ifname,
+                                          owner, protocol=RTPROT_NETBAY))
         owner = f"network {network.name}"
         sysctls = (WantedSysctl("net.ipv4.ip_forward", "1", owner),)
         return Desired(tuple(links), tuple(routes), sysctls, blackholes=_held_blocks(network),

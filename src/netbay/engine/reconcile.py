@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from ..plan.routed import BlockRoute
 from ..reconcile.compare import Drift, compare
 from ..reconcile.ledger import Ledger
 from ..reconcile.session import PassResult, run_pass
-from ..reconcile.state import Desired, Observed, WantedRoute, WantedSysctl, Watched
+from ..reconcile.state import Desired, Destination, Observed, WantedRoute, WantedSysctl, Watched
 from ..store.base import Store
 from .firewall import Firewall, hairpins
 from .kernel import Kernel
@@ -162,7 +162,7 @@ class Reconcile:
     def add_route(self, route: WantedRoute) -> None:
         self.kernel.add_route(route)
 
-    def hold_blackhole(self, destination: IPv4Network) -> None:
+    def hold_blackhole(self, destination: Destination) -> None:
         self.kernel.hold_block(BlockRoute(destination))
 
     def hold_local_address(self, address: IPv4Address) -> None:

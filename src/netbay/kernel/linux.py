@@ -16,11 +16,11 @@ from ..errors import KernelError
 from ..model import IPNetwork
 from ..plan.overlay import OverlayState
 from ..plan.routed import BlockRoute, RoutedEndpoint
-from ..reconcile.state import LinkState, Observed, RouteState, WantedRoute, WantedSysctl
+from ..reconcile.state import Observed, WantedRoute, WantedSysctl
 from . import netns as netns_mod
-from . import overlay, routed, sysctl
+from . import overlay, routed, snapshot, sysctl
 from .rtnetlink import Rtnetlink
-from .rtnl_wire import RT_SCOPE_HOST, RTN_BLACKHOLE, Route
+from .rtnl_wire import RT_SCOPE_HOST
 from .rtnl_wire6 import global_networks
 
 FORWARDING6 = "net.ipv6.conf.all.forwarding"
@@ -287,34 +287,9 @@ class LinuxKernel:
 
     # --- the reconciler --------------------------------------------------------------
     def observe(self, sysctls: Iterable[tuple[str, str | None]]) -> Observed:
-        """The host namespace's links, addresses (both families) and main IPv4 routes, and the
-        values of SYSCTLS ((key, device) pairs): four dumps, without the kernel lock."""
+        """The host namespace as kernel/snapshot.py reads it, without the kernel lock."""
         with self._observing:
-            links = self._observer.links()
-            addresses: list[tuple[int, IPv4Interface | IPv6Interface]] = [
-                *self._observer.indexed_addresses(),
-                *((a.index, a.address) for a in self._observer.addresses6()),
-            ]
-            routes = self._observer.routes()
-        names = {link.index: link.name for link in links}
-        by_name: dict[str, set[IPv4Interface | IPv6Interface]] = {}
-        for index, address in addresses:
-            by_name.setdefault(names.get(index, ""), set()).add(address)
-        return Observed(
-            links={
-                link.name: LinkState(
-                    link.name, link.index, link.kind, names.get(link.master or 0), link.up,
-                    link.mtu, link.mac, link.hairpin,
-                )
-                for link in links
-            },
-            addresses={name: frozenset(found) for name, found in by_name.items()},
-            routes=frozenset(
-                RouteState(r.destination, names.get(r.index or 0), r.gateway) for r in routes
-            ),
-            sysctls={(key, device): sysctl.current(key, device) for key, device in sysctls},
-            blackholes=frozenset(r.destination for r in routes if r.type == RTN_BLACKHOLE),
-        )
+            return snapshot.snapshot(self._observer, sysctls)
 
     def set_link(
         self, name: str, *, master: str | None = None, up: bool = False,
@@ -344,8 +319,7 @@ class LinuxKernel:
     def add_route(self, route: WantedRoute) -> None:
         with self.lock:
             index = self._host.require_index(route.device, f"{route.device} does not exist")
-            self._host.add_route(Route(route.destination, gateway=route.gateway, index=index,
-                                       source=route.source, protocol=route.protocol))
+            snapshot.put_route(self._host, index, route)
 
     def write_sysctl(self, wanted: WantedSysctl) -> None:
         if wanted.device:

@@ -5,7 +5,7 @@ repairs. Steps are recorded and fail on request like the FakeKernel's own."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface
 from typing import Protocol
 
 from ..model import IPNetwork
@@ -50,7 +50,7 @@ class FakeReconcilingKernel:
         connected = {
             RouteState(a.network, link.name)
             for link in self.links.values() if link.up for a in link.addresses
-            if isinstance(a, IPv4Interface)  # observe's routes are IPv4's
+            if a.network.prefixlen < a.max_prefixlen  # a lone IPv6 address routes nothing
         }
         return Observed(
             links={
@@ -64,8 +64,7 @@ class FakeReconcilingKernel:
             },
             routes=frozenset((connected - self.unrouted) | self.routes),
             sysctls={where: self._sysctl(*where) for where in sysctls},
-            # the kernel's observer sees IPv4's only (reconcile/state.py)
-            blackholes=frozenset(b for b in self.blackholes if isinstance(b, IPv4Network)),
+            blackholes=frozenset(self.blackholes),
         )
 
     def _sysctl(self, key: str, device: str | None) -> str | None:

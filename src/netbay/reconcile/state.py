@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 
 RTPROT_KERNEL, RTPROT_STATIC = 2, 4  # rtnetlink's protocols: an address's subnet, `ip route`
 Interface = IPv4Interface | IPv6Interface  # an address on a link, of either family
+Destination = IPv4Network | IPv6Network  # a route's, of either family
+Address = IPv4Address | IPv6Address
 LOOPBACK = "lo"
 
 
@@ -41,13 +50,14 @@ class WantedLink:
 
 @dataclass(frozen=True)
 class WantedRoute:
-    """A route of the main table: to DESTINATION out of DEVICE (via GATEWAY, from SOURCE)."""
+    """A route of the main table, of either family: to DESTINATION out of DEVICE (via
+    GATEWAY, from SOURCE; an IPv6 route has no SOURCE: the kernel takes the link's)."""
 
-    destination: IPv4Network
+    destination: Destination
     device: str
     owner: str
-    source: IPv4Address | None = None
-    gateway: IPv4Address | None = None
+    source: Address | None = None
+    gateway: Address | None = None
     protocol: int = RTPROT_STATIC  # as it is put back; any protocol matches
 
     def __str__(self) -> str:
@@ -58,9 +68,10 @@ class WantedRoute:
 @dataclass(frozen=True)
 class WantedBlackhole:
     """`blackhole DESTINATION` in the main table: a routed network's block, where an address
-    of it that no container holds ends (instead of going back out by the default route)."""
+    of it that no container holds ends (instead of going back out by the default route).
+    Of either family: an IPv6 block is held as an IPv4 one is."""
 
-    destination: IPv4Network
+    destination: Destination
     owner: str
 
     def __str__(self) -> str:
@@ -164,9 +175,9 @@ class LinkState:
 
 @dataclass(frozen=True)
 class RouteState:
-    destination: IPv4Network
+    destination: Destination
     device: str | None
-    gateway: IPv4Address | None = None
+    gateway: Address | None = None
 
 
 @dataclass(frozen=True)
@@ -179,7 +190,7 @@ class Observed:
     # the wanted sysctls' values; None: no such sysctl (its device is gone)
     sysctls: Mapping[tuple[str, str | None], str | None] = field(default_factory=dict)
     firewall: bool = True
-    blackholes: frozenset[IPv4Network] = frozenset()  # the main table's blackhole routes
+    blackholes: frozenset[Destination] = frozenset()  # the main tables' blackhole routes
 
     def routed(self, route: WantedRoute) -> bool:
         return RouteState(route.destination, route.device, route.gateway) in self.routes
@@ -193,7 +204,7 @@ class Watched:
 
     names: frozenset[str] = frozenset()
     indices: frozenset[int] = frozenset()
-    blackholes: frozenset[IPv4Network] = frozenset()
+    blackholes: frozenset[Destination] = frozenset()
 
     @classmethod
     def of(cls, desired: Desired, observed: Observed) -> Watched:

@@ -3,8 +3,9 @@
 - rtnetlink link, IPv4 address and route changes (a port leaving its bridge is a link
   "changed" event with the new master): relevant when they concern what the last pass
   wanted (Watched), and only removals and changes (what netbay adds itself is no drift);
-- IPv6 addresses removed from a watched link (a bridge's IPv6 gateway; decoded here, as
-  the IPv4-typed Subscription leaves IPv6 out);
+- IPv6 addresses and routes removed from a watched link, and IPv6 blackholes removed (a
+  bridge's IPv6 gateway, a routed /128 or IPv6 block; decoded here, as the IPv4-typed
+  Subscription leaves IPv6 out);
 - IPv4 and IPv6 netconf: `net.ipv4.ip_forward` or `net.ipv6.conf.all.forwarding` turned (the
   kernel reports them for "all" devices; other sysctls send nothing, so the periodic
   resync finds those);
@@ -34,8 +35,19 @@ from ..kernel.events import (
     RouteEvent,
     Subscription,
 )
-from ..kernel.rtnl_wire import RTM_DELADDR, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_LINK
-from ..kernel.rtnl_wire6 import RTNLGRP_IPV6_IFADDR, decode_address6
+from ..kernel.rtnl_wire import (
+    RTM_DELADDR,
+    RTM_DELROUTE,
+    RTNLGRP_IPV4_IFADDR,
+    RTNLGRP_IPV4_ROUTE,
+    RTNLGRP_LINK,
+)
+from ..kernel.rtnl_wire6 import (
+    RTNLGRP_IPV6_IFADDR,
+    RTNLGRP_IPV6_ROUTE,
+    decode_address6,
+    decode_route6,
+)
 from ..plan.firewall import TABLE as NETBAY_TABLE
 from .state import Watched
 
@@ -77,11 +89,16 @@ def forwarding_changed(kind: int, payload: bytes) -> bool:
         NETCONFA_IFINDEX_ALL)
 
 
-def address6_removed(kind: int, payload: bytes, watched: Watched) -> bool:
-    if kind != RTM_DELADDR:
-        return False
-    found = decode_address6(payload)
-    return found is not None and found.index in watched.indices
+def ipv6_removed(kind: int, payload: bytes, watched: Watched) -> bool:
+    """An IPv6 address or route of a watched link deleted, or a watched IPv6 blackhole."""
+    if kind == RTM_DELADDR:
+        found = decode_address6(payload)
+        return found is not None and found.index in watched.indices
+    if kind == RTM_DELROUTE:
+        route = decode_route6(payload)
+        return route is not None and (
+            route.index in watched.indices or route.destination in watched.blackholes)
+    return False
 
 
 def netbay_table_touched(kind: int, payload: bytes) -> bool:
@@ -115,8 +132,9 @@ class Watch(netlink.Resource):
         self._watched = watched
         self._links = Subscription(
             None, groups=(RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE))
-        self._addresses6 = netlink.route_socket(
-            None, groups=(RTNLGRP_IPV6_IFADDR,), receive_buffer=_RECEIVE_BUFFER)
+        self._ipv6 = netlink.route_socket(
+            None, groups=(RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE),
+            receive_buffer=_RECEIVE_BUFFER)
         self._netconf = netlink.route_socket(
             None, groups=(RTNLGRP_IPV4_NETCONF, RTNLGRP_IPV6_NETCONF),
             receive_buffer=_RECEIVE_BUFFER)
@@ -124,8 +142,7 @@ class Watch(netlink.Resource):
             groups=(NFNLGRP_NFTABLES,), receive_buffer=_RECEIVE_BUFFER)
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector = selectors.DefaultSelector()
-        for source in (self._links, self._addresses6, self._netconf, self._nft,
-                       self._wake_read):
+        for source in (self._links, self._ipv6, self._netconf, self._nft, self._wake_read):
             self._selector.register(source, selectors.EVENT_READ)
 
     def wait(self, timeout: float | None) -> bool:
@@ -141,9 +158,9 @@ class Watch(netlink.Resource):
             if source is self._links:
                 watched = self._watched()
                 found = any([relevant(e, watched) for e in self._links.poll(0)]) or found
-            elif source is self._addresses6:
-                removed = functools.partial(address6_removed, watched=self._watched())
-                found = _drain(self._addresses6, removed) or found
+            elif source is self._ipv6:
+                removed = functools.partial(ipv6_removed, watched=self._watched())
+                found = _drain(self._ipv6, removed) or found
             elif source is self._netconf:
                 found = _drain(self._netconf, forwarding_changed) or found
             elif source is self._nft:
@@ -157,7 +174,7 @@ class Watch(netlink.Resource):
 
     def close(self) -> None:
         self._selector.close()
-        for source in (self._links, self._addresses6, self._netconf, self._nft):
+        for source in (self._links, self._ipv6, self._netconf, self._nft):
             source.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
