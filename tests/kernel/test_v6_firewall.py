@@ -195,13 +195,14 @@ def test_published_ports_reach_the_container_over_ipv6(world: World) -> None:
     world.lan_v6()
     sh("ip -6 addr add 2001:db8:2::1/64 dev ext0 nodad")
     world.start("srv", "web", "8080:80", f"[{HOST6}]:8081:80", "[::]:8082:80",
-                      "127.0.0.1:8083:80")
+                      "127.0.0.1:8083:80", "0.0.0.0:8084:80")
     world.start("peer", "other")
     lan = world.lan.netns
     assert tcp(lan, HOST6, 8080) == f"srv saw {LAN6}"  # DNAT only: the container sees the LAN
     assert tcp(lan, "198.51.100.1", 8080) == "srv saw 198.51.100.2"  # and IPv4 as before
     assert tcp(lan, HOST6, 8081) and tcp(lan, HOST6, 8082)
     assert tcp(lan, "198.51.100.1", 8082) is None  # [::]: IPv6 only
+    assert tcp(lan, "198.51.100.1", 8084) and tcp(lan, HOST6, 8084) is None  # 0.0.0.0: IPv4
     # the host by its own IPv6 address; another container; the container itself (hairpin)
     assert tcp(None, HOST6, 8080) and tcp(None, "2001:db8:2::1", 8080)
     assert tcp(None, "2001:db8:2::1", 8081) is None  # bound to HOST6 only

@@ -21,7 +21,8 @@ LOCAL = (32768, 60999)
             PublishSpec("sctp", IPv4Address("127.0.0.1"), (8080, 8080), (80, 80)),
         ),
         ("127.0.0.1::80", PublishSpec("tcp", IPv4Address("127.0.0.1"), None, (80, 80))),
-        ("0.0.0.0:8080:80", PublishSpec("tcp", None, (8080, 8080), (80, 80))),
+        # IPv4 only, as in Docker 27: no host address publishes on both families
+        ("0.0.0.0:8080:80", PublishSpec("tcp", IPv4Address("0.0.0.0"), (8080, 8080), (80, 80))),
         ("8000-8099:8000-8099", PublishSpec("tcp", None, (8000, 8099), (8000, 8099))),
         ("9000-9010:80", PublishSpec("tcp", None, (9000, 9010), (80, 80))),
     ],

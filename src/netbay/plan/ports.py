@@ -1,8 +1,9 @@
 """Port publishing specs (`-p`), parsed and allocated; pure.
 
-A host address is of either family (`-p [2001:db8::1]:80:80`); none (`-p 8080:80`, or
-0.0.0.0) publishes on every host address of each family the container has an address of,
-`[::]` on every IPv6 one. `[::1]` is refused: the kernel cannot forward it (see
+A host address is of either family (`-p [2001:db8::1]:80:80`); none (`-p 8080:80`)
+publishes on every host address of each family the container has an address of, 0.0.0.0 on
+every IPv4 one only and `[::]` on every IPv6 one only (as Docker 27, CNI's portmap and
+netavark read them). `[::1]` is refused: the kernel cannot forward it (see
 plan/ruleset.py's output chain).
 """
 
@@ -82,8 +83,6 @@ def parse_publish(spec: str) -> PublishSpec:
             except ValueError:
                 raise ConfigError("publish", spec, f"{parts[0]!r} is not an IPv4 address") from None
         parts = parts[1:]
-    if host_ip is not None and host_ip.version == 4 and host_ip.is_unspecified:
-        host_ip = None
     container = _ports(spec, parts[-1])
     host = _ports(spec, parts[0]) if len(parts) == 2 and parts[0] else None
     if host is not None:
