@@ -16,6 +16,7 @@ from netbay.errors import ConfigError
 from netbay.kernel.linux import LinuxKernel
 from netbay.kernel.rtnetlink import Rtnetlink
 from netbay.kernel.rtnl_wire6 import DEFAULT6, IFA_F_NODAD, Address6
+from netbay.kernel.uplinks import forwarding_links
 from netbay.model import Container, Endpoint, Network, SubnetConfig
 from netbay.paths import Paths
 from netbay.plan.naming import link_local
@@ -252,3 +253,15 @@ def test_the_reconciler_puts_back_a_deleted_ipv6_subnet_route(host: Host) -> Non
         f"network asgard: route {SUBNET6} dev {net.device} missing"]
     assert f"{SUBNET6} proto kernel" in sh(f"ip -6 route show dev {net.device}").stdout
     assert host.reconcile(full=True).repaired == []
+
+
+def test_the_ipv6_default_routes_link_is_an_uplink_for_the_flowtable(host: Host) -> None:
+    """An IPv6 uplink that is not IPv4's (the flowtable hooks both, kernel/uplinks.py)."""
+    sh("ip link add up6a type veth peer name up6b && ip link set up6a up && ip link set up6b up")
+    sh("sysctl -qw net.ipv6.conf.up6a.disable_ipv6=0")
+    sh("ip -6 addr add fd99::1/64 dev up6a nodad && ip -6 route add default via fd99::2")
+    try:
+        links = forwarding_links()
+        assert "up6a" in links.uplinks and "up6b" not in links.uplinks
+    finally:
+        sh("ip link del up6a")
