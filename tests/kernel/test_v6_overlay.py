@@ -296,3 +296,18 @@ def test_ipv6_is_switched_on_for_the_tunnel_where_the_default_has_it_off(
     finally:
         for made_path in reversed(made):
             netns.delete(made_path)
+
+
+def test_the_underlay_tells_an_on_link_ipv6_peer_from_one_behind_a_router(
+    host_ns: Path, tmp_path: Path,
+) -> None:
+    """host-gw for a v6 block needs the peer's address6 on-link (engine/overlay.py passes
+    an off-link one as none): the underlay's IPv6 subnets decide."""
+    with pair_of(tmp_path, Backend.AUTO) as world:
+        a, b = world.a, world.b
+        underlay = a.kernel.underlay(a.node.address)
+        assert b.node.address6 is not None and underlay.device == "eth0"
+        assert underlay.same_segment(b.node.address6)
+        assert not underlay.same_segment(IPv6Address("2001:db8:1::12"))
+        assert not underlay.same_segment(IPv6Address("fe80::12"))  # link-local: no subnet
+        assert underlay.same_segment(b.node.address)

@@ -47,7 +47,7 @@ class Underlay(Protocol):
     @property
     def mtu(self) -> int: ...
 
-    def same_segment(self, address: IPv4Address) -> bool: ...
+    def same_segment(self, address: IPv4Address | IPv6Address) -> bool: ...
 
 
 class OverlayKernel(Protocol):
@@ -158,9 +158,13 @@ class OverlayPlane:
                         if isinstance(s.subnet, IPv6Network)), None)
         node = OverlayNode(self.node, self.address, underlay.device, underlay.mtu,
                            only_v4(network.subnets[0].subnet), subnet6, self.address6)
+        # a peer's IPv6 address that is not on-link here cannot be a host-gw next hop: the
+        # plan sees none (its v6 block is tunnelled under auto, refused under host-gw)
         state = plan_overlay(settings, node, (
             OverlayPeer(p.node, p.address, p.subnet, p.vtep_mac or vtep_mac(p.node, settings.vni),
-                        underlay.same_segment(p.address), p.address6) for p in peers
+                        underlay.same_segment(p.address),
+                        p.address6 if p.address6 and underlay.same_segment(p.address6) else None)
+            for p in peers
         ))
         encap = network.options.get(OPT_ENCAP)
         if encap is None:

@@ -9,7 +9,14 @@ import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from pathlib import Path
 
 from ..errors import KernelError
@@ -31,8 +38,12 @@ class Underlay:
     device: str
     mtu: int
     segments: tuple[IPv4Network, ...]
+    segments6: tuple[IPv6Network, ...] = ()  # its global IPv6 subnets
 
-    def same_segment(self, address: IPv4Address) -> bool:
+    def same_segment(self, address: IPv4Address | IPv6Address) -> bool:
+        """Whether ADDRESS is on-link (of either family): a route via it needs no router."""
+        if isinstance(address, IPv6Address):
+            return any(address in segment for segment in self.segments6)
         return any(address in segment for segment in self.segments)
 
 
@@ -143,15 +154,17 @@ class LinuxKernel:
 
     def underlay(self, address: IPv4Address) -> Underlay:
         """The link holding ADDRESS (this node's underlay address), its MTU and the subnets
-        on it: a peer in one of those is on this node's L2 segment."""
+        of both families on it: a peer in one of those is on this node's L2 segment."""
         with self.lock:
             held = self._host.indexed_addresses()
             index = next((i for i, a in held if a.ip == address), None)
             link = next((k for k in self._host.links() if k.index == index), None)
+            held6 = [] if link is None else self._host.addresses6(link.index)
         if link is None:
             raise KernelError(f"no link holds the node address {address}", errno.EADDRNOTAVAIL)
         segments = tuple(a.network for i, a in held if i == index)
-        return Underlay(link.name, link.mtu or 1500, segments)
+        segments6 = tuple(a.address.network for a in held6 if not a.address.is_link_local)
+        return Underlay(link.name, link.mtu or 1500, segments, segments6)
 
     # --- endpoints (the hot path) -----------------------------------------------------
     def _bridge(self, key: str, name: str) -> int:
