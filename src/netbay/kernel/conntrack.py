@@ -102,7 +102,10 @@ class FlowJanitor:
         while self._ct:
             self._ct.popitem()[1].close()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """The queue finished (up to TIMEOUT seconds), then the thread ends. Its sockets are
+        its own: it closes them when its queue is empty. A thread still busy after TIMEOUT
+        (thousands of detaches queued) keeps them, as closing them under it failed its
+        dump ("fd -1"); it is a daemon thread, so it does not hold the process up."""
         self._queue.put(None)
-        self._thread.join(timeout=5)
-        self._close_sockets()
+        self._thread.join(timeout=timeout)
