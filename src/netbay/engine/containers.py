@@ -43,6 +43,7 @@ from .firewall import can_publish, publish_families
 from .kernel import Kernel
 from .networks import Networks
 from .records import container_endpoints
+from .static_addresses import STATIC, asked_of
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 # (network, static address, aliases) of each network a container joins
@@ -166,9 +167,11 @@ class Containers:
             check_aliases(request.aliases)
             self.endpoints.check_dns_names(name, network, request.aliases)
         publish = _check_publish(spec, networks)
-        container = self._record(
-            _new_record(spec, name, hostname, mode, self.paths, self.owner), publish
-        )
+        record = _new_record(spec, name, hostname, mode, self.paths, self.owner)
+        static = asked_of((n.id, r.ip, r.ip6) for n, r in networks)
+        if static:  # what it asked for, in the same write (inspect's IPAMConfig)
+            record = dataclasses.replace(record, config={**record.config, STATIC: static})
+        container = self._record(record, publish)
         faults.point("container:recorded")
         try:
             self._make(container, networks)

@@ -206,11 +206,7 @@ class Host:
         return container_endpoints(self.store, container)
 
     def create_container(self, spec: ContainerSpec) -> Container:
-        container = self._containers.create(spec)
-        for request in spec.networks:
-            if request.ip is not None or request.ip6 is not None:
-                self._note_static(container.id, request.network, request.ip, request.ip6)
-        return container
+        return self._containers.create(spec)
 
     def _note_static(self, container_id: str, network_ref: str, ip: IPv4Address | None,
                      ip6: IPv6Address | None) -> None:
