@@ -34,7 +34,7 @@ IPv6 (a node with an IPv6 underlay address): plan/bird6.py, an ipv6 channel on e
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
@@ -220,7 +220,7 @@ def render(settings: BgpSettings) -> str:
     sections = [_globals(settings), _filters(settings), _reflect_filter(settings),
                 _install_filter(settings), _local_protocols(settings)]
     if settings.ipv6:
-        sections += [bird6.filters(settings), bird6.install_filter(settings),
+        sections += [bird6.filters(settings, MESH), bird6.install_filter(settings),
                      bird6.local_protocols(settings, NETBAY_PROTOCOL)]
     sections += [_session(settings, peer) for peer in settings.peers]
     return "\n".join(section for section in sections if section)
@@ -237,12 +237,9 @@ def _globals(settings: BgpSettings) -> str:
     ])
 
 
-def _prefix_set(blocks: Iterable[IPv4Network], suffix: str = "") -> str:
-    return "[ " + ", ".join(f"{block}{suffix}" for block in blocks) + " ]"
-
-
 def _own_blocks(settings: BgpSettings) -> str:
-    return f'  if proto = "{BLOCKS_PROTOCOL}" && net ~ {_prefix_set(settings.blocks)} then accept;'
+    blocks = bird6.prefix_set(settings.blocks)
+    return f'  if proto = "{BLOCKS_PROTOCOL}" && net ~ {blocks} then accept;'
 
 
 def _filters(settings: BgpSettings) -> str:
@@ -255,7 +252,7 @@ def _filters(settings: BgpSettings) -> str:
         "  reject;",
         "}",
         "filter netbay_import {",
-        f"  if net ~ {_prefix_set(settings.blocks, '+')} then reject;",
+        f"  if net ~ {bird6.prefix_set(settings.blocks, '+')} then reject;",
         "  accept;",
         "}",
         "",
@@ -268,24 +265,16 @@ def _reflect_filter(settings: BgpSettings) -> str:
     external peers' routes stay with the node that peers with them)."""
     if not settings.reflector:
         return ""
-    lines = ["filter netbay_reflect {", *([_own_blocks(settings)] if settings.blocks else []),
-             f'  if proto ~ "{MESH}_*" then accept;', "  reject;", "}", ""]
-    return "\n".join(lines)
+    own = _own_blocks(settings) if settings.blocks else None
+    return "\n".join([*bird6.reflect_filter("netbay_reflect", own, MESH), ""])
 
 
 def _install_filter(settings: BgpSettings) -> str:
     """What of BGP's routes the kernel gets (the module's docstring says why not all)."""
     if settings.installs_all:
         return ""
-    lines = ["filter netbay_install {", "  if source != RTS_BGP then reject;"]
-    if settings.tunnelled:
-        lines.append(f"  if net ~ {_prefix_set(settings.tunnelled, '+')} then reject;")
-    if settings.cross_subnet:
-        # `ip ~ [ prefix set ]` is no match in BIRD 2.0.12 (a runtime type error): one test each
-        direct = " || ".join(f"bgp_next_hop ~ {subnet}" for subnet in settings.underlay)
-        unless = f" && !({direct})" if direct else ""
-        lines.append(f"  if net ~ {_prefix_set(settings.cross_subnet, '+')}{unless} then reject;")
-    return "\n".join([*lines, "  accept;", "}", ""])
+    return bird6.install_filter_of("netbay_install", settings.tunnelled, settings.cross_subnet,
+                                   settings.underlay)
 
 
 def _local_protocols(settings: BgpSettings) -> str:

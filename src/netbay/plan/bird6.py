@@ -15,7 +15,7 @@ runs the session with IPv4 alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Network, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING
 
@@ -47,29 +47,56 @@ def check(settings: BgpSettings) -> None:
                 raise ConfigError("block6", str(block), f"overlaps block {other}")
 
 
-def _prefix_set(networks: Iterable[IPv6Network], suffix: str = "") -> str:
+# --- the text both families' parts share (plan/bird.py renders IPv4's with them too) -------
+def prefix_set(networks: Iterable[IPv4Network | IPv6Network], suffix: str = "") -> str:
     return "[ " + ", ".join(f"{network}{suffix}" for network in networks) + " ]"
 
 
+def reflect_filter(name: str, own_blocks: str | None, mesh: str) -> list[str]:
+    """A reflector's export to the mesh: its blocks (the OWN_BLOCKS test, if it holds any)
+    and what it learned from the mesh's sessions (protocols named MESH_...)."""
+    return [f"filter {name} {{", *([own_blocks] if own_blocks else []),
+            f'  if proto ~ "{mesh}_*" then accept;', "  reject;", "}"]
+
+
+def install_filter_of(name: str, tunnelled: Sequence[IPv4Network | IPv6Network],
+                      cross_subnet: Sequence[IPv4Network | IPv6Network],
+                      underlay: Sequence[IPv4Network | IPv6Network]) -> str:
+    """What of BGP's routes of one family the kernel gets: none inside TUNNELLED pools, and
+    of CROSS_SUBNET pools only those with a next hop on an UNDERLAY subnet."""
+    lines = [f"filter {name} {{", "  if source != RTS_BGP then reject;"]
+    if tunnelled:
+        lines.append(f"  if net ~ {prefix_set(tunnelled, '+')} then reject;")
+    if cross_subnet:
+        # `ip ~ [ prefix set ]` is no match in BIRD 2.0.12 (a runtime type error): one test each
+        direct = " || ".join(f"bgp_next_hop ~ {subnet}" for subnet in underlay)
+        unless = f" && !({direct})" if direct else ""
+        lines.append(f"  if net ~ {prefix_set(cross_subnet, '+')}{unless} then reject;")
+    return "\n".join([*lines, "  accept;", "}", ""])
+
+
+# --- IPv6's part --------------------------------------------------------------------------
+
+
 def own_blocks(settings: BgpSettings) -> str:
-    return (f'  if proto = "{BLOCKS6_PROTOCOL}" && net ~ {_prefix_set(settings.blocks6)} '
+    return (f'  if proto = "{BLOCKS6_PROTOCOL}" && net ~ {prefix_set(settings.blocks6)} '
             "then accept;")
 
 
-def filters(settings: BgpSettings) -> str:
+def filters(settings: BgpSettings, mesh: str) -> str:
     """netbay_export6 (the IPv6 blocks, exactly), netbay_import6 (the routed IPv6 subnets'
-    blocks not inside this node's), and a reflector's netbay_reflect6."""
+    blocks not inside this node's), and a reflector's netbay_reflect6 (MESH: the mesh
+    sessions' name prefix)."""
     lines = ["filter netbay_export6 {", *([own_blocks(settings)] if settings.blocks6 else []),
              "  reject;", "}", "filter netbay_import6 {"]
     if settings.blocks6:
-        lines.append(f"  if net ~ {_prefix_set(settings.blocks6, '+')} then reject;")
+        lines.append(f"  if net ~ {prefix_set(settings.blocks6, '+')} then reject;")
     if settings.pools6:
-        lines.append(f"  if net ~ {_prefix_set(settings.pools6, '+')} then accept;")
+        lines.append(f"  if net ~ {prefix_set(settings.pools6, '+')} then accept;")
     lines += ["  reject;", "}"]
     if settings.reflector:
-        lines += ["filter netbay_reflect6 {",
-                  *([own_blocks(settings)] if settings.blocks6 else []),
-                  '  if proto ~ "mesh_*" then accept;', "  reject;", "}"]
+        lines += reflect_filter("netbay_reflect6",
+                                own_blocks(settings) if settings.blocks6 else None, mesh)
     return "\n".join([*lines, ""])
 
 
@@ -80,15 +107,8 @@ def installs_all(settings: BgpSettings) -> bool:
 def install_filter(settings: BgpSettings) -> str:
     if installs_all(settings):
         return ""
-    lines = ["filter netbay_install6 {", "  if source != RTS_BGP then reject;"]
-    if settings.tunnelled6:
-        lines.append(f"  if net ~ {_prefix_set(settings.tunnelled6, '+')} then reject;")
-    if settings.cross_subnet6:
-        direct = " || ".join(f"bgp_next_hop ~ {subnet}" for subnet in settings.underlay6)
-        unless = f" && !({direct})" if direct else ""
-        lines.append(f"  if net ~ {_prefix_set(settings.cross_subnet6, '+')}{unless} "
-                     "then reject;")
-    return "\n".join([*lines, "  accept;", "}", ""])
+    return install_filter_of("netbay_install6", settings.tunnelled6, settings.cross_subnet6,
+                             settings.underlay6)
 
 
 def local_protocols(settings: BgpSettings, netbay_protocol: int) -> str:
