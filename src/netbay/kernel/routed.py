@@ -77,7 +77,7 @@ def container_ipv6(netns: Path, endpoint: RoutedEndpoint, off_by_default: bool) 
         if endpoint.address6 is None:
             sysctl.disable_ipv6(endpoint.ifname)
         else:
-            sysctl.enable_static_ipv6(endpoint.ifname)
+            sysctl.enable_static_ipv6(endpoint.ifname, inherited=off_by_default)
 
 
 def configure(host: Rtnetlink, inside: Rtnetlink, endpoint: RoutedEndpoint, netns: Path) -> None:

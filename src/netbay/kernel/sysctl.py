@@ -73,12 +73,29 @@ def enable_ipv6(conf: ConfDir, device: str, settings: tuple[tuple[str, str], ...
         conf.write(device, key, value)
 
 
-def enable_static_ipv6(ifname: str) -> None:
+# what a new namespace's `default` holds, so that an interface born in it inherits it:
+# STATIC_IPV6 but IPv6 off; turning IPv6 on is then the one write a dual-stack attach makes
+STATIC_DEFAULT = (*STATIC_IPV6[:-1], ("disable_ipv6", "1"))
+IPV6_ON = (("disable_ipv6", "0"),)
+
+
+def enable_static_ipv6(ifname: str, inherited: bool = False) -> None:
     """STATIC_IPV6 on IFNAME, in the calling thread's namespace (a container's: one lookup
-    of its /proc/sys/net/ipv6/conf, then writes relative to it)."""
+    of its /proc/sys/net/ipv6/conf, then writes relative to it). INHERITED: IFNAME was born
+    in a namespace whose default is STATIC_DEFAULT (static_ipv6_default): one write."""
     conf = ConfDir.open()
     try:
-        enable_ipv6(conf, ifname, STATIC_IPV6)
+        enable_ipv6(conf, ifname, IPV6_ON if inherited else STATIC_IPV6)
+    finally:
+        conf.close()
+
+
+def static_ipv6_default() -> None:
+    """STATIC_DEFAULT as the calling thread's namespace's default (a container's, just
+    made): its interfaces are born with IPv6 off, and static once it is turned on."""
+    conf = ConfDir.open()
+    try:
+        enable_ipv6(conf, "default", STATIC_DEFAULT)
     finally:
         conf.close()
 
