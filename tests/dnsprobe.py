@@ -1,15 +1,19 @@
-"""DNS probes for tests, standard library only, independent of netbay's own codec.
+"""DNS probes for tests, standard library only, independent of netbay's own codec; either
+family (a server or an upstream address of IPv4 or IPv6).
 
     dnsprobe.py query SERVER NAME [TYPE] [--tcp] [--timeout S]
-        prints {"rcode": "NOERROR", "answers": ["10.1.2.3"], "flags": [...]} as JSON,
-        or {"error": "timeout"}; exit 0 either way (1 on a usage error)
+        prints {"rcode": "NOERROR", "answers": ["10.1.2.3"], "types": [1], "flags": [...]}
+        as JSON (A and AAAA answers as addresses, PTR as names), or {"error": "timeout"};
+        exit 0 either way (1 on a usage error)
     dnsprobe.py serve ADDRESS LOGFILE NAME=IP...
-        a fake upstream on ADDRESS:53, UDP and TCP: A answers for the names given, NXDOMAIN
-        for everything else; every question it gets is appended to LOGFILE
+        a fake upstream on ADDRESS:53, UDP and TCP: A answers for the names given an IPv4
+        address, AAAA for those given an IPv6 one (no data for the other type), NXDOMAIN for
+        everything else; every question it gets is appended to LOGFILE
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import socket
@@ -17,10 +21,15 @@ import socketserver
 import struct
 import sys
 import threading
+from ipaddress import ip_address
 
 TYPES = {"A": 1, "PTR": 12, "AAAA": 28, "TXT": 16, "MX": 15}
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+AAAA = TYPES["AAAA"]
 
+
+def family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ip_address(address).version == 6 else socket.AF_INET
 
 def encode(name: str) -> bytes:
     out = b""
@@ -57,38 +66,42 @@ def parse_answer(packet: bytes) -> dict[str, object]:
         _, pos = read_name(packet, pos)
         pos += 4
     answers: list[str] = []
+    types: list[int] = []
     for _ in range(an):
         _, pos = read_name(packet, pos)
-        rtype, _, ttl, length = struct.unpack_from("!HHIH", packet, pos)
+        rtype, _, _, length = struct.unpack_from("!HHIH", packet, pos)
         pos += 10
-        if rtype == 1:
-            answers.append(socket.inet_ntoa(packet[pos : pos + 4]))
-        elif rtype == 12:
+        types.append(rtype)
+        if rtype == TYPES["A"]:
+            answers.append(socket.inet_ntop(socket.AF_INET, packet[pos : pos + 4]))
+        elif rtype == AAAA:
+            answers.append(socket.inet_ntop(socket.AF_INET6, packet[pos : pos + 16]))
+        elif rtype == TYPES["PTR"]:
             answers.append(read_name(packet, pos)[0])
         pos += length
-    names = {"aa": 0x0400, "tc": 0x0200, "rd": 0x0100, "ra": 0x0080}
+    bits = {"aa": 0x0400, "tc": 0x0200, "rd": 0x0100, "ra": 0x0080}
     return {
         "id": qid,
         "rcode": RCODES.get(flags & 0xF, str(flags & 0xF)),
         "answers": answers,
-        "flags": [k for k, bit in names.items() if flags & bit],
+        "types": types,
+        "flags": [k for k, bit in bits.items() if flags & bit],
     }
 
 
 def query(server: str, name: str, qtype: str, tcp: bool, timeout: float) -> dict[str, object]:
     qid, packet = build_query(name, qtype)
     try:
-        if tcp:
-            with socket.create_connection((server, 53), timeout=timeout) as conn:
-                conn.sendall(struct.pack("!H", len(packet)) + packet)
-                length = struct.unpack("!H", _exactly(conn, 2))[0]
-                answer = _exactly(conn, length)
-        else:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                sock.settimeout(timeout)
-                sock.connect((server, 53))
-                sock.send(packet)
-                answer = sock.recv(4096)
+        with socket.socket(family(server), socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            s.connect((server, 53))
+            if tcp:
+                s.sendall(struct.pack("!H", len(packet)) + packet)
+                length = struct.unpack("!H", _exactly(s, 2))[0]
+                answer = _exactly(s, length)
+            else:
+                s.send(packet)
+                answer = s.recv(4096)
     except TimeoutError:
         return {"error": "timeout"}
     except OSError as exc:
@@ -109,8 +122,12 @@ def _exactly(conn: socket.socket, n: int) -> bytes:
     return data
 
 
+
 # --- the fake upstream ------------------------------------------------------------------
 class Upstream:
+    """Answers A for names given an IPv4 address, AAAA for those given an IPv6 one (no data
+    for the other type), NXDOMAIN for the rest; logs every question."""
+
     def __init__(self, zone: dict[str, str], log: str) -> None:
         self.zone = {k.lower(): v for k, v in zone.items()}
         self.log = log
@@ -123,11 +140,11 @@ class Upstream:
         question = packet[12 : pos + 4]
         with self.lock, open(self.log, "a") as log:
             log.write(f"{transport} {name} {qtype}\n")
-        address = self.zone.get(name.lower())
-        rcode = 0 if address else 3
-        answers = b""
-        if address and qtype == 1:
-            answers = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(address)
+        value = self.zone.get(name.lower())
+        rcode, answers = (0 if value else 3), b""
+        if value and (qtype, ip_address(value).version) in ((1, 4), (AAAA, 6)):
+            raw = socket.inet_pton(family(value), value)
+            answers = b"\xc0\x0c" + struct.pack("!HHIH", qtype, 1, 60, len(raw)) + raw
         header = struct.pack(
             "!6H", qid, 0x8180 | (flags & 0x0100) | rcode, 1, 1 if answers else 0, 0, 0
         )
@@ -148,15 +165,19 @@ def serve(address: str, log: str, zone: dict[str, str]) -> None:
             out = upstream.answer(self.rfile.read(length), "tcp")
             self.wfile.write(struct.pack("!H", len(out)) + out)
 
-    socketserver.ThreadingTCPServer.allow_reuse_address = True
-    tcp = socketserver.ThreadingTCPServer((address, 53), Tcp)
+    class TcpServer(socketserver.ThreadingTCPServer):
+        address_family = family(address)
+        allow_reuse_address = True
+
+    class UdpServer(socketserver.UDPServer):
+        address_family = family(address)
+
+    tcp = TcpServer((address, 53), Tcp)
     threading.Thread(target=tcp.serve_forever, daemon=True).start()
-    socketserver.UDPServer((address, 53), Udp).serve_forever()
+    UdpServer((address, 53), Udp).serve_forever()
 
 
 def main(argv: list[str]) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser()
     verbs = parser.add_subparsers(dest="verb", required=True)
     q = verbs.add_parser("query")

@@ -23,7 +23,7 @@ from netbay.dns.supervisor import DnsSupervisor
 
 pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
 
-DNSPROBE6 = str(Path(__file__).parents[1] / "dnsprobe6.py")
+DNSPROBE = str(Path(__file__).parents[1] / "dnsprobe.py")
 LAN6 = "2001:db8:77::"  # the host's external link (ext0 ::1, the LAN machine lan0 ::2, ::3)
 UPSTREAM6, OTHER_UPSTREAM6 = LAN6 + "2", LAN6 + "3"
 DUAL4, DUAL6 = "10.91.0.0/24", "fd00:91::/64"
@@ -64,7 +64,7 @@ class World:
             tcp: bool = False) -> dict[str, Any]:
         """A query from inside WHO's namespace to SERVER."""
         assert who.netns is not None
-        argv = ["nsenter", f"--net={who.netns}", sys.executable, DNSPROBE6, "query", server,
+        argv = ["nsenter", f"--net={who.netns}", sys.executable, DNSPROBE, "query", server,
                 qname, qtype, "--timeout", "3", *(["--tcp"] if tcp else [])]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
         return dict(json.loads(out.stdout))
@@ -96,12 +96,12 @@ def start_upstream(lan: Lan, tmp: Path, address: str, *zone: str) -> Path:
     asked."""
     log = tmp / f"upstream-{address}.log"
     log.write_text("")
-    server = subprocess.Popen(lan.argv(sys.executable, DNSPROBE6, "serve", address, str(log),
+    server = subprocess.Popen(lan.argv(sys.executable, DNSPROBE, "serve", address, str(log),
                                        *zone))
     lan._servers.append(server)  # stopped (by its PID) with the LAN machine
 
     def answers() -> bool:
-        out = subprocess.run([sys.executable, DNSPROBE6, "query", address, "ready.check",
+        out = subprocess.run([sys.executable, DNSPROBE, "query", address, "ready.check",
                               "--timeout", "0.3"], capture_output=True, text=True)
         return '"rcode"' in out.stdout
 

@@ -19,7 +19,7 @@ from types import MappingProxyType
 
 import pytest
 
-from dnsprobe6 import build_query, parse_answer
+from dnsprobe import build_query, parse_answer
 from netbay.cluster.carving import (
     block_at,
     block_count,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dnsprobe6 import build_query, parse_answer
+from dnsprobe import build_query, parse_answer
 from netbay.dns import records
 from netbay.dns.listen import IPV6_FREEBIND, adopt, handoff_arg, key_of, open_pair
 from netbay.dns.message import aaaa_record, reverse_address, reverse_name
