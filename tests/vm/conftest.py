@@ -11,8 +11,15 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from lans import Site
+from netbay import Host
+from netbay.daemon.api import Api
+from netbay.daemon.reaper import Reaper
 
 _PROBES = {
     "dummy": "ip link add nbprobe0 type dummy",
@@ -93,3 +100,23 @@ def pytest_terminal_summary(
             f"{skipped}; run scripts/vm-tests.sh to boot a kernel that has them", red=True,
             bold=True,
         )
+
+
+@pytest.fixture
+def site(tmp_path: Path, host_ns: Path) -> Iterator[Site]:
+    """The LAN machines of tests/lans.py, removed after the test."""
+    machines = Site(tmp_path)
+    try:
+        yield machines
+    finally:
+        machines.close()
+
+
+@pytest.fixture
+def api(host: Host) -> Iterator[Api]:
+    """netbayd's API on HOST, without its HTTP server."""
+    reaper = Reaper(lambda *_: None)
+    try:
+        yield Api(host, reaper)
+    finally:
+        reaper.close()

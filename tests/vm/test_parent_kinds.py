@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -20,30 +19,11 @@ from helpers import link_names, snapshot
 from lans import Site, host_ip, link_details, ping
 from netbay import AttachRequest, ContainerSpec, Host, NetworkSpec, SubnetConfig
 from netbay.daemon.api import Api
-from netbay.daemon.reaper import Reaper
 from netbay.errors import ConflictError
 
 pytestmark = [pytest.mark.kernel, pytest.mark.vm]
 
 DEAD_OWNER = "1:1"  # pid 1 never started at tick 1: an owner that is certainly gone
-
-
-@pytest.fixture
-def site(tmp_path: Path, host_ns: Path) -> Iterator[Site]:
-    machines = Site(tmp_path)
-    try:
-        yield machines
-    finally:
-        machines.close()
-
-
-@pytest.fixture
-def api(host: Host) -> Iterator[Api]:
-    reaper = Reaper(lambda *_: None)
-    try:
-        yield Api(host, reaper)
-    finally:
-        reaper.close()
 
 
 def call(api: Api, method: str, target: str, body: Any = None) -> Any:

@@ -16,7 +16,6 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from pathlib import Path
 from typing import Any
@@ -26,28 +25,9 @@ import pytest
 from lans import Site, host_ip, link_details, ping
 from netbay import AttachRequest, ContainerSpec, Host, NetworkSpec, SubnetConfig
 from netbay.daemon.api import Api
-from netbay.daemon.reaper import Reaper
 from netbay.kernel import netns
 
 pytestmark = [pytest.mark.kernel, pytest.mark.vm]
-
-
-@pytest.fixture
-def site(tmp_path: Path, host_ns: Path) -> Iterator[Site]:
-    machines = Site(tmp_path)
-    try:
-        yield machines
-    finally:
-        machines.close()
-
-
-@pytest.fixture
-def api(host: Host) -> Iterator[Api]:
-    reaper = Reaper(lambda *_: None)
-    try:
-        yield Api(host, reaper)
-    finally:
-        reaper.close()
 
 
 def call(api: Api, method: str, target: str, body: Any = None) -> Any:
