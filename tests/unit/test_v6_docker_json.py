@@ -254,11 +254,13 @@ def test_create_endpoint_needs_each_family_s_address(docker: Docker) -> None:
                      "(fd12:3456::/64)"}
 
 
-def test_ipv6_data_refused_where_the_driver_has_no_ipv6(docker: Docker) -> None:
+def test_a_dual_stack_cluster_network_needs_this_node_in_a_cluster(docker: Docker) -> None:
+    """IPv6Data on a cluster driver is taken (test_v6_docker_plugin_cluster): on a node
+    outside any cluster it gets the line an IPv4 one gets, and nothing is made."""
     before = docker.fake.host.networks()
     reply = docker.network("10.77.0.0/24", V6, {"netbay.driver": "overlay"})
-    assert reply == {"Err": "invalid ipv6 True: a cluster network through Docker's engine is "
-                     "IPv4 only; create it dual stack with `netbay network create --ipv6`"}
+    assert reply == {"Err": "invalid netbay.driver 'overlay': a cluster-wide network needs "
+                     "this node in a netbay cluster (netbay cluster join)"}
     assert docker.fake.host.networks() == before
 
 

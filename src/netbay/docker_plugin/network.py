@@ -14,7 +14,7 @@ import dataclasses
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
+from ipaddress import IPv4Interface, IPv6Interface, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +95,9 @@ class NetworkDriver:
             options=generic, ipv4=bool(v4) or not v6, ipv6=bool(v6),
         )
         if get_driver(driver).caps.cluster:
-            if v6:  # Docker's IPAM would hand out this host's own addresses, not the block's
-                raise ConfigError("ipv6", True, "a cluster network through Docker's engine is "
-                                  "IPv4 only; create it dual stack with `netbay network "
-                                  "create --ipv6`")
             # every host's dockerd has an id of its own for it: kept on this node, not as
-            # the cluster network's label
+            # the cluster network's label. Dual stack with IPv6Data: netbay's IPAM hands out
+            # each family's addresses from this node's blocks
             self.clusters.create(docker_id, spec)
             self.ipam.pool_made([s.subnet for s in spec.subnets])
             return {}
@@ -240,16 +237,20 @@ def _mac(value: str) -> str:
 
 
 def _static_routes(network: Network, endpoint: Endpoint) -> list[dict[str, Any]]:
-    """The endpoint's routes but the default (Docker adds it, through Gateway). A gateway
-    outside the endpoint's prefix (a routed network's /32 with 169.254.1.1) gets a route on
-    the link first: Docker finds the gateway's link by a route to it."""
+    """The endpoint's routes but the defaults (Docker adds them, through Gateway and
+    GatewayIPv6). A gateway outside the endpoint's prefix (a routed network's /32 with
+    169.254.1.1, its /128 with fe80::ecee:eeff:feee:eeee) gets a route on the link first,
+    IPv4's then IPv6's: Docker finds the gateway's link by a route to it."""
     routes = get_driver(network.driver).container_routes(network, endpoint)
     out = [_static_route(dest, via) for dest, via in routes
            if dest not in (DEFAULT_ROUTE, DEFAULT_ROUTE6)]
-    gateway, address = endpoint.gateway, endpoint.address
-    if gateway is not None and address is not None and gateway not in address.network:
-        out.insert(0, _static_route(IPv4Network((gateway, 32)), None))
-    return out
+    onlink = [
+        _static_route(ip_network((gateway, gateway.max_prefixlen)), None)
+        for gateway, address in ((endpoint.gateway, endpoint.address),
+                                 (endpoint.gateway6, endpoint.address6))
+        if gateway is not None and address is not None and gateway not in address.network
+    ]
+    return onlink + out
 
 
 def _static_route(destination: object, via: object) -> dict[str, Any]:
