@@ -67,11 +67,15 @@ def add_veth(host: Rtnetlink, conf: DeviceConf, endpoint: RoutedEndpoint, netns:
         conf.write(endpoint.host_ifname, setting)
 
 
-def container_ipv6(netns: Path, endpoint: RoutedEndpoint, off_by_default: bool) -> None:
+def container_ipv6(netns: Path, endpoint: RoutedEndpoint, off_by_default: bool,
+                   held: sysctl.ConfDir | None = None) -> None:
     """The container end's IPv6: on and static (sysctl.STATIC_IPV6) for a dual-stack
     endpoint, else off (nothing to write where its namespace's default has it off: OFF_BY_DEFAULT,
-    a namespace netbay made)."""
+    a namespace netbay made; HELD: its IPv6 conf directory, if held open)."""
     if endpoint.address6 is None and off_by_default:
+        return
+    if endpoint.address6 is not None and held is not None:
+        sysctl.enable_ipv6(held, endpoint.ifname, sysctl.IPV6_ON)
         return
     with netns_mod.entered(netns):
         if endpoint.address6 is None:

@@ -82,20 +82,10 @@ IPV6_ON = (("disable_ipv6", "0"),)
 def enable_static_ipv6(ifname: str, inherited: bool = False) -> None:
     """STATIC_IPV6 on IFNAME, in the calling thread's namespace (a container's: one lookup
     of its /proc/sys/net/ipv6/conf, then writes relative to it). INHERITED: IFNAME was born
-    in a namespace whose default is STATIC_DEFAULT (static_ipv6_default): one write."""
+    in a namespace whose default is STATIC_DEFAULT (kernel/linux.py create_netns): one write."""
     conf = ConfDir.open()
     try:
         enable_ipv6(conf, ifname, IPV6_ON if inherited else STATIC_IPV6)
-    finally:
-        conf.close()
-
-
-def static_ipv6_default() -> None:
-    """STATIC_DEFAULT as the calling thread's namespace's default (a container's, just
-    made): its interfaces are born with IPv6 off, and static once it is turned on."""
-    conf = ConfDir.open()
-    try:
-        enable_ipv6(conf, "default", STATIC_DEFAULT)
     finally:
         conf.close()
 

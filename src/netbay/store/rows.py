@@ -5,6 +5,7 @@ and MemoryStore in dicts, so both read back, dump and compare exactly alike.
 
 from __future__ import annotations
 
+import functools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -66,7 +67,12 @@ def _subnets_to_json(subnets: tuple[SubnetConfig, ...]) -> str:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def _subnets_from_json(raw: str) -> tuple[SubnetConfig, ...]:
+    """Parsed once per distinct text (the configs are frozen; their aux maps are never
+    changed in place): every attach reads its network's row, and parsing its addresses cost
+    more than the query (a dual-stack network's twice an IPv4 one's), besides the
+    addresses' cached properties (a subnet's broadcast address, which IPAM asks)."""
     return tuple(
         SubnetConfig(
             ip_network(s["subnet"]),
