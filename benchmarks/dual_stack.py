@@ -14,8 +14,10 @@ differed by 0.14). Figures: medians of the first and the last window (the first 
 median over the runs.
 
 Targets (issue 17): dual-stack attach within 1.3x of IPv4-only; no growth with containers on
-the bridge (the IPv6 autoconfiguration flood that once made attach grow 0.75 -> 7.1 ms over
-1,000 containers must not come back): last/first window <= 1.25x, as for IPv4.
+the bridge from IPv6 (the IPv6 autoconfiguration flood that once made attach grow 0.75 -> 7.1
+ms over 1,000 containers must not come back): dual stack's last/first window growth within
+1.1x of IPv4-only's in the same runs (the kernel's own growth, a veth added beside many, is in
+both).
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ RATIO_TARGET = 1.3
 # this machine) whatever its family; after 45 s it is back to 3.8 ms (measured 2026-12-02
 # with 500 containers); the wait is scaled by the count, the teardown's size
 SETTLE_S = 45.0
-GROWTH_TARGET = 1.25
+# what IPv6 may add to the growth of attach with the containers on the bridge: dual stack's
+# last/first window over IPv4-only's in the same runs (the kernel's own growth, a veth added
+# beside many, is in both: 1.4-1.5x for IPv4 alone on this machine)
+GROWTH_TARGET = 1.1
 KINDS = ("v4", "dual")
 
 
@@ -125,6 +130,13 @@ def figures(data: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
+def growth_ratio(data: dict[str, Any]) -> float:
+    """Median over the runs of each run's dual-stack attach growth over its IPv4-only one."""
+    pairs = zip(data["samples"]["dual"]["attach_ms"], data["samples"]["v4"]["attach_ms"],
+                strict=True)
+    return float(statistics.median(summarise(d).growth / summarise(v).growth for d, v in pairs))
+
+
 def ratio(data: dict[str, Any], op: str = "attach") -> float:
     """Median over the runs of each run's dual-stack median over its IPv4-only median."""
     pairs = zip(data["samples"]["dual"][f"{op}_ms"], data["samples"]["v4"][f"{op}_ms"],
@@ -168,9 +180,15 @@ def render(page: Any, data: dict[str, Any], images: Path) -> None:
              f"{ratio(data, 'detach'):.2f}x (medians of each run's ratio).")
     page.target("dual-stack attach vs IPv4-only", f"<= {RATIO_TARGET}x", f"{attach_ratio:.2f}x",
                 attach_ratio <= RATIO_TARGET)
-    growth = found["dual"]["attach"]["growth"]
-    page.target(f"dual-stack attach, last/first window at {count} containers",
-                f"<= {GROWTH_TARGET}x", f"{growth:.2f}x", growth <= GROWTH_TARGET)
+    growth, v4_growth = found["dual"]["attach"]["growth"], found["v4"]["attach"]["growth"]
+    extra = growth_ratio(data)
+    page.add(f"Growth of attach over {count} containers (last/first window): dual stack "
+             f"{growth:.2f}x, IPv4 only {v4_growth:.2f}x in the same runs. What both share is "
+             "the kernel's (a veth added beside many: the floor of the scale section grows "
+             "too); what IPv6 adds is dual stack's growth over IPv4's: "
+             f"{extra:.2f}x (the MLD flood once made it 1.5x: 2.04x against 1.34x).")
+    page.target(f"dual-stack attach growth over IPv4-only's, {count} containers",
+                f"<= {GROWTH_TARGET}x", f"{extra:.2f}x", extra <= GROWTH_TARGET)
 
 
 def main() -> int:
@@ -189,7 +207,8 @@ def main() -> int:
         for op, f in ops.items():
             print(f"{kind:>4} {op:<6} first {f['head']:.3f}  last {f['tail']:.3f}  "
                   f"all {f['overall']:.3f} ms  growth {f['growth']:.2f}x")
-    print(f"dual/v4 attach {ratio(data):.2f}x  detach {ratio(data, 'detach'):.2f}x")
+    print(f"dual/v4 attach {ratio(data):.2f}x  detach {ratio(data, 'detach'):.2f}x  growth "
+          f"{growth_ratio(data):.2f}x")
     return 0
 
 
