@@ -352,7 +352,8 @@ class LinuxKernel:
             self._made[str(path)] = conf
 
     def delete_netns(self, path: Path) -> None:
-        held = self._made.pop(str(path), None)
+        with self.lock:  # not while an attach writes through it
+            held = self._made.pop(str(path), None)
         if held is not None:
             held.close()
         netns_mod.delete(path)
