@@ -43,7 +43,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--add-host", action="append", default=[], metavar="HOST:IP")
     p.add_argument("-p", "--publish", action="append", default=[],
                    metavar="[IP:][HOSTPORT:]PORT[/PROTO]",
-                   help="publish a container port (ranges: 8000-8099:8000-8099)")
+                   help="publish a container port (ranges: 8000-8099:8000-8099); no IP: on "
+                   "every host address of both families, 0.0.0.0 on IPv4's only, [::] on "
+                   "IPv6's only, [2001:db8::1]:8080:80 on one IPv6 address")
     p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("-w", "--workdir")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ...")

@@ -23,13 +23,13 @@ from typing import Any
 
 from ..drivers import capabilities, find_driver, get_driver
 from ..errors import NetbayError
-from ..model import READY, REMOVING, Container, Endpoint, Network
+from ..model import READY, REMOVING, Container, Endpoint, IPNetwork, Network
 from ..plan.ports import container_ports
 from ..plan.routed import BlockRoute
 from ..reconcile.compare import Drift, compare
 from ..reconcile.ledger import Ledger
 from ..reconcile.session import PassResult, run_pass
-from ..reconcile.state import Desired, Destination, Observed, WantedRoute, WantedSysctl, Watched
+from ..reconcile.state import Desired, Observed, WantedRoute, WantedSysctl, Watched
 from ..store.base import Store
 from .firewall import Firewall, hairpins
 from .kernel import Kernel
@@ -162,7 +162,7 @@ class Reconcile:
     def add_route(self, route: WantedRoute) -> None:
         self.kernel.add_route(route)
 
-    def hold_blackhole(self, destination: Destination) -> None:
+    def hold_blackhole(self, destination: IPNetwork) -> None:
         self.kernel.hold_block(BlockRoute(destination))
 
     def hold_local_address(self, address: IPv4Address) -> None:

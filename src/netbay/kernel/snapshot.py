@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 
-from ..reconcile.state import Destination, LinkState, Observed, RouteState, WantedRoute
+from ..model import IPNetwork
+from ..reconcile.state import LinkState, Observed, RouteState, WantedRoute
 from . import sysctl
 from .rtnetlink import Rtnetlink
 from .rtnl_wire import RTN_BLACKHOLE, Route
@@ -30,7 +31,7 @@ def snapshot(rtnl: Rtnetlink, sysctls: Iterable[tuple[str, str | None]]) -> Obse
     by_name: dict[str, set[IPv4Interface | IPv6Interface]] = {}
     for index, address in addresses:
         by_name.setdefault(names.get(index, ""), set()).add(address)
-    blackholes: frozenset[Destination] = frozenset(
+    blackholes: frozenset[IPNetwork] = frozenset(
         r.destination for r in routes if r.type == RTN_BLACKHOLE)
     return Observed(
         links={

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Protocol
 
-from .state import Destination, Interface, WantedRoute, WantedSysctl
+from ..model import IPNetwork
+from .state import Interface, WantedRoute, WantedSysctl
 
 
 class RepairTarget(Protocol):
@@ -26,7 +27,7 @@ class RepairTarget(Protocol):
     def set_hairpin(self, port: str) -> None: ...
     def add_address(self, name: str, address: Interface) -> None: ...
     def add_route(self, route: WantedRoute) -> None: ...
-    def hold_blackhole(self, destination: Destination) -> None: ...
+    def hold_blackhole(self, destination: IPNetwork) -> None: ...
     def hold_local_address(self, address: IPv4Address) -> None:
         """ADDRESS/32 on lo, scope host."""
 
@@ -100,7 +101,7 @@ class AddRoute:
 
 @dataclass(frozen=True)
 class HoldBlackhole:
-    destination: Destination
+    destination: IPNetwork
     done = "added it again"
 
     def apply(self, target: RepairTarget) -> None:

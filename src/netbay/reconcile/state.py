@@ -11,19 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from ipaddress import (
-    IPv4Address,
-    IPv4Interface,
-    IPv4Network,
-    IPv6Address,
-    IPv6Interface,
-    IPv6Network,
-)
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
+
+from ..model import IPAddress, IPNetwork
 
 RTPROT_KERNEL, RTPROT_STATIC = 2, 4  # rtnetlink's protocols: an address's subnet, `ip route`
 Interface = IPv4Interface | IPv6Interface  # an address on a link, of either family
-Destination = IPv4Network | IPv6Network  # a route's, of either family
-Address = IPv4Address | IPv6Address
 LOOPBACK = "lo"
 
 
@@ -53,11 +46,11 @@ class WantedRoute:
     """A route of the main table, of either family: to DESTINATION out of DEVICE (via
     GATEWAY, from SOURCE; an IPv6 route has no SOURCE: the kernel takes the link's)."""
 
-    destination: Destination
+    destination: IPNetwork
     device: str
     owner: str
-    source: Address | None = None
-    gateway: Address | None = None
+    source: IPAddress | None = None
+    gateway: IPAddress | None = None
     protocol: int = RTPROT_STATIC  # as it is put back; any protocol matches
 
     def __str__(self) -> str:
@@ -71,7 +64,7 @@ class WantedBlackhole:
     of it that no container holds ends (instead of going back out by the default route).
     Of either family: an IPv6 block is held as an IPv4 one is."""
 
-    destination: Destination
+    destination: IPNetwork
     owner: str
 
     def __str__(self) -> str:
@@ -175,9 +168,9 @@ class LinkState:
 
 @dataclass(frozen=True)
 class RouteState:
-    destination: Destination
+    destination: IPNetwork
     device: str | None
-    gateway: Address | None = None
+    gateway: IPAddress | None = None
 
 
 @dataclass(frozen=True)
@@ -190,7 +183,7 @@ class Observed:
     # the wanted sysctls' values; None: no such sysctl (its device is gone)
     sysctls: Mapping[tuple[str, str | None], str | None] = field(default_factory=dict)
     firewall: bool = True
-    blackholes: frozenset[Destination] = frozenset()  # the main tables' blackhole routes
+    blackholes: frozenset[IPNetwork] = frozenset()  # the main tables' blackhole routes
 
     def routed(self, route: WantedRoute) -> bool:
         return RouteState(route.destination, route.device, route.gateway) in self.routes
@@ -204,7 +197,7 @@ class Watched:
 
     names: frozenset[str] = frozenset()
     indices: frozenset[int] = frozenset()
-    blackholes: frozenset[Destination] = frozenset()
+    blackholes: frozenset[IPNetwork] = frozenset()
 
     @classmethod
     def of(cls, desired: Desired, observed: Observed) -> Watched:
