@@ -17,19 +17,19 @@ the server received) in two worlds of two nodes each, every node a namespace:
                         route via .1, MTU 1500), and a static route to the other node's subnet
                         via that node;
     lan_plain_tunnel_mtu  lan_plain with the veths at the tunnel's MTU (1450), as netbay's
-                        routed veths have it under encap=cross-subnet (a node on another
-                        subnet may join at any time): netbay's own cost, the MTU's apart;
+                        routed veths had them under encap=cross-subnet until they kept the
+                        underlay's (context: what that MTU cost the plain-routed path);
     lan_overlay_hostgw  netbay's overlay (overlay.py's build_netbay), backend host-gw;
     lan_overlay_vxlan   the same, backend vxlan: what "no VXLAN to unpack" saves.
     lan_routed_fw       lan_routed in a world of its own (the same two nodes) with netbay's
                         firewall loaded on each node as it is for a routed network (the
-                        record's elements for it, plan/firewall.rebuild): conntrack and the
-                        fast path's one forward rule per packet (issue 18).
+                        record's elements for it, plan/firewall.rebuild): the pool's own
+                        traffic untracked, a few rules per packet.
   Two subnets: nodes 198.18.1.11/24 and 198.18.2.13/24 with a router namespace between
   (198.18.1.1 and 198.18.2.1, forwarding, as tests/cluster.py has h1 and h3).
     cross_underlay      node to node through the router (context);
     cross_routed        netbay's routed share on each node, the peer's block through VXLAN;
-    cross_vxlan_pair    the floor, by hand: the veths of lan_plain (MTU 1450) and overlay.py's
+    cross_vxlan_pair    the floor, by hand: the veths of lan_plain at MTU 1450 and overlay.py's
                         VXLAN pair (`ip link add vxp type vxlan id 3 local A remote B dev eth0
                         dstport 4789`, MTU 1450), the other node's subnet routed via the
                         other end of the pair;
@@ -40,9 +40,11 @@ encap=cross-subnet: the plan of the overlay plane for it (plan_overlay with the 
 tunnel backend, then plan/routed.routed_tunnels: only the VXLAN part, the routes to peers on
 the node's subnet left to BGP) through LinuxKernel.sync_overlay, the node's /26 held as a
 blackhole (LinuxKernel.hold_block), and one container attached from plan/routed.plan_endpoint
-by LinuxKernel.attach_routed (veth with no bridge, /32, 169.254.1.1 by proxy ARP, MTU 1450:
-the tunnel's, on every veth of a cross-subnet network). No BIRD runs: its routes are typed
-in, and nothing else of BGP is on the data path. No nftables on any path but lan_routed_fw.
+by LinuxKernel.attach_routed (veth with no bridge, /32, 169.254.1.1 by proxy ARP, MTU 1500:
+the underlay's, on every veth of a cross-subnet network; what goes into the tunnel is fitted
+by the node: TCP's MSS clamped by netbay's firewall, and where none is loaded, as here across,
+the kernel's path MTU from the tunnel device). No BIRD runs: its routes are typed in, and
+nothing else of BGP is on the data path. No nftables on any path but lan_routed_fw.
 
 Every path is built before the first measurement, then measured RUNS times in turn so drift
 hits every path alike (overlay.interleaved): the figures are medians of RUNS, the ratios
@@ -69,6 +71,7 @@ from dataplane import MISSING, Target, in_ns  # noqa: E402
 from netbay.drivers.routed import TUNNEL_BACKEND  # noqa: E402
 from netbay.plan import firewall as fw  # noqa: E402
 from netbay.plan.overlay import (  # noqa: E402
+    VXLAN_OVERHEAD,
     Backend,
     OverlayNode,
     OverlayPeer,
@@ -98,10 +101,11 @@ Json = dict[str, Any]
 UNDERLAY_MTU = 1500
 ENCAP = Encapsulation.CROSS_SUBNET  # netbay's default
 ROUTED_MTU = veth_mtu(UNDERLAY_MTU, ENCAP)
+TUNNEL_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
 BIRD_PROTOCOL = 12  # what BIRD's routes carry in the kernel
 SUBNETS = {"a": IPv4Interface("198.18.1.11/24"), "b": IPv4Interface("198.18.2.13/24")}
-RATIOS = (("lan_routed", "lan_plain"), ("lan_routed", "lan_plain_tunnel_mtu"),
-          ("lan_routed_fw", "lan_plain"),
+RATIOS = (("lan_routed", "lan_plain"), ("lan_routed_fw", "lan_plain"),
+          ("lan_plain_tunnel_mtu", "lan_plain"),
           ("cross_routed", "cross_vxlan_pair"),
           ("lan_routed", "lan_overlay_hostgw"), ("lan_routed", "lan_overlay_vxlan"),
           ("cross_routed", "cross_overlay_vxlan"), ("lan_routed", "lan_underlay"),
@@ -201,7 +205,7 @@ def hand_routed(world: World, pool: str, mtu: int,
 
 def build_vxlan_floor(world: World, pool: str) -> Target:
     build_vxlan_pair(world)
-    return hand_routed(world, pool, ROUTED_MTU, pair_address)
+    return hand_routed(world, pool, TUNNEL_MTU, pair_address)
 
 
 def build_paths(lan: World, across: World, guarded: World) -> dict[str, Target]:
@@ -210,7 +214,7 @@ def build_paths(lan: World, across: World, guarded: World) -> dict[str, Target]:
         "lan_underlay": Target(lan.hosts["b"], lan.hosts["a"], str(lan.addresses["b"])),
         "lan_routed": build_routed(lan, "10.250", 5, same_subnet=True),
         "lan_plain": hand_routed(lan, "10.251", UNDERLAY_MTU, lambda h: lan.addresses[h]),
-        "lan_plain_tunnel_mtu": hand_routed(lan, "10.255", ROUTED_MTU,
+        "lan_plain_tunnel_mtu": hand_routed(lan, "10.255", TUNNEL_MTU,
                                             lambda h: lan.addresses[h]),
         "lan_overlay_hostgw": build_netbay(lan, "10.246", 4, Backend.HOST_GW),
         "lan_overlay_vxlan": build_netbay(lan, "10.244", 1, Backend.VXLAN),
@@ -235,7 +239,7 @@ def two_worlds() -> Iterator[dict[str, Target]]:
 
 def run(seconds: float = 2.0, runs: int = 9, progress: Callable[[str], None] = print) -> Json:
     result: Json = {"error": None, "underlay_mtu": UNDERLAY_MTU, "routed_mtu": ROUTED_MTU,
-                    "throughput": None}
+                    "tunnel_mtu": TUNNEL_MTU, "throughput": None}
     if shutil.which("iperf3") is None:
         result["error"] = MISSING
         return result

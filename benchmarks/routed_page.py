@@ -49,8 +49,7 @@ PATHS = {
                                  "netbay overlay"),
 }
 # (ours, theirs): at least this share of theirs
-TARGETS = {("lan_routed", "lan_plain"): 0.97, ("lan_routed", "lan_plain_tunnel_mtu"): 0.97,
-           ("lan_routed_fw", "lan_plain"): 0.97,
+TARGETS = {("lan_routed", "lan_plain"): 0.97, ("lan_routed_fw", "lan_plain"): 0.97,
            ("cross_routed", "cross_vxlan_pair"): 0.95}
 CLAIMS = (("lan_routed", "lan_overlay_hostgw"), ("lan_routed", "lan_overlay_vxlan"),
           ("cross_routed", "cross_overlay_vxlan"))
@@ -77,6 +76,14 @@ def name_of(ours: str, theirs: str) -> str:
     return f"{setup_of(ours)}: {PATHS[ours].short} / {PATHS[theirs].short}"
 
 
+def mtu_is(data: Json) -> str:
+    """Whose MTU the routed veths had in DATA's run (before 2026-12-03: the tunnel's)."""
+    if data["routed_mtu"] < data["underlay_mtu"]:
+        return "the tunnel's"
+    return ("the underlay's; what goes into the tunnel is fitted by the node: TCP's MSS "
+            "clamped by netbay's firewall, else the path MTU the tunnel device tells")
+
+
 def description(data: Json) -> str:
     through = data["throughput"]
     return (
@@ -88,7 +95,7 @@ def description(data: Json) -> str:
         "overlay plane's plan cut to its VXLAN part (plan/routed.routed_tunnels) through "
         "LinuxKernel.sync_overlay, the node's /26 held as a blackhole, one container attached "
         "by LinuxKernel.attach_routed (veth, no bridge, a /32, 169.254.1.1 by proxy ARP, MTU "
-        f"{data['routed_mtu']}: the tunnel's, as on every veth of a cross-subnet network). On "
+        f"{data['routed_mtu']}: {mtu_is(data)}, as on every veth of a cross-subnet network). On "
         "the LAN, the route to the other node's block is typed in as BIRD installs it "
         "(`BLOCK via NODE proto 12`; no BIRD runs: nothing of BGP is on the data path). The "
         "floors, by hand with iproute2: a veth from each node to a container namespace, no "
@@ -96,7 +103,8 @@ def description(data: Json) -> str:
         "and a static route to the other node's subnet: via that node on the LAN (MTU "
         f"{data['underlay_mtu']}); across, via the other end of a VXLAN pair (`ip link add "
         "vxp type vxlan id 3 local A remote B dev eth0 dstport 4789`, veths and pair at MTU "
-        f"{data['routed_mtu']}). The overlay: the overlay section's netbay paths (bridge, "
+        f"{data.get('tunnel_mtu', data['routed_mtu'])}). The overlay: the overlay section's "
+        "netbay paths (bridge, "
         "veths, host-gw or VXLAN). iperf3, TCP, one stream, container to container, "
         f"{through['seconds']} s x {through['runs']} runs interleaved path by path; no "
         "nftables on any path but the one marked firewall loaded (netbay's tables for a "

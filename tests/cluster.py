@@ -122,17 +122,21 @@ class ClusterHost(HostSandbox):
 
     def run_web(self, name: str, network: str, published: str) -> None:
         """Container NAME on NETWORK, publishing PUBLISHED (`-p HOST:7001`), that answers
-        one TCP connection on 7001 with 'from NAME'."""
+        every TCP connection on 7001 with 'from NAME'."""
         self.netbay("run", "-d", "--name", name, "--network", network, "-p", published, "--",
-                    "python3", "-c", "import socket; s = socket.create_server(('0.0.0.0', "
-                    f"7001)); c = s.accept()[0]; c.sendall(b'from {name}'); c.close()")
+                    "python3", "-c", "import socket\ns = socket.create_server(('0.0.0.0', "
+                    f"7001))\nwhile True:\n    c = s.accept()[0]; c.sendall(b'from {name}'); "
+                    "c.close()")
 
-    def fetch(self, address: str, port: int) -> str:
-        """What ADDRESS:PORT answers a TCP connection from this host with (retried for 5 s)."""
+    def fetch(self, address: str, port: int, container: str | None = None) -> str:
+        """What ADDRESS:PORT answers a TCP connection from this host (or from its CONTAINER)
+        with (retried for 5 s)."""
         program = ("import socket, time\nfor _ in range(50):\n    try:\n"
                    f"        print(socket.create_connection(('{address}', {port}), 2).recv(64)"
                    ".decode()); break\n    except OSError: time.sleep(0.1)")
-        return self.run(["python3", "-c", program]).stdout.strip()
+        if container is None:
+            return self.run(["python3", "-c", program]).stdout.strip()
+        return self.netbay("exec", container, "--", "python3", "-c", program).stdout.strip()
 
     def kernel_state(self) -> str:
         """Links, addresses, routes and nftables (the neighbour cache is the kernel's own):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from ipaddress import IPv4Network
@@ -176,14 +177,51 @@ def test_nodes_see_containers_own_addresses_and_egress_is_masqueraded(
         == h1.address
 
 
-def test_the_mtu_leaves_room_for_the_tunnel(cluster: Cluster) -> None:
-    h1, h3 = cluster.hosts[0], cluster.hosts[2]
+# prints the MSS its peer's SYN left it (TCP_MAXSEG: less 12 bytes of timestamps), then
+# how many bytes arrived
+MSS_SERVER = ("import socket; s = socket.create_server(('0.0.0.0', 7002)); s.settimeout(5); "
+              "c = s.accept()[0]; print(c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)); "
+              "n = 0\nwhile (d := c.recv(65536)): n += len(d)\nprint(n)")
+
+
+def _mss_and_bytes(sender: ClusterHost, receiver: ClusterHost) -> tuple[int, int]:
+    """A megabyte from SENDER's container to RECEIVER's: the receiver's MSS and the bytes."""
+    client = ("import socket; c = socket.create_connection(("
+              f"'{_address(receiver, 'c-' + receiver.name)}', 7002), 5); "
+              "c.sendall(b'x' * 1000000); c.close()")
+    listen = receiver.netbay_argv("exec", f"c-{receiver.name}", "--", "python3", "-c",
+                                  MSS_SERVER)
+    mss, received = _source_seen(receiver, listen, sender,
+                                 ["exec", f"c-{sender.name}", "--", "python3", "-c",
+                                  client]).split()
+    return int(mss), int(received)
+
+
+def _ping_df(host: ClusterHost, target: str, size: int) -> subprocess.CompletedProcess[str]:
+    return host.netbay("exec", f"c-{host.name}", "--", "ping", "-c", "1", "-W", "2", "-M", "do",
+                       "-s", str(size), target, check=False)
+
+
+def test_the_veths_carry_the_underlays_mtu_and_the_tunnel_is_fitted_on_the_host(
+    cluster: Cluster,
+) -> None:
+    """encap cross-subnet: full-size packets to a node of this subnet (plain routing); into
+    the tunnel, TCP's MSS is clamped at the SYN and a larger packet is told the tunnel's MTU
+    by the container's own host."""
+    h1, h2, h3 = cluster.hosts
     link = h1.netbay("exec", "c-h1", "--", "ip", "-o", "link", "show", "eth0").stdout
-    assert " mtu 1450 " in link  # encap cross-subnet: a node on another subnet is tunnelled
-    largest = 1450 - 28
-    c3 = _address(h3, "c-h3")
-    assert h1.netbay("exec", "c-h1", "--", "ping", "-c", "1", "-W", "2", "-M", "do", "-s",
-                     str(largest), c3, check=False).returncode == 0
+    assert " mtu 1500 " in link
+    for host in cluster.hosts:  # no path MTU the containers learnt before (its SYN says it)
+        host.netbay("exec", f"c-{host.name}", "--", "ip", "route", "flush", "cache")
+    assert _mss_and_bytes(h1, h2) == (1500 - 40 - 12, 1000000)
+    assert _mss_and_bytes(h1, h3) == (1450 - 40 - 12, 1000000)  # h1 clamped c-h1's SYN
+    assert _mss_and_bytes(h3, h1) == (1450 - 40 - 12, 1000000)  # h3 clamped c-h3's
+    c2, c3 = _address(h2, "c-h2"), _address(h3, "c-h3")
+    assert _ping_df(h1, c2, 1500 - 28).returncode == 0
+    too_big = _ping_df(h1, c3, 1500 - 28)
+    assert too_big.returncode != 0
+    assert re.search(r"mtu ?= ?1450", too_big.stdout + too_big.stderr), too_big
+    assert _ping_df(h1, c3, 1450 - 28).returncode == 0
 
 
 def test_a_published_port_answers_on_the_containers_node(cluster: Cluster) -> None:
@@ -193,6 +231,18 @@ def test_a_published_port_answers_on_the_containers_node(cluster: Cluster) -> No
         assert h2.fetch(h1.address, 8080) == "from web-h1"
     finally:
         h1.netbay("rm", "-f", "web-h1")
+
+
+def test_a_published_port_answers_the_networks_own_containers_on_its_node_and_others(
+    cluster: Cluster,
+) -> None:
+    h1, h2 = cluster.hosts[0], cluster.hosts[1]
+    h1.run_web("web-pool", "calico", "8081:7001")
+    try:
+        assert h1.fetch(h1.address, 8081, container="c-h1") == "from web-pool"
+        assert h2.fetch(h1.address, 8081, container="c-h2") == "from web-pool"
+    finally:
+        h1.netbay("rm", "-f", "web-pool")
 
 
 def test_a_new_container_in_a_held_block_is_reachable_from_every_node_at_once(

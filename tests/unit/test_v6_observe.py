@@ -441,9 +441,9 @@ def line(family: str, chain: str, rule: str, kind: str = "rule") -> dict[str, st
      "@th,64,128 != @nd_targets6 drop", "anti-spoofing: a container advertises only its own"),
     (("inet", "forward"), "iifname @bridges ip6 daddr @overlay_pools6 drop",
      "network isolation: a cluster-wide network"),
-    (("inet", "raw_prerouting"), 'iifname != "lo" ip daddr 127.0.0.0/8 drop',
+    (("inet", "raw_prerouting"), 'ip daddr 127.0.0.0/8 iifname != "lo" drop',
      "127.0.0.0/8 is accepted only from lo"),
-    (("inet", "raw_prerouting"), 'iifname != "lo" ip6 daddr ::1 drop',
+    (("inet", "raw_prerouting"), 'ip6 daddr ::1 iifname != "lo" drop',
      "::1 is accepted only from lo"),
     (("inet", "forward"), "ip6 nexthdr 43 drop", "a rule of netbay's own table (inet netbay "
                                                  "forward)"),

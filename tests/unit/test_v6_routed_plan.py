@@ -106,9 +106,11 @@ def test_a_dual_stack_endpoint_needs_1280() -> None:
 
 
 def test_the_veth_mtu_of_a_dual_stack_network_is_at_least_1280() -> None:
-    assert veth_mtu(1500, Encapsulation.CROSS_SUBNET, ipv6=True) == 1450
+    assert veth_mtu(1500, Encapsulation.ALWAYS, ipv6=True) == 1450
     assert veth_mtu(1280, Encapsulation.NEVER, ipv6=True) == 1280
-    assert veth_mtu(1300, Encapsulation.CROSS_SUBNET) == 1250  # IPv4 only: as before
+    assert veth_mtu(1300, Encapsulation.ALWAYS) == 1250  # IPv4 only: as before
+    # cross-subnet: the veths keep the underlay's; the tunnel must still carry 1280
+    assert veth_mtu(1330, Encapsulation.CROSS_SUBNET, ipv6=True) == 1330
     with pytest.raises(ConfigError) as refused:
         veth_mtu(1300, Encapsulation.CROSS_SUBNET, ipv6=True)
     assert str(refused.value) == ("invalid underlay MTU 1300: out of range 1330-65535 "

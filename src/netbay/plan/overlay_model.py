@@ -163,8 +163,11 @@ class OverlayState:
     pool6: IPv6Network | None = None  # None: an IPv4-only network, no IPv6 object at all
 
 
+TUNNEL_PREFIX = "nbx"  # every VXLAN device of netbay's (plan/ruleset.py matches on it)
+
+
 def vxlan_device(network_id: str) -> str:
-    return f"nbx{network_id[:12]}"
+    return f"{TUNNEL_PREFIX}{network_id[:12]}"
 
 
 def vtep_mac(node_id: str, vni: int) -> str:

@@ -139,12 +139,18 @@ class BlockRoute:
 
 
 def veth_mtu(underlay_mtu: int, encapsulation: Encapsulation, ipv6: bool = False) -> int:
-    """The container veths' MTU: the underlay's, less VXLAN's 50 bytes on a network whose
-    packets may be tunnelled to some node. Fixed when a container is attached, so it is the
-    tunnel's even where today every peer is on this node's subnet: one in another may join.
-    IPV6 (a dual-stack network): at least 1280, which IPv6 needs of every link."""
-    overhead = 0 if encapsulation is Encapsulation.NEVER else VXLAN_OVERHEAD
-    least = (MIN_MTU6 if ipv6 else MIN_MTU) + overhead
+    """The container veths' MTU: the underlay's, less VXLAN's 50 bytes where every packet
+    to another node is tunnelled (encap=always). Under cross-subnet the veths keep the
+    underlay's: the plain-routed path to this subnet's nodes is the common one (11% more
+    throughput than at the tunnel's MTU, docs/benchmarks.md), and what goes through the
+    tunnel is fitted to it on this node: TCP's MSS clamped at its SYN (plan/ruleset.py's
+    forward chain), anything else larger told so by the kernel (the tunnel device's MTU:
+    ICMP "fragmentation needed" / "packet too big" to the container, from its own host, so
+    no firewall between drops it). The tunnel must still carry IPv4's 68 bytes, or IPv6's
+    1280 on a dual-stack network (IPV6)."""
+    overhead = VXLAN_OVERHEAD if encapsulation is Encapsulation.ALWAYS else 0
+    tunnel = 0 if encapsulation is Encapsulation.NEVER else VXLAN_OVERHEAD
+    least = (MIN_MTU6 if ipv6 else MIN_MTU) + tunnel
     if not least <= underlay_mtu <= 65535:
         why = f"out of range {least}-65535" + (" (IPv6 needs 1280)" if ipv6 else "")
         raise ConfigError("underlay MTU", underlay_mtu, why)

@@ -9,6 +9,8 @@ other family fails on its first comparison (the packet's family).
 
 from __future__ import annotations
 
+from .overlay_model import TUNNEL_PREFIX
+
 TABLE = "netbay"
 INET, BRIDGE = "inet", "bridge"
 FLOWTABLE = "ft"
@@ -50,12 +52,14 @@ table inet netbay {
   chain raw_prerouting {
     type filter hook prerouting priority raw; policy accept;
     # 127.0.0.0/8 only ever comes from lo: a neighbour routing it to us gets nothing
-    iifname != "lo" ip daddr 127.0.0.0/8 drop
+    ip daddr 127.0.0.0/8 iifname != "lo" drop
     # container to container on one bridge (br_netfilter hands bridged packets to these
     # hooks): no NAT, no flow to remember; the bridge's own addresses are not in the set
-    iifname . ip daddr @bridged notrack
-    iifname != "lo" ip6 daddr ::1 drop
-    iifname . ip6 daddr @bridged6 notrack
+    iifname . ip daddr @bridged notrack accept
+    # (an accept ends only this chain: what follows is IPv6's)
+    meta nfproto ipv4 accept
+    ip6 daddr ::1 iifname != "lo" drop
+    iifname . ip6 daddr @bridged6 notrack accept
     # a routed container (its veth's host end: a bridge's ports are seen as the bridge)
     # sends only from an address routed back to that veth; IPv4 has rp_filter for that,
     # IPv6 has none
@@ -95,6 +99,9 @@ table inet netbay {
   }
   chain forward {
     type filter hook forward priority filter; policy accept;
+    # into a tunnel (a routed network's veths have the underlay's MTU: plan/routed.veth_mtu):
+    # both ends' SYNs say the MSS the tunnel carries (a SYN-ACK is already "established")
+    tcp flags syn oifname @TUNNELS tcp option maxseg size set rt mtu
     # a flow's first packet walks the rules below; the rest are accepted by its state (a
     # change that would drop a running flow ends its conntrack entry)
     ct state established,related accept
@@ -158,4 +165,4 @@ table bridge netbay {
     iifname @icc_off_ports drop
   }
 }
-"""
+""".replace("@TUNNELS", f'"{TUNNEL_PREFIX}*"')
