@@ -63,7 +63,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "convergence": {"starts": 50, "blocks": 8, "joins": 8, "kills": 5},
         "cluster_scale": {"nodes": [100, 500, 1000], "changes": 10},
         "overlay": {"peers": 100, "seconds": 3.0, "runs": 7},
-        "routed": {"seconds": 2.0, "runs": 9},
+        "routed": {"seconds": 2.0, "runs": 15},
         "bgp_scale": {"nodes": 50, "runs": 3, "steady": 30.0},
         "docker_engine": {"runs": 20, "ports": 100},
     },

@@ -141,7 +141,7 @@ class BlockRoute:
 def veth_mtu(underlay_mtu: int, encapsulation: Encapsulation, ipv6: bool = False) -> int:
     """The container veths' MTU: the underlay's, less VXLAN's 50 bytes where every packet
     to another node is tunnelled (encap=always). Under cross-subnet the veths keep the
-    underlay's: the plain-routed path to this subnet's nodes is the common one (11% more
+    underlay's: the plain-routed path to this subnet's nodes is the common one (about 9% more
     throughput than at the tunnel's MTU, docs/benchmarks.md), and what goes through the
     tunnel is fitted to it on this node: TCP's MSS clamped at its SYN (plan/ruleset.py's
     forward chain), anything else larger told so by the kernel (the tunnel device's MTU:
