@@ -322,12 +322,16 @@ class FakeFlows:
     def __init__(self) -> None:
         self.forgotten: list[IPAddress] = []
         self.departed: list[IPAddress] = []  # forgotten with the flows they started
+        self.settled: list[IPAddress] = []  # handed out again: their waiting flows ended
         self.closed = False
 
     def forget(self, address: IPAddress, started: bool = False) -> None:
         self.forgotten.append(address)
         if started:
             self.departed.append(address)
+
+    def settle(self, addresses: Iterable[IPAddress]) -> None:
+        self.settled.extend(addresses)
 
     def close(self) -> None:
         self.closed = True

@@ -5,7 +5,8 @@ failed with "fd -1" at a benchmark's end), and the thread closes it when it is d
 from __future__ import annotations
 
 import threading
-from ipaddress import IPv4Address
+import time
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
@@ -61,3 +62,70 @@ def test_an_idle_janitor_closes_its_socket_and_its_thread_ends(
     assert [s.closed for s in opened] == [1]  # the queue ran empty: closed at once
     janitor.close()
     assert not janitor._thread.is_alive() and [s.closed for s in opened] == [1]
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[dict[Any, bool]]:
+    """What each forget_batch call got (its sockets fake)."""
+    got: list[dict[Any, bool]] = []
+    monkeypatch.setattr(conntrack, "open_conntrack", lambda *_: FakeSocket())
+    monkeypatch.setattr(conntrack, "forget_batch", lambda _ct, _v, batch: got.append(batch))
+    return got
+
+
+def test_a_burst_of_addresses_is_one_batch_after_its_quiet(
+    batches: list[dict[Any, bool]],
+) -> None:
+    """A dump walks the whole table (and holds an RCU grace period up): a burst of detaches
+    costs one, run once they pause, not one each under the next detach."""
+    janitor = conntrack.FlowJanitor()
+    start = time.monotonic()
+    for last in range(2, 8):
+        janitor.forget(IPv4Address(f"10.0.0.{last}"), started=last % 2 == 0)
+        time.sleep(conntrack.QUIET / 5)
+    janitor.forget(IPv4Address("10.0.0.3"), started=True)  # again, now STARTED
+    wait_for(lambda: batches, 5)
+    assert time.monotonic() - start >= conntrack.QUIET
+    janitor.close()
+    assert batches == [{IPv4Address(f"10.0.0.{n}"): n % 2 == 0 or n == 3 for n in range(2, 8)}]
+
+
+def test_settle_runs_the_waiting_batch_at_once_and_returns_when_it_is_done(
+    batches: list[dict[Any, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(conntrack, "QUIET", 30.0)
+    monkeypatch.setattr(conntrack, "LONGEST", 30.0)
+    janitor = conntrack.FlowJanitor()
+    janitor.forget(IPv4Address("10.0.0.9"))
+    janitor.settle([IPv4Address("10.0.0.8")])  # nothing of it waits: no batch for it
+    assert batches == []
+    started = time.monotonic()
+    janitor.settle([IPv4Address("10.0.0.9")])
+    assert batches == [{IPv4Address("10.0.0.9"): False}] and time.monotonic() - started < 5
+    janitor.close()
+
+
+def test_a_batch_is_filtered_by_the_kernel_while_small_and_one_dump_when_large(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(conntrack, "forget_address", lambda _ct, a, s: calls.append(a) or 0)
+    monkeypatch.setattr(conntrack, "_forget_all", lambda _ct, b: calls.append(sorted(b)) or 0)
+    small = {IPv4Address(f"10.0.0.{n}"): False for n in range(conntrack.FILTERED_UP_TO)}
+    conntrack.forget_batch(FakeSocket(), 4, small)
+    assert calls == sorted(small)  # one filtered dump (per side) each
+    calls.clear()
+    large = {**small, IPv4Address("10.0.1.1"): True}
+    conntrack.forget_batch(FakeSocket(), 4, large)
+    assert calls == [sorted(large)]
+    calls.clear()
+    six = {IPv6Address("fd00::2"): True}
+    conntrack.forget_batch(FakeSocket(), 6, six)  # IPv6's kernel filter is broken
+    assert calls == [[IPv6Address("fd00::2")]]
+
+
+def wait_for(condition: Any, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

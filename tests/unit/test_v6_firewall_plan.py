@@ -258,6 +258,13 @@ def test_a_dual_stack_container_publishes_on_both_families_and_goes_from_both(
     assert fake.flows.departed == [IPv4Address("10.7.0.2"), IPv6Address("fd00:7::2")]
 
 
+def test_an_attach_first_settles_the_flows_its_addresses_left_waiting(fake: FakeHost) -> None:
+    """The janitor batches what a detach leaves; the address's next owner must not get an
+    old flow's replies, so an attach waits for the batch its addresses are in."""
+    fake.host.create_container(_spec("web", "duo"))
+    assert fake.flows.settled == [IPv4Address("10.7.0.2"), IPv6Address("fd00:7::2")]
+
+
 def test_an_ipv6_host_address_for_a_container_without_ipv6_is_refused(fake: FakeHost) -> None:
     before = fake.nft.applied[:]
     with pytest.raises(ConfigError) as err:

@@ -162,7 +162,11 @@ class Endpoints:
         first: the port's anti-spoofing elements drop the multicast listener reports IPv6
         sends the moment the link is up, which the bridge would flood to every port
         (dual-stack attach 4.8 -> 9.8 ms over 1,000 containers when the elements came a
-        millisecond after the link)."""
+        millisecond after the link). Before either: an address given up moments ago may
+        still have flows waiting to end (kernel/conntrack.py batches them), and none of
+        them may reach its new owner."""
+        self.firewall.flows.settle(
+            i.ip for i in (endpoint.address, endpoint.address6) if i is not None)
         hairpin = self._firewall_endpoint(container, network, endpoint, attach=True)
         get_driver(network.driver).attach(
             self.kernel, network, endpoint, links_in,
