@@ -23,8 +23,8 @@ the server received) in two worlds of two nodes each, every node a namespace:
     lan_overlay_vxlan   the same, backend vxlan: what "no VXLAN to unpack" saves.
     lan_routed_fw       lan_routed in a world of its own (the same two nodes) with netbay's
                         firewall loaded on each node as it is for a routed network (the
-                        record's elements for it, plan/firewall.rebuild): the pool's own
-                        traffic untracked, a few rules per packet.
+                        record's elements for it, plan/firewall.rebuild): conntrack and a
+                        few rules per packet (context: docs/design.md measures their share).
   Two subnets: nodes 198.18.1.11/24 and 198.18.2.13/24 with a router namespace between
   (198.18.1.1 and 198.18.2.1, forwarding, as tests/cluster.py has h1 and h3).
     cross_underlay      node to node through the router (context);

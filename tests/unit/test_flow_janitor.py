@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from helpers import wait_until
 from netbay.kernel import conntrack
 
 
@@ -84,7 +85,7 @@ def test_a_burst_of_addresses_is_one_batch_after_its_quiet(
         janitor.forget(IPv4Address(f"10.0.0.{last}"), started=last % 2 == 0)
         time.sleep(conntrack.QUIET / 5)
     janitor.forget(IPv4Address("10.0.0.3"), started=True)  # again, now STARTED
-    wait_for(lambda: batches, 5)
+    wait_until(lambda: batches, 5, "the burst's batch", interval=0.01)
     assert time.monotonic() - start >= conntrack.QUIET
     janitor.close()
     assert batches == [{IPv4Address(f"10.0.0.{n}"): n % 2 == 0 or n == 3 for n in range(2, 8)}]
@@ -123,9 +124,3 @@ def test_a_batch_is_filtered_by_the_kernel_while_small_and_one_dump_when_large(
     conntrack.forget_batch(FakeSocket(), 6, six)  # IPv6's kernel filter is broken
     assert calls == [[IPv6Address("fd00::2")]]
 
-
-def wait_for(condition: Any, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
