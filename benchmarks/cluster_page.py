@@ -195,7 +195,8 @@ def render_overlay(page: Page, data: Json, images: Path) -> None:
     page.add(
         f"Throughput across two hosts (namespaces joined by a veth, MTU 1500), iperf3, TCP, "
         f"one stream, {through['seconds']} s x {through['runs']} runs interleaved path by "
-        "path; no nftables on any path. Ratios: the median of each run's ratio.",
+        "path, in reverse order every other run; no nftables on any path. Ratios: the "
+        "median of each run's ratio.",
         f"![overlay throughput per path]({images.name}/overlay.png)",
         table(["path", "Gbit/s (median)", "min–max", "of underlay"], [
             [label, f"{median(through['gbps'][key]) or 0:.2f}",

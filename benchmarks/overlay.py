@@ -260,8 +260,11 @@ def interleaved(targets: Mapping[str, Target], ratios: Sequence[tuple[str, str]]
                 runs: int, progress: Callable[[str], None]) -> Json:
     """iperf3 along every target's path in turn, RUNS times; medians, and RATIOS (a/b)."""
     gbps: dict[str, list[float]] = {path: [] for path in targets}
+    order = list(targets.items())
     for r in range(runs):
-        for path, target in targets.items():
+        # every other run goes in reverse, so a path measured early (a cooler, quieter
+        # machine) is measured late next time: a drift over the run cancels out of a ratio
+        for path, target in order if r % 2 == 0 else reversed(order):
             progress(f"throughput run {r + 1}/{runs}: {path}")
             gbps[path].append(iperf3(target, seconds))
     # a ratio per run, of paths measured seconds apart, then their median: the load of a

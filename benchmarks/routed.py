@@ -46,11 +46,12 @@ by the node: TCP's MSS clamped by netbay's firewall, and where none is loaded, a
 the kernel's path MTU from the tunnel device). No BIRD runs: its routes are typed in, and
 nothing else of BGP is on the data path. No nftables on any path but lan_routed_fw.
 
-Every path is built before the first measurement, then measured RUNS times in turn so drift
-hits every path alike (overlay.interleaved): the figures are medians of RUNS, the ratios
-medians of each run's ratio. One TCP stream through veths is CPU-bound here, so throughput is
-what each path costs per byte. All of it in a throwaway namespace (sandbox.py) and namespaces
-under its directory; iperf3's servers are tracked by PID and stopped (dataplane.iperf3).
+Every path is built before the first measurement, then measured RUNS times in turn, in reverse
+order every other run, so drift hits every path alike (overlay.interleaved): the figures are
+medians of RUNS, the ratios medians of each run's ratio. One TCP stream through veths is
+CPU-bound here, so throughput is what each path costs per byte. All of it in a throwaway
+namespace (sandbox.py) and namespaces under its directory; iperf3's servers are tracked by
+PID and stopped (dataplane.iperf3).
 """
 
 from __future__ import annotations

@@ -108,12 +108,12 @@ def description(data: Json) -> str:
         f"{data.get('tunnel_mtu', data['routed_mtu'])}). The overlay: the overlay section's "
         "netbay paths (bridge, "
         "veths, host-gw or VXLAN). iperf3, TCP, one stream, container to container, "
-        f"{through['seconds']} s x {through['runs']} runs interleaved path by path; no "
-        "nftables on any path but the one marked firewall loaded (netbay's tables for a "
-        "routed network on both nodes, in a third world of the same two nodes). One stream "
-        "through veths is CPU-bound here, so throughput is "
-        "the inverse of what a path costs per byte. Ratios: the median of each run's ratio "
-        "(p25–p75 and min–max: of the runs').")
+        f"{through['seconds']} s x {through['runs']} runs interleaved path by path (in "
+        "reverse order every other run); no nftables on any path but the one marked "
+        "firewall loaded (netbay's tables for a routed network on both nodes, in a third "
+        "world of the same two nodes). One stream through veths is CPU-bound here, so "
+        "throughput is the inverse of what a path costs per byte. Ratios: the median of "
+        "each run's ratio (p25–p75 and min–max: of the runs').")
 
 
 def measured(through: Json) -> dict[str, Shown]:
