@@ -11,7 +11,7 @@ addresses (IPv4 and IPv6) of each network in use.
   against the record (freshness.py: the WAL-index header, then SQLite's `PRAGMA
   data_version` when it moved): a change reloads the zone, whose views start with empty
   answer caches, so no query received after a change is answered from the state before it.
-- Hot path: one thread per UDP socket, blocked in recvfrom (udp.py); an answer already built
+- Hot path: one thread per UDP socket, a burst of queries per recvmmsg (udp.py); an answer built
   for the same query bytes and view is reused with the new ID. TCP, forwarding and the
   daemon's control socket run on the asyncio loop.
 """
