@@ -522,9 +522,9 @@ def write(result: dict[str, Any], out: Path) -> Path:
         "Raw samples: [benchmarks.json](benchmarks.json).",
     ]
     if result.get("remeasured"):
-        again = result["remeasured"]
-        head.append(f"Re-measured {again['date']} after a change: "
-                    f"{', '.join(again['sections'])} (`report.py --only`).")
+        again = result["remeasured"]  # section -> when (report.remeasured)
+        head.append("Re-measured after a change (`report.py --only`): " + "; ".join(
+            f"{section} {date}" for section, date in again.items()) + ".")
     if result["mode"] != "full":
         head.append(f"**This page came from a `--{result['mode']}` run: small sizes, few runs; "
                     "`./scripts/bench.sh` gives the real figures.**")

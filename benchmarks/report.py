@@ -146,6 +146,15 @@ def measure(mode: str, only: list[str]) -> dict[str, Any]:
     return result
 
 
+def remeasured(result: dict[str, Any]) -> dict[str, str]:
+    """Section -> when it was last re-measured by `--only` since the full run (an older page
+    kept one date for the last re-measure's sections)."""
+    again = result.get("remeasured") or {}
+    if "sections" in again:
+        return dict.fromkeys(again["sections"], again["date"])
+    return dict(again)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description="Run every benchmark beside the peers and write docs/benchmarks.md.")
@@ -176,7 +185,8 @@ def main() -> int:
                 fresh = result["sections"]
                 merged = {**earlier["sections"], **fresh}
                 earlier["sections"] = {k: merged[k] for k in SIZES[chosen] if k in merged}
-                earlier["remeasured"] = {"sections": sorted(fresh), "date": result["date"]}
+                earlier["remeasured"] = {**remeasured(earlier), **dict.fromkeys(
+                    sorted(fresh), result["date"])}
                 result = earlier
         args.out.mkdir(parents=True, exist_ok=True)
         data_file.write_text(json.dumps(result, separators=(",", ":")) + "\n")
