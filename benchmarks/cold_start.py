@@ -1,9 +1,11 @@
 """The first operation on a fresh host (issue 18): netbay's CNI plugin and netavark-compatible
 executable exec'd with no netbayd running and an empty state root (the plugin starts the
 daemon, the operation makes the network: bridge, nftables tables, DNS server), against the
-reference CNI chain's and netavark's first operation on a host where neither ever ran. Each
-system gets a fresh namespace standing in for the host in every round; the systems take
-turns round by round, so machine noise falls on all of them. Not a test.
+reference CNI chain's and netavark's first operation on a host where neither ever ran; and
+netbay's first operation with netbayd started before it (at boot, as `netbay daemon install`
+sets it up), its state root empty. Each system gets a fresh namespace standing in for the host
+in every round; the systems take turns round by round, so machine noise falls on all of them.
+Not a test.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ PORT = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]
 SUBNET = IPv4Network("10.127.0.0/24")
 CID = "f" * 64
 IP = "10.127.0.5"
-LABELS = ("netbay CNI ADD", "chain ADD", "netbay netavark setup", "netavark setup")
+LABELS = ("netbay CNI ADD", "chain ADD", "netbay netavark setup", "netavark setup",
+          "netbay CNI ADD, netbayd up", "netbay netavark setup, netbayd up")
+UP = ", netbayd up"  # the daemon started before (at boot, as `netbay daemon install` has it)
 
 
 def _cni_add(exe: Path, environ: dict[str, str], path: Path) -> None:
@@ -61,7 +65,7 @@ def _stop_daemon(root: Path) -> None:
 
 def _fresh(system: str) -> float:
     """Milliseconds of SYSTEM's first operation on a fresh host of its own."""
-    from cni_netavark import NetbayNetavark, timed
+    from cni_netavark import Daemon, NetbayNetavark, timed
 
     with sandbox() as paths:
         work = paths.root.parent
@@ -69,7 +73,11 @@ def _fresh(system: str) -> float:
                    "NETBAY_SOCKET": str(paths.socket), "NETBAY_NETNS_DIR": str(paths.netns_dir)}
         container = work / "ns-first"
         netns.create(container)
+        daemon = None
         try:
+            if system.endswith(UP):  # serving already, its state root empty: start untimed
+                daemon = Daemon(paths, environ)
+                system = system.removesuffix(UP)
             if system == "netbay CNI ADD":
                 exe = install_cni(work / "bin", socket=str(paths.socket),
                                   root=str(paths.root))[0]
@@ -83,6 +91,8 @@ def _fresh(system: str) -> float:
                 return timed(peers.CniChain(work, SUBNET).add, CID, container, PORT)
             return timed(peers.Netavark(work, SUBNET).setup, CID, IP, container, PORT)
         finally:
+            if daemon is not None:
+                daemon.stop()  # its parent: waits for it, so it leaves no zombie
             _stop_daemon(paths.root)
             netns.delete(container)
 

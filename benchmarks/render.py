@@ -215,10 +215,16 @@ def render_first_operation(page: Page, data: dict[str, Any]) -> None:
         rows.append([label, ms(a), ms(b), ratio(b, a), "no slower"])
         page.target(f"{label} on a fresh host vs the peer's", "no slower", f"{b / a:.2f}x",
                     b >= a)
+        if f"{ours}, netbayd up" in first:  # context: the daemon's start off the path
+            up = median(first[f"{ours}, netbayd up"])
+            rows.append([f"{label}, netbayd started at boot", ms(up), ms(b), ratio(b, up),
+                         "(context)"])
     page.add(f"The first operation on a fresh host, {data['first_rounds']} rounds, medians: "
              "no netbayd running and an empty state root (the plugin starts the daemon; the "
              "operation makes the network), against the peer's first operation on a "
-             "namespace where it never ran (benchmarks/cold_start.py).",
+             "namespace where it never ran (benchmarks/cold_start.py). Context: the same "
+             "first operation with netbayd already serving an empty state root, as on a host "
+             "whose netbayd starts at boot (`netbay daemon install`, README).",
              table(["operation", "netbay ms", "peer ms", "peer / netbay", "target"], rows))
 
 
