@@ -17,7 +17,10 @@ import ctypes
 import ctypes.util
 import os
 import socket
+import sys
+from typing import Any
 
+Peer = tuple[Any, ...]  # a sender's address as socket.recvfrom gives it, for sendto
 SLOTS = 32  # queries taken per call at most (dnsperf keeps up to 100 in flight)
 BUFFER = 2048  # a query larger than this is not DNS over UDP we answer (MAX_UDP is 1,232)
 NAME = 28  # sizeof(struct sockaddr_in6)
@@ -113,11 +116,18 @@ class Batches:
         first, last = self._peer_slice
         return bytes(self._names_view[slot * NAME + first : slot * NAME + last])
 
-    def peer(self, slot: int) -> tuple[str, int]:
-        """The (host, port) the query in SLOT came from, as socket.recvfrom gives it."""
+    def peer(self, slot: int) -> Peer:
+        """Where the query in SLOT came from, as socket.recvfrom gives it: (host, port), and
+        for IPv6 its flow label and scope too (a link-local sender needs its scope)."""
         base = slot * NAME
-        port = int.from_bytes(self._names_view[base + 2 : base + 4], "big")
-        return socket.inet_ntop(self._family, self.peer_address(slot)), port
+        names = self._names_view
+        host = socket.inet_ntop(self._family, self.peer_address(slot))
+        port = int.from_bytes(names[base + 2 : base + 4], "big")
+        if self._family == socket.AF_INET:
+            return host, port
+        flow = int.from_bytes(names[base + 4 : base + 8], "big")
+        scope = int.from_bytes(names[base + 24 : base + 28], sys.byteorder)
+        return host, port, flow, scope
 
     def answer(self, slot: int, out: bytes) -> None:
         """OUT goes back to where SLOT's query came from, at the next send()."""

@@ -36,6 +36,7 @@ from . import records
 from .forward import forward
 from .freshness import CommitWatch
 from .listen import PORT, Key, Pair, key_of, open_socket
+from .mmsg import Peer
 from .records import Asker, ListenPoint, Zone
 from .resolver import Forward, resolve
 from .udp import UdpListener
@@ -200,7 +201,7 @@ class DnsServer:
 
     # --- UDP: what the listeners (udp.py) do not answer themselves -------------------
     def answer(
-        self, sock: socket.socket, data: bytes, asker: Asker, zone: Zone, peer: tuple[str, int]
+        self, sock: socket.socket, data: bytes, asker: Asker, zone: Zone, peer: Peer
     ) -> bytes | None:
         """A query not answered before for this view (on a UDP listener's thread): the answer
         to send (kept for the next same query when it may be), or None when it is dropped or
@@ -219,7 +220,7 @@ class DnsServer:
         return decision.packet
 
     def _forward_udp(
-        self, sock: socket.socket, data: bytes, decision: Forward, peer: tuple[str, int]
+        self, sock: socket.socket, data: bytes, decision: Forward, peer: Peer
     ) -> None:
         if self._forwards >= MAX_FORWARDS:
             return

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Mapping
 from typing import Protocol
 
-from .mmsg import BUFFER, Batches, Shutdown
+from .mmsg import BUFFER, Batches, Peer, Shutdown
 from .records import Asker, Zone
 
 log = logging.getLogger("netbay.dns")
@@ -34,7 +34,7 @@ class Answerer(Protocol):
     def fresh(self, *, reload: bool = False) -> Zone: ...
 
     def answer(
-        self, sock: socket.socket, data: bytes, asker: Asker, zone: Zone, peer: tuple[str, int]
+        self, sock: socket.socket, data: bytes, asker: Asker, zone: Zone, peer: Peer
     ) -> bytes | None: ...
 
 
@@ -114,6 +114,6 @@ class UdpListener:
         self._names[packed] = host
         return host
 
-    def _send_alone(self, out: bytes, peer: tuple[str, int]) -> None:
+    def _send_alone(self, out: bytes, peer: Peer) -> None:
         with contextlib.suppress(OSError):  # a full send buffer: the client retries
             self.sock.sendto(out, peer)
