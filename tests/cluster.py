@@ -138,6 +138,15 @@ class ClusterHost(HostSandbox):
             return self.run(["python3", "-c", program]).stdout.strip()
         return self.netbay("exec", container, "--", "python3", "-c", program).stdout.strip()
 
+    def ping_unfragmented(
+        self, container: str, target: str, size: int
+    ) -> subprocess.CompletedProcess[str]:
+        """One echo of SIZE bytes from CONTAINER to TARGET (either family) that no one on
+        the way may fragment; its exit tells whether it came back."""
+        family = ["-6"] if ":" in target else []
+        return self.netbay("exec", container, "--", "ping", *family, "-c", "1", "-W", "2",
+                           "-M", "do", "-s", str(size), target, check=False)
+
     def kernel_state(self) -> str:
         """Links, addresses, routes and nftables (the neighbour cache is the kernel's own):
         what a refused request must leave as it was."""

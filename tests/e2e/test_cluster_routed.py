@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from ipaddress import IPv4Network
@@ -197,11 +196,6 @@ def _mss_and_bytes(sender: ClusterHost, receiver: ClusterHost) -> tuple[int, int
     return int(mss), int(received)
 
 
-def _ping_df(host: ClusterHost, target: str, size: int) -> subprocess.CompletedProcess[str]:
-    return host.netbay("exec", f"c-{host.name}", "--", "ping", "-c", "1", "-W", "2", "-M", "do",
-                       "-s", str(size), target, check=False)
-
-
 def test_the_veths_carry_the_underlays_mtu_and_the_tunnel_is_fitted_on_the_host(
     cluster: Cluster,
 ) -> None:
@@ -217,11 +211,11 @@ def test_the_veths_carry_the_underlays_mtu_and_the_tunnel_is_fitted_on_the_host(
     assert _mss_and_bytes(h1, h3) == (1450 - 40 - 12, 1000000)  # h1 clamped c-h1's SYN
     assert _mss_and_bytes(h3, h1) == (1450 - 40 - 12, 1000000)  # h3 clamped c-h3's
     c2, c3 = _address(h2, "c-h2"), _address(h3, "c-h3")
-    assert _ping_df(h1, c2, 1500 - 28).returncode == 0
-    too_big = _ping_df(h1, c3, 1500 - 28)
+    assert h1.ping_unfragmented("c-h1", c2, 1500 - 28).returncode == 0
+    too_big = h1.ping_unfragmented("c-h1", c3, 1500 - 28)
     assert too_big.returncode != 0
     assert re.search(r"mtu ?= ?1450", too_big.stdout + too_big.stderr), too_big
-    assert _ping_df(h1, c3, 1450 - 28).returncode == 0
+    assert h1.ping_unfragmented("c-h1", c3, 1450 - 28).returncode == 0
 
 
 def test_a_published_port_answers_on_the_containers_node(cluster: Cluster) -> None:

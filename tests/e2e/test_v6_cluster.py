@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from ipaddress import IPv6Address, IPv6Network
 
@@ -35,12 +34,6 @@ def _addresses(host: ClusterHost, container: str, network: str) -> tuple[str, st
 def _ping6(host: ClusterHost, container: str, target: str) -> bool:
     return host.netbay("exec", container, "--", "ping", "-6", "-c", "1", "-W", "2", target,
                        check=False).returncode == 0
-
-
-def _ping6_df(host: ClusterHost, target: str, size: int) -> subprocess.CompletedProcess[str]:
-    """One echo of SIZE bytes from r-HOST that no one on the way may fragment."""
-    return host.netbay("exec", f"r-{host.name}", "--", "ping", "-6", "-c", "1", "-W", "2", "-M",
-                       "do", "-s", str(size), target, check=False)
 
 
 def _routes6(host: ClusterHost) -> str:
@@ -181,11 +174,11 @@ def test_a_routed_network_carries_ipv6_by_bgp_and_vxlan(cluster: Cluster) -> Non
     # the veths have the underlay's MTU; into the tunnel, h1 tells r-h1 the tunnel's (no
     # router fragments IPv6: "packet too big" comes from the container's own host)
     largest = {"h2": 1500 - 48, "h3": 1450 - 48}
-    assert _ping6_df(h1, found["h2"][1], largest["h2"]).returncode == 0
-    too_big = _ping6_df(h1, found["h3"][1], largest["h2"])
+    assert h1.ping_unfragmented("r-h1", found["h2"][1], largest["h2"]).returncode == 0
+    too_big = h1.ping_unfragmented("r-h1", found["h3"][1], largest["h2"])
     assert too_big.returncode != 0
     assert re.search(r"mtu ?= ?1450", too_big.stdout + too_big.stderr), too_big
-    assert _ping6_df(h1, found["h3"][1], largest["h3"]).returncode == 0
+    assert h1.ping_unfragmented("r-h1", found["h3"][1], largest["h3"]).returncode == 0
 
 
 def test_a_routed_container_cannot_send_as_another_ipv6_address(cluster: Cluster) -> None:
