@@ -1,6 +1,7 @@
 """The UDP listener thread on loopback, with a stand-in server: answers sent back, a cached
 answer with the query's own ID, strangers ignored, a failing answer not ending the listener,
-stop() ending the thread and closing its socket. No root."""
+stop() ending the thread and closing its socket, a zone that fails to load costing only its
+burst. No root."""
 
 from __future__ import annotations
 
@@ -79,5 +80,31 @@ def test_a_sender_that_is_no_asker_gets_nothing(pair: tuple[socket.socket, socke
     with pytest.raises(TimeoutError):
         ask(client, server, b"\x00\x03query")
     assert stand.asked == []
+    listener.stop()
+    client.close()
+
+
+def test_a_zone_that_fails_to_load_costs_that_burst_only(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = pair
+    stand = Stand("127.0.0.1")
+    loads = {"failing": 1}
+
+    def fresh(*, reload: bool = False) -> Zone:
+        if loads["failing"]:
+            loads["failing"] -= 1
+            raise RuntimeError("database is locked")
+        return Stand.fresh(stand)
+
+    stand.fresh = fresh  # type: ignore[method-assign]
+    listener = UdpListener(server, "net", stand)
+    listener.start()
+    client.sendto(b"\x00\x01first", server.getsockname())  # its burst's reload fails
+    client.settimeout(0.5)
+    with pytest.raises(TimeoutError):
+        client.recv(512)
+    client.settimeout(2)
+    assert ask(client, server, b"\x00\x02query") == b"\x00\x02answer"
     listener.stop()
     client.close()

@@ -64,7 +64,11 @@ class UdpListener:
         try:
             fd = self.sock.fileno()
             while True:
-                self._serve(batches, batches.receive(fd))
+                count = batches.receive(fd)
+                try:
+                    self._serve(batches, count)
+                except Exception:  # a failed reload (fresh()) must not end the listener
+                    log.exception("answering on %s", self.network_id)
                 batches.send(fd)
         except Shutdown:
             return
