@@ -34,9 +34,9 @@ PORT = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]
 SUBNET = IPv4Network("10.127.0.0/24")
 CID = "f" * 64
 IP = "10.127.0.5"
-LABELS = ("netbay CNI ADD", "chain ADD", "netbay netavark setup", "netavark setup",
-          "netbay CNI ADD, netbayd up", "netbay netavark setup, netbayd up")
 UP = ", netbayd up"  # the daemon started before (at boot, as `netbay daemon install` has it)
+LABELS = ("netbay CNI ADD", "chain ADD", "netbay netavark setup", "netavark setup",
+          f"netbay CNI ADD{UP}", f"netbay netavark setup{UP}")
 
 
 def _cni_add(exe: Path, environ: dict[str, str], path: Path) -> None:
