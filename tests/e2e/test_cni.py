@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from helpers import PROBE, Env, link_names, poll, sh, snapshot, tcp_answer, wait_until
+from netbay import _linux
 from runtimes import CNI_PATH, Cni
 
 pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
@@ -347,8 +348,14 @@ def test_gc_rm_and_crash_repair_never_touch_the_runtimes_namespace(
     env.environ["NETBAY_FAULT"] = "attach:recorded"
     env.run("daemon", "start")
     del env.environ["NETBAY_FAULT"]
+    pid = env.daemon_pid()
+    assert pid is not None
+    started = _linux.process_start_time(pid)
     crashed = cni.call("ADD", conf(network="asgard"), "crash-1", ns)
     assert crashed.code == 1 and crashed.json["code"] == 11, crashed
+    # the runtime retries once the daemon is gone: a dying one still holds its socket for a
+    # moment after the connection closed, and resets what connects meanwhile (code 11 again)
+    wait_until(lambda: not _linux.process_alive(pid, started), 5, "the killed daemon gone")
     retried = cni.call("ADD", conf(network="asgard"), "crash-1", ns)  # autostarts the daemon
     assert retried.code == 0, retried
     assert addresses(ns) == ["10.69.0.2/24"]
