@@ -48,6 +48,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_netns_mount_left() -> Iterator[None]:
+    """Podman (like `ip netns add`) makes /run/netns a shared bind mount of itself the first
+    time it pins a namespace there, and never removes it. A booted host has none, so the
+    suite takes away the one it made, once no namespace is pinned there."""
+    netns_dir = "/run/netns"
+    before = _mounted(netns_dir)
+    yield
+    if _root() and not before and _mounted(netns_dir) and not os.listdir(netns_dir):
+        from netbay import _linux
+
+        with contextlib.suppress(OSError):
+            _linux.umount(netns_dir)
+
+
+def _mounted(target: str) -> bool:
+    """TARGET is a mount point (os.path.ismount misses a bind mount of its own filesystem)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as info:
+        return any(line.split()[4] == target for line in info)
+
+
 @pytest.fixture
 def realhost(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RealHost | None]:
     """The host of a test that uses `env`: a sandbox with its own network, mount and PID
