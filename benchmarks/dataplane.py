@@ -71,6 +71,7 @@ from netbay import (  # noqa: E402
 )
 from netbay.kernel import netns, netsysfs  # noqa: E402
 from netbay.observe.rps import parse_softnet  # noqa: E402
+from netbay.plan import firewall as fw  # noqa: E402
 from netbay.plan.rps import cpu_mask  # noqa: E402
 from sandbox import median, sandbox, sh  # noqa: E402
 
@@ -101,6 +102,9 @@ IPV6_RATIOS = (("bridge6", "bridge", 0.9), ("dnat6", "dnat", 0.9),
                ("masquerade6", "masquerade", 0.9), ("dnat6", "routed6", 1.0),
                ("masquerade6", "routed6", 1.0))
 RATIOS = FAST_PATH_RATIOS + IPV6_RATIOS
+# the NAT paths' targets assume the flowtable: on a kernel without one they are context here,
+# and held in the offload section (dataplane_vm.py), on Debian's kernel
+OFFLOADED = ("masquerade", "dnat")
 FLOWS = 4
 RPS_SETTING = "auto"
 PORT = 5201
@@ -370,6 +374,12 @@ def measure_rps(target: Target, seconds: int, sink: Json) -> None:
 
 
 # --- the benchmark -----------------------------------------------------------------------
+def kernel_has_flowtables() -> bool:
+    """Whether this kernel takes netbay's flowtable (one probe in a throwaway namespace)."""
+    probe = subprocess.run(["unshare", "-n", "nft", fw.FLOWTABLE_PROBE], capture_output=True)
+    return probe.returncode == 0
+
+
 def empty_result(seconds: int, runs: int) -> Json:
     flow_entries = None
     with contextlib.suppress(OSError, ValueError):  # global; visible only in the root netns
@@ -379,6 +389,7 @@ def empty_result(seconds: int, runs: int) -> Json:
     return {
         "seconds": seconds,
         "runs": runs,
+        "flowtable": kernel_has_flowtables(),
         "paths": [{"key": k, "label": label, "gbps": [], "error": None} for k, label in PATHS],
         "rps": {"cpus": len(netsysfs.online_cpus()), "flows": FLOWS, "setting": RPS_SETTING,
                 "rps_sock_flow_entries": flow_entries, **modes, "error": None},

@@ -44,6 +44,7 @@ from dataplane import (  # noqa: E402
     build_pair,
     build_routed,
     iperf3,
+    kernel_has_flowtables,
 )
 from netbay import Host  # noqa: E402
 from netbay.plan import firewall as fw  # noqa: E402
@@ -148,8 +149,7 @@ def run(seconds: int = 3, runs: int = 5, progress: Any = print) -> dict[str, Any
     """report.py's section: here where the kernel has flowtables, else in the VM."""
     try:
         progress(f"offload: {runs} runs of {seconds} s, the NAT paths with and without it")
-        native = subprocess.run(["unshare", "-n", "nft", fw.FLOWTABLE_PROBE],
-                                capture_output=True).returncode == 0
+        native = kernel_has_flowtables()
         result = measure(seconds, runs) if native else in_vm(seconds, runs)
     except SystemExit as exc:
         return {"error": str(exc)}

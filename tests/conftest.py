@@ -63,10 +63,15 @@ def _no_netns_mount_left() -> Iterator[None]:
             _linux.umount(netns_dir)
 
 
-def _mounted(target: str) -> bool:
-    """TARGET is a mount point (os.path.ismount misses a bind mount of its own filesystem)."""
+def _mount_targets() -> list[str]:
+    """Every mount point of this mount namespace, from mountinfo (os.path.ismount misses a
+    bind mount of its own filesystem)."""
     with open("/proc/self/mountinfo", encoding="utf-8") as info:
-        return any(line.split()[4] == target for line in info)
+        return [line.split()[4] for line in info]
+
+
+def _mounted(target: str) -> bool:
+    return target in _mount_targets()
 
 
 @pytest.fixture
@@ -119,8 +124,7 @@ def _cleanup_mounts(tmp_path: Path) -> None:
     from netbay import _linux
 
     prefix = str(tmp_path) + "/"
-    with open("/proc/self/mountinfo", encoding="utf-8") as info:
-        targets = [line.split()[4] for line in info if line.split()[4].startswith(prefix)]
+    targets = [target for target in _mount_targets() if target.startswith(prefix)]
     for target in sorted(targets, key=len, reverse=True):
         if target.endswith("/hostns"):
             continue

@@ -103,3 +103,27 @@ def test_packaging_holds_the_units_a_distro_installs() -> None:
     netbayd on /usr/bin: the same text, so the two cannot drift apart."""
     expected = units(["/usr/bin/netbayd"], {}, activation=True)
     assert {p.name: p.read_text() for p in PACKAGING.iterdir()} == expected
+
+
+def test_a_plugin_install_says_when_netbayd_does_not_start_at_boot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The executables start netbayd when it is not running, so they work either way; the
+    install says the first container after boot would wait for it, until it is enabled."""
+    from netbay.cli import daemon_units
+    from netbay.cli.main import main
+
+    systemd = tmp_path / "systemd"
+    monkeypatch.setattr(daemon_units, "SYSTEMD_DIR", systemd)
+    wants = systemd / daemon_units.BOOT_LINK
+    wants.parent.mkdir(parents=True)
+    wants.symlink_to(systemd / "netbayd.service")  # enabled, then the unit removed
+    for enabled in (False, True):
+        if enabled:
+            (systemd / "netbayd.service").write_text("[Service]\n")
+        assert daemon_units.starts_at_boot() is enabled
+        assert main(["cni", "install", "--dir", str(tmp_path / "bin")]) == 0
+        out, err = capsys.readouterr()
+        assert out.split() == [str(tmp_path / "bin" / "netbay"), str(tmp_path / "bin" /
+                                                                     "netbay-ipam")]
+        assert err == ("" if enabled else daemon_units.NOT_AT_BOOT + "\n")

@@ -109,3 +109,15 @@ def enable_command(activation: bool) -> str:
     daemon is ready, or while it restarts, wait in its backlog instead of failing."""
     units_ = "netbayd.socket netbayd.service" if activation else "netbayd.service"
     return f"systemctl daemon-reload && systemctl enable --now {units_}"
+
+
+BOOT_LINK = Path("multi-user.target.wants") / "netbayd.service"  # what `systemctl enable` makes
+NOT_AT_BOOT = ("note: netbayd.service is not enabled here, so the first container after each "
+               "boot waits for netbayd to start (~0.25 s, most of it Python's imports); "
+               "`netbay daemon install` writes the unit and prints the line that enables it")
+
+
+def starts_at_boot(systemd_dir: Path | None = None) -> bool:
+    """Whether systemd starts netbayd at boot: the link `systemctl enable` made, to a unit
+    that is there (a link left by a removed unit starts nothing)."""
+    return ((systemd_dir or SYSTEMD_DIR) / BOOT_LINK).exists()

@@ -87,6 +87,7 @@ def install_executables(client: Client, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..install import install_cni, install_netavark
+    from .daemon_units import NOT_AT_BOOT, starts_at_boot
 
     options = {"socket": args.socket, "root": args.root, "python": args.python,
                "source": args.source}
@@ -96,6 +97,8 @@ def install_executables(client: Client, args: argparse.Namespace) -> int:
         paths = [install_netavark(Path(args.dir), args.name, **options)]
     for path in paths:
         print(path)
+    if not starts_at_boot():  # the executables start netbayd themselves: only slower
+        print(NOT_AT_BOOT, file=sys.stderr)
     return 0
 
 
