@@ -436,9 +436,11 @@ def build_rps(world: World, rps: Json) -> dict[str, Target]:
 
 
 def measure_paths(targets: dict[str, Target | Failed], entries: dict[str, Json], seconds: int,
-                  label: str, progress: Callable[[str], None]) -> None:
-    """One run over every path; a path that fails stops being measured, with its error."""
-    for key, _ in PATHS:
+                  label: str, progress: Callable[[str], None], backwards: bool = False) -> None:
+    """One run over every path, BACKWARDS on every other run, so that a drift of the machine
+    over a run falls on a path and on its floor alike; a path that fails stops being
+    measured, with its error."""
+    for key, _ in reversed(PATHS) if backwards else PATHS:
         target = targets[key]
         if isinstance(target, Failed):
             continue
@@ -485,7 +487,7 @@ def run(seconds: float, runs: int, progress: Callable[[str], None] = print) -> d
             rps_targets = build_rps(world, rps)
             for r in range(runs):
                 label = f"dataplane run {r + 1}/{runs}"
-                measure_paths(targets, entries, duration, label, progress)
+                measure_paths(targets, entries, duration, label, progress, r % 2 == 1)
                 measure_rps_run(rps_targets, rps, duration, label, progress)
         finally:
             world.close()

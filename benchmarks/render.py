@@ -325,8 +325,9 @@ def render_fast_path(page: Page, data: dict[str, Any]) -> None:
 def render_dataplane(page: Page, data: dict[str, Any], images: Path) -> None:
     page.add(
         f"iperf3, TCP, one stream, {data['seconds']:.0f} s per measurement, {data['runs']} "
-        "run(s) interleaved path by path; Gbit/s received. The raw veth pair between two "
-        "namespaces is the floor of the kernel path (of an IPv6 path: the pair over IPv6).",
+        "run(s) interleaved path by path, in reverse order every other run; Gbit/s "
+        "received. The raw veth pair between two namespaces is the floor of the kernel path "
+        "(of an IPv6 path: the pair over IPv6).",
         f"![throughput per path]({images.name}/dataplane.png)")
     paths = data["paths"]
     floors = {p["key"]: median(p["gbps"]) for p in paths if p["key"] in ("veth", "veth6")}

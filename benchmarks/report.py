@@ -57,8 +57,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                     "ad_count": 30, "runs": 3},
         "runtimes": {"runs": 20},
         "dns": {"names": 1000, "seconds": 3.0, "rounds": 5, "rate": 20000},
-        "dataplane": {"seconds": 3.0, "runs": 5},
-        "offload": {"seconds": 3, "runs": 5},
+        "dataplane": {"seconds": 3.0, "runs": 8},  # even: as many runs in each order
+        "offload": {"seconds": 3, "runs": 8},
         "soak": {"cycles": 5000, "clients": 8, "rounds": 2},
         "convergence": {"starts": 50, "blocks": 8, "joins": 8, "kills": 5},
         "cluster_scale": {"nodes": [100, 500, 1000], "changes": 10},
