@@ -216,8 +216,9 @@ def test_trace_an_allowed_path_shows_each_hop(env: Env, world: dict[str, str]) -
     assert result["hops"][1]["text"] == (
         f"veth a1:eth0 ⇄ {a1_end} (host end), a port of bridge nbta (network neta)")
     assert rules_of(result, "ingress bridge") == [
-        ("bridge netbay prerouting", "iifname . ether saddr . ip saddr @endpoints accept",
-         "accept")]
+        ("bridge netbay prerouting",
+         "meta pkttype other iifname . ether saddr . ip saddr @endpoints notrack accept",
+         "accept")]  # to another container's MAC: untracked
     assert result["hops"][3]["text"] == "bridged on nbta (same network: no routing)"
     assert ("inet netbay forward", "iifname . oifname @same_bridge accept", "accept") in \
         rules_of(result, "host")

@@ -23,7 +23,7 @@ def test_every_other_run_goes_backwards(monkeypatch: pytest.MonkeyPatch) -> None
         return 1.0
 
     monkeypatch.setattr(dataplane, "iperf3", iperf3)
-    keys = [key for key, _ in dataplane.PATHS]
+    keys = list(dataplane.MEASURE_ORDER)
     targets: dict[str, Any] = {key: key for key in keys}
     targets[keys[1]] = dataplane.Failed("not built")  # skipped in both directions
     entries: dict[str, Any] = {key: {"gbps": [], "error": None} for key in keys}
@@ -32,3 +32,10 @@ def test_every_other_run_goes_backwards(monkeypatch: pytest.MonkeyPatch) -> None
     forward = [key for key in keys if key != keys[1]]
     assert measured == forward + forward[::-1]
     assert entries[keys[0]]["gbps"] == [1.0, 1.0] and entries[keys[1]]["gbps"] == []
+
+
+def test_every_path_is_measured_beside_the_floor_it_is_held_against() -> None:
+    order = dataplane.MEASURE_ORDER
+    assert sorted(order) == sorted(key for key, _ in dataplane.PATHS)
+    for ours, floor, _ in dataplane.FAST_PATH_RATIOS:
+        assert abs(order.index(ours) - order.index(floor)) == 1, (ours, floor)

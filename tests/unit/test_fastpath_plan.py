@@ -1,5 +1,5 @@
 """The fast path's plan: which addresses a firewall change releases (their flows end), and
-the container addresses of a bridge that go untracked."""
+which bridged traffic goes untracked."""
 
 from __future__ import annotations
 
@@ -32,20 +32,28 @@ def test_what_stays_or_only_comes_releases_nothing() -> None:
 
 
 def test_network_elements_leave_no_address_to_release() -> None:
-    rules = fw.NetworkRules("br0", (IPv4Network("10.0.0.0/24"),), (IPv4Address("10.0.0.1"),))
+    rules = fw.NetworkRules("br0", (IPv4Network("10.0.0.0/24"),))
     assert fw.released_addresses({}, fw.network_elements(rules)) == set()
 
 
-def test_the_bridged_set_holds_every_container_address_but_the_gateway() -> None:
-    rules = fw.NetworkRules("br0", (IPv4Network("10.0.0.0/24"),), (IPv4Address("10.0.0.9"),))
-    assert fw.network_elements(rules)[(fw.INET, "bridged")] == [
-        '"br0" . 10.0.0.1-10.0.0.8', '"br0" . 10.0.0.10-10.0.0.254']
+def test_bridged_traffic_is_untracked_in_the_bridge_table_after_anti_spoofing() -> None:
+    """Only a frame to another container's MAC from a container's own (port, MAC, address):
+    a spoofed one, or one to the bridge's own MAC (the gateway, a published port), is not."""
+    chain = fw.SKELETON.split("table bridge netbay")[1].split("chain prerouting")[1]
+    rules = [line.strip() for line in chain.split("\n  }")[0].splitlines()
+             if line.strip() and not line.strip().startswith("#")]
+    untrack = [r for r in rules if "notrack" in r]
+    assert untrack == [
+        "meta pkttype other iifname . ether saddr . ip saddr @endpoints notrack accept",
+        "meta pkttype other iifname . ether saddr . ip6 saddr @endpoints6 notrack accept"]
+    # the IPv6 one after every neighbour-discovery check
+    assert rules.index(untrack[1]) == rules.index("drop") - 2
+    inet = fw.SKELETON.split("table bridge netbay")[0]
+    assert "notrack" not in inet and "@bridged" not in inet
 
 
-def test_container_ranges_at_the_edges() -> None:
-    net = IPv4Network("10.0.0.0/30")
-    assert fw.container_ranges([net], [IPv4Address("10.0.0.1")]) == [
-        (IPv4Address("10.0.0.2"), IPv4Address("10.0.0.2"))]
-    assert fw.container_ranges([IPv4Network("10.0.0.0/31")], []) == [
-        (IPv4Address("10.0.0.0"), IPv4Address("10.0.0.1"))]
-    assert fw.container_ranges([net], [IPv4Address("10.0.0.1"), IPv4Address("10.0.0.2")]) == []
+def test_the_forward_chain_accepts_one_bridges_traffic_first() -> None:
+    chain = fw.SKELETON.split("chain forward {")[1]
+    rules = [line.strip() for line in chain.splitlines()[2:]
+             if line.strip() and not line.strip().startswith("#")]
+    assert rules[0] == "iifname . oifname @same_bridge accept"

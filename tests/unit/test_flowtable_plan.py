@@ -18,7 +18,7 @@ from netbay.testing import fake_host
 from netbay.testing_nft import FakeNft
 
 _DEVICES = re.compile(r"^(add|delete) flowtable inet netbay ft \{ .*devices = \{ (.*) \}; \}$")
-BR = fw.NetworkRules("br-a", (IPv4Network("10.0.0.0/24"),), (IPv4Address("10.0.0.1"),))
+BR = fw.NetworkRules("br-a", (IPv4Network("10.0.0.0/24"),))
 WEB = fw.EndpointRules("veth1", "02:42:0a:00:00:02", IPv4Address("10.0.0.2"))
 
 
@@ -79,7 +79,7 @@ def test_the_fast_path_hooks_the_devices_and_offloads_established_flows_of_bridg
     text = fw.rebuild([BR], [], [], {"eth0", "br-a"})
     assert 'add flowtable inet netbay ft { hook ingress priority filter; devices = { "br-a", ' \
            '"eth0" }; }' in text
-    assert ("insert rule inet netbay forward iifname @bridges ct state established meta "
+    assert ("insert rule inet netbay forward ct state established iifname @bridges meta "
             "l4proto { tcp, udp } flow add @ft") in text
     # the flowtable and its rule come after the chain they go in, before the elements
     assert text.index("chain forward") < text.index("add flowtable") < text.index("add element")

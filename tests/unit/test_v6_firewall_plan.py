@@ -25,16 +25,16 @@ from netbay.testing import FakeHost, fake_host
 
 MAC = "02:42:0a:00:00:02"
 DUAL = fw.NetworkRules(
-    "br-a", (IPv4Network("10.0.0.0/24"),), (IPv4Address("10.0.0.1"),),
-    subnets6=(IPv6Network("fd00:1::/64"),), gateways6=(IPv6Address("fd00:1::1"),),
+    "br-a", (IPv4Network("10.0.0.0/24"),),
+    subnets6=(IPv6Network("fd00:1::/64"),),
 )
-V4 = fw.NetworkRules("br-a", (IPv4Network("10.0.0.0/24"),), (IPv4Address("10.0.0.1"),))
+V4 = fw.NetworkRules("br-a", (IPv4Network("10.0.0.0/24"),))
 WEB = fw.EndpointRules("veth1", MAC, IPv4Address("10.0.0.2"), address6=IPv6Address("fd00:1::2"))
 PORT = fw.PortRules("tcp", None, 8080, IPv4Address("10.0.0.2"), 80, IPv6Address("fd00:1::2"))
 
 
 def _v4_only(elements: fw.Elements) -> fw.Elements:
-    twins = {"bridged6", "subnets6", "masq_nets6", "routed_in6", "pub_any6", "pub_ip6",
+    twins = {"subnets6", "masq_nets6", "routed_in6", "pub_any6", "pub_ip6",
              "endpoints6", "nd_targets6"}
     return {k: v for k, v in elements.items() if k[1] not in twins}
 
@@ -43,7 +43,6 @@ def _v4_only(elements: fw.Elements) -> fw.Elements:
 def test_a_dual_stack_network_has_the_ipv6_twins_and_the_ipv4_elements_of_before() -> None:
     got = fw.network_elements(DUAL)
     assert got[(fw.INET, "subnets6")] == ["fd00:1::/64"]
-    assert got[(fw.INET, "bridged6")] == ['"br-a" . fd00:1::2-fd00:1::ffff:ffff:ffff:ffff']
     assert got[(fw.INET, "masq_nets6")] == ["fd00:1::/64"]  # NAT66 by default, as Docker 27
     assert (fw.INET, "routed_in6") not in got
     assert _v4_only(got) == fw.network_elements(V4)
@@ -51,12 +50,11 @@ def test_a_dual_stack_network_has_the_ipv6_twins_and_the_ipv4_elements_of_before
 
 def test_an_ipv6_only_network_names_its_bridge_and_no_ipv4_address() -> None:
     rules = fw.NetworkRules("br-6", (), subnets6=(IPv6Network("fd00:3::/64"),),
-                            gateways6=(IPv6Address("fd00:3::1"),), icc=False)
+                            icc=False)
     got = {k: v for k, v in fw.network_elements(rules).items() if v}
     assert got == {
         (fw.INET, "bridges"): ['"br-6"'],
         (fw.INET, "subnets6"): ["fd00:3::/64"],
-        (fw.INET, "bridged6"): ['"br-6" . fd00:3::2-fd00:3::ffff:ffff:ffff:ffff'],
         (fw.INET, "masq_nets6"): ["fd00:3::/64"],
     }  # no same_bridge: ICC off holds for IPv6 too (the rule matches the bridge, not the family)
 
@@ -81,16 +79,6 @@ def test_internal_or_unmasqueraded_networks_have_neither_nat66_nor_a_way_in(
             assert got.get((fw.INET, "routed_in6"), []) == []
 
 
-def test_ipv6_container_ranges_skip_the_anycast_address_and_the_gateways() -> None:
-    net = IPv6Network("fd00::/126")
-    assert fw.container_ranges([net], [IPv6Address("fd00::2")]) == [
-        (IPv6Address("fd00::1"), IPv6Address("fd00::1")),
-        (IPv6Address("fd00::3"), IPv6Address("fd00::3"))]
-    # a gateway of the other family is no cut
-    assert fw.container_ranges([net], [IPv4Address("10.0.0.2")]) == [
-        (IPv6Address("fd00::1"), IPv6Address("fd00::3"))]
-
-
 def test_gateway_mode_ipv6_takes_nat_or_routed_and_names_anything_else() -> None:
     assert fw.routed6({}) is False
     assert fw.routed6({fw.OPT_GATEWAY_MODE6: "nat"}) is False
@@ -112,7 +100,7 @@ def test_network_rules_take_a_bridge_networks_ipv6_subnets_and_mode() -> None:
     assert rules is not None
     assert (rules.subnets, rules.subnets6) == ((IPv4Network("10.0.0.0/24"),),
                                                (IPv6Network("fd00:1::/64"),))
-    assert (rules.gateways6, rules.routed6) == ((IPv6Address("fd00:1::1"),), True)
+    assert rules.routed6 is True
     endpoint = Endpoint("e" * 64, network.id, "c" * 64, "eth0", "veth1", MAC, None, None,
                         address6=IPv6Interface("fd00:1::2/64"))
     assert endpoint_rules(network, endpoint) == fw.EndpointRules(

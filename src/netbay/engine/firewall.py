@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Any
 
 from ..drivers import capabilities
 from ..drivers.base import OPT_POOL, OPT_POOL6, parse_bool
 from ..errors import FirewallError
 from ..kernel.uplinks import ForwardingLinks, forwarding_links
-from ..model import REMOVING, Container, Endpoint, Network, only_v4, only_v4_address
+from ..model import REMOVING, Container, Endpoint, Network, only_v4
 from ..plan import firewall as fw
 from ..plan.ports import container_ports
 from ..store.base import Store
@@ -45,7 +45,6 @@ def network_rules(network: Network) -> fw.NetworkRules | None:
     return fw.NetworkRules(
         device=network.device,
         subnets=tuple(only_v4(s.subnet) for s in network.subnets4),
-        gateways=tuple(g for s in network.subnets4 if (g := only_v4_address(s.gateway))),
         internal=network.internal,
         icc=parse_bool(OPT_ICC, options.get(OPT_ICC, "true")),
         masquerade=parse_bool(OPT_MASQ, options.get(OPT_MASQ, "true")),
@@ -54,8 +53,6 @@ def network_rules(network: Network) -> fw.NetworkRules | None:
         # a bridge network's, and a dual-stack cluster share's (overlay: a bridge; routed)
         subnets6=tuple(s.subnet for s in network.subnets6
                        if (network.device or pool6) and isinstance(s.subnet, IPv6Network)),
-        gateways6=tuple(s.gateway for s in network.subnets6
-                        if network.device and isinstance(s.gateway, IPv6Address)),
         routed6=fw.routed6(options),
         pool6=IPv6Network(pool6) if pool6 else None,
     )

@@ -9,7 +9,8 @@ each set of addresses has its IPv6 twin (plan/ruleset.py), filled from the same 
 The fast path (docs/design.md, "nftables"): a forwarded flow is decided on its first packet
 and every later one is accepted by its conntrack state before any other rule; container to
 container traffic of one bridge, which br_netfilter hands to the inet hooks, is not tracked
-at all (nothing about it is NATed or remembered). Whatever tightens isolation for a running
+at all (the bridge table untracks a frame to another container's MAC: nothing about it is
+NATed or remembered). Whatever tightens isolation for a running
 flow ends its conntrack entry (`released_addresses`), so its next packet is judged anew.
 Where the kernel has flowtables, an established flow with a bridge at one end is offloaded
 (`fast_path`): its packets skip the inet hooks, and ending its conntrack entry ends the
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from ..errors import ConfigError
-from ..model import IPAddress, IPNetwork
+from ..model import IPAddress
 from .naming import link_local, valid_ifname
 from .ruleset import BRIDGE as BRIDGE
 from .ruleset import FLOWTABLE as FLOWTABLE
@@ -52,14 +53,12 @@ _PUBLISHED = ("pub_any", "pub_ip", "pub_any6", "pub_ip6")
 class NetworkRules:
     device: str | None  # None: a routed network (no bridge; its veths are routed to)
     subnets: tuple[IPv4Network, ...]
-    gateways: tuple[IPv4Address, ...] = ()  # the bridge's own addresses in SUBNETS
     internal: bool = False
     icc: bool = True
     masquerade: bool = True  # both families' (NAT66 too, as Docker's option)
     snat_to: IPv4Address | None = None
     pool: IPv4Network | None = None  # a cluster-wide network's: every node's blocks
     subnets6: tuple[IPv6Network, ...] = ()  # a bridge network's only
-    gateways6: tuple[IPv6Address, ...] = ()
     routed6: bool = False  # gateway_mode_ipv6=routed: no NAT66, reached from outside
     pool6: IPv6Network | None = None  # a dual-stack cluster-wide network's IPv6 subnet
 
@@ -125,8 +124,6 @@ def network_elements(n: NetworkRules) -> Elements:
         return merge(out, _routed_elements6(n)) if n.pool6 is not None else out
     dev = _ifname(n.device)
     out[(INET, "bridges")] = [dev]
-    out[(INET, "bridged")] = [f"{dev} . {low}-{high}" for low, high in
-                              container_ranges(n.subnets, n.gateways)]
     if n.icc:
         out[(INET, "same_bridge")] = [f"{dev} . {dev}"]
     if n.pool is not None:
@@ -154,11 +151,7 @@ def _bridge_elements6(dev: str, n: NetworkRules) -> Elements:
     """A bridge network's IPv6 facts: its subnets, their container addresses, and NAT66 or
     (gateway_mode_ipv6=routed) the way in from outside."""
     subnets = [str(IPv6Network(s)) for s in n.subnets6]
-    out: Elements = {
-        (INET, "subnets6"): subnets,
-        (INET, "bridged6"): [f"{dev} . {low}-{high}" for low, high in
-                             container_ranges(n.subnets6, n.gateways6)],
-    }
+    out: Elements = {(INET, "subnets6"): subnets}
     if n.pool6 is not None:  # an overlay share's
         out[(INET, "overlay_pools6")] = [str(IPv6Network(n.pool6))]
         out[(INET, "overlay_own6")] = [f"{dev} . {IPv6Network(n.pool6)}"]
@@ -169,28 +162,6 @@ def _bridge_elements6(dev: str, n: NetworkRules) -> Elements:
     elif n.masquerade:
         out[(INET, "masq_nets6")] = subnets
     return out
-
-
-def container_ranges(
-    subnets: Iterable[IPNetwork], gateways: Iterable[IPAddress]
-) -> list[tuple[IPAddress, IPAddress]]:
-    """The addresses of SUBNETS a container can hold, as ranges: every host address but the
-    GATEWAYS (the bridge's own, where a published port or the host is reached). IPv4: not
-    the network and broadcast addresses; IPv6: not the subnet-router anycast one."""
-    ranges = []
-    for subnet in subnets:
-        make = type(subnet.network_address)
-        first, last = int(subnet.network_address), int(subnet.broadcast_address)
-        if subnet.num_addresses > 2:
-            first, last = first + 1, last - (subnet.version == 4)
-        cuts = sorted(int(g) for g in gateways
-                      if g.version == subnet.version and first <= int(g) <= last)
-        low = first
-        for cut in [*cuts, last + 1]:
-            if low < cut:
-                ranges.append((make(low), make(cut - 1)))
-            low = cut + 1
-    return ranges
 
 
 def endpoint_elements(e: EndpointRules) -> Elements:

@@ -1,7 +1,7 @@
 """The text of netbay's two nftables tables, their sets empty (plan/firewall.py fills them).
 
-IPv6 has its twin of each address set and of each rule that matches an address (`bridged6`
-beside `bridged`, `ip6 daddr` beside `ip daddr`); the rules that match on interfaces alone
+IPv6 has its twin of each address set and of each rule that matches an address (`subnets6`
+beside `subnets`, `ip6 daddr` beside `ip daddr`); the rules that match on interfaces alone
 (isolation, internal networks, ICC) hold for both families. The IPv4 rules come first in
 each chain, so an IPv4 packet meets exactly the lookups it met before IPv6: a rule of the
 other family fails on its first comparison (the packet's family).
@@ -15,8 +15,9 @@ TABLE = "netbay"
 INET, BRIDGE = "inet", "bridge"
 FLOWTABLE = "ft"
 HOOK = "hook ingress priority filter;"
-# the forward chain's first rule where the kernel has flowtables (`fast_path`)
-OFFLOAD = f"iifname @bridges ct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}"
+# the forward chain's first rule where the kernel has flowtables (`fast_path`); the state
+# first: it fails at once for the untracked bridged packets that the next rule accepts
+OFFLOAD = f"ct state established iifname @bridges meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}"
 # One transaction that makes and drops a flowtable: refused by a kernel without flowtables.
 FLOWTABLE_PROBE = f"""\
 add table {INET} netbay_probe
@@ -27,8 +28,6 @@ SKELETON = """\
 table inet netbay {
   set bridges { type ifname; }
   set internal { type ifname; }
-  set bridged { type ifname . ipv4_addr; flags interval; }
-  set bridged6 { type ifname . ipv6_addr; flags interval; }
   set same_bridge { type ifname . ifname; }
   set subnets { type ipv4_addr; flags interval; }
   set subnets6 { type ipv6_addr; flags interval; }
@@ -53,13 +52,9 @@ table inet netbay {
     type filter hook prerouting priority raw; policy accept;
     # 127.0.0.0/8 only ever comes from lo: a neighbour routing it to us gets nothing
     ip daddr 127.0.0.0/8 iifname != "lo" drop
-    # container to container on one bridge (br_netfilter hands bridged packets to these
-    # hooks): no NAT, no flow to remember; the bridge's own addresses are not in the set
-    iifname . ip daddr @bridged notrack accept
     # (an accept ends only this chain: what follows is IPv6's)
     meta nfproto ipv4 accept
     ip6 daddr ::1 iifname != "lo" drop
-    iifname . ip6 daddr @bridged6 notrack accept
     # a routed container (its veth's host end: a bridge's ports are seen as the bridge)
     # sends only from an address routed back to that veth; IPv4 has rp_filter for that,
     # IPv6 has none
@@ -99,13 +94,15 @@ table inet netbay {
   }
   chain forward {
     type filter hook forward priority filter; policy accept;
+    # container to container on one bridge (untracked: the bridge table's prerouting), the
+    # most packets of all; first, since it never leaves by a tunnel
+    iifname . oifname @same_bridge accept
     # into a tunnel (a routed network's veths have the underlay's MTU: plan/routed.veth_mtu):
     # both ends' SYNs say the MSS the tunnel carries (a SYN-ACK is already "established")
     tcp flags syn oifname @TUNNELS tcp option maxseg size set rt mtu
     # a flow's first packet walks the rules below; the rest are accepted by its state (a
     # change that would drop a running flow ends its conntrack entry)
     ct state established,related accept
-    iifname . oifname @same_bridge accept
     # a cluster-wide network: its own pool's traffic between this node's bridge and the
     # other nodes (tunnel or underlay), and no other network's
     oifname . ip saddr @overlay_own accept
@@ -141,7 +138,12 @@ table bridge netbay {
   chain prerouting {
     type filter hook prerouting priority filter; policy accept;
     # anti-spoofing: a container's port passes only its own MAC and IPv4 address (the
-    # common case first: one lookup for a container's IPv4 packet)
+    # common case first: one lookup for a container's IPv4 packet). A frame to another
+    # container ("other": not the bridge's MAC; the bridge marks its own "host" before this
+    # hook) is bridged, never routed: nothing to NAT or remember, so it skips conntrack in
+    # the inet hooks br_netfilter hands it to. A frame to the bridge's MAC (the gateway, a
+    # published port, hairpin, the host's services) stays tracked.
+    meta pkttype other iifname . ether saddr . ip saddr @endpoints notrack accept
     iifname . ether saddr . ip saddr @endpoints accept
     iifname != @ports accept
     iifname . ether saddr . arp saddr ip @endpoints accept
@@ -157,6 +159,7 @@ table bridge netbay {
     icmpv6 type { mld-listener-query, mld-listener-report, mld2-listener-report,
                   mld-listener-done } drop
     icmpv6 type nd-neighbor-advert iifname . ether saddr . @th,64,128 != @nd_targets6 drop
+    meta pkttype other iifname . ether saddr . ip6 saddr @endpoints6 notrack accept
     iifname . ether saddr . ip6 saddr @endpoints6 accept
     drop
   }
